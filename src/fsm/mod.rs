@@ -1,0 +1,57 @@
+//! The job state machine: beanstalkd's jobs, tubes and reservations as a pure, deterministic
+//! function of the operations applied to it.
+//!
+//! It never reads a clock, does no I/O, draws no randomness, and no hash-map iteration order
+//! reaches its output. Every replica applies the same operations and so holds the same state.
+//!
+//! # Time
+//! Each operation comes with the leader's time in milliseconds. The machine's clock is the
+//! largest time seen so far, so it never runs backwards. `apply(op, now)`:
+//! 1. sets the clock to `max(clock, now)`;
+//! 2. fires every timer due by the clock (see below);
+//! 3. executes `op`;
+//! 4. fires every timer due by the clock again (so `reserve-with-timeout 0` times out within
+//!    the same operation, and no timer is ever left due after an apply).
+//!
+//! Timers fire in order of (time, kind, key), kinds in this order: delay end (key: job id),
+//! pause end (key: tube creation sequence), TTR end (job id), deadline-soon start (job id),
+//! reserve timeout (wait sequence). A reserved job with deadline D has one timer at a time:
+//! "soon" at D − 1000 ms, then "TTR end" at D. When "soon" fires and the holder is waiting,
+//! the wait is answered DEADLINE_SOON. `next_deadline()` is the earliest pending timer: the
+//! leader proposes `Tick` then, and only then.
+//!
+//! # Matching
+//! Waiting reserves are FIFO per tube (by wait sequence). Whenever a job becomes ready in an
+//! unpaused tube that has waiters (put, release, delay end, kick, TTR end, a client gone, a
+//! pause end), the tube's first waiter gets the tube's best ready job, repeatedly while both
+//! exist: best is the smallest (priority, id). A new reserve takes, among the unpaused tubes
+//! it waits on, the ready job with the smallest (priority, id). So an unpaused tube never has
+//! both ready jobs and waiters after an apply.
+//!
+//! A reserve first answers DEADLINE_SOON when the client holds a job whose deadline is within
+//! 1000 ms (`now >= deadline - 1000`) and none of the tubes it waits on has a ready job
+//! (paused or not, as beanstalkd counts it); else it reserves or waits, with a timeout if one
+//! was given.
+//!
+//! # Tubes and sessions
+//! A client (`ClientKey`) gets a session the first time an operation names it: it uses
+//! `default` and watches `default`. `ClientGone` ends it (releasing its jobs, dropping its
+//! wait); `ProxyGone` ends all of a proxy's sessions. A tube exists while it is `default`, or
+//! holds jobs, or is used, watched or waited on; pausing does not keep it alive. Tubes list in
+//! creation order.
+
+mod types;
+
+pub use types::*;
+mod digest;
+mod index;
+mod invariants;
+mod machine;
+mod reads;
+mod snapshot;
+mod stats;
+mod tube_name;
+
+pub use machine::{Fsm, DEFAULT_TUBE};
+pub use snapshot::{job_to_proto, RestoreError};
+pub use tube_name::{is_tube_name_byte, validate_tube_name, TUBE_NAME_BYTES_MAX};

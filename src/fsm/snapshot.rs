@@ -1,0 +1,348 @@
+//! Snapshot and restore: the whole state as a `SnapshotProto`, and back. The snapshot keeps
+//! what replay would rebuild and cannot be derived; indexes, counts and timers are derived on
+//! restore, and the result is checked against every invariant before it is used.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::index::{
+    Counters, Job, Pause, Session, State, Timer, TimerKind, Tube, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
+    URGENT_PRI_MAX_EXCLUSIVE,
+};
+use super::machine::Fsm;
+use super::types::{ClientKey, JobState, Millis};
+use crate::api::{ClientResvEntryProto, CountersProto, JobProto, JobStateProto, SnapshotProto, TubeProto};
+
+/// A snapshot that cannot be restored, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreError(pub String);
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid snapshot: {}", self.0)
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
+fn bad(what: impl Into<String>) -> RestoreError {
+    RestoreError(what.into())
+}
+
+fn ms(value: i64, what: &str) -> Result<Millis, RestoreError> {
+    Millis::try_from(value).map_err(|_| bad(format!("{what} is negative: {value}")))
+}
+
+fn secs_u32(value: i64, what: &str) -> Result<u32, RestoreError> {
+    u32::try_from(value).map_err(|_| bad(format!("{what} is outside 0..2^32: {value}")))
+}
+
+impl Counters {
+    fn to_proto(&self) -> CountersProto {
+        CountersProto {
+            cmd_put: self.cmd_put,
+            cmd_reserve: self.cmd_reserve,
+            cmd_reserve_with_timeout: self.cmd_reserve_with_timeout,
+            cmd_delete: self.cmd_delete,
+            cmd_release: self.cmd_release,
+            cmd_use: self.cmd_use,
+            cmd_watch: self.cmd_watch,
+            cmd_ignore: self.cmd_ignore,
+            cmd_bury: self.cmd_bury,
+            cmd_kick: self.cmd_kick,
+            cmd_touch: self.cmd_touch,
+            cmd_pause_tube: self.cmd_pause_tube,
+            job_timeouts: self.job_timeouts,
+            total_jobs: self.total_jobs,
+            cmd_reserve_job: self.cmd_reserve_job,
+        }
+    }
+
+    fn from_proto(p: &CountersProto) -> Self {
+        Counters {
+            cmd_put: p.cmd_put,
+            cmd_reserve: p.cmd_reserve,
+            cmd_reserve_with_timeout: p.cmd_reserve_with_timeout,
+            cmd_reserve_job: p.cmd_reserve_job,
+            cmd_delete: p.cmd_delete,
+            cmd_release: p.cmd_release,
+            cmd_use: p.cmd_use,
+            cmd_watch: p.cmd_watch,
+            cmd_ignore: p.cmd_ignore,
+            cmd_bury: p.cmd_bury,
+            cmd_kick: p.cmd_kick,
+            cmd_touch: p.cmd_touch,
+            cmd_pause_tube: p.cmd_pause_tube,
+            job_timeouts: p.job_timeouts,
+            total_jobs: p.total_jobs,
+        }
+    }
+}
+
+/// Converts a job to its wire form (also used by the peeks of the gRPC API).
+pub fn job_to_proto(job: &super::types::JobView) -> JobProto {
+    let mut p = JobProto {
+        id: job.id as i64,
+        priority: job.pri,
+        delay: i64::from(job.delay_secs),
+        ttr: job.ttr_secs as i32,
+        tube_name: job.tube.clone(),
+        created_at: job.created_ms as i64,
+        body_size: job.body.len() as i32,
+        body: job.body.clone(),
+        reserve_count: job.reserves,
+        timeout_count: job.timeouts,
+        release_count: job.releases,
+        bury_count: job.buries,
+        kick_count: job.kicks,
+        ..JobProto::default()
+    };
+    let state = match &job.state {
+        JobState::Ready => JobStateProto::Ready,
+        JobState::Delayed { until } => {
+            p.ready_at = *until as i64;
+            JobStateProto::Delayed
+        }
+        JobState::Reserved { by, deadline } => {
+            p.expires_at = *deadline as i64;
+            p.reserved_by = by.client.to_string();
+            p.reserved_by_proxy = by.proxy.to_string();
+            JobStateProto::Reserved
+        }
+        JobState::Buried { seq } => {
+            p.bury_seq = *seq;
+            JobStateProto::Buried
+        }
+    };
+    p.set_state(state);
+    p
+}
+
+fn job_state_from_proto(p: &JobProto) -> Result<JobState, RestoreError> {
+    let id = p.id;
+    Ok(match p.state() {
+        JobStateProto::Ready => JobState::Ready,
+        JobStateProto::Delayed => JobState::Delayed { until: ms(p.ready_at, "ready_at")? },
+        JobStateProto::Reserved => JobState::Reserved {
+            by: ClientKey::new(&p.reserved_by_proxy, &p.reserved_by),
+            deadline: ms(p.expires_at, "expires_at")?,
+        },
+        JobStateProto::Buried => JobState::Buried { seq: p.bury_seq },
+        other => return Err(bad(format!("job {id} is in state {other:?}"))),
+    })
+}
+
+impl Fsm {
+    /// The whole state as a snapshot: jobs by id, sessions by client, tubes in creation order.
+    pub fn snapshot(&self) -> SnapshotProto {
+        let s = &self.s;
+        let mut ids: Vec<_> = s.jobs.keys().copied().collect();
+        ids.sort_unstable();
+        let jobs = ids.iter().map(|id| job_to_proto(&self.job(*id).expect("listed job exists"))).collect();
+        let name = |t: &TubeId| s.tubes[t].name.to_string();
+        let reservations = s
+            .sessions
+            .iter()
+            .map(|(key, session)| {
+                let wait = session.wait.as_ref();
+                ClientResvEntryProto {
+                    client_id: key.client.to_string(),
+                    proxy_id: key.proxy.to_string(),
+                    resv_deadline_at: wait.and_then(|w| w.deadline).unwrap_or(0) as i64,
+                    is_waiting_for_resv: wait.is_some(),
+                    req_id: wait.map(|w| w.request_id.clone()).unwrap_or_default(),
+                    watched_tube: wait.map(|w| w.tubes.iter().map(name).collect()).unwrap_or_default(),
+                    wait_seq: wait.map_or(0, |w| w.seq),
+                    used_tube: name(&session.used),
+                    watch_list: session.watched.iter().map(name).collect(),
+                    is_producer: session.producer,
+                    is_worker: session.worker,
+                    ..ClientResvEntryProto::default()
+                }
+            })
+            .collect();
+        let tubes = s
+            .tubes
+            .iter()
+            .map(|(&id, t)| TubeProto {
+                name: t.name.to_string(),
+                pause_secs: t.pause.map_or(0, |p| i64::from(p.secs)),
+                pause_until: t.pause.map_or(0, |p| p.until as i64),
+                total_jobs: t.total_jobs,
+                cmd_delete: t.cmd_delete,
+                cmd_pause_tube: t.cmd_pause_tube,
+                created_seq: id,
+            })
+            .collect();
+        SnapshotProto {
+            jobs,
+            reservations,
+            tubes,
+            counters: Some(s.counters.to_proto()),
+            next_job_id: s.next_job_id,
+            now_ms: s.clock as i64,
+            next_bury_seq: s.next_bury_seq,
+            next_wait_seq: s.next_wait_seq,
+            next_tube_seq: s.next_tube_id,
+        }
+    }
+
+    /// Rebuilds a machine from a snapshot, refusing one that breaks any invariant.
+    pub fn restore(snap: &SnapshotProto) -> Result<Fsm, RestoreError> {
+        let mut s = State {
+            clock: ms(snap.now_ms, "now_ms")?,
+            next_job_id: snap.next_job_id,
+            next_bury_seq: snap.next_bury_seq,
+            next_wait_seq: snap.next_wait_seq,
+            next_tube_id: snap.next_tube_seq,
+            counters: snap.counters.as_ref().map(Counters::from_proto).unwrap_or_default(),
+            ..State::default()
+        };
+        restore_tubes(&mut s, &snap.tubes)?;
+        restore_sessions(&mut s, &snap.reservations)?;
+        restore_jobs(&mut s, &snap.jobs)?;
+        let fsm = Fsm::from_state(s);
+        fsm.check_invariants().map_err(RestoreError)?;
+        Ok(fsm)
+    }
+}
+
+fn tube_named(s: &State, name: &str) -> Result<TubeId, RestoreError> {
+    s.tube_ids.get(name).copied().ok_or_else(|| bad(format!("tube {name:?} is named but not listed")))
+}
+
+fn restore_tubes(s: &mut State, tubes: &[TubeProto]) -> Result<(), RestoreError> {
+    for t in tubes {
+        let id = t.created_seq;
+        let name: Arc<str> = t.name.as_str().into();
+        let pause = match t.pause_secs {
+            0 => None,
+            secs => Some(Pause { secs: secs_u32(secs, "pause_secs")?, until: ms(t.pause_until, "pause_until")? }),
+        };
+        if let Some(p) = pause {
+            s.timers.insert(Timer { at: p.until, kind: TimerKind::PauseEnd, key: id });
+        }
+        let tube = Tube {
+            pause,
+            total_jobs: t.total_jobs,
+            cmd_delete: t.cmd_delete,
+            cmd_pause_tube: t.cmd_pause_tube,
+            ..Tube::new(name.clone())
+        };
+        if s.tubes.insert(id, tube).is_some() || s.tube_ids.insert(name, id).is_some() {
+            return Err(bad(format!("tube {:?} or its id {id} is listed twice", t.name)));
+        }
+    }
+    Ok(())
+}
+
+fn restore_sessions(s: &mut State, entries: &[ClientResvEntryProto]) -> Result<(), RestoreError> {
+    for e in entries {
+        let key = ClientKey::new(&e.proxy_id, &e.client_id);
+        let used = tube_named(s, &e.used_tube)?;
+        let watched = e.watch_list.iter().map(|n| tube_named(s, n)).collect::<Result<Vec<_>, _>>()?;
+        s.tubes.get_mut(&used).expect("named tube exists").using_count += 1;
+        for t in &watched {
+            s.tubes.get_mut(t).expect("named tube exists").watching_count += 1;
+        }
+        let wait = if e.is_waiting_for_resv {
+            let tubes = e.watched_tube.iter().map(|n| tube_named(s, n)).collect::<Result<Vec<_>, _>>()?;
+            let deadline = match e.resv_deadline_at {
+                0 => None,
+                at => Some(ms(at, "resv_deadline_at")?),
+            };
+            for t in &tubes {
+                s.tubes.get_mut(t).expect("named tube exists").waiters.insert(e.wait_seq);
+            }
+            if let Some(at) = deadline {
+                s.timers.insert(Timer { at, kind: TimerKind::WaitTimeout, key: e.wait_seq });
+            }
+            if s.waits.insert(e.wait_seq, key.clone()).is_some() {
+                return Err(bad(format!("wait sequence {} is used twice", e.wait_seq)));
+            }
+            Some(Wait { seq: e.wait_seq, request_id: e.req_id.clone(), tubes, deadline })
+        } else {
+            None
+        };
+        let session = Session {
+            used,
+            watched,
+            reserved: Default::default(),
+            wait,
+            producer: e.is_producer,
+            worker: e.is_worker,
+        };
+        if s.sessions.insert(key.clone(), session).is_some() {
+            return Err(bad(format!("client {key} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+fn restore_jobs(s: &mut State, jobs: &[JobProto]) -> Result<(), RestoreError> {
+    let mut by_id = BTreeMap::new();
+    for p in jobs {
+        let id = u64::try_from(p.id).map_err(|_| bad(format!("job id {} is negative", p.id)))?;
+        let tube = tube_named(s, &p.tube_name)?;
+        let state = job_state_from_proto(p)?;
+        let job = Job {
+            id,
+            tube,
+            pri: p.priority,
+            delay_secs: secs_u32(p.delay, "delay")?,
+            ttr_secs: p.ttr as u32,
+            created: ms(p.created_at, "created_at")?,
+            body: p.body.clone(),
+            timer: None,
+            state,
+            reserves: p.reserve_count,
+            timeouts: p.timeout_count,
+            releases: p.release_count,
+            buries: p.bury_count,
+            kicks: p.kick_count,
+        };
+        if by_id.insert(id, job).is_some() {
+            return Err(bad(format!("job {id} is listed twice")));
+        }
+    }
+    for (id, mut job) in by_id {
+        index_restored_job(s, &mut job)?;
+        s.jobs.insert(id, job);
+    }
+    Ok(())
+}
+
+/// Files a restored job in the index of its state and gives it the timer its state calls for.
+fn index_restored_job(s: &mut State, job: &mut Job) -> Result<(), RestoreError> {
+    let id = job.id;
+    let tube = s.tubes.get_mut(&job.tube).expect("job's tube exists");
+    job.timer = match &job.state {
+        JobState::Ready => {
+            tube.ready.insert((job.pri, id));
+            tube.urgent_count += u64::from(job.pri < URGENT_PRI_MAX_EXCLUSIVE);
+            None
+        }
+        JobState::Delayed { until } => {
+            tube.delayed.insert((*until, id));
+            Some(Timer { at: *until, kind: TimerKind::DelayEnd, key: id })
+        }
+        JobState::Buried { seq } => {
+            tube.buried.insert((*seq, id));
+            None
+        }
+        JobState::Reserved { by, deadline } => {
+            tube.reserved_count += 1;
+            let session = s.sessions.get_mut(by).ok_or_else(|| bad(format!("job {id} is held by unknown client {by}")))?;
+            session.reserved.insert((*deadline, id));
+            let soon = deadline.saturating_sub(DEADLINE_SOON_MARGIN_MS);
+            Some(if soon > s.clock {
+                Timer { at: soon, kind: TimerKind::DeadlineSoon, key: id }
+            } else {
+                Timer { at: *deadline, kind: TimerKind::TtrEnd, key: id }
+            })
+        }
+    };
+    s.timers.extend(job.timer);
+    Ok(())
+}

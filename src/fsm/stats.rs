@@ -1,0 +1,196 @@
+//! The YAML bodies of `stats-job`, `stats-tube` and `stats`, as beanstalkd 1.13 writes them
+//! (string values quoted). Each returns the body only: "---\n" and one "key: value\n" a line.
+
+use std::fmt::Write;
+
+use super::index::{Job, Tube};
+use super::machine::Fsm;
+use super::types::{JobId, JobState, Millis, ServerStats};
+
+/// Whole seconds from `now` to `at`, truncated toward zero as beanstalkd's integer division.
+fn secs_until(at: Millis, now: Millis) -> i64 {
+    (at as i64 - now as i64) / 1000
+}
+
+fn state_name(state: &JobState) -> &'static str {
+    match state {
+        JobState::Ready => "ready",
+        JobState::Delayed { .. } => "delayed",
+        JobState::Reserved { .. } => "reserved",
+        JobState::Buried { .. } => "buried",
+    }
+}
+
+/// Writes `key: value\n` lines into a YAML body.
+struct Yaml(String);
+
+impl Yaml {
+    fn new() -> Self {
+        Yaml(String::from("---\n"))
+    }
+
+    fn field(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
+        let _ = writeln!(self.0, "{key}: {value}");
+        self
+    }
+
+    fn quoted(&mut self, key: &str, value: &str) -> &mut Self {
+        let _ = writeln!(self.0, "{key}: \"{value}\"");
+        self
+    }
+
+    fn finish(&mut self) -> String {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// Jobs of each state, over one tube or all of them.
+#[derive(Default)]
+struct JobCounts {
+    urgent: u64,
+    ready: u64,
+    reserved: u64,
+    delayed: u64,
+    buried: u64,
+}
+
+impl JobCounts {
+    fn add(&mut self, tube: &Tube) {
+        self.urgent += tube.urgent_count;
+        self.ready += tube.ready.len() as u64;
+        self.reserved += tube.reserved_count;
+        self.delayed += tube.delayed.len() as u64;
+        self.buried += tube.buried.len() as u64;
+    }
+
+    fn write(&self, yaml: &mut Yaml) {
+        yaml.field("current-jobs-urgent", self.urgent)
+            .field("current-jobs-ready", self.ready)
+            .field("current-jobs-reserved", self.reserved)
+            .field("current-jobs-delayed", self.delayed)
+            .field("current-jobs-buried", self.buried);
+    }
+}
+
+fn job_yaml(job: &Job, tube: &str, now: Millis) -> String {
+    let time_left = match &job.state {
+        JobState::Reserved { deadline, .. } => secs_until(*deadline, now),
+        JobState::Delayed { until } => secs_until(*until, now),
+        _ => 0,
+    };
+    Yaml::new()
+        .field("id", job.id)
+        .quoted("tube", tube)
+        .field("state", state_name(&job.state))
+        .field("pri", job.pri)
+        .field("age", (now - job.created.min(now)) / 1000)
+        .field("delay", job.delay_secs)
+        .field("ttr", job.ttr_secs)
+        .field("time-left", time_left)
+        .field("file", 0)
+        .field("reserves", job.reserves)
+        .field("timeouts", job.timeouts)
+        .field("releases", job.releases)
+        .field("buries", job.buries)
+        .field("kicks", job.kicks)
+        .finish()
+}
+
+fn tube_yaml(tube: &Tube, now: Millis) -> String {
+    let mut yaml = Yaml::new();
+    yaml.quoted("name", &tube.name);
+    let mut counts = JobCounts::default();
+    counts.add(tube);
+    counts.write(&mut yaml);
+    let (pause_secs, pause_left) = match tube.pause {
+        Some(pause) => (pause.secs, secs_until(pause.until, now)),
+        None => (0, 0),
+    };
+    yaml.field("total-jobs", tube.total_jobs)
+        .field("current-using", tube.using_count)
+        .field("current-watching", tube.watching_count)
+        .field("current-waiting", tube.waiters.len())
+        .field("cmd-delete", tube.cmd_delete)
+        .field("cmd-pause-tube", tube.cmd_pause_tube)
+        .field("pause", pause_secs)
+        .field("pause-time-left", pause_left)
+        .finish()
+}
+
+fn micros(us: u64) -> String {
+    format!("{}.{:06}", us / 1_000_000, us % 1_000_000)
+}
+
+impl Fsm {
+    /// `stats-job <id>` at time `now_ms` (the machine's clock if that is later).
+    pub fn stats_job_yaml(&self, id: JobId, now_ms: Millis) -> Option<String> {
+        let job = self.s.jobs.get(&id)?;
+        Some(job_yaml(job, &self.s.tubes[&job.tube].name, now_ms.max(self.s.clock)))
+    }
+
+    /// `stats-tube <name>`, or None when the tube does not exist.
+    pub fn stats_tube_yaml(&self, name: &str, now_ms: Millis) -> Option<String> {
+        let tube = self.s.tube_ids.get(name)?;
+        Some(tube_yaml(&self.s.tubes[tube], now_ms.max(self.s.clock)))
+    }
+
+    /// `stats`: the machine's counts merged with what the serving process knows.
+    pub fn stats_yaml(&self, server: &ServerStats) -> String {
+        let c = &self.s.counters;
+        let mut counts = JobCounts::default();
+        for tube in self.s.tubes.values() {
+            counts.add(tube);
+        }
+        let producers = self.s.sessions.values().filter(|s| s.producer).count();
+        let workers = self.s.sessions.values().filter(|s| s.worker).count();
+        let mut yaml = Yaml::new();
+        counts.write(&mut yaml);
+        yaml.field("cmd-put", c.cmd_put)
+            .field("cmd-peek", server.cmd_peek)
+            .field("cmd-peek-ready", server.cmd_peek_ready)
+            .field("cmd-peek-delayed", server.cmd_peek_delayed)
+            .field("cmd-peek-buried", server.cmd_peek_buried)
+            .field("cmd-reserve", c.cmd_reserve)
+            .field("cmd-reserve-with-timeout", c.cmd_reserve_with_timeout)
+            .field("cmd-delete", c.cmd_delete)
+            .field("cmd-release", c.cmd_release)
+            .field("cmd-use", c.cmd_use)
+            .field("cmd-watch", c.cmd_watch)
+            .field("cmd-ignore", c.cmd_ignore)
+            .field("cmd-bury", c.cmd_bury)
+            .field("cmd-kick", c.cmd_kick)
+            .field("cmd-touch", c.cmd_touch)
+            .field("cmd-stats", server.cmd_stats)
+            .field("cmd-stats-job", server.cmd_stats_job)
+            .field("cmd-stats-tube", server.cmd_stats_tube)
+            .field("cmd-list-tubes", server.cmd_list_tubes)
+            .field("cmd-list-tube-used", server.cmd_list_tube_used)
+            .field("cmd-list-tubes-watched", server.cmd_list_tubes_watched)
+            .field("cmd-pause-tube", c.cmd_pause_tube)
+            .field("job-timeouts", c.job_timeouts)
+            .field("total-jobs", c.total_jobs)
+            .field("max-job-size", server.max_job_size)
+            .field("current-tubes", self.s.tubes.len())
+            .field("current-connections", server.current_connections)
+            .field("current-producers", producers)
+            .field("current-workers", workers)
+            .field("current-waiting", self.s.waits.len())
+            .field("total-connections", server.total_connections)
+            .field("pid", server.pid)
+            .quoted("version", &server.version)
+            .field("rusage-utime", micros(server.rusage_utime_us))
+            .field("rusage-stime", micros(server.rusage_stime_us))
+            .field("uptime", server.uptime_secs)
+            .field("binlog-oldest-index", server.binlog_oldest_index)
+            .field("binlog-current-index", server.binlog_current_index)
+            .field("binlog-records-migrated", server.binlog_records_migrated)
+            .field("binlog-records-written", server.binlog_records_written)
+            .field("binlog-max-size", server.binlog_max_size)
+            .field("draining", server.draining)
+            .field("id", &server.id)
+            .quoted("hostname", &server.hostname)
+            .quoted("os", &server.os)
+            .quoted("platform", &server.platform)
+            .finish()
+    }
+}

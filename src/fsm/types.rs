@@ -1,0 +1,217 @@
+//! The state machine's vocabulary: operations in, replies and reservation events out.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// A job id: one global sequence from 1.
+pub type JobId = u64;
+
+/// Milliseconds on the state machine's clock (leader-stamped, since the Unix epoch).
+pub type Millis = u64;
+
+/// Who a reservation belongs to: a client connection behind a proxy (front end). Ordered, so
+/// that "every client of a proxy" is one range of the session map.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientKey {
+    pub proxy: Arc<str>,
+    pub client: Arc<str>,
+}
+
+impl ClientKey {
+    pub fn new(proxy: &str, client: &str) -> Self {
+        ClientKey { proxy: proxy.into(), client: client.into() }
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.proxy, self.client)
+    }
+}
+
+/// One replicated operation. Durations are whole seconds, as the beanstalkd protocol gives
+/// them; the machine keeps milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `put`: a new job in `tube`, ready or (delay > 0) delayed. `client`, when given, is
+    /// counted as a producer. ttr 0 is raised to 1.
+    Put { client: Option<ClientKey>, tube: String, pri: u32, delay_secs: u32, ttr_secs: u32, body: Bytes },
+    /// `reserve` (timeout None) or `reserve-with-timeout`: across `tubes`, or the client's
+    /// watch list when `tubes` is empty. Replaces any wait the client already had.
+    Reserve { client: ClientKey, request_id: String, timeout_secs: Option<u32>, tubes: Vec<String> },
+    /// `reserve-job <id>`: a ready, delayed or buried job, by id.
+    ReserveJob { client: ClientKey, id: JobId },
+    /// `delete <id>`: a ready, delayed or buried job, or one reserved by `client`.
+    Delete { client: Option<ClientKey>, id: JobId },
+    /// `release <id> <pri> <delay>`: a job reserved by `client`, back to ready or delayed.
+    Release { client: ClientKey, id: JobId, pri: u32, delay_secs: u32 },
+    /// `bury <id> <pri>`: a job reserved by `client`.
+    Bury { client: ClientKey, id: JobId, pri: u32 },
+    /// `touch <id>`: restart the TTR of a job reserved by `client`.
+    Touch { client: ClientKey, id: JobId },
+    /// `kick <bound>` on `tube`: buried jobs if it has any, else delayed ones.
+    Kick { tube: String, bound: u32 },
+    /// `kick-job <id>`: one buried or delayed job.
+    KickJob { id: JobId },
+    /// `pause-tube <tube> <delay>`: 0 unpauses at once.
+    PauseTube { tube: String, delay_secs: u32 },
+    /// `use <tube>`.
+    Use { client: ClientKey, tube: String },
+    /// `watch <tube>`.
+    Watch { client: ClientKey, tube: String },
+    /// `ignore <tube>`.
+    Ignore { client: ClientKey, tube: String },
+    /// The client went away: its reserved jobs go back to ready, its wait and session end.
+    ClientGone { client: ClientKey },
+    /// The proxy went away: `ClientGone` for each of its clients, in client order.
+    ProxyGone { proxy: String },
+    /// Only time passes: fires every deadline due by now.
+    Tick,
+}
+
+/// What a reservation came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    Reserved { id: JobId, body: Bytes },
+    TimedOut,
+    DeadlineSoon,
+}
+
+/// A reservation answered: the reply to a waiting `reserve`, to be sent to its client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReservationEvent {
+    pub client: ClientKey,
+    pub request_id: String,
+    pub outcome: ReserveOutcome,
+}
+
+/// The successful answer to an operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Delete, release, bury, touch, kick-job, pause-tube, use, gone, tick.
+    Done,
+    /// Put: the new job's id.
+    Put { id: JobId },
+    /// Reserve: answered already (the same outcome is also among the events), or None while
+    /// the client waits.
+    Reserve(Option<ReserveOutcome>),
+    /// Reserve-job: the job now reserved by the client.
+    ReservedJob { id: JobId, body: Bytes },
+    /// Kick: how many jobs were kicked.
+    Kicked { count: u32 },
+    /// Watch, ignore: how many tubes the client watches now.
+    Watching { count: u32 },
+}
+
+/// Why an operation did nothing. Each maps to its own wire code; the beanstalkd front end
+/// answers NOT_FOUND for the first three, as beanstalkd does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FsmError {
+    /// No such job (or tube, for pause-tube).
+    NotFound,
+    /// The job exists but is in a state the operation does not take.
+    WrongState,
+    /// The job is reserved by another client.
+    NotYours,
+    /// `ignore` of the only tube a client watches.
+    LastWatchedTube,
+    /// An argument no command could carry (a bad tube name).
+    BadArgument(&'static str),
+}
+
+impl fmt::Display for FsmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FsmError::NotFound => f.write_str("not found"),
+            FsmError::WrongState => f.write_str("job is not in a state this operation takes"),
+            FsmError::NotYours => f.write_str("job is reserved by another client"),
+            FsmError::LastWatchedTube => f.write_str("cannot ignore the only watched tube"),
+            FsmError::BadArgument(why) => write!(f, "bad argument: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FsmError {}
+
+/// The result of applying one operation: its reply and every reservation it answered, in the
+/// order they were answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub reply: Result<Reply, FsmError>,
+    pub events: Vec<ReservationEvent>,
+}
+
+/// A job's state as readers see it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum JobState {
+    Ready,
+    /// Becomes ready at `until`.
+    Delayed { until: Millis },
+    /// Held by `by` until `deadline` (its TTR runs out then).
+    Reserved { by: ClientKey, deadline: Millis },
+    /// `seq` orders the tube's buried jobs: kicks and peek-buried take the smallest.
+    Buried { seq: u64 },
+}
+
+/// A copy of one job, for peeks and stats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobView {
+    pub id: JobId,
+    pub tube: String,
+    pub pri: u32,
+    pub state: JobState,
+    /// The last delay given (put or release), in seconds.
+    pub delay_secs: u32,
+    pub ttr_secs: u32,
+    pub created_ms: Millis,
+    pub body: Bytes,
+    pub reserves: u32,
+    pub timeouts: u32,
+    pub releases: u32,
+    pub buries: u32,
+    pub kicks: u32,
+}
+
+/// Which of a proxy's clients wait for a reservation (CheckClientState).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientStates {
+    pub waiting: Vec<String>,
+    pub not_waiting: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+/// What `stats` needs that the state machine does not keep: counts of commands that never
+/// reach the log and facts about the serving process. Filled by the front end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub cmd_peek: u64,
+    pub cmd_peek_ready: u64,
+    pub cmd_peek_delayed: u64,
+    pub cmd_peek_buried: u64,
+    pub cmd_stats: u64,
+    pub cmd_stats_job: u64,
+    pub cmd_stats_tube: u64,
+    pub cmd_list_tubes: u64,
+    pub cmd_list_tube_used: u64,
+    pub cmd_list_tubes_watched: u64,
+    pub max_job_size: u64,
+    pub current_connections: u64,
+    pub total_connections: u64,
+    pub pid: u64,
+    pub version: String,
+    pub rusage_utime_us: u64,
+    pub rusage_stime_us: u64,
+    pub uptime_secs: u64,
+    pub binlog_oldest_index: u64,
+    pub binlog_current_index: u64,
+    pub binlog_records_migrated: u64,
+    pub binlog_records_written: u64,
+    pub binlog_max_size: u64,
+    pub draining: bool,
+    pub id: String,
+    pub hostname: String,
+    pub os: String,
+    pub platform: String,
+}

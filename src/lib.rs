@@ -1,0 +1,4 @@
+//! coolbeans: a beanstalkd-compatible work queue replicated through Raft.
+
+pub mod api;
+pub mod fsm;
