@@ -172,19 +172,23 @@ impl Fsm {
         let tubes = if tube_names.is_empty() { watched } else { self.tubes_or_create(tube_names) };
         let any_ready = tubes.iter().any(|t| !self.s.tubes[t].ready.is_empty());
         let clock = self.s.clock;
-        if soonest_deadline.is_some_and(|d| clock + DEADLINE_SOON_MARGIN_MS >= d) && !any_ready {
-            self.answer(client, request_id, ReserveOutcome::DeadlineSoon);
-            return Ok(Reply::Reserve(None));
-        }
         let best = tubes
             .iter()
             .map(|t| &self.s.tubes[t])
             .filter(|t| t.pause.is_none())
             .filter_map(|t| t.ready.first().copied())
             .min();
-        match best {
-            Some((_, id)) => self.give_job(&client, request_id, id),
-            None => self.start_wait(client, request_id, tubes, timeout_secs),
+        if soonest_deadline.is_some_and(|d| clock + DEADLINE_SOON_MARGIN_MS >= d) && !any_ready {
+            self.answer(client, request_id, ReserveOutcome::DeadlineSoon);
+        } else if let Some((_, id)) = best {
+            self.give_job(&client, request_id, id);
+        } else {
+            self.start_wait(client, request_id, tubes, timeout_secs);
+            return Ok(Reply::Reserve(None));
+        }
+        // Named tubes this reserve created but did not wait on are let go again.
+        for tube in tubes {
+            self.drop_tube_if_unused(tube);
         }
         Ok(Reply::Reserve(None))
     }

@@ -34,9 +34,9 @@
 //! was given.
 //!
 //! # Tubes and sessions
-//! A client (`ClientKey`) gets a session the first time an operation names it: it uses
-//! `default` and watches `default`. `ClientGone` ends it (releasing its jobs, dropping its
-//! wait); `ProxyGone` ends all of a proxy's sessions. A tube exists while it is `default`, or
+//! A client (`ClientKey`) gets a session the first time a put, reserve, reserve-job, use,
+//! watch or ignore names it: it uses `default` and watches `default`. `ClientGone` ends it
+//! (releasing its jobs, dropping its wait); `ProxyGone` ends all of a proxy's sessions. A tube exists while it is `default`, or
 //! holds jobs, or is used, watched or waited on; pausing does not keep it alive. Tubes list in
 //! creation order.
 
