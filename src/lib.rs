@@ -2,3 +2,8 @@
 
 pub mod api;
 pub mod fsm;
+pub mod node;
+pub mod limits;
+pub mod rpc;
+pub mod cli;
+pub mod storage;

@@ -1,6 +1,7 @@
 //! The `coolbeans` binary: subcommands and flags only; the work is in the library.
 
 use clap::{Parser, Subcommand};
+use coolbeans::cli;
 
 /// A beanstalkd-compatible work queue replicated through Raft.
 #[derive(Parser, Debug)]
@@ -12,17 +13,38 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the state machine's limits and wire API version.
-    Info,
+    /// Run one Raft node serving the gRPC API.
+    ClusterNode(cli::node::NodeArgs),
+    /// Ask a node about the cluster, or change its membership.
+    ClusterClient {
+        #[command(subcommand)]
+        command: cli::client::ClientCommand,
+        /// The node to ask (HOST:PORT of its gRPC port).
+        #[arg(long, global = true, default_value = "127.0.0.1:7001")]
+        node_addr: String,
+    },
 }
 
-fn main() {
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Info => {
-            println!("coolbeans {}", env!("CARGO_PKG_VERSION"));
-            println!("api: coolbeans.api.v1");
-            println!("tube name: 1..={} bytes", coolbeans::fsm::TUBE_NAME_BYTES_MAX);
+    let result = match cli.command {
+        Command::ClusterNode(args) => {
+            init_logging();
+            cli::node::run(args).await
         }
+        Command::ClusterClient { command, node_addr } => {
+            cli::client::run(command, &node_addr).await.map(|out| println!("{out}"))
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
     }
 }

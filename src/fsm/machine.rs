@@ -170,7 +170,6 @@ impl Fsm {
         let soonest_deadline = session.reserved.first().map(|&(deadline, _)| deadline);
         let watched = session.watched.clone();
         let tubes = if tube_names.is_empty() { watched } else { self.tubes_or_create(tube_names) };
-        let any_ready = tubes.iter().any(|t| !self.s.tubes[t].ready.is_empty());
         let clock = self.s.clock;
         let best = tubes
             .iter()
@@ -178,10 +177,13 @@ impl Fsm {
             .filter(|t| t.pause.is_none())
             .filter_map(|t| t.ready.first().copied())
             .min();
-        if soonest_deadline.is_some_and(|d| clock + DEADLINE_SOON_MARGIN_MS >= d) && !any_ready {
-            self.answer(client, request_id, ReserveOutcome::DeadlineSoon);
-        } else if let Some((_, id)) = best {
+        let deadline_soon = soonest_deadline.is_some_and(|d| clock + DEADLINE_SOON_MARGIN_MS >= d);
+        if let Some((_, id)) = best {
             self.give_job(&client, request_id, id);
+        } else if deadline_soon {
+            // beanstalkd answers at once when no watched tube has a ready job, and on its next
+            // tick when the only ready jobs sit in paused tubes: here both are at once.
+            self.answer(client, request_id, ReserveOutcome::DeadlineSoon);
         } else {
             self.start_wait(client, request_id, tubes, timeout_secs);
             return Ok(Reply::Reserve(None));
@@ -375,6 +377,10 @@ impl Fsm {
             .take_while(|k| &*k.proxy == proxy)
             .cloned()
             .collect();
+        // Every wait ends first, so no job released below goes to a client that is leaving.
+        for client in &clients {
+            self.end_wait(client);
+        }
         for client in clients {
             self.end_session(&client);
         }

@@ -28,10 +28,10 @@
 //! it waits on, the ready job with the smallest (priority, id). So an unpaused tube never has
 //! both ready jobs and waiters after an apply.
 //!
-//! A reserve first answers DEADLINE_SOON when the client holds a job whose deadline is within
-//! 1000 ms (`now >= deadline - 1000`) and none of the tubes it waits on has a ready job
-//! (paused or not, as beanstalkd counts it); else it reserves or waits, with a timeout if one
-//! was given.
+//! A reserve takes a ready job if one of its unpaused tubes has one. Otherwise, if the client
+//! holds a job whose deadline is within 1000 ms (`now >= deadline - 1000`), it answers
+//! DEADLINE_SOON; else it waits, with a timeout if one was given. `ProxyGone` ends every wait
+//! of the proxy's clients before releasing any of their jobs.
 //!
 //! # Tubes and sessions
 //! A client (`ClientKey`) gets a session the first time a put, reserve, reserve-job, use,
@@ -55,3 +55,5 @@ mod tube_name;
 pub use machine::{Fsm, DEFAULT_TUBE};
 pub use snapshot::{job_to_proto, RestoreError};
 pub use tube_name::{is_tube_name_byte, validate_tube_name, TUBE_NAME_BYTES_MAX};
+#[cfg(test)]
+mod tests;

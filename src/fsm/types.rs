@@ -65,7 +65,8 @@ pub enum Op {
     Ignore { client: ClientKey, tube: String },
     /// The client went away: its reserved jobs go back to ready, its wait and session end.
     ClientGone { client: ClientKey },
-    /// The proxy went away: `ClientGone` for each of its clients, in client order.
+    /// The proxy went away: every wait of its clients ends, then `ClientGone` for each client,
+    /// in client order.
     ProxyGone { proxy: String },
     /// Only time passes: fires every deadline due by now.
     Tick,

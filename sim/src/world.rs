@@ -1,0 +1,186 @@
+//! The simulated world: Raft nodes on their own simulated hosts, each with a simulated disk
+//! that outlives the node, so a killed node restarts from what it had synced.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coolbeans::node::{start_node, DriverConfig, NodeHandle, NodeOptions, Status};
+use coolbeans::storage::{Disk, SimDisk, WalOptions};
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+use rand::Rng;
+
+use crate::trace::Trace;
+
+/// The gRPC port every node listens on.
+pub const NODE_PORT: u16 = 7000;
+
+/// How a simulated node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeSetup {
+    pub tick: Duration,
+    pub snapshot_entries: u64,
+}
+
+impl Default for NodeSetup {
+    fn default() -> Self {
+        NodeSetup { tick: Duration::from_millis(100), snapshot_entries: 10_000 }
+    }
+}
+
+/// One simulated Raft node: its host, its disk, and its handle while it runs.
+pub struct SimNode {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub host: NodeId,
+    pub disk: SimDisk,
+    /// Set by the node's init each time it starts; cleared when it is killed.
+    pub handle: Arc<Mutex<Option<NodeHandle>>>,
+    pub alive: bool,
+}
+
+/// A cluster of simulated nodes.
+pub struct Cluster {
+    pub nodes: BTreeMap<u64, SimNode>,
+    pub trace: Trace,
+}
+
+pub fn node_ip(id: u64) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8))
+}
+
+pub fn node_addr(id: u64) -> SocketAddr {
+    SocketAddr::new(node_ip(id), NODE_PORT)
+}
+
+impl Cluster {
+    /// Starts `count` nodes (ids 1..=count) that form one cluster.
+    pub fn start(count: u64, setup: NodeSetup, trace: Trace) -> Cluster {
+        let peers: BTreeMap<u64, String> = (1..=count).map(|id| (id, node_addr(id).to_string())).collect();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=count {
+            nodes.insert(id, spawn_node(id, peers.clone(), setup.clone()));
+        }
+        trace.event(format!("cluster of {count} started"));
+        Cluster { nodes, trace }
+    }
+
+    /// A running node's handle.
+    pub fn handle(&self, id: u64) -> Option<NodeHandle> {
+        self.nodes.get(&id).and_then(|n| n.handle.lock().expect("handle lock").clone())
+    }
+
+    pub fn status(&self, id: u64) -> Option<Status> {
+        self.handle(id).map(|h| h.status())
+    }
+
+    /// The leader that a majority of running nodes agree on, if any.
+    pub fn leader(&self) -> Option<u64> {
+        let mut votes: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+        for id in self.nodes.keys() {
+            if let Some(s) = self.status(*id) {
+                if s.leader_id != 0 {
+                    *votes.entry((s.term, s.leader_id)).or_default() += 1;
+                }
+            }
+        }
+        let majority = self.nodes.len() / 2 + 1;
+        let ((_, leader), _) = votes.into_iter().filter(|(_, n)| *n >= majority).max()?;
+        self.status(leader).filter(|s| s.is_leader()).map(|_| leader)
+    }
+
+    /// Waits up to `limit` for a leader; answers it and how long it took.
+    pub async fn await_leader(&self, limit: Duration, not: Option<u64>) -> Option<(u64, Duration)> {
+        let started = madsim::time::Instant::now();
+        while started.elapsed() < limit {
+            if let Some(leader) = self.leader().filter(|l| Some(*l) != not) {
+                self.trace.event(format!("leader is node {leader}"));
+                return Some((leader, started.elapsed()));
+            }
+            madsim::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
+    /// Kills a node: its tasks stop and its disk loses what it had not synced, tearing the
+    /// last unsynced write half the time.
+    pub fn kill(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        Handle::current().kill(node.host);
+        *node.handle.lock().expect("handle lock") = None;
+        let mut rng = madsim::rand::thread_rng();
+        let tear = rng.gen_bool(0.5).then(|| rng.gen::<u64>());
+        node.disk.crash(tear);
+        node.alive = false;
+        self.trace.event(format!("node {id} killed (tear: {})", tear.is_some()));
+    }
+
+    /// Restarts a killed node from its disk.
+    pub fn restart(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        Handle::current().restart(node.host);
+        node.alive = true;
+        self.trace.event(format!("node {id} restarted"));
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn await_applied(&self, id: u64, index: u64, limit: Duration) -> bool {
+        let started = madsim::time::Instant::now();
+        while started.elapsed() < limit {
+            if self.status(id).is_some_and(|s| s.applied_index >= index) {
+                return true;
+            }
+            madsim::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Digests of the running nodes, with their applied index.
+    pub fn digests(&self) -> BTreeMap<u64, (u64, u64)> {
+        let mut out = BTreeMap::new();
+        for id in self.nodes.keys() {
+            if let Some(h) = self.handle(*id) {
+                let applied = h.status().applied_index;
+                out.insert(*id, (applied, h.read(|s| s.digest())));
+            }
+        }
+        out
+    }
+}
+
+fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNode {
+    let disk = SimDisk::new();
+    let handle_slot: Arc<Mutex<Option<NodeHandle>>> = Arc::new(Mutex::new(None));
+    let addr = node_addr(id);
+    let (init_disk, slot) = (disk.clone(), handle_slot.clone());
+    let host = Handle::current()
+        .create_node()
+        .name(format!("node-{id}"))
+        .ip(node_ip(id))
+        .init(move || {
+            let (disk, slot, peers) = (init_disk.clone(), slot.clone(), peers.clone());
+            let options = NodeOptions {
+                driver: DriverConfig { id, tick: setup.tick, snapshot_entries: setup.snapshot_entries, ..DriverConfig::default() },
+                advertise: addr.to_string(),
+                peers,
+                data_dir: PathBuf::from("data"),
+                wal: WalOptions::default(),
+            };
+            async move {
+                let disk: Arc<dyn Disk> = Arc::new(disk);
+                let node = match start_node(options, disk) {
+                    Ok(node) => node,
+                    Err(e) => panic!("node {id} failed to start: {e}"),
+                };
+                *slot.lock().expect("handle lock") = Some(node.clone());
+                if let Err(e) = coolbeans::rpc::serve(addr, node, std::future::pending()).await {
+                    panic!("node {id} gRPC server failed: {e}");
+                }
+            }
+        })
+        .build();
+    SimNode { id, addr, host: host.id(), disk, handle: handle_slot, alive: true }
+}

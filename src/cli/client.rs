@@ -1,0 +1,217 @@
+//! `coolbeans cluster-client`: ask a node about the cluster, or change its membership.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use crate::api::cluster_client::ClusterClient;
+use crate::api::{Empty, JoinRequest, LeaveRequest, NodeStatusResponse};
+use crate::rpc::status::leader_hint;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Redirects to the leader followed before giving up.
+const REDIRECTS_MAX: usize = 5;
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ClientCommand {
+    /// Print `true` if the node is the leader, else `false`.
+    IsLeader,
+    /// Print node id, leader id, term, commit and applied index, and members.
+    Status {
+        /// One JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a node to the cluster (as a learner, promoted once caught up).
+    Join {
+        #[arg(long)]
+        node_id: u64,
+        #[arg(long)]
+        addr: String,
+    },
+    /// Remove a node from the cluster.
+    Leave {
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Take a snapshot on the node and compact its log.
+    Snapshot,
+    /// Benchmark: concurrent writers put jobs for a while; prints writes/s and commit latency.
+    PutBench {
+        /// Every node of the cluster (the writers find the leader); default: --node-addr.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<std::net::SocketAddr>,
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 100)]
+        body_bytes: usize,
+    },
+}
+
+async fn connect(addr: &str) -> Result<ClusterClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad node address {addr:?}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT);
+    let channel = endpoint.connect().await.map_err(|e| format!("cannot reach node at {addr}: {e}"))?;
+    Ok(ClusterClient::new(channel))
+}
+
+/// Runs a cluster call on the leader: on "not the leader", goes where the node points.
+async fn on_leader<F, Fut>(addr: &str, call: F) -> Result<(), String>
+where
+    F: Fn(ClusterClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
+    let mut target = addr.to_string();
+    for _ in 0..=REDIRECTS_MAX {
+        let client = connect(&target).await?;
+        match call(client).await {
+            Ok(()) => return Ok(()),
+            Err(status) if status.code() == Code::FailedPrecondition => match leader_hint(&status) {
+                (_, Some(leader)) if leader != target => target = leader,
+                _ => return Err(format!("{target}: {}", status.message())),
+            },
+            Err(status) => return Err(format!("{target}: {}", status.message())),
+        }
+    }
+    Err(format!("gave up after {REDIRECTS_MAX} redirects to the leader"))
+}
+
+/// Asks the cluster (through `via`) to add this node, retrying with backoff until it answers.
+pub async fn join_with_retry(via: &str, node_id: u64, addr: &str) -> Result<(), String> {
+    let mut backoff = Duration::from_millis(200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let request = JoinRequest { node_id: node_id.to_string(), addr: addr.to_string() };
+        let result = on_leader(via, |mut c| {
+            let request = request.clone();
+            async move { c.join(request).await.map(|_| ()) }
+        })
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(e) => tracing::info!(error = %e, "join not accepted yet; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `status --json`: one object with the keys the issue names.
+pub fn status_json(s: &NodeStatusResponse) -> String {
+    let members: Vec<String> = s
+        .members
+        .iter()
+        .map(|m| format!("{{\"id\":{},\"addr\":{},\"voter\":{}}}", m.node_id, json_string(&m.addr), m.voter))
+        .collect();
+    format!(
+        "{{\"node_id\":{},\"leader_id\":{},\"term\":{},\"commit_index\":{},\"applied_index\":{},\"members\":[{}]}}",
+        s.node_id,
+        s.leader_id,
+        s.term,
+        s.commit_index,
+        s.applied_index,
+        members.join(",")
+    )
+}
+
+fn status_lines(s: &NodeStatusResponse) -> String {
+    let members: Vec<String> = s
+        .members
+        .iter()
+        .map(|m| format!("{}={}{}", m.node_id, m.addr, if m.voter { "" } else { " (learner)" }))
+        .collect();
+    format!(
+        "node_id: {}\nleader_id: {}\nterm: {}\ncommit_index: {}\napplied_index: {}\nmembers: {}",
+        s.node_id,
+        s.leader_id,
+        s.term,
+        s.commit_index,
+        s.applied_index,
+        members.join(", ")
+    )
+}
+
+/// Runs one client command against `addr` and returns what to print.
+pub async fn run(command: ClientCommand, addr: &str) -> Result<String, String> {
+    match command {
+        ClientCommand::IsLeader => {
+            let r = connect(addr).await?.is_node_leader(Empty {}).await.map_err(|s| format!("{addr}: {}", s.message()))?;
+            Ok(r.into_inner().is_leader.to_string())
+        }
+        ClientCommand::Status { json } => {
+            let r = connect(addr).await?.status(Empty {}).await.map_err(|s| format!("{addr}: {}", s.message()))?;
+            let s = r.into_inner();
+            Ok(if json { status_json(&s) } else { status_lines(&s) })
+        }
+        ClientCommand::Join { node_id, addr: new_addr } => {
+            let request = JoinRequest { node_id: node_id.to_string(), addr: new_addr };
+            on_leader(addr, |mut c| {
+                let request = request.clone();
+                async move { c.join(request).await.map(|_| ()) }
+            })
+            .await?;
+            Ok(format!("node {node_id} joined (as a learner until it catches up)"))
+        }
+        ClientCommand::Leave { node_id } => {
+            on_leader(addr, |mut c| async move { c.leave(LeaveRequest { node_id: node_id.to_string() }).await.map(|_| ()) })
+                .await?;
+            Ok(format!("node {node_id} left"))
+        }
+        ClientCommand::PutBench { mut nodes, writers, seconds, body_bytes } => {
+            if nodes.is_empty() {
+                nodes.push(addr.parse().map_err(|e| format!("--node-addr {addr}: {e}"))?);
+            }
+            super::put_bench::run(nodes, writers.max(1), seconds, body_bytes).await
+        }
+        ClientCommand::Snapshot => {
+            connect(addr).await?.snapshot(Empty {}).await.map_err(|s| format!("{addr}: {}", s.message()))?;
+            Ok("snapshot taken".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MemberProto;
+
+    /// The JSON has exactly the named keys and escapes strings.
+    #[test]
+    fn status_json_shape() {
+        let s = NodeStatusResponse {
+            node_id: 2,
+            leader_id: 1,
+            term: 3,
+            commit_index: 10,
+            applied_index: 9,
+            members: vec![MemberProto { node_id: 1, addr: "a\"b:1".into(), voter: true }],
+            snapshot_index: 0,
+        };
+        assert_eq!(
+            status_json(&s),
+            r#"{"node_id":2,"leader_id":1,"term":3,"commit_index":10,"applied_index":9,"members":[{"id":1,"addr":"a\"b:1","voter":true}]}"#
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Subcommands and their flags. Each one parses, then hands to the library.
+
+pub mod client;
+pub mod node;
+pub mod peers;
+pub mod put_bench;

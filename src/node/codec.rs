@@ -1,0 +1,415 @@
+//! Operations and their results on the wire: `Op` ↔ (`OpType`, encoded request message), and
+//! `Result<Reply, FsmError>` ↔ `ApplyOpResponse`. Decoding is total: a malformed entry is an
+//! error value, never a panic, so every replica treats it the same way.
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::api::{self, OpType, ReservationStatus, ResultCode};
+use crate::fsm::{ClientKey, FsmError, Op, Reply, ReserveOutcome};
+
+/// Why a request cannot become an operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn invalid(what: impl Into<String>) -> DecodeError {
+    DecodeError(what.into())
+}
+
+/// A job id from the wire: int64 there, positive here.
+pub fn job_id(id: i64) -> Result<u64, DecodeError> {
+    u64::try_from(id).map_err(|_| invalid(format!("job id {id} is negative")))
+}
+
+/// Seconds from an int64 field that beanstalkd carries as u32.
+pub fn secs_u32(secs: i64, what: &str) -> Result<u32, DecodeError> {
+    u32::try_from(secs).map_err(|_| invalid(format!("{what} {secs} is outside 0..=4294967295")))
+}
+
+/// The client a request names; None when it names none (an API caller without a session).
+fn client(proxy_id: &str, client_id: &str) -> Option<ClientKey> {
+    (!proxy_id.is_empty() || !client_id.is_empty()).then(|| ClientKey::new(proxy_id, client_id))
+}
+
+fn required_client(proxy_id: &str, client_id: &str) -> Result<ClientKey, DecodeError> {
+    client(proxy_id, client_id).ok_or_else(|| invalid("the request names no client"))
+}
+
+/// `timeout_secs` on the wire: negative waits for ever (plain `reserve`).
+fn timeout(timeout_secs: i32) -> Option<u32> {
+    u32::try_from(timeout_secs).ok()
+}
+
+/// The wire form of an operation, as it goes into the log.
+pub fn encode_op(op: &Op) -> (OpType, Vec<u8>) {
+    let split = |c: &ClientKey| (c.proxy.to_string(), c.client.to_string());
+    let split_opt = |c: &Option<ClientKey>| c.as_ref().map(split).unwrap_or_default();
+    match op {
+        Op::Put { client, tube, pri, delay_secs, ttr_secs, body } => {
+            let (proxy_id, client_id) = split_opt(client);
+            let m = api::PutRequest {
+                priority: *pri,
+                delay: i64::from(*delay_secs),
+                ttr: *ttr_secs as i32,
+                tube_name: tube.clone(),
+                body_size: body.len() as i32,
+                body: body.clone(),
+                proxy_id,
+                client_id,
+            };
+            (OpType::Put, m.encode_to_vec())
+        }
+        Op::Reserve { client, request_id, timeout_secs, tubes } => {
+            let (proxy_id, client_id) = split(client);
+            let m = api::ReserveRequest {
+                client_id,
+                request_id: request_id.clone(),
+                timeout_secs: timeout_secs.map_or(-1, |t| t.min(i32::MAX as u32) as i32),
+                watched_tubes: tubes.clone(),
+                proxy_id,
+            };
+            (OpType::Reserve, m.encode_to_vec())
+        }
+        Op::ReserveJob { client, id } => {
+            let (proxy_id, client_id) = split(client);
+            (OpType::ReserveJob, api::ReserveJobRequest { job_id: *id as i64, client_id, proxy_id }.encode_to_vec())
+        }
+        Op::Delete { client, id } => {
+            let (proxy_id, client_id) = split_opt(client);
+            (OpType::Delete, api::DeleteRequest { job_id: *id as i64, proxy_id, client_id }.encode_to_vec())
+        }
+        Op::Release { client, id, pri, delay_secs } => {
+            let (proxy_id, client_id) = split(client);
+            let m = api::ReleaseRequest {
+                job_id: *id as i64,
+                client_id,
+                proxy_id,
+                delay: i64::from(*delay_secs),
+                priority: *pri,
+            };
+            (OpType::Release, m.encode_to_vec())
+        }
+        Op::Bury { client, id, pri } => {
+            let (proxy_id, client_id) = split(client);
+            (OpType::Bury, api::BuryRequest { job_id: *id as i64, priority: *pri, client_id, proxy_id }.encode_to_vec())
+        }
+        Op::Touch { client, id } => {
+            let (proxy_id, client_id) = split(client);
+            (OpType::Touch, api::TouchRequest { job_id: *id as i64, client_id, proxy_id }.encode_to_vec())
+        }
+        Op::Kick { tube, bound } => {
+            let bound = (*bound).min(i32::MAX as u32) as i32;
+            (OpType::Kickn, api::KickNRequest { tube_name: tube.clone(), bound }.encode_to_vec())
+        }
+        Op::KickJob { id } => (OpType::Kick, api::KickRequest { job_id: *id as i64 }.encode_to_vec()),
+        Op::PauseTube { tube, delay_secs } => {
+            let m = api::PauseTubeRequest { tube_name: tube.clone(), delay: i64::from(*delay_secs) };
+            (OpType::PauseTube, m.encode_to_vec())
+        }
+        Op::Use { client, tube } => {
+            let (proxy_id, client_id) = split(client);
+            (OpType::UseTube, api::UseTubeRequest { tube_name: tube.clone(), client_id, proxy_id }.encode_to_vec())
+        }
+        Op::Watch { client, tube } => {
+            let (proxy_id, client_id) = split(client);
+            (OpType::WatchTube, api::WatchTubeRequest { tube_name: tube.clone(), client_id, proxy_id }.encode_to_vec())
+        }
+        Op::Ignore { client, tube } => {
+            let (proxy_id, client_id) = split(client);
+            (OpType::IgnoreTube, api::IgnoreTubeRequest { tube_name: tube.clone(), client_id, proxy_id }.encode_to_vec())
+        }
+        Op::ClientGone { client } => {
+            let (proxy_id, client_id) = split(client);
+            (OpType::ClientGone, api::ClientGoneRequest { proxy_id, client_ids: vec![client_id] }.encode_to_vec())
+        }
+        Op::ProxyGone { proxy } => (OpType::ProxyGone, api::ProxyGoneRequest { proxy_id: proxy.clone() }.encode_to_vec()),
+        Op::Tick => (OpType::Tick, Vec::new()),
+    }
+}
+
+fn decode<M: Message + Default>(body: &[u8]) -> Result<M, DecodeError> {
+    M::decode(body).map_err(|e| invalid(format!("undecodable request: {e}")))
+}
+
+/// The operation an entry carries.
+pub fn decode_op(op: OpType, body: &[u8]) -> Result<Op, DecodeError> {
+    Ok(match op {
+        OpType::Put => put_from(decode(body)?)?,
+        OpType::Reserve => reserve_from(decode(body)?)?,
+        OpType::ReserveJob => {
+            let m: api::ReserveJobRequest = decode(body)?;
+            Op::ReserveJob { client: required_client(&m.proxy_id, &m.client_id)?, id: job_id(m.job_id)? }
+        }
+        OpType::Delete => {
+            let m: api::DeleteRequest = decode(body)?;
+            Op::Delete { client: client(&m.proxy_id, &m.client_id), id: job_id(m.job_id)? }
+        }
+        OpType::Release => {
+            let m: api::ReleaseRequest = decode(body)?;
+            Op::Release {
+                client: required_client(&m.proxy_id, &m.client_id)?,
+                id: job_id(m.job_id)?,
+                pri: m.priority,
+                delay_secs: secs_u32(m.delay, "delay")?,
+            }
+        }
+        OpType::Bury => {
+            let m: api::BuryRequest = decode(body)?;
+            Op::Bury { client: required_client(&m.proxy_id, &m.client_id)?, id: job_id(m.job_id)?, pri: m.priority }
+        }
+        OpType::Touch => {
+            let m: api::TouchRequest = decode(body)?;
+            Op::Touch { client: required_client(&m.proxy_id, &m.client_id)?, id: job_id(m.job_id)? }
+        }
+        OpType::Kickn => {
+            let m: api::KickNRequest = decode(body)?;
+            let bound = u32::try_from(m.bound).map_err(|_| invalid(format!("kick bound {} is negative", m.bound)))?;
+            Op::Kick { tube: m.tube_name, bound }
+        }
+        OpType::Kick => Op::KickJob { id: job_id(decode::<api::KickRequest>(body)?.job_id)? },
+        OpType::PauseTube => {
+            let m: api::PauseTubeRequest = decode(body)?;
+            Op::PauseTube { tube: m.tube_name, delay_secs: secs_u32(m.delay, "pause delay")? }
+        }
+        OpType::UseTube => {
+            let m: api::UseTubeRequest = decode(body)?;
+            Op::Use { client: required_client(&m.proxy_id, &m.client_id)?, tube: m.tube_name }
+        }
+        OpType::WatchTube => {
+            let m: api::WatchTubeRequest = decode(body)?;
+            Op::Watch { client: required_client(&m.proxy_id, &m.client_id)?, tube: m.tube_name }
+        }
+        OpType::IgnoreTube => {
+            let m: api::IgnoreTubeRequest = decode(body)?;
+            Op::Ignore { client: required_client(&m.proxy_id, &m.client_id)?, tube: m.tube_name }
+        }
+        OpType::ClientGone => {
+            let m: api::ClientGoneRequest = decode(body)?;
+            let [client_id] = m.client_ids.as_slice() else {
+                return Err(invalid("a logged client-gone names exactly one client"));
+            };
+            Op::ClientGone { client: required_client(&m.proxy_id, client_id)? }
+        }
+        OpType::ProxyGone => Op::ProxyGone { proxy: decode::<api::ProxyGoneRequest>(body)?.proxy_id },
+        OpType::Tick => Op::Tick,
+        other => return Err(invalid(format!("{other:?} is not a logged operation"))),
+    })
+}
+
+/// A put request as an operation; the body must be as long as it says.
+pub fn put_from(m: api::PutRequest) -> Result<Op, DecodeError> {
+    if usize::try_from(m.body_size).ok() != Some(m.body.len()) {
+        return Err(invalid(format!("body_size {} but the body has {} bytes", m.body_size, m.body.len())));
+    }
+    Ok(Op::Put {
+        client: client(&m.proxy_id, &m.client_id),
+        tube: m.tube_name,
+        pri: m.priority,
+        delay_secs: secs_u32(m.delay, "delay")?,
+        ttr_secs: m.ttr as u32,
+        body: m.body,
+    })
+}
+
+/// A reserve request as an operation.
+pub fn reserve_from(m: api::ReserveRequest) -> Result<Op, DecodeError> {
+    Ok(Op::Reserve {
+        client: required_client(&m.proxy_id, &m.client_id)?,
+        request_id: m.request_id,
+        timeout_secs: timeout(m.timeout_secs),
+        tubes: m.watched_tubes,
+    })
+}
+
+/// The wire code of each state-machine error: one code each, never a catch-all.
+pub fn result_code(e: &FsmError) -> ResultCode {
+    match e {
+        FsmError::NotFound => ResultCode::NotFound,
+        FsmError::WrongState => ResultCode::FailedPrecondition,
+        FsmError::NotYours => ResultCode::PermissionDenied,
+        FsmError::LastWatchedTube => ResultCode::OutOfRange,
+        FsmError::BadArgument(_) => ResultCode::InvalidArgument,
+    }
+}
+
+/// A reservation outcome as the wire's `Reservation` (ids filled in by the caller).
+pub fn reservation(outcome: Option<&ReserveOutcome>) -> api::Reservation {
+    let mut r = api::Reservation::default();
+    match outcome {
+        None => r.set_status(ReservationStatus::Queued),
+        Some(ReserveOutcome::TimedOut) => r.set_status(ReservationStatus::Timeout),
+        Some(ReserveOutcome::DeadlineSoon) => r.set_status(ReservationStatus::DeadlineSoon),
+        Some(ReserveOutcome::Reserved { id, body }) => {
+            r.set_status(ReservationStatus::Matched);
+            r.job_id = *id as i64;
+            r.body_size = body.len() as i32;
+            r.body = body.clone();
+        }
+    }
+    r
+}
+
+/// A result as it is cached for retried writes and answered on the wire.
+pub fn encode_result(result: &Result<Reply, FsmError>) -> api::ApplyOpResponse {
+    let reply = match result {
+        Err(e) => {
+            return api::ApplyOpResponse {
+                error_code: result_code(e) as i32,
+                error_message: e.to_string(),
+                body: Bytes::new(),
+            }
+        }
+        Ok(reply) => reply,
+    };
+    let body = match reply {
+        Reply::Done => Vec::new(),
+        Reply::Put { id } => api::PutResponse { job_id: *id as i64 }.encode_to_vec(),
+        Reply::Reserve(outcome) => api::ReserveResponse { reservation: Some(reservation(outcome.as_ref())) }.encode_to_vec(),
+        Reply::ReservedJob { id, body } => {
+            let outcome = ReserveOutcome::Reserved { id: *id, body: body.clone() };
+            api::ReserveResponse { reservation: Some(reservation(Some(&outcome))) }.encode_to_vec()
+        }
+        Reply::Kicked { count } => api::KickNResponse { jobs_kicked: *count as i32 }.encode_to_vec(),
+        Reply::Watching { count } => api::WatchTubeResponse { watching_count: *count }.encode_to_vec(),
+    };
+    api::ApplyOpResponse { error_code: ResultCode::Ok as i32, error_message: String::new(), body: body.into() }
+}
+
+fn outcome_from(r: &api::Reservation) -> Result<Option<ReserveOutcome>, DecodeError> {
+    Ok(match r.status() {
+        ReservationStatus::Queued => None,
+        ReservationStatus::Timeout => Some(ReserveOutcome::TimedOut),
+        ReservationStatus::DeadlineSoon => Some(ReserveOutcome::DeadlineSoon),
+        ReservationStatus::Matched => Some(ReserveOutcome::Reserved { id: job_id(r.job_id)?, body: r.body.clone() }),
+        other => return Err(invalid(format!("reservation status {other:?} in a cached result"))),
+    })
+}
+
+/// A cached result back as the machine's result, given the operation it answered.
+pub fn decode_result(op: OpType, response: &api::ApplyOpResponse) -> Result<Result<Reply, FsmError>, DecodeError> {
+    let code = ResultCode::try_from(response.error_code).map_err(|_| invalid("unknown result code"))?;
+    let error = match code {
+        ResultCode::Ok => None,
+        ResultCode::NotFound => Some(FsmError::NotFound),
+        ResultCode::FailedPrecondition => Some(FsmError::WrongState),
+        ResultCode::PermissionDenied => Some(FsmError::NotYours),
+        ResultCode::OutOfRange => Some(FsmError::LastWatchedTube),
+        ResultCode::InvalidArgument => Some(FsmError::BadArgument("invalid argument")),
+        other => return Err(invalid(format!("result code {other:?} in a cached result"))),
+    };
+    if let Some(e) = error {
+        return Ok(Err(e));
+    }
+    let body = &response.body[..];
+    Ok(Ok(match op {
+        OpType::Put => Reply::Put { id: job_id(decode::<api::PutResponse>(body)?.job_id)? },
+        OpType::Reserve => {
+            let r = decode::<api::ReserveResponse>(body)?.reservation.unwrap_or_default();
+            Reply::Reserve(outcome_from(&r)?)
+        }
+        OpType::ReserveJob => {
+            let r = decode::<api::ReserveResponse>(body)?.reservation.unwrap_or_default();
+            match outcome_from(&r)? {
+                Some(ReserveOutcome::Reserved { id, body }) => Reply::ReservedJob { id, body },
+                _ => return Err(invalid("a cached reserve-job result holds no job")),
+            }
+        }
+        OpType::Kickn => Reply::Kicked { count: decode::<api::KickNResponse>(body)?.jobs_kicked.max(0) as u32 },
+        OpType::WatchTube | OpType::IgnoreTube => {
+            Reply::Watching { count: decode::<api::WatchTubeResponse>(body)?.watching_count }
+        }
+        _ => Reply::Done,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c() -> ClientKey {
+        ClientKey::new("p1", "c1")
+    }
+
+    /// Every kind of operation survives encode then decode unchanged.
+    #[test]
+    fn ops_round_trip() {
+        let ops = vec![
+            Op::Put { client: Some(c()), tube: "t".into(), pri: u32::MAX, delay_secs: 5, ttr_secs: u32::MAX, body: Bytes::from_static(b"x\r\ny") },
+            Op::Put { client: None, tube: "default".into(), pri: 0, delay_secs: 0, ttr_secs: 1, body: Bytes::new() },
+            Op::Reserve { client: c(), request_id: "r".into(), timeout_secs: None, tubes: vec![] },
+            Op::Reserve { client: c(), request_id: "r".into(), timeout_secs: Some(0), tubes: vec!["a".into(), "b".into()] },
+            Op::ReserveJob { client: c(), id: 7 },
+            Op::Delete { client: Some(c()), id: 1 },
+            Op::Delete { client: None, id: 1 },
+            Op::Release { client: c(), id: 2, pri: 3, delay_secs: 4 },
+            Op::Bury { client: c(), id: 2, pri: 9 },
+            Op::Touch { client: c(), id: 2 },
+            Op::Kick { tube: "t".into(), bound: 10 },
+            Op::KickJob { id: 3 },
+            Op::PauseTube { tube: "t".into(), delay_secs: 60 },
+            Op::Use { client: c(), tube: "u".into() },
+            Op::Watch { client: c(), tube: "w".into() },
+            Op::Ignore { client: c(), tube: "w".into() },
+            Op::ClientGone { client: c() },
+            Op::ProxyGone { proxy: "p1".into() },
+            Op::Tick,
+        ];
+        for op in ops {
+            let (kind, body) = encode_op(&op);
+            assert_eq!(decode_op(kind, &body), Ok(op));
+        }
+    }
+
+    /// Every kind of result survives encode then decode, errors keeping their kind.
+    #[test]
+    fn results_round_trip() {
+        let cases: Vec<(OpType, Result<Reply, FsmError>)> = vec![
+            (OpType::Put, Ok(Reply::Put { id: 9 })),
+            (OpType::Reserve, Ok(Reply::Reserve(None))),
+            (OpType::Reserve, Ok(Reply::Reserve(Some(ReserveOutcome::TimedOut)))),
+            (OpType::Reserve, Ok(Reply::Reserve(Some(ReserveOutcome::DeadlineSoon)))),
+            (OpType::Reserve, Ok(Reply::Reserve(Some(ReserveOutcome::Reserved { id: 4, body: Bytes::from_static(b"b") })))),
+            (OpType::ReserveJob, Ok(Reply::ReservedJob { id: 4, body: Bytes::from_static(b"b") })),
+            (OpType::Kickn, Ok(Reply::Kicked { count: 3 })),
+            (OpType::WatchTube, Ok(Reply::Watching { count: 2 })),
+            (OpType::Delete, Ok(Reply::Done)),
+            (OpType::Delete, Err(FsmError::NotFound)),
+            (OpType::Release, Err(FsmError::WrongState)),
+            (OpType::Release, Err(FsmError::NotYours)),
+            (OpType::IgnoreTube, Err(FsmError::LastWatchedTube)),
+        ];
+        for (op, result) in cases {
+            assert_eq!(decode_result(op, &encode_result(&result)), Ok(result));
+        }
+    }
+
+    /// Each state-machine error has its own wire code.
+    #[test]
+    fn error_codes_are_distinct() {
+        let errors = [FsmError::NotFound, FsmError::WrongState, FsmError::NotYours, FsmError::LastWatchedTube, FsmError::BadArgument("x")];
+        let codes: std::collections::BTreeSet<i32> = errors.iter().map(|e| result_code(e) as i32).collect();
+        assert_eq!(codes.len(), errors.len());
+    }
+
+    /// Malformed requests are errors, not panics: negative ids, a body shorter than its size,
+    /// garbage bytes, and an operation that is not logged.
+    #[test]
+    fn malformed_requests_are_errors() {
+        let put = api::PutRequest { body_size: 5, body: Bytes::from_static(b"abc"), ..Default::default() };
+        assert!(put_from(put).is_err());
+        let delete = api::DeleteRequest { job_id: -1, ..Default::default() };
+        assert!(decode_op(OpType::Delete, &delete.encode_to_vec()).is_err());
+        assert!(decode_op(OpType::Put, &[0xff, 0xff, 0xff]).is_err());
+        assert!(decode_op(OpType::GetJob, &[]).is_err());
+        let release = api::ReleaseRequest { job_id: 1, client_id: "c".into(), delay: -5, ..Default::default() };
+        assert!(decode_op(OpType::Release, &release.encode_to_vec()).is_err());
+    }
+}

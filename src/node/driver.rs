@@ -1,0 +1,551 @@
+//! The driver: one task owns the raft-rs `RawNode` and reads one bounded channel of inputs.
+//! Each turn it takes every input waiting (so one fsync covers them all), ticks raft when due,
+//! proposes a Tick when the state machine's next deadline has come, then handles Ready in
+//! raft-rs's order: send, install snapshot, apply, persist (one fsync), send what waited on
+//! persistence, advance.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Snapshot};
+use raft::{RawNode, StateRole};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::clock;
+use super::codec::encode_op;
+use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, Shared, Status};
+use super::log_store::LogStore;
+use super::replicated::Replicated;
+use super::transport::Transport;
+use crate::api::{ApplyOpRequest, ReplicatedStateProto};
+use crate::fsm::{Op, Reply};
+
+/// Timing and thresholds of a node.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    pub id: u64,
+    /// One raft tick.
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Take a snapshot once this many entries follow the last one.
+    pub snapshot_entries: u64,
+    /// Proposals and reads in flight at most.
+    pub pending_max: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            id: 0,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            snapshot_entries: 10_000,
+            pending_max: 65_536,
+        }
+    }
+}
+
+/// A v1 conf change as the one-change v2 form, so one path applies both.
+fn v2(cc: ConfChange) -> ConfChangeV2 {
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(cc.get_change_type());
+    single.node_id = cc.node_id;
+    let mut v2 = ConfChangeV2::default();
+    v2.mut_changes().push(single);
+    v2.set_context(cc.get_context().to_vec().into());
+    v2
+}
+
+/// A reply owed once the entry at some index applies.
+enum Pending {
+    Write { term: u64, reply: oneshot::Sender<Result<Reply, NodeError>> },
+    Member { term: u64, reply: oneshot::Sender<Result<(), NodeError>> },
+}
+
+pub(crate) struct Driver {
+    raw: RawNode<LogStore>,
+    config: DriverConfig,
+    shared: Arc<Shared>,
+    inputs: mpsc::Receiver<Input>,
+    transport: Transport,
+    /// Replies owed, by the log index of their entry.
+    pending: BTreeMap<u64, Pending>,
+    /// ReadIndex requests sent to raft, by context id.
+    reads_asked: BTreeMap<u64, oneshot::Sender<Result<(), NodeError>>>,
+    /// Reads confirmed by raft, waiting for the apply index to reach theirs.
+    reads_ready: Vec<(u64, oneshot::Sender<Result<(), NodeError>>)>,
+    next_read_id: u64,
+    /// The index of the Tick proposal in flight, so only one is.
+    tick_in_flight: Option<u64>,
+    /// The last time stamped into a proposal: stamps never go backwards on one leader.
+    last_stamp_ms: u64,
+    applied: u64,
+    leader: u64,
+    term: u64,
+}
+
+impl Driver {
+    pub fn new(
+        raw: RawNode<LogStore>,
+        config: DriverConfig,
+        shared: Arc<Shared>,
+        inputs: mpsc::Receiver<Input>,
+        transport: Transport,
+        applied: u64,
+    ) -> Self {
+        Driver {
+            raw,
+            config,
+            shared,
+            inputs,
+            transport,
+            pending: BTreeMap::new(),
+            reads_asked: BTreeMap::new(),
+            reads_ready: Vec::new(),
+            next_read_id: 1,
+            tick_in_flight: None,
+            last_stamp_ms: 0,
+            applied,
+            leader: 0,
+            term: 0,
+        }
+    }
+
+    /// Runs until every handle is dropped, or storage fails (then the node must stop: going on
+    /// could acknowledge what is not durable).
+    pub async fn run(mut self) {
+        let mut next_tick = Instant::now() + self.config.tick;
+        self.publish_status();
+        loop {
+            let wake = self.next_wake(next_tick);
+            tokio::select! {
+                input = self.inputs.recv() => {
+                    let Some(input) = input else { break };
+                    self.handle(input);
+                    while let Ok(input) = self.inputs.try_recv() {
+                        self.handle(input);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            if Instant::now() >= next_tick {
+                self.raw.tick();
+                next_tick = Instant::now() + self.config.tick;
+                self.promote_caught_up_learners();
+            }
+            self.propose_tick_if_due();
+            if let Err(e) = self.on_ready() {
+                tracing::error!(node = self.config.id, error = %e, "storage failed; stopping the node");
+                break;
+            }
+        }
+        self.fail_all(|| NodeError::Stopped);
+    }
+
+    /// The earlier of the next raft tick and, on the leader, the state machine's next deadline.
+    fn next_wake(&self, next_tick: Instant) -> Instant {
+        if self.raw.raft.state != StateRole::Leader || self.tick_in_flight.is_some() {
+            return next_tick;
+        }
+        let Some(deadline_ms) = lock(&self.shared.state).fsm.next_deadline() else { return next_tick };
+        let wait_ms = deadline_ms.saturating_sub(clock::now_ms());
+        next_tick.min(Instant::now() + Duration::from_millis(wait_ms))
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Propose { op, caller, reply } => self.propose(op, caller, reply),
+            Input::Raft(messages) => {
+                for m in messages {
+                    if let Err(e) = self.raw.step(m) {
+                        tracing::debug!(error = %e, "raft refused a message");
+                    }
+                }
+            }
+            Input::ReadIndex { reply } => self.read_index(reply),
+            Input::Member { change, reply } => self.propose_member_change(change, reply),
+            Input::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot_now().map_err(NodeError::Invalid));
+            }
+            Input::TransferLeader { to } => self.raw.transfer_leader(to),
+            Input::Unreachable { peer } => self.raw.report_unreachable(peer),
+            Input::SnapshotSent { peer, ok } => {
+                let status = if ok { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+                self.raw.report_snapshot(peer, status);
+            }
+        }
+    }
+
+    fn not_leader(&self) -> NodeError {
+        let leader = self.raw.raft.leader_id;
+        let leader_id = (leader != 0).then_some(leader);
+        let leader_addr = leader_id.and_then(|id| lock(&self.shared.state).addresses.get(&id).cloned());
+        NodeError::NotLeader { leader_id, leader_addr }
+    }
+
+    /// A proposal's time: the leader's clock, never behind its own previous stamp.
+    fn stamp(&mut self) -> u64 {
+        self.last_stamp_ms = self.last_stamp_ms.max(clock::now_ms());
+        self.last_stamp_ms
+    }
+
+    fn propose(&mut self, op: Op, caller: Option<CallerSeq>, reply: oneshot::Sender<Result<Reply, NodeError>>) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if self.pending.len() >= self.config.pending_max {
+            let _ = reply.send(Err(NodeError::Overloaded));
+            return;
+        }
+        match self.propose_op(&op, caller) {
+            Ok(index) => {
+                self.pending.insert(index, Pending::Write { term: self.raw.raft.term, reply });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Appends an operation to the leader's log; answers its index.
+    fn propose_op(&mut self, op: &Op, caller: Option<CallerSeq>) -> Result<u64, NodeError> {
+        let (kind, body) = encode_op(op);
+        let now_ms = self.stamp();
+        let (caller_id, caller_seq) = caller.map(|c| (c.caller, c.seq)).unwrap_or_default();
+        let entry = ApplyOpRequest {
+            op: kind as i32,
+            now_secs: (now_ms / 1000) as i64,
+            body: body.into(),
+            now_ms: now_ms as i64,
+            caller_id,
+            caller_seq,
+        };
+        let before = self.raw.raft.raft_log.last_index();
+        self.raw.propose(Vec::new(), entry.encode_to_vec()).map_err(|e| NodeError::Dropped(e.to_string()))?;
+        let index = self.raw.raft.raft_log.last_index();
+        if index == before {
+            return Err(NodeError::Dropped("raft did not append the proposal".into()));
+        }
+        Ok(index)
+    }
+
+    fn propose_tick_if_due(&mut self) {
+        if self.raw.raft.state != StateRole::Leader || self.tick_in_flight.is_some() {
+            return;
+        }
+        let due = lock(&self.shared.state).fsm.next_deadline().is_some_and(|at| at <= clock::now_ms());
+        if due {
+            match self.propose_op(&Op::Tick, None) {
+                Ok(index) => self.tick_in_flight = Some(index),
+                Err(e) => tracing::debug!(error = %e, "tick proposal dropped"),
+            }
+        }
+    }
+
+    fn read_index(&mut self, reply: oneshot::Sender<Result<(), NodeError>>) {
+        if self.raw.raft.leader_id == 0 {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if self.reads_asked.len() >= self.config.pending_max {
+            let _ = reply.send(Err(NodeError::Overloaded));
+            return;
+        }
+        let id = self.next_read_id;
+        self.next_read_id += 1;
+        self.reads_asked.insert(id, reply);
+        self.raw.read_index(id.to_le_bytes().to_vec());
+    }
+
+    fn propose_member_change(&mut self, change: MemberChange, reply: oneshot::Sender<Result<(), NodeError>>) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let conf = self.raw.raft.prs().conf().to_conf_state();
+        let mut cc = ConfChange::default();
+        let context = match &change {
+            MemberChange::Join { id, addr } => {
+                if conf.voters.contains(id) || conf.learners.contains(id) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                cc.set_change_type(ConfChangeType::AddLearnerNode);
+                cc.node_id = *id;
+                addr.clone().into_bytes()
+            }
+            MemberChange::Leave { id } => {
+                if !conf.voters.contains(id) && !conf.learners.contains(id) {
+                    let _ = reply.send(Err(NodeError::Invalid(format!("node {id} is not a member"))));
+                    return;
+                }
+                cc.set_change_type(ConfChangeType::RemoveNode);
+                cc.node_id = *id;
+                Vec::new()
+            }
+        };
+        cc.set_context(context.clone().into());
+        let before = self.raw.raft.raft_log.last_index();
+        match self.raw.propose_conf_change(context, cc) {
+            Ok(()) if self.raw.raft.raft_log.last_index() > before => {
+                let index = self.raw.raft.raft_log.last_index();
+                self.pending.insert(index, Pending::Member { term: self.raw.raft.term, reply });
+            }
+            Ok(()) => {
+                let _ = reply.send(Err(NodeError::Dropped("a membership change is already in progress".into())));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NodeError::Dropped(e.to_string())));
+            }
+        }
+    }
+
+    /// Promotes a learner to voter once its log has caught up with the leader's commit index.
+    fn promote_caught_up_learners(&mut self) {
+        if self.raw.raft.state != StateRole::Leader || self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let committed = self.raw.raft.raft_log.committed;
+        let learners = self.raw.raft.prs().conf().to_conf_state().learners;
+        for id in learners {
+            let caught_up = self.raw.raft.prs().get(id).is_some_and(|p| p.matched >= committed);
+            if caught_up {
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ConfChangeType::AddNode);
+                cc.node_id = id;
+                if let Err(e) = self.raw.propose_conf_change(Vec::new(), cc) {
+                    tracing::debug!(id, error = %e, "learner promotion not proposed");
+                }
+                return;
+            }
+        }
+    }
+
+    // ---- Ready ----
+
+    fn on_ready(&mut self) -> Result<(), String> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        if let Some(ss) = rd.ss() {
+            self.on_role(ss.leader_id, ss.raft_state);
+        }
+        self.send(rd.take_messages());
+        if rd.snapshot().get_metadata().index > 0 {
+            self.install_snapshot(rd.snapshot().clone())?;
+        }
+        self.apply(rd.take_committed_entries());
+        let store = self.raw.mut_store();
+        store.append(rd.entries()).map_err(|e| e.to_string())?;
+        if let Some(hs) = rd.hs() {
+            store.set_hard_state(hs);
+        }
+        store.sync().map_err(|e| e.to_string())?;
+        self.send(rd.take_persisted_messages());
+        for rs in rd.take_read_states() {
+            self.read_confirmed(&rs.request_ctx, rs.index);
+        }
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+        }
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries());
+        self.raw.advance_apply();
+        self.serve_reads();
+        self.snapshot_if_due()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    fn send(&mut self, messages: Vec<raft::eraftpb::Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        let addresses = lock(&self.shared.state).addresses.clone();
+        self.transport.send(messages, &addresses);
+    }
+
+    /// Leadership changed: replies owed by the old role can no longer be given.
+    fn on_role(&mut self, leader: u64, role: StateRole) {
+        let term = self.raw.raft.term;
+        if leader != self.leader || term != self.term {
+            tracing::info!(node = self.config.id, leader, term, ?role, "leadership changed");
+        }
+        self.leader = leader;
+        self.term = term;
+        if role != StateRole::Leader {
+            self.tick_in_flight = None;
+            self.fail_all(|| NodeError::Dropped("leadership changed".into()));
+        }
+    }
+
+    fn fail_all(&mut self, error: impl Fn() -> NodeError) {
+        for (_, p) in std::mem::take(&mut self.pending) {
+            match p {
+                Pending::Write { reply, .. } => {
+                    let _ = reply.send(Err(error()));
+                }
+                Pending::Member { reply, .. } => {
+                    let _ = reply.send(Err(error()));
+                }
+            }
+        }
+        for (_, reply) in std::mem::take(&mut self.reads_asked) {
+            let _ = reply.send(Err(error()));
+        }
+        for (_, reply) in std::mem::take(&mut self.reads_ready) {
+            let _ = reply.send(Err(error()));
+        }
+    }
+
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {
+        let index = snapshot.get_metadata().index;
+        let state = ReplicatedStateProto::decode(snapshot.get_data())
+            .map_err(|e| format!("snapshot {index} does not decode: {e}"))
+            .and_then(|p| Replicated::restore(&p).map_err(|e| format!("snapshot {index}: {e}")))?;
+        self.raw.mut_store().apply_snapshot(snapshot).map_err(|e| e.to_string())?;
+        *lock(&self.shared.state) = state;
+        self.applied = index;
+        tracing::info!(node = self.config.id, index, "installed snapshot");
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            self.applied = entry.index;
+            if self.tick_in_flight == Some(entry.index) {
+                self.tick_in_flight = None;
+            }
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {}
+                EntryType::EntryNormal => self.apply_normal(&entry),
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&entry.data).map(v2);
+                    self.apply_conf_change(&entry, cc.map_err(|e| e.to_string()));
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&entry.data);
+                    self.apply_conf_change(&entry, cc.map_err(|e| e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn apply_normal(&mut self, entry: &Entry) {
+        let outcome = lock(&self.shared.state).apply_entry(entry.index, &entry.data);
+        if !outcome.events.is_empty() {
+            let _ = self.shared.events.send(Arc::new(AppliedEvents { index: entry.index, events: outcome.events }));
+        }
+        let Some(pending) = self.pending.remove(&entry.index) else { return };
+        let result = match outcome.result {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(NodeError::Fsm(e)),
+            Err(e) => Err(NodeError::Entry(e)),
+        };
+        match pending {
+            Pending::Write { term, reply } if term == entry.term => {
+                let _ = reply.send(result);
+            }
+            Pending::Write { reply, .. } => {
+                let _ = reply.send(Err(NodeError::Dropped("overwritten by a new leader".into())));
+            }
+            Pending::Member { reply, .. } => {
+                let _ = reply.send(Err(NodeError::Dropped("overwritten by a new leader".into())));
+            }
+        }
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry, cc: Result<ConfChangeV2, String>) {
+        let result = cc.and_then(|cc| {
+            let cs = self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())?;
+            let mut state = lock(&self.shared.state);
+            for change in cc.get_changes() {
+                match change.get_change_type() {
+                    ConfChangeType::RemoveNode => {
+                        state.addresses.remove(&change.node_id);
+                    }
+                    _ if !cc.get_context().is_empty() => {
+                        let addr = String::from_utf8_lossy(cc.get_context()).into_owned();
+                        state.addresses.insert(change.node_id, addr);
+                    }
+                    _ => {}
+                }
+            }
+            let addresses = state.addresses.clone();
+            drop(state);
+            self.transport.retain(&addresses);
+            self.raw.mut_store().set_conf_state(cs);
+            Ok(())
+        });
+        if let Err(e) = &result {
+            tracing::error!(index = entry.index, error = %e, "conf change not applied");
+        }
+        if let Some(Pending::Member { term, reply }) = self.pending.remove(&entry.index) {
+            let outcome = if term == entry.term { result.map_err(NodeError::Invalid) } else { Err(NodeError::Dropped("overwritten".into())) };
+            let _ = reply.send(outcome);
+        }
+    }
+
+    // ---- reads ----
+
+    fn read_confirmed(&mut self, ctx: &[u8], index: u64) {
+        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else { return };
+        if let Some(reply) = self.reads_asked.remove(&u64::from_le_bytes(bytes)) {
+            self.reads_ready.push((index, reply));
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.applied;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_ready).into_iter().partition(|(i, _)| *i <= applied);
+        self.reads_ready = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    // ---- snapshots ----
+
+    fn snapshot_if_due(&mut self) -> Result<(), String> {
+        let store = self.raw.store();
+        let behind = self.applied.saturating_sub(store.snapshot_index());
+        if behind >= self.config.snapshot_entries {
+            self.snapshot_now()?;
+        }
+        Ok(())
+    }
+
+    /// Snapshots the applied state and compacts the log up to it.
+    fn snapshot_now(&mut self) -> Result<u64, String> {
+        let index = self.applied;
+        let data = lock(&self.shared.state).snapshot().encode_to_vec();
+        self.raw.mut_store().compact_to(index, data).map_err(|e| e.to_string())?;
+        tracing::info!(node = self.config.id, index, "snapshot taken; log compacted");
+        Ok(index)
+    }
+
+    fn publish_status(&self) {
+        let conf = self.raw.raft.prs().conf().to_conf_state();
+        let status = Status {
+            node_id: self.config.id,
+            leader_id: self.raw.raft.leader_id,
+            term: self.raw.raft.term,
+            commit_index: self.raw.raft.raft_log.committed,
+            applied_index: self.applied,
+            voters: conf.voters.clone(),
+            learners: conf.learners.clone(),
+            addresses: lock(&self.shared.state).addresses.clone(),
+            snapshot_index: self.raw.store().snapshot_index(),
+        };
+        *lock(&self.shared.status) = status;
+    }
+}

@@ -1,0 +1,176 @@
+//! What the rest of the process holds of a node: a handle that sends inputs to the driver task
+//! and reads the state the driver publishes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use raft::eraftpb::Message;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::replicated::{EntryError, Replicated};
+use crate::fsm::{FsmError, Op, Reply, ReservationEvent};
+
+/// Why a node did not carry out a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeError {
+    /// This node is not the leader; the leader, if known.
+    NotLeader { leader_id: Option<u64>, leader_addr: Option<String> },
+    /// Leadership changed before the write committed: it may or may not apply. Retrying with
+    /// the same caller sequence number is safe.
+    Dropped(String),
+    /// The state machine refused the operation.
+    Fsm(FsmError),
+    /// The entry could not be applied (see `EntryError`).
+    Entry(EntryError),
+    /// Too many requests in flight; retry later.
+    Overloaded,
+    /// The node is shutting down or its driver has stopped.
+    Stopped,
+    /// A request that makes no sense (e.g. leave of a node that is not a member).
+    Invalid(String),
+}
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeError::NotLeader { leader_id: Some(id), leader_addr } => {
+                write!(f, "not the leader; the leader is node {id} at {}", leader_addr.as_deref().unwrap_or("an unknown address"))
+            }
+            NodeError::NotLeader { leader_id: None, .. } => f.write_str("not the leader, and no leader is known"),
+            NodeError::Dropped(why) => write!(f, "write dropped before commit ({why}); retry"),
+            NodeError::Fsm(e) => write!(f, "{e}"),
+            NodeError::Entry(e) => write!(f, "{e}"),
+            NodeError::Overloaded => f.write_str("too many requests in flight"),
+            NodeError::Stopped => f.write_str("node stopped"),
+            NodeError::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// Identifies a write for deduplication: who sent it and its sequence number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallerSeq {
+    pub caller: String,
+    pub seq: u64,
+}
+
+/// A membership change asked of the leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Add as a learner, promoted to voter once caught up.
+    Join { id: u64, addr: String },
+    Leave { id: u64 },
+}
+
+/// Inputs of the driver task, one bounded channel of them.
+pub(crate) enum Input {
+    Propose { op: Op, caller: Option<CallerSeq>, reply: oneshot::Sender<Result<Reply, NodeError>> },
+    Raft(Vec<Message>),
+    ReadIndex { reply: oneshot::Sender<Result<(), NodeError>> },
+    Member { change: MemberChange, reply: oneshot::Sender<Result<(), NodeError>> },
+    Snapshot { reply: oneshot::Sender<Result<u64, NodeError>> },
+    TransferLeader { to: u64 },
+    Unreachable { peer: u64 },
+    SnapshotSent { peer: u64, ok: bool },
+}
+
+/// Reservation events of one applied entry, for the streams to proxies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedEvents {
+    pub index: u64,
+    pub events: Vec<ReservationEvent>,
+}
+
+/// A node's view of itself and the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub node_id: u64,
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub addresses: BTreeMap<u64, String>,
+    /// Index of the latest snapshot.
+    pub snapshot_index: u64,
+}
+
+impl Status {
+    pub fn is_leader(&self) -> bool {
+        self.leader_id != 0 && self.leader_id == self.node_id
+    }
+}
+
+/// State the driver publishes and request handlers read.
+pub(crate) struct Shared {
+    pub state: Mutex<Replicated>,
+    pub status: Mutex<Status>,
+    pub events: broadcast::Sender<Arc<AppliedEvents>>,
+}
+
+/// Locks a mutex even if a panicking holder poisoned it: the data is replaced wholesale, never
+/// left half-updated, so reading on is safe.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A cloneable handle on a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) inputs: mpsc::Sender<Input>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl NodeHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Input) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.inputs.send(make(tx)).await.map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Proposes a write on the leader and waits until it is applied.
+    pub async fn propose(&self, op: Op, caller: Option<CallerSeq>) -> Result<Reply, NodeError> {
+        self.ask(|reply| Input::Propose { op, caller, reply }).await
+    }
+
+    /// Waits until this node has applied everything committed when the call was made
+    /// (ReadIndex): a read after it is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), NodeError> {
+        self.ask(|reply| Input::ReadIndex { reply }).await
+    }
+
+    /// Reads the replicated state (call `read_barrier` first for a linearizable read).
+    pub fn read<R>(&self, f: impl FnOnce(&Replicated) -> R) -> R {
+        f(&lock(&self.shared.state))
+    }
+
+    pub async fn change_member(&self, change: MemberChange) -> Result<(), NodeError> {
+        self.ask(|reply| Input::Member { change, reply }).await
+    }
+
+    /// Takes a snapshot now and compacts the log behind it; answers its index.
+    pub async fn snapshot(&self) -> Result<u64, NodeError> {
+        self.ask(|reply| Input::Snapshot { reply }).await
+    }
+
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), NodeError> {
+        self.inputs.send(Input::TransferLeader { to }).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Hands raft messages from a peer to the driver.
+    pub async fn step(&self, messages: Vec<Message>) -> Result<(), NodeError> {
+        self.inputs.send(Input::Raft(messages)).await.map_err(|_| NodeError::Stopped)
+    }
+
+    pub fn status(&self) -> Status {
+        lock(&self.shared.status).clone()
+    }
+
+    /// Reservation events from now on, one batch per applied entry.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedEvents>> {
+        self.shared.events.subscribe()
+    }
+}

@@ -1,0 +1,127 @@
+//! The Raft log as raft-rs reads it (`raft::Storage`), kept in memory after the last snapshot
+//! and made durable through the write-ahead log. Nothing here is acknowledged before `sync`.
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+use crate::storage::{Recovered, StorageError as WalError, Wal};
+
+/// The log: the write-ahead log (which keeps the entries after the snapshot in memory too),
+/// the conf state, and the latest snapshot with its data.
+pub struct LogStore {
+    conf_state: ConfState,
+    /// The latest snapshot, data included: what a lagging follower is sent.
+    snapshot: Snapshot,
+    wal: Wal,
+}
+
+impl LogStore {
+    /// The log as the write-ahead log recovered it.
+    pub fn new(wal: Wal, recovered: Recovered) -> Self {
+        let snapshot = recovered.snapshot.unwrap_or_default();
+        let conf_state = snapshot.get_metadata().get_conf_state().clone();
+        LogStore { conf_state, snapshot, wal }
+    }
+
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.get_metadata().index
+    }
+
+    /// Appends entries, replacing any suffix they conflict with (buffered until `sync`).
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), WalError> {
+        self.wal.append(entries)
+    }
+
+    pub fn set_hard_state(&mut self, hs: &HardState) {
+        self.wal.set_hard_state(hs);
+    }
+
+    /// Records a new commit index (made durable with the next sync).
+    pub fn set_commit(&mut self, commit: u64) {
+        if commit > self.wal.hard_state().commit {
+            let mut hs = self.wal.hard_state().clone();
+            hs.commit = commit;
+            self.wal.set_hard_state(&hs);
+        }
+    }
+
+    pub fn set_conf_state(&mut self, cs: ConfState) {
+        self.conf_state = cs;
+    }
+
+    /// Makes everything appended durable: one fsync (none when nothing is pending).
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        self.wal.sync()
+    }
+
+    /// Installs a snapshot from the leader: durable first, then it replaces the log.
+    pub fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), WalError> {
+        self.wal.save_snapshot(&snapshot)?;
+        self.conf_state = snapshot.get_metadata().get_conf_state().clone();
+        self.snapshot = snapshot;
+        Ok(())
+    }
+
+    /// Takes a snapshot of our own applied state at `index` and drops the log up to it.
+    pub fn compact_to(&mut self, index: u64, data: Vec<u8>) -> Result<(), WalError> {
+        if index <= self.snapshot_index() {
+            return Ok(());
+        }
+        let Some(term) = self.wal.term(index) else {
+            return Ok(());
+        };
+        let mut snapshot = Snapshot::default();
+        snapshot.set_data(data.into());
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state.clone());
+        self.wal.save_snapshot(&snapshot)?;
+        self.snapshot = snapshot;
+        Ok(())
+    }
+}
+
+impl raft::Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState { hard_state: self.wal.hard_state().clone(), conf_state: self.conf_state.clone() })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let first = self.wal.first_index();
+        if low < first {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.wal.last_index() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut out = self.wal.entries()[(low - first) as usize..(high - first) as usize].to_vec();
+        raft::util::limit_size(&mut out, max_size.into());
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx < self.snapshot_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        self.wal.term(idx).ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.wal.first_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.wal.last_index())
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        Ok(self.snapshot.clone())
+    }
+}

@@ -1,0 +1,16 @@
+//! The Raft node: one task owns the raft-rs `RawNode`, makes its log durable, applies committed
+//! entries to the replicated state, and talks to its peers.
+
+pub mod clock;
+pub mod codec;
+mod driver;
+mod handle;
+mod log_store;
+mod raft_logger;
+pub mod replicated;
+mod start;
+mod transport;
+
+pub use driver::DriverConfig;
+pub use handle::{AppliedEvents, CallerSeq, MemberChange, NodeError, NodeHandle, Status};
+pub use start::{start_node, NodeOptions, StartError};

@@ -1,0 +1,280 @@
+//! The replicated state: the job state machine, the last responses of each caller (so a write
+//! retried after a leader change applies once), and the members' addresses. Every replica
+//! applies the same entries to it in the same order; it reads no clock and does no I/O.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+
+use super::codec::{decode_op, decode_result, encode_result};
+use crate::api::{self, ApplyOpRequest, ApplyOpResponse, OpType};
+use crate::fsm::{Fsm, FsmError, ReservationEvent, Reply};
+
+/// Responses kept per caller for deduplication: a caller with more writes in flight than this
+/// cannot have its oldest ones deduplicated (it gets an error instead of a second apply).
+pub const CALLER_RESPONSES_MAX: usize = 1024;
+
+/// Callers remembered at once; the one whose last write is oldest is forgotten first.
+pub const CALLERS_MAX: usize = 4096;
+
+/// One caller's recent responses.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Caller {
+    /// Log index of its last write: eviction picks the least recent caller.
+    last_index: u64,
+    /// Responses by sequence number, with the operation each answered.
+    responses: BTreeMap<u64, (OpType, ApplyOpResponse)>,
+}
+
+/// Why an entry could not be applied as an operation. The state is unchanged in every case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryError {
+    /// The entry's bytes or its request did not decode.
+    Malformed(String),
+    /// A retried write older than the responses kept for its caller: it may have applied.
+    TooOldToDeduplicate { caller: String, seq: u64 },
+}
+
+impl std::fmt::Display for EntryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntryError::Malformed(why) => write!(f, "malformed log entry: {why}"),
+            EntryError::TooOldToDeduplicate { caller, seq } => {
+                write!(f, "write {seq} of {caller} is too old to deduplicate; it may have applied")
+            }
+        }
+    }
+}
+
+/// What applying one entry came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryOutcome {
+    pub result: Result<Result<Reply, FsmError>, EntryError>,
+    /// Reservations the entry answered (none for a duplicate).
+    pub events: Vec<ReservationEvent>,
+    /// The entry repeated a write already applied; the result is the first one's.
+    pub duplicate: bool,
+}
+
+/// The state every replica keeps in step.
+#[derive(Clone, Debug, Default)]
+pub struct Replicated {
+    pub fsm: Fsm,
+    callers: BTreeMap<String, Caller>,
+    /// Member addresses by node id, as the conf changes that added them said.
+    pub addresses: BTreeMap<u64, String>,
+}
+
+impl Replicated {
+    pub fn new(addresses: BTreeMap<u64, String>) -> Self {
+        Replicated { fsm: Fsm::new(), callers: BTreeMap::new(), addresses }
+    }
+
+    /// Applies one normal entry's data at log index `index`.
+    pub fn apply_entry(&mut self, index: u64, data: &[u8]) -> EntryOutcome {
+        let fail = |e| EntryOutcome { result: Err(e), events: Vec::new(), duplicate: false };
+        let request = match ApplyOpRequest::decode(data) {
+            Ok(r) => r,
+            Err(e) => return fail(EntryError::Malformed(e.to_string())),
+        };
+        let Ok(op_type) = OpType::try_from(request.op) else {
+            return fail(EntryError::Malformed(format!("unknown op type {}", request.op)));
+        };
+        let dedupe = !request.caller_id.is_empty();
+        if dedupe {
+            match self.cached(&request.caller_id, request.caller_seq) {
+                Cached::Hit(op, response) => {
+                    let result = decode_result(op, &response).map_err(|e| EntryError::Malformed(e.0));
+                    return EntryOutcome { result, events: Vec::new(), duplicate: true };
+                }
+                Cached::TooOld => {
+                    return fail(EntryError::TooOldToDeduplicate { caller: request.caller_id, seq: request.caller_seq })
+                }
+                Cached::Miss => {}
+            }
+        }
+        let now_ms = u64::try_from(request.now_ms).unwrap_or(0);
+        let (result, events) = match decode_op(op_type, &request.body) {
+            Ok(op) => {
+                let applied = self.fsm.apply(op, now_ms);
+                (applied.reply, applied.events)
+            }
+            Err(e) => (Err(FsmError::BadArgument("malformed request")), {
+                tracing::warn!(index, error = %e, "logged request does not decode");
+                Vec::new()
+            }),
+        };
+        if dedupe {
+            self.remember(index, request.caller_id, request.caller_seq, op_type, &result);
+        }
+        EntryOutcome { result: Ok(result), events, duplicate: false }
+    }
+
+    fn cached(&self, caller: &str, seq: u64) -> Cached {
+        let Some(c) = self.callers.get(caller) else { return Cached::Miss };
+        if let Some((op, response)) = c.responses.get(&seq) {
+            return Cached::Hit(*op, response.clone());
+        }
+        let full = c.responses.len() >= CALLER_RESPONSES_MAX;
+        match c.responses.first_key_value() {
+            Some((&oldest, _)) if full && seq < oldest => Cached::TooOld,
+            _ => Cached::Miss,
+        }
+    }
+
+    fn remember(&mut self, index: u64, caller: String, seq: u64, op: OpType, result: &Result<Reply, FsmError>) {
+        if !self.callers.contains_key(&caller) && self.callers.len() >= CALLERS_MAX {
+            // The first minimum in key order: the same caller on every replica.
+            let stalest = self.callers.iter().min_by_key(|(_, c)| c.last_index).map(|(name, _)| name.clone());
+            if let Some(name) = stalest {
+                self.callers.remove(&name);
+            }
+        }
+        let entry = self.callers.entry(caller).or_default();
+        entry.last_index = index;
+        entry.responses.insert(seq, (op, encode_result(result)));
+        while entry.responses.len() > CALLER_RESPONSES_MAX {
+            entry.responses.pop_first();
+        }
+    }
+
+    /// The whole replicated state as a snapshot payload.
+    pub fn snapshot(&self) -> api::ReplicatedStateProto {
+        let callers = self
+            .callers
+            .iter()
+            .map(|(name, c)| api::CallerProto {
+                caller_id: name.clone(),
+                last_index: c.last_index,
+                responses: c
+                    .responses
+                    .iter()
+                    .map(|(&seq, (op, response))| api::CachedResponseProto {
+                        seq,
+                        op: *op as i32,
+                        response: Some(response.clone()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        api::ReplicatedStateProto {
+            fsm: Some(self.fsm.snapshot()),
+            callers,
+            addresses: self.addresses.iter().map(|(&id, a)| (id, a.clone())).collect(),
+        }
+    }
+
+    /// Rebuilds the replicated state from a snapshot payload.
+    pub fn restore(snap: &api::ReplicatedStateProto) -> Result<Self, String> {
+        let fsm = match &snap.fsm {
+            Some(f) => Fsm::restore(f).map_err(|e| e.to_string())?,
+            None => return Err("snapshot holds no job state".into()),
+        };
+        let mut callers = BTreeMap::new();
+        for c in &snap.callers {
+            let mut responses = BTreeMap::new();
+            for r in &c.responses {
+                let op = OpType::try_from(r.op).map_err(|_| format!("cached response of unknown op {}", r.op))?;
+                responses.insert(r.seq, (op, r.response.clone().unwrap_or_default()));
+            }
+            callers.insert(c.caller_id.clone(), Caller { last_index: c.last_index, responses });
+        }
+        let addresses = snap.addresses.iter().map(|(&id, a)| (id, a.clone())).collect();
+        Ok(Replicated { fsm, callers, addresses })
+    }
+
+    /// A digest of everything replicated: equal on replicas at the same applied index.
+    pub fn digest(&self) -> u64 {
+        let tail = self.snapshot();
+        let bytes = api::ReplicatedStateProto { fsm: None, ..tail }.encode_to_vec();
+        let mut h = self.fsm.digest();
+        for b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+        h
+    }
+}
+
+enum Cached {
+    Hit(OpType, ApplyOpResponse),
+    TooOld,
+    Miss,
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::fsm::Op;
+    use crate::node::codec::encode_op;
+
+    fn entry(op: &Op, caller: &str, seq: u64, now_ms: i64) -> Vec<u8> {
+        let (kind, body) = encode_op(op);
+        ApplyOpRequest {
+            op: kind as i32,
+            now_secs: now_ms / 1000,
+            body: body.into(),
+            now_ms,
+            caller_id: caller.into(),
+            caller_seq: seq,
+        }
+        .encode_to_vec()
+    }
+
+    fn put() -> Op {
+        Op::Put { client: None, tube: "default".into(), pri: 1, delay_secs: 0, ttr_secs: 5, body: Bytes::from_static(b"x") }
+    }
+
+    /// A put retried with the same caller and sequence number is applied once and answers the
+    /// first put's job id again.
+    #[test]
+    fn retried_write_applies_once() {
+        let mut r = Replicated::default();
+        let first = r.apply_entry(1, &entry(&put(), "proxy-a", 7, 1000));
+        let again = r.apply_entry(2, &entry(&put(), "proxy-a", 7, 1000));
+        assert_eq!(first.result, Ok(Ok(Reply::Put { id: 1 })));
+        assert_eq!(again.result, first.result);
+        assert!(again.duplicate);
+        assert_eq!(r.fsm.job_count(), 1);
+        let other = r.apply_entry(3, &entry(&put(), "proxy-a", 8, 1000));
+        assert_eq!(other.result, Ok(Ok(Reply::Put { id: 2 })));
+    }
+
+    /// A retry older than every response kept is refused rather than applied twice.
+    #[test]
+    fn too_old_retry_is_refused() {
+        let mut r = Replicated::default();
+        for seq in 1..=(CALLER_RESPONSES_MAX as u64 + 1) {
+            r.apply_entry(seq, &entry(&Op::Tick, "p", seq, 0));
+        }
+        let late = r.apply_entry(9999, &entry(&put(), "p", 1, 0));
+        assert!(matches!(late.result, Err(EntryError::TooOldToDeduplicate { .. })));
+        assert_eq!(r.fsm.job_count(), 0);
+    }
+
+    /// Garbage entry data changes nothing and says why.
+    #[test]
+    fn malformed_entry_is_an_error() {
+        let mut r = Replicated::default();
+        let before = r.digest();
+        let outcome = r.apply_entry(1, &[0xff, 0x01, 0x02]);
+        assert!(matches!(outcome.result, Err(EntryError::Malformed(_))));
+        assert_eq!(r.digest(), before);
+    }
+
+    /// Snapshot then restore keeps the state machine, the caller cache and the addresses.
+    #[test]
+    fn snapshot_round_trip() {
+        let mut r = Replicated::new([(1, "a:1".to_string()), (2, "b:2".to_string())].into());
+        r.apply_entry(1, &entry(&put(), "p", 1, 5000));
+        r.apply_entry(2, &entry(&Op::KickJob { id: 9 }, "p", 2, 6000));
+        let bytes = r.snapshot().encode_to_vec();
+        let restored = Replicated::restore(&api::ReplicatedStateProto::decode(&bytes[..]).unwrap()).unwrap();
+        assert_eq!(restored.digest(), r.digest());
+        let mut restored = restored;
+        let again = restored.apply_entry(3, &entry(&put(), "p", 1, 7000));
+        assert!(again.duplicate);
+        assert_eq!(again.result, Ok(Ok(Reply::Put { id: 1 })));
+    }
+}

@@ -1,0 +1,165 @@
+//! Starting a node: check the data dir belongs to it, recover the log, bootstrap a new cluster
+//! from `--peers` (or wait to be joined), and spawn the driver.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use prost::Message as _;
+use raft::eraftpb::{HardState, Snapshot};
+use raft::RawNode;
+use tokio::sync::{broadcast, mpsc};
+
+use super::driver::{Driver, DriverConfig};
+use super::handle::{Input, NodeHandle, Shared, Status};
+use super::log_store::LogStore;
+use super::raft_logger;
+use super::replicated::Replicated;
+use super::transport::Transport;
+use crate::api::ReplicatedStateProto;
+use crate::storage::{Disk, Wal, WalOptions};
+
+/// Inputs waiting for the driver before senders wait.
+const INPUT_QUEUE_MAX: usize = 16_384;
+/// Applied entries' reservation events buffered per stream subscriber.
+const EVENT_BUFFER_MAX: usize = 16_384;
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub driver: DriverConfig,
+    /// The address peers reach this node at.
+    pub advertise: String,
+    /// The initial members (id → address) of a new cluster; empty for a node that will be
+    /// joined to a running one.
+    pub peers: BTreeMap<u64, String>,
+    /// The data directory, relative to the disk's root.
+    pub data_dir: PathBuf,
+    pub wal: WalOptions,
+}
+
+/// Why a node did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The data dir was written by another node.
+    WrongNode { dir: PathBuf, stored: u64, given: u64 },
+    /// `--peers` does not include this node.
+    NotAPeer { id: u64 },
+    Storage(String),
+    Raft(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::WrongNode { dir, stored, given } => write!(
+                f,
+                "data dir {} belongs to node {stored}, but this is node {given}: give --node-id {stored} or another --data-dir",
+                dir.display()
+            ),
+            StartError::NotAPeer { id } => write!(f, "--peers does not list this node ({id})"),
+            StartError::Storage(e) => write!(f, "{e}"),
+            StartError::Raft(e) => write!(f, "raft: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+const NODE_ID_FILE: &str = "node-id";
+
+/// Checks (or, in a new data dir, records) which node the data dir belongs to.
+fn claim_data_dir(disk: &dyn Disk, dir: &Path, id: u64) -> Result<(), StartError> {
+    let storage = |e: std::io::Error| StartError::Storage(format!("{}: {e}", dir.join(NODE_ID_FILE).display()));
+    disk.create_dir_all(dir).map_err(storage)?;
+    let path = dir.join(NODE_ID_FILE);
+    if disk.exists(&path).map_err(storage)? {
+        let text = disk.read(&path).map_err(storage)?;
+        let stored = String::from_utf8_lossy(&text).trim().parse::<u64>().map_err(|_| {
+            StartError::Storage(format!("{} does not hold a node id; the data dir is damaged", path.display()))
+        })?;
+        if stored != id {
+            return Err(StartError::WrongNode { dir: dir.to_path_buf(), stored, given: id });
+        }
+        return Ok(());
+    }
+    disk.write_new(&path, format!("{id}\n").as_bytes()).map_err(storage)?;
+    disk.sync(&path).map_err(storage)?;
+    disk.sync_dir(dir).map_err(storage)
+}
+
+/// The state every member of a new cluster starts from: the same snapshot at index 1 on each,
+/// holding the members and their addresses.
+fn bootstrap_snapshot(peers: &BTreeMap<u64, String>) -> Snapshot {
+    let state = Replicated::new(peers.clone());
+    let mut snapshot = Snapshot::default();
+    snapshot.set_data(state.snapshot().encode_to_vec().into());
+    let meta = snapshot.mut_metadata();
+    meta.index = 1;
+    meta.term = 1;
+    meta.mut_conf_state().voters = peers.keys().copied().collect();
+    snapshot
+}
+
+/// Starts a node over `disk` and returns its handle. The driver runs as a spawned task.
+pub fn start_node(options: NodeOptions, disk: Arc<dyn Disk>) -> Result<NodeHandle, StartError> {
+    let id = options.driver.id;
+    claim_data_dir(disk.as_ref(), &options.data_dir, id)?;
+    let (mut wal, mut recovered) =
+        Wal::open(disk, &options.data_dir, options.wal.clone()).map_err(|e| StartError::Storage(e.to_string()))?;
+    let fresh = recovered.snapshot.is_none() && recovered.entries.is_empty() && recovered.hard_state == HardState::default();
+    if fresh && !options.peers.is_empty() {
+        if !options.peers.contains_key(&id) {
+            return Err(StartError::NotAPeer { id });
+        }
+        let snapshot = bootstrap_snapshot(&options.peers);
+        wal.save_snapshot(&snapshot).map_err(|e| StartError::Storage(e.to_string()))?;
+        let mut hs = HardState::default();
+        hs.term = 1;
+        hs.commit = 1;
+        wal.set_hard_state(&hs);
+        wal.sync().map_err(|e| StartError::Storage(e.to_string()))?;
+        recovered.snapshot = Some(snapshot);
+        recovered.hard_state = hs;
+    }
+    let state = match &recovered.snapshot {
+        Some(s) => ReplicatedStateProto::decode(s.get_data())
+            .map_err(|e| e.to_string())
+            .and_then(|p| Replicated::restore(&p))
+            .map_err(|e| StartError::Storage(format!("snapshot in {}: {e}", options.data_dir.display())))?,
+        None => Replicated::default(),
+    };
+    if !fresh && !options.peers.is_empty() && state.addresses != options.peers {
+        tracing::warn!(
+            node = id,
+            stored = ?state.addresses,
+            flags = ?options.peers,
+            "--peers differs from the membership stored in the data dir; the stored membership wins"
+        );
+    }
+    let applied = recovered.snapshot.as_ref().map_or(0, |s| s.get_metadata().index);
+    let store = LogStore::new(wal, recovered);
+    let config = raft::Config {
+        id,
+        election_tick: options.driver.election_ticks,
+        heartbeat_tick: options.driver.heartbeat_ticks,
+        applied,
+        check_quorum: true,
+        pre_vote: true,
+        max_size_per_msg: 1024 * 1024,
+        max_inflight_msgs: 256,
+        ..Default::default()
+    };
+    let raw = RawNode::new(&config, store, &raft_logger::logger(id)).map_err(|e| StartError::Raft(e.to_string()))?;
+    let (events, _) = broadcast::channel(EVENT_BUFFER_MAX);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(state),
+        status: Mutex::new(Status { node_id: id, ..Status::default() }),
+        events,
+    });
+    let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
+    let transport = Transport::new(id, tx.clone());
+    let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied);
+    tokio::spawn(driver.run());
+    Ok(NodeHandle { inputs: tx, shared })
+}

@@ -1,0 +1,128 @@
+//! Outgoing raft traffic: one task per peer drains a bounded queue and sends batches over the
+//! `RaftTransport` gRPC service. A full queue drops messages (raft retransmits); a failed send
+//! is reported to raft as an unreachable peer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
+use tokio::sync::mpsc;
+use tonic::transport::Endpoint;
+
+use super::handle::Input;
+use crate::api::raft_transport_client::RaftTransportClient;
+use crate::api::RaftBatch;
+
+/// Messages queued per peer before new ones are dropped.
+const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
+/// Messages sent in one batch.
+const BATCH_MESSAGES_MAX: usize = 256;
+/// How long one send may take before the peer counts as unreachable.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct Peer {
+    addr: String,
+    queue: mpsc::Sender<Message>,
+}
+
+/// The peers raft messages go to.
+pub(crate) struct Transport {
+    from: u64,
+    peers: BTreeMap<u64, Peer>,
+    /// Where send failures are reported (the driver's own input channel).
+    reports: mpsc::Sender<Input>,
+}
+
+impl Transport {
+    pub fn new(from: u64, reports: mpsc::Sender<Input>) -> Self {
+        Transport { from, peers: BTreeMap::new(), reports }
+    }
+
+    /// Sends messages to their peers, at the addresses the membership gives.
+    pub fn send(&mut self, messages: Vec<Message>, addresses: &BTreeMap<u64, String>) {
+        for m in messages {
+            let to = m.to;
+            let Some(addr) = addresses.get(&to) else {
+                tracing::debug!(to, "no address for peer; message dropped");
+                continue;
+            };
+            let peer = self.peer(to, addr);
+            if peer.queue.try_send(m).is_err() {
+                tracing::debug!(to, "peer queue full; message dropped");
+            }
+        }
+    }
+
+    /// Forgets peers no longer in the membership.
+    pub fn retain(&mut self, addresses: &BTreeMap<u64, String>) {
+        self.peers.retain(|id, _| addresses.contains_key(id));
+    }
+
+    fn peer(&mut self, to: u64, addr: &str) -> &Peer {
+        let stale = self.peers.get(&to).is_some_and(|p| p.addr != addr);
+        if stale || !self.peers.contains_key(&to) {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
+            tokio::spawn(run_peer(self.from, to, addr.to_string(), rx, self.reports.clone()));
+            self.peers.insert(to, Peer { addr: addr.to_string(), queue: tx });
+        }
+        &self.peers[&to]
+    }
+}
+
+/// Sends everything queued for one peer until the queue is dropped.
+async fn run_peer(from: u64, to: u64, addr: String, mut queue: mpsc::Receiver<Message>, reports: mpsc::Sender<Input>) {
+    let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+        Ok(e) => e.connect_timeout(SEND_TIMEOUT).timeout(SEND_TIMEOUT),
+        Err(e) => {
+            tracing::error!(to, %addr, error = %e, "bad peer address");
+            return;
+        }
+    };
+    let mut client: Option<RaftTransportClient<tonic::transport::Channel>> = None;
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MESSAGES_MAX {
+            match queue.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let snapshots: Vec<u64> =
+            batch.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(|m| m.to).collect();
+        let encoded = batch.iter().filter_map(|m| m.write_to_bytes().ok()).map(Into::into).collect();
+        let ok = send_batch(&endpoint, &mut client, RaftBatch { from, messages: encoded }).await;
+        if !ok {
+            client = None;
+            let _ = reports.try_send(Input::Unreachable { peer: to });
+        }
+        for peer in snapshots {
+            let _ = reports.send(Input::SnapshotSent { peer, ok }).await;
+        }
+    }
+}
+
+async fn send_batch(
+    endpoint: &Endpoint,
+    client: &mut Option<RaftTransportClient<tonic::transport::Channel>>,
+    batch: RaftBatch,
+) -> bool {
+    if client.is_none() {
+        match endpoint.connect().await {
+            Ok(channel) => *client = Some(RaftTransportClient::new(channel)),
+            Err(e) => {
+                tracing::debug!(error = %e, "peer connect failed");
+                return false;
+            }
+        }
+    }
+    let Some(c) = client.as_mut() else { return false };
+    match tokio::time::timeout(SEND_TIMEOUT, c.send(batch)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(status)) => {
+            tracing::debug!(%status, "peer refused raft batch");
+            false
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,102 @@
+//! The `Cluster` service (membership, leadership, snapshots) and the internal `RaftTransport`.
+
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use tonic::{Request, Response, Status};
+
+use super::status::status_of;
+use crate::api::cluster_server::Cluster;
+use crate::api::raft_transport_server::RaftTransport;
+use crate::api::{Empty, IsNodeLeaderResponse, JoinRequest, LeaveRequest, MemberProto, NodeStatusResponse, RaftBatch};
+use crate::node::{MemberChange, NodeHandle};
+
+pub struct ClusterService {
+    node: NodeHandle,
+}
+
+impl ClusterService {
+    pub fn new(node: NodeHandle) -> Self {
+        ClusterService { node }
+    }
+}
+
+fn node_id(s: &str) -> Result<u64, Status> {
+    match s.parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(Status::invalid_argument(format!("node id {s:?} is not a positive integer"))),
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<Empty>, Status> {
+        let m = request.into_inner();
+        let id = node_id(&m.node_id)?;
+        if m.addr.is_empty() {
+            return Err(Status::invalid_argument("join needs the new node's address"));
+        }
+        self.node.change_member(MemberChange::Join { id, addr: m.addr }).await.map_err(status_of)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn leave(&self, request: Request<LeaveRequest>) -> Result<Response<Empty>, Status> {
+        let id = node_id(&request.into_inner().node_id)?;
+        self.node.change_member(MemberChange::Leave { id }).await.map_err(status_of)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn is_node_leader(&self, _request: Request<Empty>) -> Result<Response<IsNodeLeaderResponse>, Status> {
+        Ok(Response::new(IsNodeLeaderResponse { is_leader: self.node.status().is_leader() }))
+    }
+
+    async fn snapshot(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        self.node.snapshot().await.map_err(status_of)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn status(&self, _request: Request<Empty>) -> Result<Response<NodeStatusResponse>, Status> {
+        let s = self.node.status();
+        let member = |node_id: u64, voter: bool| MemberProto {
+            node_id,
+            addr: s.addresses.get(&node_id).cloned().unwrap_or_default(),
+            voter,
+        };
+        let mut members: Vec<MemberProto> = s.voters.iter().map(|&id| member(id, true)).collect();
+        members.extend(s.learners.iter().map(|&id| member(id, false)));
+        members.sort_by_key(|m| m.node_id);
+        Ok(Response::new(NodeStatusResponse {
+            node_id: s.node_id,
+            leader_id: s.leader_id,
+            term: s.term,
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            members,
+            snapshot_index: s.snapshot_index,
+        }))
+    }
+}
+
+pub struct RaftService {
+    node: NodeHandle,
+}
+
+impl RaftService {
+    pub fn new(node: NodeHandle) -> Self {
+        RaftService { node }
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    async fn send(&self, request: Request<RaftBatch>) -> Result<Response<Empty>, Status> {
+        let batch = request.into_inner();
+        let mut messages = Vec::with_capacity(batch.messages.len());
+        for bytes in &batch.messages {
+            let m = Message::parse_from_bytes(bytes)
+                .map_err(|e| Status::invalid_argument(format!("undecodable raft message from {}: {e}", batch.from)))?;
+            messages.push(m);
+        }
+        self.node.step(messages).await.map_err(status_of)?;
+        Ok(Response::new(Empty {}))
+    }
+}

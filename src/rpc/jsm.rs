@@ -1,0 +1,309 @@
+//! The `JobStateMachine` service: writes proposed through the node, reads served after a
+//! ReadIndex barrier, reservation results streamed per proxy.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::status::{caller_of, invalid, status_of};
+use crate::api::job_state_machine_server::JobStateMachine;
+use crate::api::{self, Empty};
+use crate::fsm::{job_to_proto, ClientKey, JobView, Op, Reply, ServerStats};
+use crate::node::codec::{self, job_id, reservation, secs_u32};
+use crate::node::{NodeError, NodeHandle};
+
+/// How long a write may wait for its entry to apply before the caller is told to retry.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reservation results buffered per stream before a slow proxy starts losing them (it then
+/// sees the stream end and resubscribes, checking its clients' states).
+const STREAM_BUFFER_MAX: usize = 4096;
+
+pub struct JobService {
+    node: NodeHandle,
+}
+
+impl JobService {
+    pub fn new(node: NodeHandle) -> Self {
+        JobService { node }
+    }
+
+    async fn write<T>(&self, request: &Request<T>, op: Op) -> Result<Reply, Status> {
+        let caller = caller_of(request.metadata())?;
+        match tokio::time::timeout(WRITE_TIMEOUT, self.node.propose(op, caller)).await {
+            Ok(result) => result.map_err(status_of),
+            Err(_) => Err(Status::unavailable("write not applied in time; retry")),
+        }
+    }
+
+    async fn read<R>(&self, f: impl FnOnce(&crate::node::replicated::Replicated) -> R) -> Result<R, Status> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.node.read_barrier()).await {
+            Ok(Ok(())) => Ok(self.node.read(f)),
+            Ok(Err(e)) => Err(status_of(e)),
+            Err(_) => Err(Status::unavailable("read barrier not reached in time; retry")),
+        }
+    }
+
+    fn server_stats(&self) -> ServerStats {
+        let status = self.node.status();
+        ServerStats {
+            pid: u64::from(std::process::id()),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            max_job_size: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT as u64,
+            binlog_oldest_index: status.snapshot_index,
+            binlog_current_index: status.applied_index,
+            id: format!("{:016x}", status.node_id),
+            hostname: format!("node-{}", status.node_id),
+            os: std::env::consts::OS.to_string(),
+            platform: std::env::consts::ARCH.to_string(),
+            ..ServerStats::default()
+        }
+    }
+}
+
+fn unexpected(reply: Reply) -> Status {
+    Status::internal(format!("unexpected reply {reply:?}"))
+}
+
+fn peek(job: Option<JobView>) -> api::PeekResponse {
+    api::PeekResponse { job: job.as_ref().map(job_to_proto) }
+}
+
+type ReserveStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<api::ReserveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl JobStateMachine for JobService {
+    async fn put(&self, request: Request<api::PutRequest>) -> Result<Response<api::PutResponse>, Status> {
+        let op = codec::put_from(request.get_ref().clone()).map_err(invalid)?;
+        match self.write(&request, op).await? {
+            Reply::Put { id } => Ok(Response::new(api::PutResponse { job_id: id as i64 })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete(&self, request: Request<api::DeleteRequest>) -> Result<Response<Empty>, Status> {
+        let m = request.get_ref();
+        let client = (!m.proxy_id.is_empty() || !m.client_id.is_empty()).then(|| ClientKey::new(&m.proxy_id, &m.client_id));
+        let op = Op::Delete { client, id: job_id(m.job_id).map_err(invalid)? };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+
+    async fn reserve(&self, request: Request<api::ReserveRequest>) -> Result<Response<api::ReserveResponse>, Status> {
+        let m = request.get_ref().clone();
+        let op = codec::reserve_from(m.clone()).map_err(invalid)?;
+        let outcome = match self.write(&request, op).await? {
+            Reply::Reserve(outcome) => outcome,
+            other => return Err(unexpected(other)),
+        };
+        let mut r = reservation(outcome.as_ref());
+        r.request_id = m.request_id;
+        r.client_id = m.client_id;
+        r.proxy_id = m.proxy_id;
+        Ok(Response::new(api::ReserveResponse { reservation: Some(r) }))
+    }
+
+    type StreamReserveUpdatesStream = ReserveStream;
+
+    async fn stream_reserve_updates(
+        &self,
+        request: Request<api::ReserveUpdateRequest>,
+    ) -> Result<Response<Self::StreamReserveUpdatesStream>, Status> {
+        let proxy = request.into_inner().proxy_id;
+        let mut events = self.node.subscribe();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER_MAX);
+        tokio::spawn(async move {
+            loop {
+                let batch = match events.recv().await {
+                    Ok(batch) => batch,
+                    Err(RecvError::Lagged(missed)) => {
+                        let _ = tx.send(Err(Status::data_loss(format!("stream lagged by {missed} entries")))).await;
+                        return;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                for e in batch.events.iter().filter(|e| *e.client.proxy == *proxy) {
+                    let mut r = reservation(Some(&e.outcome));
+                    r.request_id = e.request_id.clone();
+                    r.client_id = e.client.client.to_string();
+                    r.proxy_id = proxy.clone();
+                    if tx.send(Ok(api::ReserveResponse { reservation: Some(r) })).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn check_client_state(
+        &self,
+        request: Request<api::CheckClientStateRequest>,
+    ) -> Result<Response<api::CheckClientStateResponse>, Status> {
+        let m = request.into_inner();
+        let states = self.read(|s| s.fsm.check_client_state(&m.proxy_id, &m.client_ids)).await?;
+        Ok(Response::new(api::CheckClientStateResponse {
+            proxy_id: m.proxy_id,
+            waiting_client_ids: states.waiting,
+            not_waiting_client_ids: states.not_waiting,
+            missing_client_ids: states.missing,
+        }))
+    }
+
+    async fn release(&self, request: Request<api::ReleaseRequest>) -> Result<Response<Empty>, Status> {
+        let m = request.get_ref();
+        let op = Op::Release {
+            client: ClientKey::new(&m.proxy_id, &m.client_id),
+            id: job_id(m.job_id).map_err(invalid)?,
+            pri: m.priority,
+            delay_secs: secs_u32(m.delay, "delay").map_err(invalid)?,
+        };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+
+    async fn touch(&self, request: Request<api::TouchRequest>) -> Result<Response<Empty>, Status> {
+        let m = request.get_ref();
+        let op = Op::Touch { client: ClientKey::new(&m.proxy_id, &m.client_id), id: job_id(m.job_id).map_err(invalid)? };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+
+    async fn bury(&self, request: Request<api::BuryRequest>) -> Result<Response<Empty>, Status> {
+        let m = request.get_ref();
+        let op = Op::Bury {
+            client: ClientKey::new(&m.proxy_id, &m.client_id),
+            id: job_id(m.job_id).map_err(invalid)?,
+            pri: m.priority,
+        };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+
+    async fn kick(&self, request: Request<api::KickRequest>) -> Result<Response<Empty>, Status> {
+        let op = Op::KickJob { id: job_id(request.get_ref().job_id).map_err(invalid)? };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+
+    async fn kick_n(&self, request: Request<api::KickNRequest>) -> Result<Response<api::KickNResponse>, Status> {
+        let m = request.get_ref();
+        let bound = u32::try_from(m.bound).map_err(|_| Status::invalid_argument("bound is negative"))?;
+        match self.write(&request, Op::Kick { tube: m.tube_name.clone(), bound }).await? {
+            Reply::Kicked { count } => Ok(Response::new(api::KickNResponse { jobs_kicked: count as i32 })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn get_job(&self, request: Request<api::GetJobRequest>) -> Result<Response<api::GetJobResponse>, Status> {
+        let id = job_id(request.get_ref().job_id).map_err(invalid)?;
+        let job = self.read(|s| s.fsm.job(id)).await?;
+        Ok(Response::new(api::GetJobResponse { job: job.as_ref().map(job_to_proto) }))
+    }
+
+    async fn peek_buried(&self, request: Request<api::PeekRequest>) -> Result<Response<api::PeekResponse>, Status> {
+        let tube = request.into_inner().tube_name;
+        Ok(Response::new(peek(self.read(|s| s.fsm.peek_buried(&tube)).await?)))
+    }
+
+    async fn peek_delayed(&self, request: Request<api::PeekRequest>) -> Result<Response<api::PeekResponse>, Status> {
+        let tube = request.into_inner().tube_name;
+        Ok(Response::new(peek(self.read(|s| s.fsm.peek_delayed(&tube)).await?)))
+    }
+
+    async fn peek_ready(&self, request: Request<api::PeekRequest>) -> Result<Response<api::PeekResponse>, Status> {
+        let tube = request.into_inner().tube_name;
+        Ok(Response::new(peek(self.read(|s| s.fsm.peek_ready(&tube)).await?)))
+    }
+
+    async fn get_stats_job_yaml(
+        &self,
+        request: Request<api::GetStatsJobYamlRequest>,
+    ) -> Result<Response<api::GetStatsJobYamlResponse>, Status> {
+        let id = job_id(request.get_ref().job_id).map_err(invalid)?;
+        let now = crate::node::clock::now_ms();
+        let yaml = self.read(|s| s.fsm.stats_job_yaml(id, now)).await?;
+        let yaml = yaml.ok_or_else(|| status_of(NodeError::Fsm(crate::fsm::FsmError::NotFound)))?;
+        Ok(Response::new(api::GetStatsJobYamlResponse { stats_yaml: Bytes::from(yaml) }))
+    }
+
+    async fn get_stats_tube_yaml(
+        &self,
+        request: Request<api::GetStatsTubeYamlRequest>,
+    ) -> Result<Response<api::GetStatsTubeYamlResponse>, Status> {
+        let tube = request.into_inner().tube_name;
+        let now = crate::node::clock::now_ms();
+        let yaml = self.read(|s| s.fsm.stats_tube_yaml(&tube, now)).await?;
+        let yaml = yaml.ok_or_else(|| status_of(NodeError::Fsm(crate::fsm::FsmError::NotFound)))?;
+        Ok(Response::new(api::GetStatsTubeYamlResponse { stats_yaml: Bytes::from(yaml) }))
+    }
+
+    async fn get_stats_yaml(&self, _request: Request<Empty>) -> Result<Response<api::GetStatsYamlResponse>, Status> {
+        let server = self.server_stats();
+        let yaml = self.read(|s| s.fsm.stats_yaml(&server)).await?;
+        Ok(Response::new(api::GetStatsYamlResponse { stats_yaml: Bytes::from(yaml) }))
+    }
+
+    async fn list_tubes(&self, _request: Request<Empty>) -> Result<Response<api::ListTubesResponse>, Status> {
+        let tubes = self.read(|s| s.fsm.list_tubes()).await?;
+        Ok(Response::new(api::ListTubesResponse { tubes }))
+    }
+
+    async fn reserve_job(&self, request: Request<api::ReserveJobRequest>) -> Result<Response<api::ReserveResponse>, Status> {
+        let m = request.get_ref().clone();
+        let op = Op::ReserveJob { client: ClientKey::new(&m.proxy_id, &m.client_id), id: job_id(m.job_id).map_err(invalid)? };
+        match self.write(&request, op).await? {
+            Reply::ReservedJob { id, body } => {
+                let mut r = reservation(Some(&crate::fsm::ReserveOutcome::Reserved { id, body }));
+                r.client_id = m.client_id;
+                r.proxy_id = m.proxy_id;
+                Ok(Response::new(api::ReserveResponse { reservation: Some(r) }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn pause_tube(&self, request: Request<api::PauseTubeRequest>) -> Result<Response<Empty>, Status> {
+        let m = request.get_ref();
+        let op = Op::PauseTube { tube: m.tube_name.clone(), delay_secs: secs_u32(m.delay, "delay").map_err(invalid)? };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+
+    async fn use_tube(&self, request: Request<api::UseTubeRequest>) -> Result<Response<Empty>, Status> {
+        let m = request.get_ref();
+        let op = Op::Use { client: ClientKey::new(&m.proxy_id, &m.client_id), tube: m.tube_name.clone() };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+
+    async fn watch_tube(&self, request: Request<api::WatchTubeRequest>) -> Result<Response<api::WatchTubeResponse>, Status> {
+        let m = request.get_ref();
+        let op = Op::Watch { client: ClientKey::new(&m.proxy_id, &m.client_id), tube: m.tube_name.clone() };
+        match self.write(&request, op).await? {
+            Reply::Watching { count } => Ok(Response::new(api::WatchTubeResponse { watching_count: count })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn ignore_tube(&self, request: Request<api::IgnoreTubeRequest>) -> Result<Response<api::WatchTubeResponse>, Status> {
+        let m = request.get_ref();
+        let op = Op::Ignore { client: ClientKey::new(&m.proxy_id, &m.client_id), tube: m.tube_name.clone() };
+        match self.write(&request, op).await? {
+            Reply::Watching { count } => Ok(Response::new(api::WatchTubeResponse { watching_count: count })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn client_gone(&self, request: Request<api::ClientGoneRequest>) -> Result<Response<Empty>, Status> {
+        // One entry per client, without a caller sequence: ending a session twice is harmless.
+        let m = request.into_inner();
+        for client_id in &m.client_ids {
+            let op = Op::ClientGone { client: ClientKey::new(&m.proxy_id, client_id) };
+            let result = tokio::time::timeout(WRITE_TIMEOUT, self.node.propose(op, None)).await;
+            result.map_err(|_| Status::unavailable("write not applied in time; retry"))?.map_err(status_of)?;
+        }
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn proxy_gone(&self, request: Request<api::ProxyGoneRequest>) -> Result<Response<Empty>, Status> {
+        let op = Op::ProxyGone { proxy: request.get_ref().proxy_id.clone() };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+}

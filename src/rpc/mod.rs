@@ -1,0 +1,35 @@
+//! The gRPC services every node serves: `Cluster`, `JobStateMachine` and the internal
+//! `RaftTransport`. Thin: convert, hand to the node, await, map errors to statuses.
+
+pub mod cluster;
+pub mod job_client;
+pub mod jsm;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use crate::api::cluster_server::ClusterServer;
+use crate::api::job_state_machine_server::JobStateMachineServer;
+use crate::api::raft_transport_server::RaftTransportServer;
+use crate::node::NodeHandle;
+
+/// The largest gRPC message accepted: a snapshot travels inside raft messages.
+const GRPC_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Serves the node's gRPC API on `addr` until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    node: NodeHandle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let raft = RaftTransportServer::new(cluster::RaftService::new(node.clone()))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    tonic::transport::Server::builder()
+        .add_service(ClusterServer::new(cluster::ClusterService::new(node.clone())))
+        .add_service(JobStateMachineServer::new(jsm::JobService::new(node)))
+        .add_service(raft)
+        .serve_with_shutdown(addr, shutdown)
+        .await
+}

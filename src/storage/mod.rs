@@ -1,0 +1,27 @@
+//! Durable storage for a Raft node: a write-ahead log of entries and hard states, and
+//! snapshot files, over a small file abstraction ([`Disk`]) so the simulator can crash it.
+//!
+//! Layout of a data directory:
+//! - `wal-<sequence>.log`: log segments, replayed in sequence order. Each holds whole
+//!   batches of records (entries, hard states, a batch end), one batch per [`Wal::sync`].
+//! - `snap-<index>.snap`: the newest snapshot, one checksummed record.
+//! - `*.tmp`: a snapshot being written; a crash may leave one, and open removes it.
+//!
+//! Durability contract: what [`Wal::sync`] or [`Wal::save_snapshot`] acknowledged survives any
+//! crash; a torn write at the end of the log is cut away on open; damage anywhere else is
+//! reported as [`StorageError::Corrupt`], naming the file and byte offset, never skipped.
+
+mod compaction;
+mod data_dir;
+pub mod disk;
+mod error;
+mod names;
+mod record;
+mod recovery;
+mod replace;
+mod snapshot_file;
+mod wal;
+
+pub use disk::{Disk, RealDisk, SimDisk};
+pub use error::{Corruption, StorageError};
+pub use wal::{Recovered, Wal, WalOptions};

@@ -1,0 +1,293 @@
+//! The write-ahead log: raft entries and hard states, appended in batches to segment files,
+//! one fsync per batch, with snapshots that let old segments go.
+//!
+//! The Raft driver appends a Ready's entries and hard state, then calls [`Wal::sync`] once
+//! (group commit) before it sends anything that depends on them. A batch is durable when
+//! `sync` returns and not before; recovery applies whole batches only (see `recovery.rs`).
+//!
+//! [`Wal::save_snapshot`] writes the snapshot file, then starts a fresh segment holding the
+//! hard state and the entries the snapshot does not cover, then removes the older segments.
+//! A crash between any two of those steps recovers to the state before or after the save.
+
+use std::mem;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use raft::eraftpb::{Entry, HardState, Snapshot, SnapshotMetadata};
+
+use super::compaction::{dropped_count, settle_hard_state};
+use super::data_dir::DataDir;
+use super::disk::Disk;
+use super::error::StorageError;
+use super::names::segment_name;
+use super::record::{self, RecordKind};
+use super::recovery;
+use super::replace::replace_log;
+use super::snapshot_file;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+/// How the log lays out its files.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// A batch goes to a new segment once the current one has reached this size, so no
+    /// single file grows without bound between snapshots.
+    pub segment_bytes_max: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> WalOptions {
+        WalOptions { segment_bytes_max: 64 * 1024 * 1024 }
+    }
+}
+
+/// What a data directory held when it was opened.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recovered {
+    /// The last synced hard state, its commit and term raised to the snapshot's if lower.
+    pub hard_state: HardState,
+    /// The entries after the snapshot: contiguous, ascending, the first at the snapshot's
+    /// index plus one.
+    pub entries: Vec<Entry>,
+    /// The newest snapshot, if one was ever saved.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// The segment batches are appended to.
+struct Segment {
+    /// Its number: segments replay in this order.
+    sequence: u64,
+    /// Its size: past `segment_bytes_max`, the next batch starts a new segment.
+    size_bytes: u64,
+    /// Whether its name is not yet durable: the first batch in it also syncs the directory.
+    is_new: bool,
+}
+
+/// A write-ahead log in one data directory.
+pub struct Wal {
+    dir: DataDir,
+    options: WalOptions,
+    /// The entries after the snapshot, as appended (synced or not): contiguous, ascending,
+    /// the first at `snapshot.index + 1`. Kept to answer raft's reads and to carry over into
+    /// the fresh segment a snapshot starts.
+    entries: Vec<Entry>,
+    /// The newest hard state set, settled against the snapshot (as recovery would return it).
+    hard_state: HardState,
+    /// The newest snapshot saved (all zero before the first).
+    snapshot: SnapshotMetadata,
+    /// Records appended since the last sync, encoded, in order.
+    pending: Vec<u8>,
+    /// Whether `hard_state` changed since the last sync.
+    pending_hard_state: bool,
+    /// Where the next batch goes; `None` until the first batch of a new directory.
+    segment: Option<Segment>,
+    /// Set when a write or fsync failed: what reached the disk is then unknown (a failed
+    /// fsync may even have dropped dirty pages), so nothing more is written until reopened.
+    poisoned: bool,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in `dir`, relative to the disk's root, and returns
+    /// what it holds. A torn tail left by a crash is cut away; any other damage is an error.
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        dir: impl Into<PathBuf>,
+        options: WalOptions,
+    ) -> Result<(Wal, Recovered), StorageError> {
+        let mut dir = DataDir::open(disk, dir.into())?;
+        let found = recovery::recover(&mut dir)?;
+        let snapshot = found.snapshot.as_ref().map(|s| s.get_metadata().clone()).unwrap_or_default();
+        let segment = found.last_segment.map(|(sequence, size_bytes)| Segment { sequence, size_bytes, is_new: false });
+        let wal = Wal {
+            dir,
+            options,
+            entries: found.entries.clone(),
+            hard_state: found.hard_state.clone(),
+            snapshot,
+            pending: Vec::new(),
+            pending_hard_state: false,
+            segment,
+            poisoned: false,
+        };
+        let recovered = Recovered { hard_state: found.hard_state, entries: found.entries, snapshot: found.snapshot };
+        Ok((wal, recovered))
+    }
+
+    /// Appends `entries` (consecutive indexes) to the next batch. The first may be at any
+    /// index from the first index to one past the last: raft's conflict resolution, which
+    /// replaces the log from there on. Nothing is durable until [`Wal::sync`].
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        let Some(first) = entries.first() else { return Ok(()) };
+        let (first_index, last_index) = (self.first_index(), self.last_index());
+        let starts_in_range = first.index >= first_index && first.index <= last_index + 1;
+        let misplaced = if starts_in_range {
+            entries.iter().zip(first.index..).find(|(entry, expected)| entry.index != *expected).map(|(e, _)| e.index)
+        } else {
+            Some(first.index)
+        };
+        if let Some(index) = misplaced {
+            return Err(StorageError::NotContiguous { index, first_index, last_index });
+        }
+        let pending_bytes = self.pending.len();
+        for entry in entries {
+            if let Err(error) = record::encode(RecordKind::Entry, entry, &mut self.pending) {
+                self.pending.truncate(pending_bytes);
+                return Err(error);
+            }
+        }
+        self.entries.truncate((first.index - self.first_index()) as usize);
+        self.entries.extend_from_slice(entries);
+        Ok(())
+    }
+
+    /// Sets the hard state the next batch records. Its commit and term are raised to the
+    /// snapshot's if lower (a no-op for raft, which never lowers them), so that what this
+    /// log holds in memory is what a reopen would return.
+    pub fn set_hard_state(&mut self, hard_state: &HardState) {
+        self.hard_state = settle_hard_state(hard_state, &self.snapshot);
+        self.pending_hard_state = true;
+    }
+
+    /// Writes everything appended since the last sync as one batch and fsyncs it once.
+    /// Returns only when the batch is durable; with nothing pending, does nothing.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        if self.pending.is_empty() && !self.pending_hard_state {
+            return Ok(());
+        }
+        let written = self.write_batch();
+        self.poisoned = written.is_err();
+        written
+    }
+
+    /// Saves `snapshot` and compacts the log: the entries it covers go, and so do all the
+    /// others if the log disagrees with it at its index (a snapshot from a leader whose
+    /// history replaced ours). Syncs any pending batch (and the hard state) first. Durable
+    /// when it returns.
+    pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        let index = snapshot.get_metadata().index;
+        if index < self.snapshot.index {
+            return Err(StorageError::SnapshotOutOfDate { index, saved_index: self.snapshot.index });
+        }
+        // The hard state goes into this batch even if unchanged: it may so far be durable
+        // only as derived from the snapshot being replaced (its term raised to that one's),
+        // and must not depend on that snapshot once the new one is in place.
+        self.pending_hard_state = true;
+        self.sync()?;
+        let saved = self.install_snapshot(snapshot);
+        self.poisoned = saved.is_err();
+        saved
+    }
+
+    /// The index of the first entry the log holds (or would hold): the snapshot's plus one.
+    pub fn first_index(&self) -> u64 {
+        self.snapshot.index + 1
+    }
+
+    /// The index of the last entry appended, or the snapshot's if there is none.
+    pub fn last_index(&self) -> u64 {
+        self.entries.last().map_or(self.snapshot.index, |entry| entry.index)
+    }
+
+    /// The term of the entry at `index`, if the log or the snapshot knows it.
+    pub fn term(&self, index: u64) -> Option<u64> {
+        if index == self.snapshot.index {
+            return Some(self.snapshot.term);
+        }
+        let offset = index.checked_sub(self.first_index())?;
+        self.entries.get(offset as usize).map(|entry| entry.term)
+    }
+
+    /// The entries after the snapshot, as appended (synced or not).
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The newest hard state set.
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// The newest snapshot's metadata (all zero before the first snapshot).
+    pub fn snapshot_metadata(&self) -> &SnapshotMetadata {
+        &self.snapshot
+    }
+
+    /// File and directory fsyncs done since the log was opened, recovery's included.
+    pub fn fsync_count(&self) -> u64 {
+        self.dir.fsync_count()
+    }
+
+    fn check_not_poisoned(&self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Closes the pending batch, appends it to the current segment (a new one past the size
+    /// limit) and fsyncs it: the file, and the directory too if the segment is new.
+    fn write_batch(&mut self) -> Result<(), StorageError> {
+        let mut batch = mem::take(&mut self.pending);
+        if self.pending_hard_state {
+            record::encode(RecordKind::HardState, &self.hard_state, &mut batch)?;
+        }
+        record::encode_empty(RecordKind::BatchEnd, &mut batch)?;
+        let (sequence, is_new) = self.segment_for_batch();
+        let name = segment_name(sequence);
+        self.dir.append(&name, &batch)?;
+        self.dir.sync(&name)?;
+        if is_new {
+            self.dir.sync_dir()?;
+        }
+        self.segment =
+            Some(Segment { sequence, size_bytes: self.segment_size_bytes() + batch.len() as u64, is_new: false });
+        self.pending_hard_state = false;
+        batch.clear();
+        self.pending = batch;
+        Ok(())
+    }
+
+    /// The segment the next batch goes to (sequence number, whether it is new): a new one if
+    /// there is none yet or the current one is full.
+    fn segment_for_batch(&mut self) -> (u64, bool) {
+        match &self.segment {
+            Some(segment) if segment.size_bytes < self.options.segment_bytes_max => (segment.sequence, segment.is_new),
+            Some(full) => {
+                let sequence = full.sequence + 1;
+                self.segment = Some(Segment { sequence, size_bytes: 0, is_new: true });
+                (sequence, true)
+            }
+            None => {
+                self.segment = Some(Segment { sequence: 1, size_bytes: 0, is_new: true });
+                (1, true)
+            }
+        }
+    }
+
+    fn segment_size_bytes(&self) -> u64 {
+        self.segment.as_ref().map_or(0, |segment| segment.size_bytes)
+    }
+
+    /// Puts the snapshot file in place, then replaces the log with what the snapshot leaves
+    /// of it; each step durable before the next, so recovery finds either the old state or
+    /// the new one (and finishes replacing the log if the crash came before).
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let metadata = snapshot.get_metadata();
+        let dropped = dropped_count(&self.entries, metadata.index, metadata.term);
+        let hard_state = settle_hard_state(&self.hard_state, metadata);
+        snapshot_file::save(&mut self.dir, snapshot)?;
+        let sequence = self.segment.as_ref().map_or(1, |segment| segment.sequence + 1);
+        let size_bytes = replace_log(&mut self.dir, sequence, metadata, &hard_state, &self.entries[dropped..])?;
+        self.entries.drain(..dropped);
+        self.hard_state = hard_state;
+        self.snapshot = metadata.clone();
+        self.segment = Some(Segment { sequence, size_bytes, is_new: false });
+        Ok(())
+    }
+}
