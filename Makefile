@@ -18,7 +18,7 @@ test-std:
 	$(CARGO) test --workspace
 
 test-sim:
-	$(SIM_ENV) $(CARGO) test --workspace
+	$(SIM_ENV) RUSTDOCFLAGS="--cfg madsim" $(CARGO) test --workspace
 
 SEED ?= 1
 SEEDS ?= 100

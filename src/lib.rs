@@ -3,7 +3,9 @@
 pub mod api;
 pub mod fsm;
 pub mod node;
+pub mod protocol;
 pub mod limits;
 pub mod rpc;
 pub mod cli;
 pub mod storage;
+pub mod proxy;

@@ -13,6 +13,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// One node and the beanstalkd front end in one process: a drop-in for beanstalkd.
+    Serve(cli::serve::ServeArgs),
+    /// The beanstalkd front end before a cluster.
+    Beanstalkd(cli::front::FrontArgs),
     /// Run one Raft node serving the gRPC API.
     ClusterNode(cli::node::NodeArgs),
     /// Ask a node about the cluster, or change its membership.
@@ -26,15 +30,41 @@ enum Command {
 }
 
 fn init_logging() {
+    init_logging_with("info,raft=warn");
+}
+
+/// `serve` is quiet like beanstalkd unless asked (-V, or RUST_LOG).
+fn init_logging_verbose(verbose: u8) {
+    init_logging_with(match verbose {
+        0 => "warn,raft=error",
+        1 => "info,raft=warn",
+        _ => "debug",
+    });
+}
+
+fn init_logging_with(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,raft=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => {
+            init_logging_verbose(args.verbose);
+            cli::serve::run(args).await
+        }
+        Command::Beanstalkd(args) => {
+            init_logging();
+            cli::front::run(args).await
+        }
         Command::ClusterNode(args) => {
             init_logging();
             cli::node::run(args).await

@@ -39,6 +39,7 @@ impl Fsm {
         s.sessions.hash(&mut h);
         s.waits.hash(&mut h);
         s.timers.hash(&mut h);
+        (&s.leases, &s.lease_proxies, s.next_lease_id).hash(&mut h);
         h.finish()
     }
 }

@@ -56,6 +56,8 @@ pub(crate) enum TimerKind {
     DeadlineSoon,
     /// A waiting reserve times out (key: wait sequence).
     WaitTimeout,
+    /// A proxy's lease runs out (key: lease id).
+    LeaseEnd,
 }
 
 /// One pending deadline. Ordered by time, then kind, then key: a total order, so replicas fire
@@ -166,6 +168,14 @@ pub(crate) struct Session {
     pub worker: bool,
 }
 
+/// A proxy's lease: while it runs, its clients' sessions live on without the proxy saying so.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Lease {
+    /// Names the lease's timer (proxy names are strings; timer keys are numbers).
+    pub id: u64,
+    pub until: Millis,
+}
+
 /// The server-wide command counters (beanstalkd's op counts that go through the log).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Counters {
@@ -203,4 +213,8 @@ pub(crate) struct State {
     pub waits: BTreeMap<u64, ClientKey>,
     pub timers: BTreeSet<Timer>,
     pub counters: Counters,
+    /// Proxy leases by proxy id, and the proxy of each lease id.
+    pub leases: BTreeMap<String, Lease>,
+    pub lease_proxies: BTreeMap<u64, String>,
+    pub next_lease_id: u64,
 }

@@ -151,6 +151,12 @@ impl Fsm {
                 expected.insert(Timer { at: pause.until, kind: TimerKind::PauseEnd, key: tid });
             }
         }
+        ensure(s.leases.len() == s.lease_proxies.len(), || "lease maps differ in size".into())?;
+        for (proxy, lease) in &s.leases {
+            ensure(s.lease_proxies.get(&lease.id) == Some(proxy), || format!("lease of {proxy} is not filed by id"))?;
+            ensure(lease.id < s.next_lease_id, || format!("lease of {proxy} has an id not below next_lease_id"))?;
+            expected.insert(Timer { at: lease.until, kind: TimerKind::LeaseEnd, key: lease.id });
+        }
         for session in s.sessions.values() {
             if let Some(at) = session.wait.as_ref().and_then(|w| w.deadline) {
                 expected.insert(Timer { at, kind: TimerKind::WaitTimeout, key: session.wait.as_ref().unwrap().seq });

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::index::{
-    Job, Pause, Session, State, Timer, TimerKind, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
+    Job, Lease, Pause, Session, State, Timer, TimerKind, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
     URGENT_PRI_MAX_EXCLUSIVE,
 };
 use super::tube_name::validate_tube_name;
@@ -36,7 +36,13 @@ fn secs_to_ms(secs: u32) -> Millis {
 impl Fsm {
     /// An empty machine at time 0 with the `default` tube.
     pub fn new() -> Self {
-        let mut fsm = Fsm::from_state(State { next_job_id: 1, next_bury_seq: 1, next_wait_seq: 1, ..State::default() });
+        let mut fsm = Fsm::from_state(State {
+            next_job_id: 1,
+            next_bury_seq: 1,
+            next_wait_seq: 1,
+            next_lease_id: 1,
+            ..State::default()
+        });
         fsm.tube_or_create(DEFAULT_TUBE);
         fsm
     }
@@ -96,12 +102,20 @@ impl Fsm {
             Op::Use { client, tube } => self.use_tube(client, &tube),
             Op::Watch { client, tube } => self.watch(client, &tube),
             Op::Ignore { client, tube } => self.ignore(client, &tube),
+            Op::ClientHello { client } => {
+                self.session(client);
+                Ok(Reply::Done)
+            }
             Op::ClientGone { client } => {
                 self.end_session(&client);
                 Ok(Reply::Done)
             }
             Op::ProxyGone { proxy } => {
                 self.end_proxy(&proxy);
+                Ok(Reply::Done)
+            }
+            Op::ProxyLease { proxy, lease_secs } => {
+                self.lease(proxy, lease_secs);
                 Ok(Reply::Done)
             }
             Op::Tick => Ok(Reply::Done),
@@ -386,6 +400,23 @@ impl Fsm {
         }
     }
 
+    /// Starts, extends or (0 s) cancels a proxy's lease.
+    fn lease(&mut self, proxy: String, lease_secs: u32) {
+        if let Some(old) = self.s.leases.remove(&proxy) {
+            self.s.timers.remove(&Timer { at: old.until, kind: TimerKind::LeaseEnd, key: old.id });
+            self.s.lease_proxies.remove(&old.id);
+        }
+        if lease_secs == 0 {
+            return;
+        }
+        let id = self.s.next_lease_id;
+        self.s.next_lease_id += 1;
+        let until = self.s.clock + secs_to_ms(lease_secs);
+        self.s.timers.insert(Timer { at: until, kind: TimerKind::LeaseEnd, key: id });
+        self.s.lease_proxies.insert(id, proxy.clone());
+        self.s.leases.insert(proxy, Lease { id, until });
+    }
+
     // ---- timers ----
 
     fn fire_due_timers(&mut self) {
@@ -421,6 +452,11 @@ impl Fsm {
                 let client = self.s.waits[&timer.key].clone();
                 let wait = self.end_wait(&client).expect("timed-out wait exists");
                 self.answer(client, wait.request_id, ReserveOutcome::TimedOut);
+            }
+            TimerKind::LeaseEnd => {
+                let proxy = self.s.lease_proxies.remove(&timer.key).expect("lease of a timer exists");
+                self.s.leases.remove(&proxy);
+                self.end_proxy(&proxy);
             }
         }
     }

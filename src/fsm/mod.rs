@@ -34,8 +34,8 @@
 //! of the proxy's clients before releasing any of their jobs.
 //!
 //! # Tubes and sessions
-//! A client (`ClientKey`) gets a session the first time a put, reserve, reserve-job, use,
-//! watch or ignore names it: it uses `default` and watches `default`. `ClientGone` ends it
+//! A client (`ClientKey`) gets a session when it says hello, or the first time a put, reserve,
+//! reserve-job, use, watch or ignore names it: it uses `default` and watches `default`. `ClientGone` ends it
 //! (releasing its jobs, dropping its wait); `ProxyGone` ends all of a proxy's sessions. A tube exists while it is `default`, or
 //! holds jobs, or is used, watched or waited on; pausing does not keep it alive. Tubes list in
 //! creation order.
@@ -54,6 +54,7 @@ mod tube_name;
 
 pub use machine::{Fsm, DEFAULT_TUBE};
 pub use snapshot::{job_to_proto, RestoreError};
+pub use stats::{front_end_fields, patch_yaml};
 pub use tube_name::{is_tube_name_byte, validate_tube_name, TUBE_NAME_BYTES_MAX};
 #[cfg(test)]
 mod tests;

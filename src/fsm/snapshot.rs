@@ -7,12 +7,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::index::{
-    Counters, Job, Pause, Session, State, Timer, TimerKind, Tube, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
+    Counters, Job, Lease, Pause, Session, State, Timer, TimerKind, Tube, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
     URGENT_PRI_MAX_EXCLUSIVE,
 };
 use super::machine::Fsm;
 use super::types::{ClientKey, JobState, Millis};
-use crate::api::{ClientResvEntryProto, CountersProto, JobProto, JobStateProto, SnapshotProto, TubeProto};
+use crate::api::{ClientResvEntryProto, CountersProto, JobProto, JobStateProto, LeaseProto, SnapshotProto, TubeProto};
 
 /// A snapshot that cannot be restored, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +185,12 @@ impl Fsm {
             next_bury_seq: s.next_bury_seq,
             next_wait_seq: s.next_wait_seq,
             next_tube_seq: s.next_tube_id,
+            leases: s
+                .leases
+                .iter()
+                .map(|(proxy, l)| LeaseProto { proxy_id: proxy.clone(), lease_id: l.id, until: l.until as i64 })
+                .collect(),
+            next_lease_id: s.next_lease_id,
         }
     }
 
@@ -196,16 +202,31 @@ impl Fsm {
             next_bury_seq: snap.next_bury_seq,
             next_wait_seq: snap.next_wait_seq,
             next_tube_id: snap.next_tube_seq,
+            next_lease_id: snap.next_lease_id,
             counters: snap.counters.as_ref().map(Counters::from_proto).unwrap_or_default(),
             ..State::default()
         };
         restore_tubes(&mut s, &snap.tubes)?;
         restore_sessions(&mut s, &snap.reservations)?;
         restore_jobs(&mut s, &snap.jobs)?;
+        restore_leases(&mut s, &snap.leases)?;
         let fsm = Fsm::from_state(s);
         fsm.check_invariants().map_err(RestoreError)?;
         Ok(fsm)
     }
+}
+
+fn restore_leases(s: &mut State, leases: &[LeaseProto]) -> Result<(), RestoreError> {
+    for l in leases {
+        let until = ms(l.until, "lease until")?;
+        if s.lease_proxies.insert(l.lease_id, l.proxy_id.clone()).is_some()
+            || s.leases.insert(l.proxy_id.clone(), Lease { id: l.lease_id, until }).is_some()
+        {
+            return Err(bad(format!("lease of {:?} or its id {} is listed twice", l.proxy_id, l.lease_id)));
+        }
+        s.timers.insert(Timer { at: until, kind: TimerKind::LeaseEnd, key: l.lease_id });
+    }
+    Ok(())
 }
 
 fn tube_named(s: &State, name: &str) -> Result<TubeId, RestoreError> {

@@ -194,3 +194,69 @@ impl Fsm {
             .finish()
     }
 }
+
+/// The `stats` fields the serving front end knows rather than the state machine, formatted as
+/// `stats_yaml` writes them: a front end before a remote cluster puts its own values into the
+/// cluster's YAML with `patch_yaml`.
+pub fn front_end_fields(server: &ServerStats) -> Vec<(&'static str, String)> {
+    let quoted = |s: &str| format!("\"{s}\"");
+    vec![
+        ("cmd-peek", server.cmd_peek.to_string()),
+        ("cmd-peek-ready", server.cmd_peek_ready.to_string()),
+        ("cmd-peek-delayed", server.cmd_peek_delayed.to_string()),
+        ("cmd-peek-buried", server.cmd_peek_buried.to_string()),
+        ("cmd-stats", server.cmd_stats.to_string()),
+        ("cmd-stats-job", server.cmd_stats_job.to_string()),
+        ("cmd-stats-tube", server.cmd_stats_tube.to_string()),
+        ("cmd-list-tubes", server.cmd_list_tubes.to_string()),
+        ("cmd-list-tube-used", server.cmd_list_tube_used.to_string()),
+        ("cmd-list-tubes-watched", server.cmd_list_tubes_watched.to_string()),
+        ("max-job-size", server.max_job_size.to_string()),
+        ("current-connections", server.current_connections.to_string()),
+        ("total-connections", server.total_connections.to_string()),
+        ("pid", server.pid.to_string()),
+        ("version", quoted(&server.version)),
+        ("rusage-utime", micros(server.rusage_utime_us)),
+        ("rusage-stime", micros(server.rusage_stime_us)),
+        ("uptime", server.uptime_secs.to_string()),
+        ("draining", server.draining.to_string()),
+        ("id", server.id.clone()),
+        ("hostname", quoted(&server.hostname)),
+        ("os", quoted(&server.os)),
+        ("platform", quoted(&server.platform)),
+    ]
+}
+
+/// Replaces the values of the named keys in a YAML body of `key: value` lines.
+pub fn patch_yaml(yaml: &str, fields: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.split_inclusive('\n') {
+        let key = line.split_once(": ").map(|(k, _)| k);
+        match key.and_then(|k| fields.iter().find(|(f, _)| *f == k)) {
+            Some((k, v)) => {
+                let _ = writeln!(out, "{k}: {v}");
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use super::*;
+
+    /// Patching the machine's own stats with the same server facts changes nothing, and
+    /// patching with other facts changes exactly those lines.
+    #[test]
+    fn patch_replaces_front_end_fields_only() {
+        let fsm = Fsm::new();
+        let server = ServerStats { pid: 7, version: "1.0".into(), hostname: "h".into(), ..ServerStats::default() };
+        let yaml = fsm.stats_yaml(&server);
+        assert_eq!(patch_yaml(&yaml, &front_end_fields(&server)), yaml);
+        let other = ServerStats { pid: 9, current_connections: 3, ..server.clone() };
+        let patched = patch_yaml(&yaml, &front_end_fields(&other));
+        assert_eq!(patched, fsm.stats_yaml(&other));
+        assert!(patched.contains("\npid: 9\n") && patched.contains("\ncurrent-connections: 3\n"));
+    }
+}

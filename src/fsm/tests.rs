@@ -1177,3 +1177,54 @@ fn restore_rejects_corrupt_snapshots() {
         assert!(Fsm::restore(&snap).is_err(), "restore accepted a snapshot with {what}");
     }
 }
+
+// ---- proxy leases ----
+
+/// A proxy whose lease runs out counts as gone: exactly at the lease end its clients' jobs go
+/// back to ready and their waits end; a renewal before then pushes the end out.
+#[test]
+fn lease_end_ends_the_proxys_sessions() {
+    let mut f = Fsm::new();
+    let (holder, waiter) = (ClientKey::new("p1", "a"), ClientKey::new("p1", "w"));
+    let id = put(&mut f, 0, "default", 0, 0, 600);
+    quiet(&mut f, 0, Op::ProxyLease { proxy: "p1".into(), lease_secs: 10 }).unwrap();
+    quiet(&mut f, 0, reserve_job(&holder, id)).unwrap();
+    quiet(&mut f, 0, watch(&waiter, "other")).unwrap();
+    assert_eq!(run(&mut f, 0, reserve(&waiter, "w")), waits());
+    quiet(&mut f, 8000, Op::ProxyLease { proxy: "p1".into(), lease_secs: 10 }).unwrap();
+    assert_eq!(f.next_deadline(), Some(18_000));
+    quiet(&mut f, 17_999, Op::Tick).unwrap();
+    assert_eq!(state(&f, id), held(&holder, 600_000));
+    quiet(&mut f, 18_000, Op::Tick).unwrap();
+    assert_eq!(state(&f, id), JobState::Ready);
+    assert_eq!(f.waiting_request(&waiter), None);
+    assert!(!f.has_tube("other"));
+    assert_eq!(f.next_deadline(), None);
+}
+
+/// A lease of 0 seconds cancels the lease: the sessions then outlive any deadline.
+#[test]
+fn zero_lease_cancels() {
+    let mut f = Fsm::new();
+    let holder = ClientKey::new("p1", "a");
+    let id = put(&mut f, 0, "default", 0, 0, 600);
+    quiet(&mut f, 0, Op::ProxyLease { proxy: "p1".into(), lease_secs: 5 }).unwrap();
+    quiet(&mut f, 0, reserve_job(&holder, id)).unwrap();
+    quiet(&mut f, 1000, Op::ProxyLease { proxy: "p1".into(), lease_secs: 0 }).unwrap();
+    quiet(&mut f, 100_000, Op::Tick).unwrap();
+    assert_eq!(state(&f, id), held(&holder, 600_000));
+}
+
+/// A lease survives snapshot and restore: the restored machine ends the sessions on time.
+#[test]
+fn lease_survives_snapshot() {
+    let mut f = Fsm::new();
+    let holder = ClientKey::new("p1", "a");
+    let id = put(&mut f, 0, "default", 0, 0, 600);
+    quiet(&mut f, 0, Op::ProxyLease { proxy: "p1".into(), lease_secs: 10 }).unwrap();
+    quiet(&mut f, 0, reserve_job(&holder, id)).unwrap();
+    let mut restored = Fsm::restore(&f.snapshot()).expect("restores");
+    assert_eq!(restored.digest(), f.digest());
+    quiet(&mut restored, 10_000, Op::Tick).unwrap();
+    assert_eq!(state(&restored, id), JobState::Ready);
+}

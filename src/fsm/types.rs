@@ -63,11 +63,18 @@ pub enum Op {
     Watch { client: ClientKey, tube: String },
     /// `ignore <tube>`.
     Ignore { client: ClientKey, tube: String },
+    /// A client connected: its session starts (using and watching `default`), so the tube
+    /// counts include it before it sends anything. Counts no command.
+    ClientHello { client: ClientKey },
     /// The client went away: its reserved jobs go back to ready, its wait and session end.
     ClientGone { client: ClientKey },
     /// The proxy went away: every wait of its clients ends, then `ClientGone` for each client,
     /// in client order.
     ProxyGone { proxy: String },
+    /// The proxy is alive: its clients' sessions last `lease_secs` more seconds, after which
+    /// the proxy counts as gone (`ProxyGone`). 0 cancels the lease (sessions then last until
+    /// ended explicitly).
+    ProxyLease { proxy: String, lease_secs: u32 },
     /// Only time passes: fires every deadline due by now.
     Tick,
 }
@@ -91,7 +98,7 @@ pub struct ReservationEvent {
 /// The successful answer to an operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// Delete, release, bury, touch, kick-job, pause-tube, use, gone, tick.
+    /// Delete, release, bury, touch, kick-job, pause-tube, use, gone, lease, tick.
     Done,
     /// Put: the new job's id.
     Put { id: JobId },

@@ -126,11 +126,19 @@ pub fn encode_op(op: &Op) -> (OpType, Vec<u8>) {
             let (proxy_id, client_id) = split(client);
             (OpType::IgnoreTube, api::IgnoreTubeRequest { tube_name: tube.clone(), client_id, proxy_id }.encode_to_vec())
         }
+        Op::ClientHello { client } => {
+            let (proxy_id, client_id) = split(client);
+            (OpType::ClientHello, api::ClientHelloRequest { proxy_id, client_id }.encode_to_vec())
+        }
         Op::ClientGone { client } => {
             let (proxy_id, client_id) = split(client);
             (OpType::ClientGone, api::ClientGoneRequest { proxy_id, client_ids: vec![client_id] }.encode_to_vec())
         }
         Op::ProxyGone { proxy } => (OpType::ProxyGone, api::ProxyGoneRequest { proxy_id: proxy.clone() }.encode_to_vec()),
+        Op::ProxyLease { proxy, lease_secs } => {
+            let m = api::ProxyLeaseRequest { proxy_id: proxy.clone(), lease_secs: *lease_secs };
+            (OpType::ProxyLease, m.encode_to_vec())
+        }
         Op::Tick => (OpType::Tick, Vec::new()),
     }
 }
@@ -191,6 +199,10 @@ pub fn decode_op(op: OpType, body: &[u8]) -> Result<Op, DecodeError> {
             let m: api::IgnoreTubeRequest = decode(body)?;
             Op::Ignore { client: required_client(&m.proxy_id, &m.client_id)?, tube: m.tube_name }
         }
+        OpType::ClientHello => {
+            let m: api::ClientHelloRequest = decode(body)?;
+            Op::ClientHello { client: required_client(&m.proxy_id, &m.client_id)? }
+        }
         OpType::ClientGone => {
             let m: api::ClientGoneRequest = decode(body)?;
             let [client_id] = m.client_ids.as_slice() else {
@@ -199,6 +211,10 @@ pub fn decode_op(op: OpType, body: &[u8]) -> Result<Op, DecodeError> {
             Op::ClientGone { client: required_client(&m.proxy_id, client_id)? }
         }
         OpType::ProxyGone => Op::ProxyGone { proxy: decode::<api::ProxyGoneRequest>(body)?.proxy_id },
+        OpType::ProxyLease => {
+            let m: api::ProxyLeaseRequest = decode(body)?;
+            Op::ProxyLease { proxy: m.proxy_id, lease_secs: m.lease_secs }
+        }
         OpType::Tick => Op::Tick,
         other => return Err(invalid(format!("{other:?} is not a logged operation"))),
     })
@@ -358,8 +374,10 @@ mod tests {
             Op::Use { client: c(), tube: "u".into() },
             Op::Watch { client: c(), tube: "w".into() },
             Op::Ignore { client: c(), tube: "w".into() },
+            Op::ClientHello { client: c() },
             Op::ClientGone { client: c() },
             Op::ProxyGone { proxy: "p1".into() },
+            Op::ProxyLease { proxy: "p1".into(), lease_secs: 30 },
             Op::Tick,
         ];
         for op in ops {

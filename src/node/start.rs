@@ -150,7 +150,11 @@ pub fn start_node(options: NodeOptions, disk: Arc<dyn Disk>) -> Result<NodeHandl
         max_inflight_msgs: 256,
         ..Default::default()
     };
-    let raw = RawNode::new(&config, store, &raft_logger::logger(id)).map_err(|e| StartError::Raft(e.to_string()))?;
+    let mut raw = RawNode::new(&config, store, &raft_logger::logger(id)).map_err(|e| StartError::Raft(e.to_string()))?;
+    // The only voter need not wait out an election timeout: it leads at once.
+    if raw.raft.prs().conf().to_conf_state().voters == [id] {
+        raw.campaign().map_err(|e| StartError::Raft(e.to_string()))?;
+    }
     let (events, _) = broadcast::channel(EVENT_BUFFER_MAX);
     let shared = Arc::new(Shared {
         state: Mutex::new(state),

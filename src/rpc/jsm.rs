@@ -291,6 +291,12 @@ impl JobStateMachine for JobService {
         }
     }
 
+    async fn client_hello(&self, request: Request<api::ClientHelloRequest>) -> Result<Response<Empty>, Status> {
+        let m = request.get_ref();
+        let op = Op::ClientHello { client: ClientKey::new(&m.proxy_id, &m.client_id) };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+
     async fn client_gone(&self, request: Request<api::ClientGoneRequest>) -> Result<Response<Empty>, Status> {
         // One entry per client, without a caller sequence: ending a session twice is harmless.
         let m = request.into_inner();
@@ -304,6 +310,12 @@ impl JobStateMachine for JobService {
 
     async fn proxy_gone(&self, request: Request<api::ProxyGoneRequest>) -> Result<Response<Empty>, Status> {
         let op = Op::ProxyGone { proxy: request.get_ref().proxy_id.clone() };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+
+    async fn proxy_lease(&self, request: Request<api::ProxyLeaseRequest>) -> Result<Response<Empty>, Status> {
+        let m = request.get_ref();
+        let op = Op::ProxyLease { proxy: m.proxy_id.clone(), lease_secs: m.lease_secs };
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 }

@@ -13,6 +13,8 @@ pub const CALLER_SEQ_KEY: &str = "x-coolbeans-seq";
 /// Metadata keys that tell a caller where the leader is.
 pub const LEADER_ID_KEY: &str = "x-coolbeans-leader-id";
 pub const LEADER_ADDR_KEY: &str = "x-coolbeans-leader-addr";
+/// Marks a FailedPrecondition that means "not the leader" (not a job in the wrong state).
+pub const NOT_LEADER_KEY: &str = "x-coolbeans-not-leader";
 
 fn code_of(code: crate::api::ResultCode) -> Code {
     Code::from_i32(code as i32)
@@ -25,6 +27,7 @@ pub fn status_of(e: NodeError) -> Status {
         NodeError::NotLeader { leader_id, leader_addr } => {
             let mut status = Status::failed_precondition(message);
             let md = status.metadata_mut();
+            md.insert(NOT_LEADER_KEY, tonic::metadata::MetadataValue::from_static("1"));
             if let Some(id) = leader_id.and_then(|id| id.to_string().parse().ok()) {
                 md.insert(LEADER_ID_KEY, id);
             }
@@ -44,6 +47,11 @@ pub fn status_of(e: NodeError) -> Status {
 
 pub fn invalid(e: DecodeError) -> Status {
     Status::invalid_argument(e.0)
+}
+
+/// Whether a status says "not the leader".
+pub fn is_not_leader(status: &Status) -> bool {
+    status.code() == Code::FailedPrecondition && status.metadata().contains_key(NOT_LEADER_KEY)
 }
 
 /// The leader a NotLeader status names, if any: (id, address).

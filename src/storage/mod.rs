@@ -20,8 +20,10 @@ mod record;
 mod recovery;
 mod replace;
 mod snapshot_file;
+mod sync_policy;
 mod wal;
 
 pub use disk::{Disk, RealDisk, SimDisk};
 pub use error::{Corruption, StorageError};
+pub use sync_policy::{PolicyDisk, SyncPolicy};
 pub use wal::{Recovered, Wal, WalOptions};

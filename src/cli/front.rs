@@ -1,0 +1,77 @@
+//! `coolbeans beanstalkd`: the front end before a cluster; and what every way of running a
+//! front end shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::proxy::{serve, FrontEnd, Identity, Limits, ListenAddr, Listener, RemoteUpstream, Upstream};
+
+#[derive(Args, Debug, Clone)]
+pub struct FrontArgs {
+    /// Where clients connect: HOST:PORT, or unix:PATH.
+    #[arg(long, default_value = "127.0.0.1:11300")]
+    pub listen: String,
+    /// The cluster's nodes (their gRPC HOST:PORT), comma separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub upstreams: Vec<String>,
+    /// If this front end dies, its clients' jobs and waits are released this long after.
+    #[arg(long, default_value_t = 10)]
+    pub lease_secs: u64,
+    /// Largest job body in bytes.
+    #[arg(short = 'z', long, default_value_t = crate::limits::JOB_BODY_BYTES_MAX_DEFAULT)]
+    pub job_bytes_max: usize,
+    /// Connections served at once.
+    #[arg(long, default_value_t = Limits::default().connections_max)]
+    pub max_connections: usize,
+}
+
+/// What `stats` says of this process.
+pub fn identity() -> Identity {
+    let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    Identity {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        id: format!("{:016x}", u64::from(std::process::id()) ^ crate::node::clock::now_ms().rotate_left(20)),
+        hostname,
+        binlog_max_size: 0,
+    }
+}
+
+/// A proxy id unique to this process: a restarted front end's clients are new clients.
+pub fn unique_proxy_id() -> String {
+    format!("{}-{}-{}", identity().hostname, std::process::id(), crate::node::clock::now_ms())
+}
+
+/// Binds the listener and serves clients through `upstream` until interrupted.
+pub async fn run_front_end(
+    listen: ListenAddr,
+    upstream: Arc<dyn Upstream>,
+    limits: Limits,
+    identity: Identity,
+    lease: Option<Duration>,
+) -> Result<(), String> {
+    let listener = Listener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let front = FrontEnd::start(upstream.clone(), limits, identity);
+    if let Some(lease) = lease {
+        front.keep_lease(lease);
+    }
+    #[cfg(not(madsim))]
+    crate::proxy::server::drain_on_sigusr1(front.clone()).map_err(|e| format!("SIGUSR1 handler: {e}"))?;
+    tracing::info!(%listen, "serving the beanstalkd protocol");
+    tokio::select! {
+        _ = serve(listener, front) => Ok(()),
+        _ = tokio::signal::ctrl_c() => {
+            let proxy = upstream.proxy_id().to_string();
+            let _ = tokio::time::timeout(Duration::from_secs(2), upstream.write(crate::fsm::Op::ProxyGone { proxy })).await;
+            Ok(())
+        }
+    }
+}
+
+pub async fn run(args: FrontArgs) -> Result<(), String> {
+    let upstream = RemoteUpstream::new(args.upstreams.clone(), unique_proxy_id())?;
+    let limits = Limits { connections_max: args.max_connections, job_body_bytes_max: args.job_bytes_max, ..Limits::default() };
+    let lease = Duration::from_secs(args.lease_secs.max(1));
+    run_front_end(ListenAddr::parse(&args.listen), upstream, limits, identity(), Some(lease)).await
+}

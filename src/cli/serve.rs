@@ -1,0 +1,107 @@
+//! `coolbeans serve`: one node and the beanstalkd front end in one process, a drop-in for
+//! `beanstalkd`. It takes beanstalkd's own flags. Without `-b` it keeps everything in memory
+//! and writes nothing to disk, as beanstalkd does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::front::{identity, run_front_end};
+use crate::node::{start_node, DriverConfig, NodeOptions};
+use crate::proxy::{Limits, ListenAddr, LocalUpstream};
+use crate::storage::{Disk, PolicyDisk, RealDisk, SimDisk, SyncPolicy, WalOptions};
+
+/// The front end's proxy id in `serve`: fixed, so a restart can end the sessions of the run
+/// before it at once.
+const SERVE_PROXY_ID: &str = "serve";
+
+#[derive(Args, Debug, Clone)]
+#[command(disable_version_flag = true)]
+pub struct ServeArgs {
+    /// Listen on ADDR (an IP address, or unix:PATH for a unix socket).
+    #[arg(short = 'l', default_value = "127.0.0.1")]
+    pub listen: String,
+    /// Listen on TCP port PORT.
+    #[arg(short = 'p', default_value_t = 11300)]
+    pub port: u16,
+    /// Keep the log and snapshots in DIR; without it, everything stays in memory.
+    #[arg(short = 'b', long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest job body in bytes.
+    #[arg(short = 'z', default_value_t = crate::limits::JOB_BODY_BYTES_MAX_DEFAULT)]
+    pub job_bytes_max: usize,
+    /// fsync at most once every MS milliseconds (0: every write; the default).
+    #[arg(short = 'f')]
+    pub fsync_ms: Option<u64>,
+    /// Never fsync.
+    #[arg(short = 'F')]
+    pub no_fsync: bool,
+    /// Verbose: log each connection's errors and the node's progress.
+    #[arg(short = 'V', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print the version and exit.
+    #[arg(short = 'v')]
+    pub version: bool,
+    /// Connections served at once.
+    #[arg(long, default_value_t = Limits::default().connections_max)]
+    pub max_connections: usize,
+}
+
+fn sync_policy(args: &ServeArgs) -> SyncPolicy {
+    match (args.no_fsync, args.fsync_ms) {
+        (true, _) => SyncPolicy::Never,
+        (false, None | Some(0)) => SyncPolicy::Always,
+        (false, Some(ms)) => SyncPolicy::AtMostEvery(Duration::from_millis(ms)),
+    }
+}
+
+/// The disk and the data dir's name on it: in memory without `-b`.
+fn disk_for(args: &ServeArgs) -> Result<(Arc<dyn Disk>, PathBuf), String> {
+    let Some(dir) = &args.data_dir else {
+        return Ok((Arc::new(SimDisk::new()), PathBuf::from("data")));
+    };
+    let name = dir.file_name().map(PathBuf::from).ok_or_else(|| format!("-b {} names no directory", dir.display()))?;
+    let root = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Ok((Arc::new(PolicyDisk::new(RealDisk::new(root.to_path_buf()), sync_policy(args))), name))
+}
+
+pub fn listen_addr(args: &ServeArgs) -> ListenAddr {
+    if args.listen.starts_with("unix:") {
+        return ListenAddr::parse(&args.listen);
+    }
+    let host = if args.listen.contains(':') && !args.listen.starts_with('[') {
+        format!("[{}]", args.listen)
+    } else {
+        args.listen.clone()
+    };
+    ListenAddr::Tcp(format!("{host}:{}", args.port))
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    if args.version {
+        println!("coolbeans {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    if args.job_bytes_max > crate::limits::JOB_BODY_BYTES_MAX_LIMIT {
+        return Err(format!("-z {} is above the limit of {} bytes", args.job_bytes_max, crate::limits::JOB_BODY_BYTES_MAX_LIMIT));
+    }
+    let (disk, data_dir) = disk_for(&args)?;
+    let options = NodeOptions {
+        driver: DriverConfig { id: 1, ..DriverConfig::default() },
+        advertise: "127.0.0.1:0".into(),
+        peers: BTreeMap::from([(1, "127.0.0.1:0".to_string())]),
+        data_dir,
+        wal: WalOptions::default(),
+    };
+    let node = start_node(options, disk).map_err(|e| e.to_string())?;
+    let upstream = LocalUpstream::new(node, SERVE_PROXY_ID.to_string());
+    // Sessions of an earlier run (with -b) had no lease: end them now.
+    if let Err(e) = crate::proxy::Upstream::write(upstream.as_ref(), crate::fsm::Op::ProxyGone { proxy: SERVE_PROXY_ID.into() }).await {
+        tracing::warn!(error = ?e, "could not end the previous run's sessions");
+    }
+    let limits = Limits { connections_max: args.max_connections, job_body_bytes_max: args.job_bytes_max, ..Limits::default() };
+    run_front_end(listen_addr(&args), upstream, limits, identity(), None).await
+}

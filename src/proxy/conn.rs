@@ -1,0 +1,348 @@
+//! One client connection: decode commands, answer each in order, keep the connection's own
+//! state (used tube, watch list). A reserve that waits keeps reading, so a client that hangs
+//! up while waiting is noticed. Closing (or `quit`) ends the client's session upstream, which
+//! releases every job it had reserved.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::front_end::FrontEnd;
+use super::upstream::{Answer, Query, UpstreamError};
+use crate::fsm::{ClientKey, FsmError, Op, Reply, ReserveOutcome, DEFAULT_TUBE};
+use crate::protocol::{encode, yaml_list, Command, Decoded, Decoder, Response};
+
+/// Bytes read at once.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Why a connection stops.
+enum End {
+    /// The client closed, sent `quit`, or the socket failed.
+    Closed,
+}
+
+pub struct Conn<R, W> {
+    front: Arc<FrontEnd>,
+    client: ClientKey,
+    reader: R,
+    writer: W,
+    input: BytesMut,
+    output: BytesMut,
+    decoder: Decoder,
+    used: String,
+    watched: Vec<String>,
+    /// The session upstream has been started (on the first command).
+    said_hello: bool,
+    next_request: u64,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
+    pub fn new(front: Arc<FrontEnd>, reader: R, writer: W) -> Self {
+        let client = ClientKey::new(front.upstream.proxy_id(), &front.next_client_id());
+        let decoder = Decoder::new(front.limits.job_body_bytes_max);
+        Conn {
+            front,
+            client,
+            reader,
+            writer,
+            input: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            output: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            decoder,
+            used: DEFAULT_TUBE.to_string(),
+            watched: vec![DEFAULT_TUBE.to_string()],
+            said_hello: false,
+            next_request: 1,
+        }
+    }
+
+    /// Serves the connection until it closes, then ends its session upstream.
+    pub async fn run(mut self) {
+        let _ = self.serve().await;
+        if self.said_hello {
+            if let Err(e) = self.front.upstream.write(Op::ClientGone { client: self.client.clone() }).await {
+                tracing::warn!(client = %self.client, error = ?e, "could not end the session; the lease will");
+            }
+        }
+    }
+
+    async fn serve(&mut self) -> Result<(), End> {
+        loop {
+            while let Some(decoded) = self.decoder.decode(&mut self.input) {
+                let response = match decoded {
+                    Decoded::Error(e) => Some(e.response()),
+                    Decoded::Command(Command::Quit) => {
+                        self.flush().await?;
+                        return Err(End::Closed);
+                    }
+                    Decoded::Command(command) => self.execute(command).await?,
+                };
+                if let Some(response) = response {
+                    encode(&response, &mut self.output);
+                }
+            }
+            self.flush().await?;
+            self.read_more().await?;
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        self.writer.write_all(&self.output).await.map_err(|_| End::Closed)?;
+        // Simulated sockets deliver only on flush; real ones make it a no-op.
+        self.writer.flush().await.map_err(|_| End::Closed)?;
+        self.output.clear();
+        Ok(())
+    }
+
+    /// Reads what the client sent next; `Closed` at end of stream.
+    async fn read_more(&mut self) -> Result<(), End> {
+        self.input.reserve(READ_CHUNK_BYTES);
+        match self.reader.read_buf(&mut self.input).await {
+            Ok(0) | Err(_) => Err(End::Closed),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn hello(&mut self) -> Result<(), UpstreamError> {
+        if !self.said_hello {
+            self.front.upstream.write(Op::ClientHello { client: self.client.clone() }).await?;
+            self.said_hello = true;
+        }
+        Ok(())
+    }
+
+    /// Runs one command; `None` when the connection closed while it waited.
+    async fn execute(&mut self, command: Command) -> Result<Option<Response>, End> {
+        if let Err(e) = self.hello().await {
+            return Ok(Some(error_response(e)));
+        }
+        let response = match command {
+            Command::Reserve => return self.reserve(None).await,
+            Command::ReserveWithTimeout { timeout_secs } => return self.reserve(Some(timeout_secs)).await,
+            Command::Put { pri, delay_secs, ttr_secs, body } => {
+                if self.front.draining.load(Ordering::Relaxed) {
+                    return Ok(Some(Response::Draining));
+                }
+                let op = Op::Put { client: Some(self.client.clone()), tube: self.used.clone(), pri, delay_secs, ttr_secs, body };
+                self.write(op, |r| match r {
+                    Reply::Put { id } => Response::Inserted { id },
+                    other => unexpected(other),
+                })
+                .await
+            }
+            Command::Use { tube } => {
+                let op = Op::Use { client: self.client.clone(), tube: tube.clone() };
+                let response = self.write(op, |_| Response::Using { tube: tube.clone() }).await;
+                if matches!(response, Response::Using { .. }) {
+                    self.used = tube;
+                }
+                response
+            }
+            Command::Watch { tube } => {
+                let response = self.write(Op::Watch { client: self.client.clone(), tube: tube.clone() }, watching).await;
+                if matches!(response, Response::Watching { .. }) && !self.watched.contains(&tube) {
+                    self.watched.push(tube);
+                }
+                response
+            }
+            Command::Ignore { tube } => {
+                let response = self.write(Op::Ignore { client: self.client.clone(), tube: tube.clone() }, watching).await;
+                if matches!(response, Response::Watching { .. }) {
+                    self.watched.retain(|t| *t != tube);
+                }
+                response
+            }
+            other => self.simple(other).await,
+        };
+        Ok(Some(response))
+    }
+
+    /// The commands that are one write or one read, answered at once.
+    async fn simple(&mut self, command: Command) -> Response {
+        let client = self.client.clone();
+        let front = self.front.clone();
+        match command {
+            Command::ReserveJob { id } => self.write(Op::ReserveJob { client, id }, |r| match r {
+                Reply::ReservedJob { id, body } => Response::Reserved { id, body },
+                other => unexpected(other),
+            })
+            .await,
+            Command::Delete { id } => self.write(Op::Delete { client: Some(client), id }, |_| Response::Deleted).await,
+            Command::Release { id, pri, delay_secs } => {
+                self.write(Op::Release { client, id, pri, delay_secs }, |_| Response::Released).await
+            }
+            Command::Bury { id, pri } => self.write(Op::Bury { client, id, pri }, |_| Response::Buried).await,
+            Command::Touch { id } => self.write(Op::Touch { client, id }, |_| Response::Touched).await,
+            Command::Kick { bound } => self.write(Op::Kick { tube: self.used.clone(), bound }, |r| match r {
+                Reply::Kicked { count } => Response::Kicked { count },
+                other => unexpected(other),
+            })
+            .await,
+            Command::KickJob { id } => self.write(Op::KickJob { id }, |_| Response::KickedJob).await,
+            Command::PauseTube { tube, delay_secs } => self.write(Op::PauseTube { tube, delay_secs }, |_| Response::Paused).await,
+            Command::Peek { id } => {
+                front.count(|c| &c.cmd_peek);
+                self.found(Query::Job(id)).await
+            }
+            Command::PeekReady => {
+                front.count(|c| &c.cmd_peek_ready);
+                self.found(Query::PeekReady(self.used.clone())).await
+            }
+            Command::PeekDelayed => {
+                front.count(|c| &c.cmd_peek_delayed);
+                self.found(Query::PeekDelayed(self.used.clone())).await
+            }
+            Command::PeekBuried => {
+                front.count(|c| &c.cmd_peek_buried);
+                self.found(Query::PeekBuried(self.used.clone())).await
+            }
+            Command::StatsJob { id } => {
+                front.count(|c| &c.cmd_stats_job);
+                self.yaml(Query::StatsJob(id)).await
+            }
+            Command::StatsTube { tube } => {
+                front.count(|c| &c.cmd_stats_tube);
+                self.yaml(Query::StatsTube(tube)).await
+            }
+            Command::Stats => {
+                front.count(|c| &c.cmd_stats);
+                self.yaml(Query::Stats(Box::new(front.server_stats()))).await
+            }
+            Command::ListTubes => {
+                front.count(|c| &c.cmd_list_tubes);
+                match front.upstream.query(Query::ListTubes).await {
+                    Ok(Answer::Tubes(tubes)) => Response::Ok { yaml: yaml_list(tubes.iter().map(String::as_str)) },
+                    Ok(_) => Response::InternalError,
+                    Err(e) => error_response(e),
+                }
+            }
+            Command::ListTubeUsed => {
+                front.count(|c| &c.cmd_list_tube_used);
+                Response::Using { tube: self.used.clone() }
+            }
+            Command::ListTubesWatched => {
+                front.count(|c| &c.cmd_list_tubes_watched);
+                Response::Ok { yaml: yaml_list(self.watched.iter().map(String::as_str)) }
+            }
+            Command::Reserve
+            | Command::ReserveWithTimeout { .. }
+            | Command::Put { .. }
+            | Command::Use { .. }
+            | Command::Watch { .. }
+            | Command::Ignore { .. }
+            | Command::Quit => Response::InternalError,
+        }
+    }
+
+    async fn write(&mut self, op: Op, answer: impl FnOnce(Reply) -> Response) -> Response {
+        match self.front.upstream.write(op).await {
+            Ok(reply) => answer(reply),
+            Err(e) => error_response(e),
+        }
+    }
+
+    async fn found(&mut self, query: Query) -> Response {
+        match self.front.upstream.query(query).await {
+            Ok(Answer::Job(Some((id, body)))) => Response::Found { id, body },
+            Ok(Answer::Job(None)) => Response::NotFound,
+            Ok(_) => Response::InternalError,
+            Err(e) => error_response(e),
+        }
+    }
+
+    async fn yaml(&mut self, query: Query) -> Response {
+        match self.front.upstream.query(query).await {
+            Ok(Answer::Yaml(Some(yaml))) => Response::Ok { yaml: yaml.into() },
+            Ok(Answer::Yaml(None)) => Response::NotFound,
+            Ok(_) => Response::InternalError,
+            Err(e) => error_response(e),
+        }
+    }
+
+    /// `reserve` / `reserve-with-timeout`: answered at once, or after waiting for the state
+    /// machine to hand a job, time out, or warn of a deadline. Reads on while waiting, so a
+    /// client that hangs up is noticed (its wait then ends with its session).
+    async fn reserve(&mut self, timeout_secs: Option<u32>) -> Result<Option<Response>, End> {
+        let request_id = self.next_request.to_string();
+        self.next_request += 1;
+        let answer = self.front.waiters.register(&self.client.client, &request_id);
+        let op = Op::Reserve { client: self.client.clone(), request_id: request_id.clone(), timeout_secs, tubes: Vec::new() };
+        let outcome = match self.front.upstream.write(op).await {
+            Ok(Reply::Reserve(Some(outcome))) => Some(outcome),
+            Ok(Reply::Reserve(None)) => None,
+            Ok(other) => {
+                self.front.waiters.forget(&self.client.client, &request_id);
+                return Ok(Some(unexpected(other)));
+            }
+            Err(e) => {
+                self.front.waiters.forget(&self.client.client, &request_id);
+                return Ok(Some(error_response(e)));
+            }
+        };
+        let outcome = match outcome {
+            Some(outcome) => {
+                self.front.waiters.forget(&self.client.client, &request_id);
+                outcome
+            }
+            None => match self.wait_for(answer).await {
+                Ok(outcome) => outcome,
+                Err(end) => {
+                    self.front.waiters.forget(&self.client.client, &request_id);
+                    return Err(end);
+                }
+            },
+        };
+        Ok(Some(match outcome {
+            ReserveOutcome::Reserved { id, body } => Response::Reserved { id, body },
+            ReserveOutcome::TimedOut => Response::TimedOut,
+            ReserveOutcome::DeadlineSoon => Response::DeadlineSoon,
+        }))
+    }
+
+    /// Waits for a reservation's answer while reading ahead (bounded), so a hang-up is seen.
+    async fn wait_for(&mut self, mut answer: tokio::sync::oneshot::Receiver<ReserveOutcome>) -> Result<ReserveOutcome, End> {
+        self.flush().await?;
+        loop {
+            let room = self.input.len() < self.front.limits.connection_buffer_bytes_max;
+            tokio::select! {
+                outcome = &mut answer => {
+                    return outcome.map_err(|_| End::Closed);
+                }
+                read = self.reader.read_buf(&mut self.input), if room => {
+                    if matches!(read, Ok(0) | Err(_)) {
+                        return Err(End::Closed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn watching(reply: Reply) -> Response {
+    match reply {
+        Reply::Watching { count } => Response::Watching { count },
+        other => unexpected(other),
+    }
+}
+
+fn unexpected(reply: Reply) -> Response {
+    tracing::error!(?reply, "unexpected reply from the state machine");
+    Response::InternalError
+}
+
+/// The beanstalkd answer to an upstream error.
+fn error_response(e: UpstreamError) -> Response {
+    match e {
+        UpstreamError::Fsm(FsmError::NotFound | FsmError::WrongState | FsmError::NotYours) => Response::NotFound,
+        UpstreamError::Fsm(FsmError::LastWatchedTube) => Response::NotIgnored,
+        UpstreamError::Fsm(FsmError::BadArgument(_)) => Response::BadFormat,
+        UpstreamError::Unavailable(why) => {
+            tracing::warn!(%why, "cluster unavailable");
+            Response::InternalError
+        }
+    }
+}

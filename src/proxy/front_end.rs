@@ -1,0 +1,205 @@
+//! What all connections of one front end share: the upstream, the waiting reserves, the
+//! counters `stats` reports, the drain flag, and the limits.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::upstream::Upstream;
+use crate::fsm::{ReserveOutcome, ServerStats};
+
+/// The front end's limits, each one a flag.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections served at once; more wait in the listen backlog.
+    pub connections_max: usize,
+    /// Largest put body (beanstalkd's `-z`).
+    pub job_body_bytes_max: usize,
+    /// Bytes a connection may hold unanswered beyond one command (pipelined input read while
+    /// a reserve waits); past it the connection is read no further until it catches up.
+    pub connection_buffer_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_max: 10_000,
+            job_body_bytes_max: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT,
+            connection_buffer_bytes_max: 256 * 1024,
+        }
+    }
+}
+
+/// Counts of commands that never reach the log, and of connections.
+#[derive(Default)]
+pub struct Counters {
+    pub cmd_peek: AtomicU64,
+    pub cmd_peek_ready: AtomicU64,
+    pub cmd_peek_delayed: AtomicU64,
+    pub cmd_peek_buried: AtomicU64,
+    pub cmd_stats: AtomicU64,
+    pub cmd_stats_job: AtomicU64,
+    pub cmd_stats_tube: AtomicU64,
+    pub cmd_list_tubes: AtomicU64,
+    pub cmd_list_tube_used: AtomicU64,
+    pub cmd_list_tubes_watched: AtomicU64,
+    pub current_connections: AtomicU64,
+    pub total_connections: AtomicU64,
+}
+
+/// Locks a mutex even if a panicking holder poisoned it (the map stays whole either way).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Waiting reserves by (client id, request id): the upstream's reservation feed answers them.
+#[derive(Default)]
+pub struct Waiters {
+    waiting: Mutex<BTreeMap<(String, String), oneshot::Sender<ReserveOutcome>>>,
+}
+
+impl Waiters {
+    /// Registers a reserve before it is sent, so an answer that overtakes the reply is kept.
+    pub fn register(&self, client: &str, request: &str) -> oneshot::Receiver<ReserveOutcome> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiting).insert((client.to_string(), request.to_string()), tx);
+        rx
+    }
+
+    pub fn forget(&self, client: &str, request: &str) {
+        lock(&self.waiting).remove(&(client.to_string(), request.to_string()));
+    }
+
+    /// Hands an answer to its reserve; repeats and answers nobody waits for are dropped.
+    pub fn answer(&self, client: &str, request: &str, outcome: ReserveOutcome) {
+        if let Some(tx) = lock(&self.waiting).remove(&(client.to_string(), request.to_string())) {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+/// One front end: shared by all its connections.
+pub struct FrontEnd {
+    pub upstream: Arc<dyn Upstream>,
+    pub waiters: Waiters,
+    pub counters: Counters,
+    pub draining: AtomicBool,
+    pub limits: Limits,
+    /// The next connection's client id.
+    next_client: AtomicU64,
+    started: tokio::time::Instant,
+    /// What `stats` says of the process: version, host and the like.
+    pub identity: Identity,
+}
+
+/// The facts `stats` reports about the serving process.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    pub version: String,
+    pub id: String,
+    pub hostname: String,
+    pub binlog_max_size: u64,
+}
+
+impl FrontEnd {
+    /// A front end over `upstream`, with its reservation feed running.
+    pub fn start(upstream: Arc<dyn Upstream>, limits: Limits, identity: Identity) -> Arc<Self> {
+        let front = Arc::new(FrontEnd {
+            upstream,
+            waiters: Waiters::default(),
+            counters: Counters::default(),
+            draining: AtomicBool::new(false),
+            limits,
+            next_client: AtomicU64::new(1),
+            started: tokio::time::Instant::now(),
+            identity,
+        });
+        let mut feed = front.upstream.reservations();
+        let weak = Arc::downgrade(&front);
+        tokio::spawn(async move {
+            while let Some(event) = feed.recv().await {
+                let Some(front) = weak.upgrade() else { return };
+                front.waiters.answer(&event.client.client, &event.request_id, event.outcome);
+            }
+        });
+        front
+    }
+
+    /// Keeps this front end's lease on its clients' sessions alive: renewed every third of
+    /// `lease`, so the cluster releases them within `lease` of the front end dying.
+    pub fn keep_lease(self: &Arc<Self>, lease: Duration) {
+        let weak = Arc::downgrade(self);
+        let lease_secs = lease.as_secs().max(1) as u32;
+        tokio::spawn(async move {
+            loop {
+                let Some(front) = weak.upgrade() else { return };
+                let proxy = front.upstream.proxy_id().to_string();
+                if let Err(e) = front.upstream.write(crate::fsm::Op::ProxyLease { proxy, lease_secs }).await {
+                    tracing::warn!(error = ?e, "lease renewal failed; retrying");
+                }
+                drop(front);
+                tokio::time::sleep(lease / 3).await;
+            }
+        });
+    }
+
+    pub fn next_client_id(&self) -> String {
+        self.next_client.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    pub fn count(&self, pick: impl FnOnce(&Counters) -> &AtomicU64) {
+        bump(pick(&self.counters));
+    }
+
+    /// What `stats` needs from this process.
+    pub fn server_stats(&self) -> ServerStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (utime, stime) = rusage_us();
+        ServerStats {
+            cmd_peek: get(&c.cmd_peek),
+            cmd_peek_ready: get(&c.cmd_peek_ready),
+            cmd_peek_delayed: get(&c.cmd_peek_delayed),
+            cmd_peek_buried: get(&c.cmd_peek_buried),
+            cmd_stats: get(&c.cmd_stats),
+            cmd_stats_job: get(&c.cmd_stats_job),
+            cmd_stats_tube: get(&c.cmd_stats_tube),
+            cmd_list_tubes: get(&c.cmd_list_tubes),
+            cmd_list_tube_used: get(&c.cmd_list_tube_used),
+            cmd_list_tubes_watched: get(&c.cmd_list_tubes_watched),
+            max_job_size: self.limits.job_body_bytes_max as u64,
+            current_connections: get(&c.current_connections),
+            total_connections: get(&c.total_connections),
+            pid: u64::from(std::process::id()),
+            version: self.identity.version.clone(),
+            rusage_utime_us: utime,
+            rusage_stime_us: stime,
+            uptime_secs: self.started.elapsed().as_secs(),
+            binlog_max_size: self.identity.binlog_max_size,
+            draining: self.draining.load(Ordering::Relaxed),
+            id: self.identity.id.clone(),
+            hostname: self.identity.hostname.clone(),
+            os: std::env::consts::OS.to_string(),
+            platform: std::env::consts::ARCH.to_string(),
+            ..ServerStats::default()
+        }
+    }
+}
+
+/// User and system CPU time of this process, in microseconds.
+fn rusage_us() -> (u64, u64) {
+    // SAFETY: getrusage fills the struct it is given and reads nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return (0, 0);
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (us(usage.ru_utime), us(usage.ru_stime))
+}

@@ -1,0 +1,13 @@
+//! The beanstalkd front end: connections speaking the text protocol, each with its own state,
+//! in front of the replicated state machine (in this process or over gRPC).
+
+mod conn;
+pub mod front_end;
+pub mod remote;
+pub mod server;
+pub mod upstream;
+
+pub use front_end::{FrontEnd, Identity, Limits};
+pub use remote::RemoteUpstream;
+pub use server::{serve, ListenAddr, Listener};
+pub use upstream::{LocalUpstream, Upstream};

@@ -1,0 +1,124 @@
+//! The listeners: TCP (`HOST:PORT`) and, outside the simulator, unix sockets (`unix:PATH`).
+//! The accept loop takes a connection permit before it accepts, so at most
+//! `connections_max` connections are served and the rest wait in the kernel's backlog.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::conn::Conn;
+use super::front_end::FrontEnd;
+
+/// Where a front end listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(String),
+    Unix(std::path::PathBuf),
+}
+
+impl ListenAddr {
+    /// `unix:PATH` or `HOST:PORT`.
+    pub fn parse(s: &str) -> ListenAddr {
+        match s.strip_prefix("unix:") {
+            Some(path) => ListenAddr::Unix(path.into()),
+            None => ListenAddr::Tcp(s.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => f.write_str(a),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A bound listener, ready to serve.
+pub enum Listener {
+    Tcp(TcpListener),
+    #[cfg(not(madsim))]
+    Unix(tokio::net::UnixListener),
+}
+
+impl Listener {
+    /// Binds the address (a stale unix socket file is replaced).
+    pub async fn bind(addr: &ListenAddr) -> std::io::Result<Listener> {
+        match addr {
+            ListenAddr::Tcp(a) => Ok(Listener::Tcp(TcpListener::bind(a.as_str()).await?)),
+            #[cfg(not(madsim))]
+            ListenAddr::Unix(path) => {
+                if path.exists() {
+                    std::fs::remove_file(path)?;
+                }
+                Ok(Listener::Unix(tokio::net::UnixListener::bind(path)?))
+            }
+            #[cfg(madsim)]
+            ListenAddr::Unix(_) => Err(std::io::Error::other("unix sockets are not simulated")),
+        }
+    }
+
+    /// The bound TCP address, if TCP.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            #[cfg(not(madsim))]
+            Listener::Unix(_) => None,
+        }
+    }
+}
+
+/// Serves connections for ever (until the task is dropped).
+pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
+    let permits = Arc::new(Semaphore::new(front.limits.connections_max));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let accepted = match &listener {
+            Listener::Tcp(l) => l.accept().await.map(|(stream, _)| {
+                let _ = stream.set_nodelay(true);
+                let (r, w) = tokio::io::split(stream);
+                spawn_conn(front.clone(), r, w, permit)
+            }),
+            #[cfg(not(madsim))]
+            Listener::Unix(l) => l.accept().await.map(|(stream, _)| {
+                let (r, w) = tokio::io::split(stream);
+                spawn_conn(front.clone(), r, w, permit)
+            }),
+        };
+        if let Err(e) = accepted {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn spawn_conn<R, W>(front: Arc<FrontEnd>, reader: R, writer: W, permit: tokio::sync::OwnedSemaphorePermit)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    front.counters.current_connections.fetch_add(1, Ordering::Relaxed);
+    front.counters.total_connections.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        Conn::new(front.clone(), reader, writer).run().await;
+        front.counters.current_connections.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+    });
+}
+
+/// Turns drain mode on at each SIGUSR1: puts then answer DRAINING.
+#[cfg(not(madsim))]
+pub fn drain_on_sigusr1(front: Arc<FrontEnd>) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: drain mode on; puts answer DRAINING");
+            front.draining.store(true, Ordering::Relaxed);
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! What the front end talks to: the replicated state machine, either through a node in the
+//! same process (`serve`, `cluster-node --beanstalkd-listen`) or over gRPC to a cluster
+//! (`coolbeans beanstalkd --upstreams`). Both retry through leader changes within a patience.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::fsm::{FsmError, JobId, Op, Reply, ReservationEvent, ServerStats};
+use crate::node::{CallerSeq, NodeError, NodeHandle};
+
+/// How long a command may wait out a leader change before its client sees an error.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+/// Backoff between attempts while the cluster has no leader.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// A read the front end asks of the state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    Job(JobId),
+    PeekReady(String),
+    PeekDelayed(String),
+    PeekBuried(String),
+    StatsJob(JobId),
+    StatsTube(String),
+    /// `stats`, with what the front end knows of itself.
+    Stats(Box<ServerStats>),
+    ListTubes,
+}
+
+/// The answer to a `Query`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A job's id and body, or none.
+    Job(Option<(JobId, bytes::Bytes)>),
+    /// A YAML body, or none (no such job or tube).
+    Yaml(Option<String>),
+    Tubes(Vec<String>),
+}
+
+/// Why the upstream could not answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// The state machine refused the operation.
+    Fsm(FsmError),
+    /// No leader answered within the patience, or the upstream is gone.
+    Unavailable(String),
+}
+
+impl From<FsmError> for UpstreamError {
+    fn from(e: FsmError) -> Self {
+        UpstreamError::Fsm(e)
+    }
+}
+
+/// The state machine as the front end sees it.
+#[tonic::async_trait]
+pub trait Upstream: Send + Sync + 'static {
+    /// Applies a write once, retrying through leader changes.
+    async fn write(&self, op: Op) -> Result<Reply, UpstreamError>;
+    /// A linearizable read.
+    async fn query(&self, query: Query) -> Result<Answer, UpstreamError>;
+    /// Reservation results for this front end's clients, as they are applied. Each call
+    /// starts a new feed; a result may arrive more than once (drop repeats by request id).
+    fn reservations(&self) -> mpsc::Receiver<ReservationEvent>;
+    /// The front end's own id: its clients are (proxy id, client id).
+    fn proxy_id(&self) -> &str;
+}
+
+/// Doubles a backoff up to the maximum.
+pub fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).clamp(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX)
+}
+
+/// The state machine of a node in this process.
+pub struct LocalUpstream {
+    node: NodeHandle,
+    proxy_id: String,
+    /// Sequence numbers of this front end's writes, for deduplication of retries.
+    next_seq: std::sync::atomic::AtomicU64,
+    /// Distinguishes this process's writes from an earlier run's with the same proxy id.
+    caller: String,
+}
+
+impl LocalUpstream {
+    pub fn new(node: NodeHandle, proxy_id: String) -> Arc<Self> {
+        let caller = format!("{proxy_id}@{}", crate::node::clock::now_ms());
+        Arc::new(LocalUpstream { node, proxy_id, next_seq: 1.into(), caller })
+    }
+
+    async fn read<R>(&self, f: impl FnOnce(&crate::node::replicated::Replicated) -> R) -> Result<R, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut backoff = RETRY_BACKOFF_MIN;
+        loop {
+            match self.node.read_barrier().await {
+                Ok(()) => return Ok(self.node.read(f)),
+                Err(e) if tokio::time::Instant::now() + backoff >= deadline => return Err(UpstreamError::Unavailable(e.to_string())),
+                Err(_) => {}
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = next_backoff(backoff);
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Upstream for LocalUpstream {
+    async fn write(&self, op: Op) -> Result<Reply, UpstreamError> {
+        let seq = self.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let caller = CallerSeq { caller: self.caller.clone(), seq };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut backoff = RETRY_BACKOFF_MIN;
+        loop {
+            match self.node.propose(op.clone(), Some(caller.clone())).await {
+                Ok(reply) => return Ok(reply),
+                Err(NodeError::Fsm(e)) => return Err(UpstreamError::Fsm(e)),
+                Err(e @ (NodeError::Entry(_) | NodeError::Invalid(_))) => return Err(UpstreamError::Unavailable(e.to_string())),
+                Err(e) if tokio::time::Instant::now() + backoff >= deadline => return Err(UpstreamError::Unavailable(e.to_string())),
+                Err(_) => {}
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = next_backoff(backoff);
+        }
+    }
+
+    async fn query(&self, query: Query) -> Result<Answer, UpstreamError> {
+        let now = crate::node::clock::now_ms();
+        let job = |v: Option<crate::fsm::JobView>| Answer::Job(v.map(|j| (j.id, j.body)));
+        self.read(move |s| match query {
+            Query::Job(id) => job(s.fsm.job(id)),
+            Query::PeekReady(tube) => job(s.fsm.peek_ready(&tube)),
+            Query::PeekDelayed(tube) => job(s.fsm.peek_delayed(&tube)),
+            Query::PeekBuried(tube) => job(s.fsm.peek_buried(&tube)),
+            Query::StatsJob(id) => Answer::Yaml(s.fsm.stats_job_yaml(id, now)),
+            Query::StatsTube(tube) => Answer::Yaml(s.fsm.stats_tube_yaml(&tube, now)),
+            Query::Stats(server) => Answer::Yaml(Some(s.fsm.stats_yaml(&server))),
+            Query::ListTubes => Answer::Tubes(s.fsm.list_tubes()),
+        })
+        .await
+    }
+
+    fn reservations(&self) -> mpsc::Receiver<ReservationEvent> {
+        let (tx, rx) = mpsc::channel(1024);
+        let mut applied = self.node.subscribe();
+        let proxy = self.proxy_id.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = match applied.recv().await {
+                    Ok(batch) => batch,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "reservation feed lagged; waiting clients may need to retry");
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                for e in batch.events.iter().filter(|e| *e.client.proxy == *proxy) {
+                    if tx.send(e.clone()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
+    fn proxy_id(&self) -> &str {
+        &self.proxy_id
+    }
+}
