@@ -10,7 +10,7 @@ build:
 	$(CARGO) build --release
 
 run:
-	$(CARGO) run --release -- info
+	$(CARGO) run --release -- serve
 
 test: test-std test-sim
 
