@@ -68,6 +68,12 @@ impl Cluster {
         Cluster { nodes, trace }
     }
 
+    /// Starts a new node that is not a member yet (it waits to be joined).
+    pub fn add_node(&mut self, id: u64, setup: NodeSetup) {
+        self.nodes.insert(id, spawn_node(id, BTreeMap::new(), setup));
+        self.trace.event(format!("node {id} started, not yet a member"));
+    }
+
     /// A running node's handle.
     pub fn handle(&self, id: u64) -> Option<NodeHandle> {
         self.nodes.get(&id).and_then(|n| n.handle.lock().expect("handle lock").clone())

@@ -51,6 +51,10 @@ mod reads;
 mod snapshot;
 mod stats;
 mod tube_name;
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod proptests;
 
 pub use machine::{Fsm, DEFAULT_TUBE};
 pub use snapshot::{job_to_proto, RestoreError};

@@ -161,7 +161,8 @@ impl Driver {
     fn handle(&mut self, input: Input) {
         match input {
             Input::Propose { op, caller, reply } => self.propose(op, caller, reply),
-            Input::Raft(messages) => {
+            Input::Raft { from, from_addr, messages } => {
+                self.transport.learn(from, from_addr);
                 for m in messages {
                     if let Err(e) = self.raw.step(m) {
                         tracing::debug!(error = %e, "raft refused a message");

@@ -67,7 +67,8 @@ pub enum MemberChange {
 /// Inputs of the driver task, one bounded channel of them.
 pub(crate) enum Input {
     Propose { op: Op, caller: Option<CallerSeq>, reply: oneshot::Sender<Result<Reply, NodeError>> },
-    Raft(Vec<Message>),
+    /// Raft messages from peer `from`, reachable at `from_addr`.
+    Raft { from: u64, from_addr: String, messages: Vec<Message> },
     ReadIndex { reply: oneshot::Sender<Result<(), NodeError>> },
     Member { change: MemberChange, reply: oneshot::Sender<Result<(), NodeError>> },
     Snapshot { reply: oneshot::Sender<Result<u64, NodeError>> },
@@ -160,9 +161,9 @@ impl NodeHandle {
         self.inputs.send(Input::TransferLeader { to }).await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Hands raft messages from a peer to the driver.
-    pub async fn step(&self, messages: Vec<Message>) -> Result<(), NodeError> {
-        self.inputs.send(Input::Raft(messages)).await.map_err(|_| NodeError::Stopped)
+    /// Hands raft messages from peer `from` (reachable at `from_addr`) to the driver.
+    pub async fn step(&self, from: u64, from_addr: String, messages: Vec<Message>) -> Result<(), NodeError> {
+        self.inputs.send(Input::Raft { from, from_addr, messages }).await.map_err(|_| NodeError::Stopped)
     }
 
     pub fn status(&self) -> Status {

@@ -162,7 +162,7 @@ pub fn start_node(options: NodeOptions, disk: Arc<dyn Disk>) -> Result<NodeHandl
         events,
     });
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
-    let transport = Transport::new(id, tx.clone());
+    let transport = Transport::new(id, options.advertise.clone(), tx.clone());
     let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied);
     tokio::spawn(driver.run());
     Ok(NodeHandle { inputs: tx, shared })

@@ -29,25 +29,36 @@ struct Peer {
 /// The peers raft messages go to.
 pub(crate) struct Transport {
     from: u64,
+    /// This node's own address, sent with every batch.
+    from_addr: String,
+    /// Addresses learned from peers' batches, for peers the membership does not name yet.
+    learned: BTreeMap<u64, String>,
     peers: BTreeMap<u64, Peer>,
     /// Where send failures are reported (the driver's own input channel).
     reports: mpsc::Sender<Input>,
 }
 
 impl Transport {
-    pub fn new(from: u64, reports: mpsc::Sender<Input>) -> Self {
-        Transport { from, peers: BTreeMap::new(), reports }
+    pub fn new(from: u64, from_addr: String, reports: mpsc::Sender<Input>) -> Self {
+        Transport { from, from_addr, learned: BTreeMap::new(), peers: BTreeMap::new(), reports }
+    }
+
+    /// Remembers where a peer that sent us a batch can be reached.
+    pub fn learn(&mut self, peer: u64, addr: String) {
+        if peer != 0 && !addr.is_empty() {
+            self.learned.insert(peer, addr);
+        }
     }
 
     /// Sends messages to their peers, at the addresses the membership gives.
     pub fn send(&mut self, messages: Vec<Message>, addresses: &BTreeMap<u64, String>) {
         for m in messages {
             let to = m.to;
-            let Some(addr) = addresses.get(&to) else {
+            let Some(addr) = addresses.get(&to).or_else(|| self.learned.get(&to)).cloned() else {
                 tracing::debug!(to, "no address for peer; message dropped");
                 continue;
             };
-            let peer = self.peer(to, addr);
+            let peer = self.peer(to, &addr);
             if peer.queue.try_send(m).is_err() {
                 tracing::debug!(to, "peer queue full; message dropped");
             }
@@ -63,7 +74,7 @@ impl Transport {
         let stale = self.peers.get(&to).is_some_and(|p| p.addr != addr);
         if stale || !self.peers.contains_key(&to) {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
-            tokio::spawn(run_peer(self.from, to, addr.to_string(), rx, self.reports.clone()));
+            tokio::spawn(run_peer((self.from, self.from_addr.clone()), to, addr.to_string(), rx, self.reports.clone()));
             self.peers.insert(to, Peer { addr: addr.to_string(), queue: tx });
         }
         &self.peers[&to]
@@ -71,7 +82,13 @@ impl Transport {
 }
 
 /// Sends everything queued for one peer until the queue is dropped.
-async fn run_peer(from: u64, to: u64, addr: String, mut queue: mpsc::Receiver<Message>, reports: mpsc::Sender<Input>) {
+async fn run_peer(
+    (from, from_addr): (u64, String),
+    to: u64,
+    addr: String,
+    mut queue: mpsc::Receiver<Message>,
+    reports: mpsc::Sender<Input>,
+) {
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e.connect_timeout(SEND_TIMEOUT).timeout(SEND_TIMEOUT),
         Err(e) => {
@@ -91,7 +108,8 @@ async fn run_peer(from: u64, to: u64, addr: String, mut queue: mpsc::Receiver<Me
         let snapshots: Vec<u64> =
             batch.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(|m| m.to).collect();
         let encoded = batch.iter().filter_map(|m| m.write_to_bytes().ok()).map(Into::into).collect();
-        let ok = send_batch(&endpoint, &mut client, RaftBatch { from, messages: encoded }).await;
+        let batch = RaftBatch { from, messages: encoded, from_addr: from_addr.clone() };
+        let ok = send_batch(&endpoint, &mut client, batch).await;
         if !ok {
             client = None;
             let _ = reports.try_send(Input::Unreachable { peer: to });

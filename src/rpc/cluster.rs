@@ -96,7 +96,7 @@ impl RaftTransport for RaftService {
                 .map_err(|e| Status::invalid_argument(format!("undecodable raft message from {}: {e}", batch.from)))?;
             messages.push(m);
         }
-        self.node.step(messages).await.map_err(status_of)?;
+        self.node.step(batch.from, batch.from_addr, messages).await.map_err(status_of)?;
         Ok(Response::new(Empty {}))
     }
 }
