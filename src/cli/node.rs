@@ -38,6 +38,13 @@ pub struct NodeArgs {
     /// One raft tick, in milliseconds (elections take 10 to 20 ticks).
     #[arg(long, default_value_t = 100)]
     pub tick_ms: u64,
+    /// Also serve the beanstalkd protocol here (HOST:PORT or unix:PATH), before the cluster.
+    #[arg(long)]
+    pub beanstalkd_listen: Option<String>,
+    /// With --beanstalkd-listen: if this process dies, its clients' jobs and waits are
+    /// released this long after.
+    #[arg(long, default_value_t = 10)]
+    pub lease_secs: u64,
 }
 
 fn data_dir_name(dir: &std::path::Path) -> Result<PathBuf, String> {
@@ -72,7 +79,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     let node = start_node(options, disk).map_err(|e| e.to_string())?;
     tracing::info!(node = args.node_id, listen = %args.listen, "node started");
     if let Some(join) = args.join.clone() {
-        let id = args.node_id;
+        let (id, advertise) = (args.node_id, advertise.clone());
         tokio::spawn(async move {
             match super::client::join_with_retry(&join, id, &advertise).await {
                 Ok(()) => tracing::info!(node = id, via = %join, "joined the cluster"),
@@ -80,8 +87,35 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
             }
         });
     }
+    if let Some(listen) = args.beanstalkd_listen.clone() {
+        tokio::spawn(co_located_front_end(listen, &args, &advertise));
+    }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     crate::rpc::serve(args.listen, node, shutdown).await.map_err(|e| format!("gRPC server on {}: {e}", args.listen))
+}
+
+/// The front end that runs beside a node: it reaches the cluster over gRPC (this node first),
+/// so it works whether or not this node leads.
+fn co_located_front_end(listen: String, args: &NodeArgs, advertise: &str) -> impl std::future::Future<Output = ()> {
+    let mut upstreams = vec![advertise.to_string()];
+    let others = args.peers.as_deref().map(parse_peers).and_then(Result::ok).unwrap_or_default();
+    upstreams.extend(others.into_values().filter(|a| a != advertise));
+    upstreams.extend(args.join.clone());
+    let proxy_id = format!("node-{}-{}", args.node_id, crate::node::clock::now_ms());
+    let lease = Duration::from_secs(args.lease_secs.max(1));
+    async move {
+        let result = match crate::proxy::RemoteUpstream::new(upstreams, proxy_id) {
+            Ok(upstream) => {
+                let limits = crate::proxy::Limits::default();
+                let listen = crate::proxy::ListenAddr::parse(&listen);
+                super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease)).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "beanstalkd front end stopped");
+        }
+    }
 }

@@ -167,3 +167,32 @@ pub fn start_node(options: NodeOptions, disk: Arc<dyn Disk>) -> Result<NodeHandl
     tokio::spawn(driver.run());
     Ok(NodeHandle { inputs: tx, shared })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SimDisk;
+
+    /// A data dir remembers its node: the same id opens it again, another id is refused with
+    /// a message that names both ids and the dir.
+    #[test]
+    fn data_dir_belongs_to_one_node() {
+        let disk = SimDisk::new();
+        let dir = Path::new("data");
+        claim_data_dir(&disk, dir, 3).expect("a new dir is claimed");
+        claim_data_dir(&disk, dir, 3).expect("the same node opens it again");
+        let err = claim_data_dir(&disk, dir, 4).expect_err("another node is refused");
+        let message = err.to_string();
+        assert!(message.contains("belongs to node 3") && message.contains("node 4") && message.contains("data"), "{message}");
+    }
+
+    /// The bootstrap snapshot is the same bytes on every member, whatever the order of start.
+    #[test]
+    fn bootstrap_is_identical_on_every_member() {
+        let peers: BTreeMap<u64, String> = [(2, "b:2".to_string()), (1, "a:1".to_string()), (3, "c:3".to_string())].into();
+        let a = bootstrap_snapshot(&peers);
+        let b = bootstrap_snapshot(&peers.clone().into_iter().rev().collect());
+        assert_eq!(a, b);
+        assert_eq!(a.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
+    }
+}

@@ -1,0 +1,158 @@
+//! A 3-node loopback cluster, one node with a co-located beanstalkd front end, plus a
+//! standalone `coolbeans beanstalkd` front end: the cluster-client subcommands answer as
+//! documented, and beanstalkd conversations work through both front ends, including a
+//! waiting reserve on one front end woken by a put through the other.
+#![cfg(not(madsim))]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{cluster, free_port, loopback, temp_dir, Proc};
+
+fn client_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coolbeans")).arg("cluster-client").args(args).output().expect("run cluster-client");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A blocking beanstalkd-protocol connection with line helpers.
+struct Beanstalk {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Beanstalk {
+    fn connect(addr: SocketAddr) -> Beanstalk {
+        let started = Instant::now();
+        let stream = loop {
+            match TcpStream::connect(addr) {
+                Ok(s) => break s,
+                Err(e) if started.elapsed() > Duration::from_secs(10) => panic!("cannot connect to {addr}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Beanstalk { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write");
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read answer");
+        assert!(line.ends_with("\r\n"), "answer {line:?} does not end in CRLF");
+        line.trim_end().to_string()
+    }
+
+    fn ask(&mut self, command: &str) -> String {
+        self.send(format!("{command}\r\n").as_bytes());
+        self.line()
+    }
+
+    /// Reads a body of `len` bytes plus its CRLF.
+    fn body(&mut self, len: usize) -> Vec<u8> {
+        let mut body = vec![0; len + 2];
+        self.reader.read_exact(&mut body).expect("read body");
+        assert_eq!(&body[len..], b"\r\n");
+        body.truncate(len);
+        body
+    }
+
+    fn put(&mut self, body: &str) -> u64 {
+        let answer = self.ask(&format!("put 10 0 60 {}\r\n{body}", body.len()));
+        answer.strip_prefix("INSERTED ").and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("put answered {answer}"))
+    }
+
+    /// Reads a RESERVED answer; returns (id, body).
+    fn reserved(&mut self) -> (u64, String) {
+        let line = self.line();
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts.first(), Some(&"RESERVED"), "expected RESERVED, got {line}");
+        let id = parts[1].parse().unwrap();
+        let body = self.body(parts[2].parse().unwrap());
+        (id, String::from_utf8(body).unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_cli_and_front_ends() {
+    let dir = temp_dir("front-end");
+    let co_located = loopback(free_port());
+    let mut nodes = cluster(&dir, |id| if id == 1 { vec!["--beanstalkd-listen".into(), co_located.to_string()] } else { vec![] });
+    for n in &mut nodes {
+        n.proc.start();
+    }
+    let members: Vec<(u64, SocketAddr)> = nodes.iter().map(|n| (n.id, n.addr)).collect();
+    let leader = common::await_leader(&members, Duration::from_secs(15), &dir).await;
+
+    // cluster-client: is-leader on each node, status --json, and an unreachable node.
+    let mut leaders = 0;
+    for (id, addr) in &members {
+        let (code, out, _) = client_cli(&["is-leader", "--node-addr", &addr.to_string()]);
+        assert_eq!(code, 0);
+        assert!(out == "true\n" || out == "false\n", "is-leader printed {out:?}");
+        if out == "true\n" {
+            leaders += 1;
+            assert_eq!(*id, leader);
+        }
+    }
+    assert_eq!(leaders, 1, "exactly one node says it leads");
+    let (code, out, _) = client_cli(&["status", "--json", "--node-addr", &members[1].1.to_string()]);
+    assert_eq!(code, 0);
+    for key in ["\"node_id\":2", "\"leader_id\":", "\"term\":", "\"commit_index\":", "\"applied_index\":", "\"members\":["] {
+        assert!(out.contains(key), "status --json lacks {key}: {out}");
+    }
+    let dead = loopback(free_port()).to_string();
+    let (code, out, err) = client_cli(&["status", "--node-addr", &dead]);
+    assert_ne!(code, 0, "an unreachable node is an error");
+    assert!(out.is_empty());
+    assert_eq!(err.trim_end().lines().count(), 1, "one line of error: {err:?}");
+
+    // A standalone front end before the cluster.
+    let standalone = loopback(free_port());
+    let upstreams = members.iter().map(|(_, a)| a.to_string()).collect::<Vec<_>>().join(",");
+    let mut front = Proc::new(
+        vec!["beanstalkd".into(), "--listen".into(), standalone.to_string(), "--upstreams".into(), upstreams],
+        dir.join("front.log"),
+    );
+    front.start();
+
+    let mut producer = Beanstalk::connect(standalone);
+    let mut worker = Beanstalk::connect(co_located);
+    assert_eq!(worker.ask("watch jobs"), "WATCHING 2");
+    assert_eq!(producer.ask("use jobs"), "USING jobs");
+    let first = producer.put("hello");
+    assert_eq!(worker.ask("reserve-with-timeout 5"), format!("RESERVED {first} 5"));
+    assert_eq!(worker.body(5), b"hello");
+    assert_eq!(worker.ask(&format!("delete {first}")), "DELETED");
+
+    // A reserve waiting on one front end is woken by a put through the other.
+    worker.send(b"reserve\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = producer.put("wake up");
+    assert_eq!(worker.reserved(), (second, "wake up".to_string()));
+    assert_eq!(producer.ask(&format!("peek {second}")), format!("FOUND {second} 7"));
+    assert_eq!(producer.body(7), b"wake up");
+
+    // Closing the worker's connection releases the job it held.
+    drop(worker);
+    let started = Instant::now();
+    loop {
+        let answer = producer.ask(&format!("stats-job {second}"));
+        let len: usize = answer.strip_prefix("OK ").and_then(|n| n.parse().ok()).expect("stats-job answers OK");
+        let yaml = String::from_utf8(producer.body(len)).unwrap();
+        if yaml.contains("state: ready") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "job {second} not released after its holder left: {yaml}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(front);
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,132 @@
+//! Real `coolbeans` processes on loopback, for the integration tests.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coolbeans::api::cluster_client::ClusterClient;
+use coolbeans::api::{Empty, NodeStatusResponse};
+
+/// A `coolbeans` process and how to start it again.
+pub struct Proc {
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn new(args: Vec<String>, log: PathBuf) -> Self {
+        Proc { args, child: None, log }
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open process log");
+        let child = Command::new(env!("CARGO_BIN_EXE_coolbeans"))
+            .args(&self.args)
+            .env("RUST_LOG", "info,raft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn coolbeans");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("coolbeans-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// One cluster node process.
+pub struct Node {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub proc: Proc,
+}
+
+/// Three `cluster-node` processes forming one cluster; `extra(id)` adds flags to a node.
+pub fn cluster(dir: &Path, extra: impl Fn(u64) -> Vec<String>) -> Vec<Node> {
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
+    let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let id = i as u64 + 1;
+            let mut args: Vec<String> = vec![
+                "cluster-node".into(),
+                "--node-id".into(),
+                id.to_string(),
+                "--listen".into(),
+                addr.to_string(),
+                "--data-dir".into(),
+                dir.join(format!("node-{id}")).display().to_string(),
+                "--peers".into(),
+                peers.clone(),
+                "--snapshot-entries".into(),
+                "200".into(),
+            ];
+            args.extend(extra(id));
+            Node { id, addr: *addr, proc: Proc::new(args, dir.join(format!("node-{id}.log"))) }
+        })
+        .collect()
+}
+
+pub async fn status(addr: SocketAddr) -> Option<NodeStatusResponse> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.timeout(Duration::from_millis(500));
+    let channel = tokio::time::timeout(Duration::from_millis(500), endpoint.connect()).await.ok()?.ok()?;
+    ClusterClient::new(channel).status(Empty {}).await.ok().map(|r| r.into_inner())
+}
+
+/// The leader a majority of the given nodes report, if any.
+pub async fn leader(nodes: &[(u64, SocketAddr)]) -> Option<u64> {
+    let mut seen = Vec::new();
+    for (_, addr) in nodes {
+        if let Some(s) = status(*addr).await {
+            if s.leader_id != 0 {
+                seen.push((s.term, s.leader_id));
+            }
+        }
+    }
+    seen.sort();
+    let candidate = *seen.last()?;
+    (seen.iter().filter(|s| **s == candidate).count() >= 2).then_some(candidate.1)
+}
+
+/// Waits for a leader, failing the test after `limit`.
+pub async fn await_leader(nodes: &[(u64, SocketAddr)], limit: Duration, dir: &Path) -> u64 {
+    let started = Instant::now();
+    loop {
+        if let Some(l) = leader(nodes).await {
+            return l;
+        }
+        assert!(started.elapsed() < limit, "no leader within {limit:?}; logs in {}", dir.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
