@@ -12,18 +12,24 @@ use coolbeans::api::{Empty, NodeStatusResponse};
 /// A `coolbeans` process and how to start it again.
 pub struct Proc {
     pub args: Vec<String>,
+    /// The working directory (default: the test's own).
+    pub cwd: Option<PathBuf>,
     pub child: Option<Child>,
     pub log: PathBuf,
 }
 
 impl Proc {
     pub fn new(args: Vec<String>, log: PathBuf) -> Self {
-        Proc { args, child: None, log }
+        Proc { args, cwd: None, child: None, log }
     }
 
     pub fn start(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open process log");
-        let child = Command::new(env!("CARGO_BIN_EXE_coolbeans"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coolbeans"));
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
+        let child = command
             .args(&self.args)
             .env("RUST_LOG", "info,raft=warn")
             .stdout(Stdio::null())
