@@ -1,20 +1,15 @@
-//! A job client over the gRPC API that finds the leader, follows redirects, and retries writes
-//! with the same caller sequence number, so a retried write applies once. Used by the
-//! simulator's clients and the loopback tests.
+//! A small job client over the gRPC API, for the simulator's clients, the loopback tests and
+//! put-bench: the front end's remote upstream (leader-following, retries that apply once)
+//! with the few calls they need.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
 
-use crate::api::job_state_machine_client::JobStateMachineClient;
-use crate::api::{self, ReservationStatus};
-use crate::node::CallerSeq;
-use crate::rpc::status::{leader_hint, set_caller};
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::Status;
 
-/// Attempts at one call before it counts as failed.
-const ATTEMPTS_MAX: usize = 40;
-const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome};
+use crate::proxy::upstream::{Answer, Query, Upstream, UpstreamError};
+use crate::proxy::RemoteUpstream;
 
 /// What a reserve came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,151 +21,70 @@ pub enum Reserved {
 }
 
 pub struct JobClient {
+    upstream: Arc<RemoteUpstream>,
+    /// Clients named in reserves and deletes are (this name, client).
     name: String,
-    nodes: Vec<SocketAddr>,
-    /// Index into `nodes` of the node to try first.
-    current: usize,
-    /// The connection to `nodes[current]`, kept between calls.
-    channel: Option<Channel>,
-    next_seq: u64,
+}
+
+fn status(e: UpstreamError) -> Status {
+    match e {
+        UpstreamError::Fsm(e) => Status::failed_precondition(e.to_string()),
+        UpstreamError::Unavailable(why) => Status::unavailable(why),
+    }
 }
 
 impl JobClient {
+    /// A client of the cluster at `nodes`; `name` identifies its writes for deduplication.
     pub fn new(name: &str, nodes: Vec<SocketAddr>) -> Self {
-        JobClient { name: name.to_string(), nodes, current: 0, channel: None, next_seq: 1 }
+        let addrs = nodes.iter().map(SocketAddr::to_string).collect();
+        let upstream = RemoteUpstream::new(addrs, name.to_string()).expect("at least one valid node address");
+        JobClient { upstream, name: name.to_string() }
     }
 
-    async fn channel(&mut self) -> Result<Channel, Status> {
-        if let Some(channel) = &self.channel {
-            return Ok(channel.clone());
-        }
-        let addr = self.nodes[self.current];
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(e.to_string()))?
-            .connect_timeout(CALL_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
-            .connect()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        self.channel = Some(channel.clone());
-        Ok(channel)
-    }
-
-    /// Moves on to another node: the next one, or `index`.
-    fn move_to(&mut self, index: Option<usize>) {
-        self.current = index.unwrap_or((self.current + 1) % self.nodes.len());
-        self.channel = None;
-    }
-
-    /// Runs `call` until a node that can serve it answers, moving to the leader it names or to
-    /// the next node. Writes carry the same caller sequence number on every attempt.
-    async fn call<T, R, F, Fut>(&mut self, request: T, write: bool, call: F) -> Result<R, Status>
-    where
-        T: Clone,
-        F: Fn(JobStateMachineClient<Channel>, Request<T>) -> Fut,
-        Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
-    {
-        let caller = write.then(|| {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            CallerSeq { caller: self.name.clone(), seq }
-        });
-        let mut last = Status::unavailable("no attempt made");
-        for _ in 0..ATTEMPTS_MAX {
-            let channel = match self.channel().await {
-                Ok(c) => c,
-                Err(e) => {
-                    last = e;
-                    self.move_to(None);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let mut req = Request::new(request.clone());
-            if let Some(c) = &caller {
-                set_caller(&mut req, c);
-            }
-            match call(JobStateMachineClient::new(channel), req).await {
-                Ok(r) => return Ok(r.into_inner()),
-                Err(status) => {
-                    let retry = self.on_error(&status);
-                    last = status;
-                    if !retry {
-                        return Err(last);
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        Err(last)
-    }
-
-    /// Moves to where an error points; answers whether the call is worth retrying.
-    fn on_error(&mut self, status: &Status) -> bool {
-        match status.code() {
-            Code::FailedPrecondition => {
-                if let (_, Some(addr)) = leader_hint(status) {
-                    if let Some(i) = self.nodes.iter().position(|n| n.to_string() == addr) {
-                        self.move_to(Some(i));
-                        return true;
-                    }
-                }
-                if status.message().contains("not the leader") {
-                    self.move_to(None);
-                    return true;
-                }
-                false
-            }
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
-                self.move_to(None);
-                true
-            }
-            _ => false,
-        }
+    fn client(&self, client: &str) -> ClientKey {
+        ClientKey::new(&self.name, client)
     }
 
     pub async fn put(&mut self, tube: &str, pri: u32, body: &[u8]) -> Result<u64, Status> {
-        let request = api::PutRequest {
-            priority: pri,
-            delay: 0,
-            ttr: 60,
-            tube_name: tube.into(),
-            body_size: body.len() as i32,
+        let op = Op::Put {
+            client: None,
+            tube: tube.into(),
+            pri,
+            delay_secs: 0,
+            ttr_secs: 60,
             body: bytes::Bytes::copy_from_slice(body),
-            proxy_id: String::new(),
-            client_id: String::new(),
         };
-        let r = self.call(request, true, |mut c, r| async move { c.put(r).await }).await?;
-        Ok(r.job_id as u64)
+        match self.upstream.write(op).await.map_err(status)? {
+            Reply::Put { id } => Ok(id),
+            other => Err(Status::internal(format!("put answered {other:?}"))),
+        }
     }
 
     pub async fn reserve(&mut self, client: &str, request_id: &str, timeout_secs: i32) -> Result<Reserved, Status> {
-        let request = api::ReserveRequest {
-            client_id: client.into(),
+        let op = Op::Reserve {
+            client: self.client(client),
             request_id: request_id.into(),
-            timeout_secs,
-            watched_tubes: vec![],
-            proxy_id: self.name.clone(),
+            timeout_secs: u32::try_from(timeout_secs).ok(),
+            tubes: Vec::new(),
         };
-        let r = self.call(request, true, |mut c, r| async move { c.reserve(r).await }).await?;
-        let reservation = r.reservation.unwrap_or_default();
-        Ok(match reservation.status() {
-            ReservationStatus::Matched => Reserved::Job(reservation.job_id as u64),
-            ReservationStatus::Timeout => Reserved::TimedOut,
-            ReservationStatus::DeadlineSoon => Reserved::DeadlineSoon,
-            _ => Reserved::Queued,
+        Ok(match self.upstream.write(op).await.map_err(status)? {
+            Reply::Reserve(Some(ReserveOutcome::Reserved { id, .. })) => Reserved::Job(id),
+            Reply::Reserve(Some(ReserveOutcome::TimedOut)) => Reserved::TimedOut,
+            Reply::Reserve(Some(ReserveOutcome::DeadlineSoon)) => Reserved::DeadlineSoon,
+            Reply::Reserve(None) => Reserved::Queued,
+            other => return Err(Status::internal(format!("reserve answered {other:?}"))),
         })
     }
 
     pub async fn delete(&mut self, client: &str, id: u64) -> Result<(), Status> {
-        let request = api::DeleteRequest { job_id: id as i64, proxy_id: self.name.clone(), client_id: client.into() };
-        self.call(request, true, |mut c, r| async move { c.delete(r).await }).await.map(|_| ())
+        self.upstream.write(Op::Delete { client: Some(self.client(client)), id }).await.map(|_| ()).map_err(status)
     }
 
     /// Whether job `id` exists (a linearizable read).
     pub async fn exists(&mut self, id: u64) -> Result<bool, Status> {
-        let request = api::GetJobRequest { job_id: id as i64 };
-        let r = self.call(request, false, |mut c, r| async move { c.get_job(r).await }).await?;
-        Ok(r.job.is_some())
+        match self.upstream.query(Query::Job(id)).await.map_err(status)? {
+            Answer::Job(job) => Ok(job.is_some()),
+            other => Err(Status::internal(format!("get job answered {other:?}"))),
+        }
     }
 }
