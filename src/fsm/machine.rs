@@ -29,6 +29,11 @@ impl Default for Fsm {
     }
 }
 
+/// The smallest (priority, id) ready in the unpaused tubes among `ids`.
+fn best_ready(tubes: &std::collections::BTreeMap<TubeId, super::index::Tube>, ids: &[TubeId]) -> Option<(u32, JobId)> {
+    ids.iter().map(|t| &tubes[t]).filter(|t| t.pause.is_none()).filter_map(|t| t.ready.first().copied()).min()
+}
+
 fn secs_to_ms(secs: u32) -> Millis {
     Millis::from(secs) * 1000
 }
@@ -182,16 +187,10 @@ impl Fsm {
         let session = self.session(client.clone());
         session.worker = true;
         let soonest_deadline = session.reserved.first().map(|&(deadline, _)| deadline);
-        let watched = session.watched.clone();
-        let tubes = if tube_names.is_empty() { watched } else { self.tubes_or_create(tube_names) };
-        let clock = self.s.clock;
-        let best = tubes
-            .iter()
-            .map(|t| &self.s.tubes[t])
-            .filter(|t| t.pause.is_none())
-            .filter_map(|t| t.ready.first().copied())
-            .min();
-        let deadline_soon = soonest_deadline.is_some_and(|d| clock + DEADLINE_SOON_MARGIN_MS >= d);
+        let named = if tube_names.is_empty() { None } else { Some(self.tubes_or_create(tube_names)) };
+        let watched = &self.s.sessions[&client].watched;
+        let best = best_ready(&self.s.tubes, named.as_deref().unwrap_or(watched));
+        let deadline_soon = soonest_deadline.is_some_and(|d| self.s.clock + DEADLINE_SOON_MARGIN_MS >= d);
         if let Some((_, id)) = best {
             self.give_job(&client, request_id, id);
         } else if deadline_soon {
@@ -199,11 +198,12 @@ impl Fsm {
             // tick when the only ready jobs sit in paused tubes: here both are at once.
             self.answer(client, request_id, ReserveOutcome::DeadlineSoon);
         } else {
+            let tubes = named.unwrap_or_else(|| watched.clone());
             self.start_wait(client, request_id, tubes, timeout_secs);
             return Ok(Reply::Reserve(None));
         }
         // Named tubes this reserve created but did not wait on are let go again.
-        for tube in tubes {
+        for tube in named.unwrap_or_default() {
             self.drop_tube_if_unused(tube);
         }
         Ok(Reply::Reserve(None))
