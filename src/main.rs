@@ -27,6 +27,8 @@ enum Command {
         #[arg(long, global = true, default_value = "127.0.0.1:7001")]
         node_addr: String,
     },
+    /// Benchmark a beanstalkd-protocol server (ours or beanstalkd itself).
+    Bench(cli::bench::BenchArgs),
 }
 
 fn init_logging() {
@@ -72,6 +74,7 @@ async fn main() {
         Command::ClusterClient { command, node_addr } => {
             cli::client::run(command, &node_addr).await.map(|out| println!("{out}"))
         }
+        Command::Bench(args) => cli::bench::run(args).await.map(|out| println!("{out}")),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
