@@ -32,9 +32,12 @@ pub struct NodeArgs {
     /// Address of a running cluster's node: ask it to add this node.
     #[arg(long)]
     pub join: Option<String>,
-    /// Take a snapshot (and compact the log) after this many entries.
-    #[arg(long, default_value_t = 10_000)]
+    /// Take a snapshot (and compact the log) after this many entries...
+    #[arg(long, default_value_t = DriverConfig::default().snapshot_entries)]
     pub snapshot_entries: u64,
+    /// ...or after this many bytes of entries.
+    #[arg(long, default_value_t = DriverConfig::default().snapshot_log_bytes)]
+    pub snapshot_log_bytes: u64,
     /// One raft tick, in milliseconds (elections take 10 to 20 ticks).
     #[arg(long, default_value_t = 100)]
     pub tick_ms: u64,
@@ -66,6 +69,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
             id: args.node_id,
             tick: Duration::from_millis(args.tick_ms.max(1)),
             snapshot_entries: args.snapshot_entries.max(1),
+            snapshot_log_bytes: args.snapshot_log_bytes.max(1),
             ..DriverConfig::default()
         },
         advertise: advertise.clone(),

@@ -145,7 +145,7 @@ impl Fsm {
         let workers = self.s.sessions.values().filter(|s| s.worker).count();
         let mut yaml = Yaml::new();
         counts.write(&mut yaml);
-        yaml.field("cmd-put", c.cmd_put)
+        yaml.field("cmd-put", c.cmd_put + server.cmd_put_unlogged)
             .field("cmd-peek", server.cmd_peek)
             .field("cmd-peek-ready", server.cmd_peek_ready)
             .field("cmd-peek-delayed", server.cmd_peek_delayed)
@@ -225,6 +225,18 @@ pub fn front_end_fields(server: &ServerStats) -> Vec<(&'static str, String)> {
         ("os", quoted(&server.os)),
         ("platform", quoted(&server.platform)),
     ]
+}
+
+/// Adds `extra` to the number a YAML body gives for `key` (a front end's own share of a
+/// counter the cluster keeps, e.g. its unlogged puts in `cmd-put`).
+pub fn add_to_yaml_count(yaml: &str, key: &str, extra: u64) -> String {
+    let fields: Vec<(&str, String)> = yaml
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .filter(|(k, _)| *k == key)
+        .filter_map(|(k, v)| v.parse::<u64>().ok().map(|n| (k, (n + extra).to_string())))
+        .collect();
+    patch_yaml(yaml, &fields)
 }
 
 /// Replaces the values of the named keys in a YAML body of `key: value` lines.

@@ -32,8 +32,12 @@ pub struct DriverConfig {
     pub tick: Duration,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
-    /// Take a snapshot once this many entries follow the last one.
+    /// Take a snapshot once this many entries follow the last one...
     pub snapshot_entries: u64,
+    /// ...or once the entries after it hold this many bytes. A snapshot costs time in
+    /// proportion to the whole state, so it is taken only once the log has grown enough to be
+    /// worth replacing.
+    pub snapshot_log_bytes: u64,
     /// Proposals and reads in flight at most.
     pub pending_max: usize,
 }
@@ -45,7 +49,8 @@ impl Default for DriverConfig {
             tick: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 2,
-            snapshot_entries: 10_000,
+            snapshot_entries: 1_000_000,
+            snapshot_log_bytes: 64 * 1024 * 1024,
             pending_max: 65_536,
         }
     }
@@ -86,6 +91,8 @@ pub(crate) struct Driver {
     /// The last time stamped into a proposal: stamps never go backwards on one leader.
     last_stamp_ms: u64,
     applied: u64,
+    /// Bytes of entry data applied since the last snapshot.
+    log_bytes_since_snapshot: u64,
     leader: u64,
     term: u64,
 }
@@ -112,6 +119,7 @@ impl Driver {
             tick_in_flight: None,
             last_stamp_ms: 0,
             applied,
+            log_bytes_since_snapshot: 0,
             leader: 0,
             term: 0,
         }
@@ -416,6 +424,7 @@ impl Driver {
         self.raw.mut_store().apply_snapshot(snapshot).map_err(|e| e.to_string())?;
         *lock(&self.shared.state) = state;
         self.applied = index;
+        self.log_bytes_since_snapshot = 0;
         tracing::info!(node = self.config.id, index, "installed snapshot");
         Ok(())
     }
@@ -423,6 +432,7 @@ impl Driver {
     fn apply(&mut self, entries: Vec<Entry>) {
         for entry in entries {
             self.applied = entry.index;
+            self.log_bytes_since_snapshot += entry.data.len() as u64;
             if self.tick_in_flight == Some(entry.index) {
                 self.tick_in_flight = None;
             }
@@ -519,7 +529,7 @@ impl Driver {
     fn snapshot_if_due(&mut self) -> Result<(), String> {
         let store = self.raw.store();
         let behind = self.applied.saturating_sub(store.snapshot_index());
-        if behind >= self.config.snapshot_entries {
+        if behind >= self.config.snapshot_entries || self.log_bytes_since_snapshot >= self.config.snapshot_log_bytes {
             self.snapshot_now()?;
         }
         Ok(())
@@ -530,6 +540,7 @@ impl Driver {
         let index = self.applied;
         let data = lock(&self.shared.state).snapshot().encode_to_vec();
         self.raw.mut_store().compact_to(index, data).map_err(|e| e.to_string())?;
+        self.log_bytes_since_snapshot = 0;
         tracing::info!(node = self.config.id, index, "snapshot taken; log compacted");
         Ok(index)
     }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::front_end::FrontEnd;
 use super::upstream::{Answer, Query, UpstreamError};
 use crate::fsm::{ClientKey, FsmError, Op, Reply, ReserveOutcome, DEFAULT_TUBE};
-use crate::protocol::{encode, yaml_list, Command, Decoded, Decoder, Response};
+use crate::protocol::{encode, yaml_list, Command, Decoded, Decoder, ProtocolError, Response};
 
 /// Bytes read at once.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -71,7 +71,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         loop {
             while let Some(decoded) = self.decoder.decode(&mut self.input) {
                 let response = match decoded {
-                    Decoded::Error(e) => Some(e.response()),
+                    Decoded::Error(e) => {
+                        // beanstalkd counts a put whose body it refused as a put.
+                        if matches!(e, ProtocolError::JobTooBig | ProtocolError::ExpectedCrlf) {
+                            self.front.count(|c| &c.cmd_put_unlogged);
+                        }
+                        Some(e.response())
+                    }
                     Decoded::Command(Command::Quit) => {
                         self.flush().await?;
                         return Err(End::Closed);
@@ -125,6 +131,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             Command::ReserveWithTimeout { timeout_secs } => return self.reserve(Some(timeout_secs)).await,
             Command::Put { pri, delay_secs, ttr_secs, body } => {
                 if self.front.draining.load(Ordering::Relaxed) {
+                    self.front.count(|c| &c.cmd_put_unlogged);
                     return Ok(Some(Response::Draining));
                 }
                 let op = Op::Put { client: Some(self.client.clone()), tube: self.used.clone(), pri, delay_secs, ttr_secs, body };

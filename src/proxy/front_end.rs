@@ -36,6 +36,7 @@ impl Default for Limits {
 /// Counts of commands that never reach the log, and of connections.
 #[derive(Default)]
 pub struct Counters {
+    pub cmd_put_unlogged: AtomicU64,
     pub cmd_peek: AtomicU64,
     pub cmd_peek_ready: AtomicU64,
     pub cmd_peek_delayed: AtomicU64,
@@ -164,6 +165,7 @@ impl FrontEnd {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (utime, stime) = rusage_us();
         ServerStats {
+            cmd_put_unlogged: get(&c.cmd_put_unlogged),
             cmd_peek: get(&c.cmd_peek),
             cmd_peek_ready: get(&c.cmd_peek_ready),
             cmd_peek_delayed: get(&c.cmd_peek_delayed),

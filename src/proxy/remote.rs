@@ -14,7 +14,7 @@ use tonic::{Code, Request, Status};
 use super::upstream::{next_backoff, Answer, Query, Upstream, UpstreamError, PATIENCE};
 use crate::api::job_state_machine_client::JobStateMachineClient;
 use crate::api::{self, ReservationStatus};
-use crate::fsm::{front_end_fields, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent, ReserveOutcome};
+use crate::fsm::{add_to_yaml_count, front_end_fields, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent, ReserveOutcome};
 use crate::node::CallerSeq;
 use crate::rpc::status::{is_not_leader, leader_hint, set_caller};
 
@@ -44,6 +44,11 @@ fn fsm_error(status: &Status) -> Option<FsmError> {
         Code::InvalidArgument => Some(FsmError::BadArgument("refused by the cluster")),
         _ => None,
     }
+}
+
+/// A job id as the wire's int64: ids past i64::MAX cannot exist, so they are not found.
+fn wire_id(id: u64) -> Result<i64, UpstreamError> {
+    i64::try_from(id).map_err(|_| UpstreamError::Fsm(FsmError::NotFound))
 }
 
 fn outcome(r: Option<api::Reservation>) -> Option<ReserveOutcome> {
@@ -169,7 +174,7 @@ impl Upstream for RemoteUpstream {
             }
             Op::ReserveJob { client, id } => {
                 let (proxy_id, client_id) = Self::split(&client);
-                let m = api::ReserveJobRequest { job_id: id as i64, client_id, proxy_id };
+                let m = api::ReserveJobRequest { job_id: wire_id(id)?, client_id, proxy_id };
                 let r = self.on_leader(m, caller, |mut c, r| async move { c.reserve_job(r).await }).await?;
                 match outcome(r.reservation) {
                     Some(ReserveOutcome::Reserved { id, body }) => Ok(Reply::ReservedJob { id, body }),
@@ -178,22 +183,22 @@ impl Upstream for RemoteUpstream {
             }
             Op::Delete { client, id } => {
                 let (proxy_id, client_id) = client.as_ref().map(Self::split).unwrap_or_default();
-                let m = api::DeleteRequest { job_id: id as i64, proxy_id, client_id };
+                let m = api::DeleteRequest { job_id: wire_id(id)?, proxy_id, client_id };
                 self.on_leader(m, caller, |mut c, r| async move { c.delete(r).await }).await.map(done)
             }
             Op::Release { client, id, pri, delay_secs } => {
                 let (proxy_id, client_id) = Self::split(&client);
-                let m = api::ReleaseRequest { job_id: id as i64, client_id, proxy_id, delay: i64::from(delay_secs), priority: pri };
+                let m = api::ReleaseRequest { job_id: wire_id(id)?, client_id, proxy_id, delay: i64::from(delay_secs), priority: pri };
                 self.on_leader(m, caller, |mut c, r| async move { c.release(r).await }).await.map(done)
             }
             Op::Bury { client, id, pri } => {
                 let (proxy_id, client_id) = Self::split(&client);
-                let m = api::BuryRequest { job_id: id as i64, priority: pri, client_id, proxy_id };
+                let m = api::BuryRequest { job_id: wire_id(id)?, priority: pri, client_id, proxy_id };
                 self.on_leader(m, caller, |mut c, r| async move { c.bury(r).await }).await.map(done)
             }
             Op::Touch { client, id } => {
                 let (proxy_id, client_id) = Self::split(&client);
-                let m = api::TouchRequest { job_id: id as i64, client_id, proxy_id };
+                let m = api::TouchRequest { job_id: wire_id(id)?, client_id, proxy_id };
                 self.on_leader(m, caller, |mut c, r| async move { c.touch(r).await }).await.map(done)
             }
             Op::Kick { tube, bound } => {
@@ -202,7 +207,7 @@ impl Upstream for RemoteUpstream {
                 Ok(Reply::Kicked { count: r.jobs_kicked.max(0) as u32 })
             }
             Op::KickJob { id } => {
-                let m = api::KickRequest { job_id: id as i64 };
+                let m = api::KickRequest { job_id: wire_id(id)? };
                 self.on_leader(m, caller, |mut c, r| async move { c.kick(r).await }).await.map(done)
             }
             Op::PauseTube { tube, delay_secs } => {
@@ -257,7 +262,7 @@ impl Upstream for RemoteUpstream {
         let yaml = |bytes: bytes::Bytes| Answer::Yaml(Some(String::from_utf8_lossy(&bytes).into_owned()));
         match query {
             Query::Job(id) => {
-                let m = api::GetJobRequest { job_id: id as i64 };
+                let m = api::GetJobRequest { job_id: wire_id(id)? };
                 self.on_leader(m, None, |mut c, r| async move { c.get_job(r).await }).await.map(|r| job(r.job))
             }
             Query::PeekReady(tube_name) => {
@@ -273,7 +278,7 @@ impl Upstream for RemoteUpstream {
                 self.on_leader(m, None, |mut c, r| async move { c.peek_buried(r).await }).await.map(|r| job(r.job))
             }
             Query::StatsJob(id) => {
-                let m = api::GetStatsJobYamlRequest { job_id: id as i64 };
+                let m = api::GetStatsJobYamlRequest { job_id: wire_id(id)? };
                 let r = self.on_leader(m, None, |mut c, r| async move { c.get_stats_job_yaml(r).await }).await;
                 missing_is_none(r.map(|r| yaml(r.stats_yaml)))
             }
@@ -285,7 +290,8 @@ impl Upstream for RemoteUpstream {
             Query::Stats(server) => {
                 let r = self.on_leader(api::Empty {}, None, |mut c, r| async move { c.get_stats_yaml(r).await }).await?;
                 let cluster = String::from_utf8_lossy(&r.stats_yaml).into_owned();
-                Ok(Answer::Yaml(Some(patch_yaml(&cluster, &front_end_fields(&server)))))
+                let patched = patch_yaml(&cluster, &front_end_fields(&server));
+                Ok(Answer::Yaml(Some(add_to_yaml_count(&patched, "cmd-put", server.cmd_put_unlogged))))
             }
             Query::ListTubes => {
                 let r = self.on_leader(api::Empty {}, None, |mut c, r| async move { c.list_tubes(r).await }).await?;

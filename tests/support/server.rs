@@ -1,0 +1,159 @@
+//! Server processes under test: free ports, spawning with logs, waiting until the front end
+//! accepts connections, signals, and killing everything on drop.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Why a target could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The binary does not have this mode yet (clap rejected the subcommand): skip the target.
+    Unavailable(String),
+    /// It should have started and did not: a failure.
+    Failed(String),
+}
+
+/// A running target: its processes, the front end's address, and the connection that proved
+/// it was up (handed to the conversation as its first connection, so that connection counts
+/// in `stats` are exactly the conversation's).
+pub struct Server {
+    pub addr: SocketAddr,
+    /// The process that receives `signal` directives (the beanstalkd-protocol front end).
+    pub signal_pid: u32,
+    /// Where the processes' stdout and stderr go.
+    pub logs: Vec<PathBuf>,
+    children: Vec<Child>,
+    first_connection: Option<TcpStream>,
+}
+
+impl Server {
+    pub fn take_first_connection(&mut self) -> Option<TcpStream> {
+        self.first_connection.take()
+    }
+
+    /// Sends `SIGNAME` to the front end with kill(1).
+    pub fn signal(&self, name: &str) -> Result<(), String> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.signal_pid.to_string())
+            .status()
+            .map_err(|e| format!("kill -{name}: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -{name} {} failed: {status}", self.signal_pid));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Ports handed out by this process, never handed out twice.
+static PORTS_GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A free loopback port above 20000 that no other caller in this process got.
+pub fn free_port() -> u16 {
+    loop {
+        let port =
+            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind a free port");
+        let mut given = PORTS_GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if port > 20000 && given.insert(port) {
+            return port;
+        }
+    }
+}
+
+/// A process being started, with its log file.
+pub struct Spawned {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+/// Starts `program args`, its stdout and stderr appended to `log`.
+pub fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Spawned, StartError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| StartError::Failed(format!("open {}: {e}", log.display())))?;
+    let err_file = file.try_clone().map_err(|e| StartError::Failed(e.to_string()))?;
+    // RUST_LOG, if set, passes through from the test's environment.
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err_file)
+        .spawn()
+        .map_err(|e| StartError::Failed(format!("spawn {}: {e}", program.display())))?;
+    Ok(Spawned { child, log: log.to_path_buf() })
+}
+
+/// Stops every process (they are ours: we spawned them).
+pub fn kill_all(processes: &mut [Spawned]) {
+    for p in processes.iter_mut() {
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+}
+
+/// The exit of the first process that has exited, diagnosed from its status and log.
+pub fn exited(processes: &mut [Spawned]) -> Option<StartError> {
+    for p in processes.iter_mut() {
+        if let Ok(Some(status)) = p.child.try_wait() {
+            let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+            return Some(diagnose_exit(status, &log, &p.log));
+        }
+    }
+    None
+}
+
+/// Waits until `addr` accepts a connection, while every process keeps running; a process
+/// that exits first is diagnosed from its status and log.
+pub fn wait_until_serving(
+    addr: SocketAddr,
+    mut processes: Vec<Spawned>,
+    signal_index: usize,
+    timeout: Duration,
+) -> Result<Server, StartError> {
+    let started = Instant::now();
+    let logs: Vec<PathBuf> = processes.iter().map(|p| p.log.clone()).collect();
+    loop {
+        if let Some(error) = exited(&mut processes) {
+            kill_all(&mut processes);
+            return Err(error);
+        }
+        if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let signal_pid = processes[signal_index].child.id();
+            let children = processes.into_iter().map(|p| p.child).collect();
+            return Ok(Server { addr, signal_pid, logs, children, first_connection: Some(stream) });
+        }
+        if started.elapsed() > timeout {
+            kill_all(&mut processes);
+            return Err(StartError::Failed(format!(
+                "nothing accepted connections on {addr} within {timeout:?}; logs: {logs:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn diagnose_exit(status: std::process::ExitStatus, log: &str, path: &Path) -> StartError {
+    // clap exits 2 on usage errors; only an unknown subcommand means "not implemented yet".
+    // A known subcommand with wrong flags is a failure: the flags are part of the contract.
+    if status.code() == Some(2) && log.contains("unrecognized subcommand") {
+        let first = log.lines().next().unwrap_or_default().trim().to_string();
+        return StartError::Unavailable(first);
+    }
+    let tail: Vec<&str> = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+    StartError::Failed(format!("exited with {status} before serving; {}:\n{}", path.display(), tail.join("\n")))
+}
