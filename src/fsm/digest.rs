@@ -35,8 +35,9 @@ impl Fsm {
             s.jobs[&id].hash(&mut h);
         }
         s.tubes.hash(&mut h);
-        s.tube_ids.hash(&mut h);
-        s.sessions.hash(&mut h);
+        for key in s.client_keys() {
+            (key, &s.sessions[key]).hash(&mut h);
+        }
         s.waits.hash(&mut h);
         s.timers.hash(&mut h);
         (&s.leases, &s.lease_proxies, s.next_lease_id).hash(&mut h);

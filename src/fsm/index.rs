@@ -19,8 +19,11 @@ pub(crate) const URGENT_PRI_MAX_EXCLUSIVE: u32 = 1024;
 /// The margin before a TTR deadline in which a waiting reserve answers DEADLINE_SOON.
 pub(crate) const DEADLINE_SOON_MARGIN_MS: Millis = 1000;
 
-/// Hashes job ids (dense, sequential integers) with one multiplication. Fixed, so the map's
-/// layout is the same on every replica; iteration order never reaches output anyway.
+/// Hashes job ids (dense, sequential integers). The low bits, which pick the bucket, are the
+/// id's own: consecutive jobs sit in consecutive buckets, so a queue's hot end (new puts,
+/// oldest reserves) stays in few cache lines even with a million jobs stored. The top 7 bits,
+/// which hashbrown compares first, come from a multiplication so they still differ. Fixed, so
+/// the layout is the same on every replica; iteration order never reaches output anyway.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);
 
@@ -36,11 +39,41 @@ impl Hasher for IdHasher {
     }
 
     fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        const TOP_7_BITS: u64 = 0xFE00_0000_0000_0000;
+        self.0 = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) & TOP_7_BITS) | (n & !TOP_7_BITS);
     }
 }
 
 pub(crate) type JobMap = HashMap<JobId, Job, BuildHasherDefault<IdHasher>>;
+
+/// Hashes short strings (tube names) a word at a time. Fixed, like `IdHasher`; maps keyed by
+/// it are only looked up, never iterated into output.
+#[derive(Default)]
+pub(crate) struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
+        }
+    }
+}
+
+/// Client sessions: looked up on nearly every operation, so hashed; whoever needs them in
+/// order (snapshot, digest, a proxy's clients) sorts their keys first.
+pub(crate) type Sessions = HashMap<ClientKey, Session, BuildHasherDefault<NameHasher>>;
+
+/// Tube ids by name: looked up on every put, so hashed rather than ordered.
+pub(crate) type TubeNames = HashMap<Arc<str>, TubeId, BuildHasherDefault<NameHasher>>;
 
 /// What a timer does when it fires. The order of the variants is the firing order among
 /// timers due at the same millisecond.
@@ -196,6 +229,15 @@ pub(crate) struct Counters {
     pub total_jobs: u64,
 }
 
+impl State {
+    /// Session keys in order: how anything that reaches output walks the sessions.
+    pub fn client_keys(&self) -> Vec<&ClientKey> {
+        let mut keys: Vec<&ClientKey> = self.sessions.keys().collect();
+        keys.sort_unstable();
+        keys
+    }
+}
+
 /// Every collection of the machine. Kept apart from the operations so that snapshot, restore,
 /// digest and the invariant check read the same fields.
 #[derive(Clone, Debug, Default)]
@@ -207,8 +249,9 @@ pub(crate) struct State {
     pub next_tube_id: TubeId,
     pub jobs: JobMap,
     pub tubes: BTreeMap<TubeId, Tube>,
-    pub tube_ids: BTreeMap<Arc<str>, TubeId>,
-    pub sessions: BTreeMap<ClientKey, Session>,
+    /// Derived from `tubes` (never iterated into output: the digest and snapshot read `tubes`).
+    pub tube_ids: TubeNames,
+    pub sessions: Sessions,
     /// Waiting reserves by wait sequence, to find the client behind a tube's first waiter.
     pub waits: BTreeMap<u64, ClientKey>,
     pub timers: BTreeSet<Timer>,

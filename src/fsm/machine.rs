@@ -382,15 +382,8 @@ impl Fsm {
     }
 
     fn end_proxy(&mut self, proxy: &str) {
-        let first = ClientKey { proxy: proxy.into(), client: "".into() };
-        let clients: Vec<ClientKey> = self
-            .s
-            .sessions
-            .range(first..)
-            .map(|(k, _)| k)
-            .take_while(|k| &*k.proxy == proxy)
-            .cloned()
-            .collect();
+        let clients: Vec<ClientKey> =
+            self.s.client_keys().into_iter().filter(|k| &*k.proxy == proxy).cloned().collect();
         // Every wait ends first, so no job released below goes to a client that is leaving.
         for client in &clients {
             self.end_wait(client);

@@ -142,9 +142,10 @@ impl Fsm {
         let jobs = ids.iter().map(|id| job_to_proto(&self.job(*id).expect("listed job exists"))).collect();
         let name = |t: &TubeId| s.tubes[t].name.to_string();
         let reservations = s
-            .sessions
-            .iter()
-            .map(|(key, session)| {
+            .client_keys()
+            .into_iter()
+            .map(|key| {
+                let session = &s.sessions[key];
                 let wait = session.wait.as_ref();
                 ClientResvEntryProto {
                     client_id: key.client.to_string(),
