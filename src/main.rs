@@ -55,10 +55,28 @@ fn init_logging_with(default: &str) {
         .init();
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
+    // serve is one node and its front end, like beanstalkd one process: a single-threaded
+    // runtime spends no time handing each command between threads.
+    let single_threaded = matches!(cli.command, Command::Serve(_));
+    let runtime = if single_threaded {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    };
+    let runtime = runtime.unwrap_or_else(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        std::process::exit(1);
+    });
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
         Command::Serve(args) => {
             init_logging_verbose(args.verbose);
             cli::serve::run(args).await
@@ -75,9 +93,5 @@ async fn main() {
             cli::client::run(command, &node_addr).await.map(|out| println!("{out}"))
         }
         Command::Bench(args) => cli::bench::run(args).await.map(|out| println!("{out}")),
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e}");
-        std::process::exit(1);
     }
 }
