@@ -130,3 +130,22 @@ fn sigusr1_drains() {
     }
     assert_eq!(ask(&mut conn, "reserve-with-timeout 0"), "RESERVED 1 1");
 }
+
+/// Limits out of range are refused at start with one line that says which.
+#[test]
+fn bad_limits_are_refused() {
+    for (args, says) in [
+        (vec!["--max-line-bytes", "100"], "--max-line-bytes"),
+        (vec!["-z", "999999999"], "-z"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coolbeans"))
+            .arg("serve")
+            .args(["-p", &free_port().to_string()])
+            .args(&args)
+            .output()
+            .expect("run serve");
+        assert!(!out.status.success(), "serve {args:?} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.trim_end().lines().count() == 1 && err.contains(says), "serve {args:?} said {err:?}");
+    }
+}

@@ -22,9 +22,40 @@ pub struct FrontArgs {
     /// Largest job body in bytes.
     #[arg(short = 'z', long, default_value_t = crate::limits::JOB_BODY_BYTES_MAX_DEFAULT)]
     pub job_bytes_max: usize,
-    /// Connections served at once.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The front end's limits as flags (`serve` and `beanstalkd` share them).
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Connections served at once; more wait in the listen backlog.
     #[arg(long, default_value_t = Limits::default().connections_max)]
     pub max_connections: usize,
+    /// Bytes of a command line read before it is answered BAD_FORMAT (at least 224).
+    #[arg(long, default_value_t = Limits::default().line_bytes_max)]
+    pub max_line_bytes: usize,
+    /// Bytes a connection may send ahead while its reserve waits, before it is read no more.
+    #[arg(long, default_value_t = Limits::default().connection_buffer_bytes_max)]
+    pub max_connection_buffer_bytes: usize,
+}
+
+impl LimitArgs {
+    /// The limits, checked; `job_body_bytes_max` comes from `-z`.
+    pub fn limits(&self, job_body_bytes_max: usize) -> Result<Limits, String> {
+        if job_body_bytes_max > crate::limits::JOB_BODY_BYTES_MAX_LIMIT {
+            return Err(format!("-z {job_body_bytes_max} is above the limit of {} bytes", crate::limits::JOB_BODY_BYTES_MAX_LIMIT));
+        }
+        if self.max_line_bytes < crate::protocol::LINE_BYTES_MAX {
+            return Err(format!("--max-line-bytes must be at least {} (beanstalkd's longest command)", crate::protocol::LINE_BYTES_MAX));
+        }
+        Ok(Limits {
+            connections_max: self.max_connections.max(1),
+            job_body_bytes_max,
+            line_bytes_max: self.max_line_bytes,
+            connection_buffer_bytes_max: self.max_connection_buffer_bytes.max(1),
+        })
+    }
 }
 
 /// What `stats` says of this process.
@@ -71,7 +102,7 @@ pub async fn run_front_end(
 
 pub async fn run(args: FrontArgs) -> Result<(), String> {
     let upstream = RemoteUpstream::new(args.upstreams.clone(), unique_proxy_id())?;
-    let limits = Limits { connections_max: args.max_connections, job_body_bytes_max: args.job_bytes_max, ..Limits::default() };
+    let limits = args.limits.limits(args.job_bytes_max)?;
     let lease = Duration::from_secs(args.lease_secs.max(1));
     run_front_end(ListenAddr::parse(&args.listen), upstream, limits, identity(), Some(lease)).await
 }

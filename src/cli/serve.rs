@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::front::{identity, run_front_end};
 use crate::node::{start_node, DriverConfig, NodeOptions};
-use crate::proxy::{Limits, ListenAddr, LocalUpstream};
+use crate::proxy::{ListenAddr, LocalUpstream};
 use crate::storage::{Disk, PolicyDisk, RealDisk, SimDisk, SyncPolicy, WalOptions};
 
 /// The front end's proxy id in `serve`: fixed, so a restart can end the sessions of the run
@@ -45,9 +45,8 @@ pub struct ServeArgs {
     /// Print the version and exit.
     #[arg(short = 'v')]
     pub version: bool,
-    /// Connections served at once.
-    #[arg(long, default_value_t = Limits::default().connections_max)]
-    pub max_connections: usize,
+    #[command(flatten)]
+    pub limits: super::front::LimitArgs,
 }
 
 fn sync_policy(args: &ServeArgs) -> SyncPolicy {
@@ -85,9 +84,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         println!("coolbeans {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
-    if args.job_bytes_max > crate::limits::JOB_BODY_BYTES_MAX_LIMIT {
-        return Err(format!("-z {} is above the limit of {} bytes", args.job_bytes_max, crate::limits::JOB_BODY_BYTES_MAX_LIMIT));
-    }
+    let limits = args.limits.limits(args.job_bytes_max)?;
     let (disk, data_dir) = disk_for(&args)?;
     let options = NodeOptions {
         driver: DriverConfig { id: 1, ..DriverConfig::default() },
@@ -102,6 +99,5 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Err(e) = crate::proxy::Upstream::write(upstream.as_ref(), crate::fsm::Op::ProxyGone { proxy: SERVE_PROXY_ID.into() }).await {
         tracing::warn!(error = ?e, "could not end the previous run's sessions");
     }
-    let limits = Limits { connections_max: args.max_connections, job_body_bytes_max: args.job_bytes_max, ..Limits::default() };
     run_front_end(listen_addr(&args), upstream, limits, identity(), None).await
 }

@@ -141,7 +141,10 @@ const COMMANDS: &[(&[u8], Parse)] = &[
 /// line is discarded as overlong, swallowing the commands behind it; we answer the same
 /// `BAD_FORMAT` but at the line's own `\r\n`.
 pub(crate) fn parse_line(line: &[u8], job_body_bytes_max: usize) -> Result<Line, ProtocolError> {
-    assert!(line.len() + CRLF.len() <= LINE_BYTES_MAX);
+    // Past 224 bytes only with a raised line limit, and never a valid command.
+    if line.len() + CRLF.len() > LINE_BYTES_MAX {
+        return Err(ProtocolError::BadFormat);
+    }
     if line.iter().any(|&b| b == b'\0' || b == b'\r') {
         return Err(ProtocolError::BadFormat);
     }

@@ -25,6 +25,10 @@ pub enum Decoded {
 pub struct Decoder {
     /// The largest put body accepted (beanstalkd's `-z`); larger ones are skipped.
     job_body_bytes_max: usize,
+    /// How many bytes of a line are buffered before it counts as overlong: beanstalkd's 224
+    /// by default. A larger value only buffers more of a hopeless line (no valid command is
+    /// longer than 224 bytes, so such a line still answers `BAD_FORMAT`).
+    line_bytes_max: usize,
     /// What the next bytes are: it outlives each call, since a read may end anywhere.
     state: State,
 }
@@ -61,7 +65,14 @@ impl Decoder {
     /// A decoder that accepts put bodies of up to `job_body_bytes_max` bytes.
     pub fn new(job_body_bytes_max: usize) -> Self {
         assert!(job_body_bytes_max <= JOB_BODY_BYTES_MAX_LIMIT);
-        Decoder { job_body_bytes_max, state: State::Line }
+        Decoder { job_body_bytes_max, line_bytes_max: LINE_BYTES_MAX, state: State::Line }
+    }
+
+    /// The same decoder with another line limit, at least beanstalkd's 224 bytes.
+    pub fn with_line_bytes_max(mut self, line_bytes_max: usize) -> Self {
+        assert!(line_bytes_max >= LINE_BYTES_MAX, "a line limit below 224 bytes refuses valid commands");
+        self.line_bytes_max = line_bytes_max;
+        self
     }
 
     /// The largest put body this decoder accepts.
@@ -73,7 +84,7 @@ impl Decoder {
     /// limit, or a put body plus its `\r\n` one byte short. Read at most a chunk more before
     /// calling `decode` again and a connection's memory stays within this plus the chunk.
     pub fn buffered_bytes_max(&self) -> usize {
-        LINE_BYTES_MAX.max(self.job_body_bytes_max + CRLF.len()) - 1
+        self.line_bytes_max.max(self.job_body_bytes_max + CRLF.len()) - 1
     }
 
     /// The next command or error in `buf`, removing the bytes it used (and any it discards);
@@ -102,9 +113,9 @@ impl Decoder {
     /// and that many bytes buffered, the line is overlong: discard it. (beanstalkd discards in
     /// 224-byte windows and misses a `\r\n` that straddles two; we do not.)
     fn line(&mut self, buf: &mut BytesMut) -> Step {
-        let window = &buf[..buf.len().min(LINE_BYTES_MAX)];
+        let window = &buf[..buf.len().min(self.line_bytes_max)];
         let Some(line_bytes) = find_crlf(window) else {
-            if buf.len() < LINE_BYTES_MAX {
+            if buf.len() < self.line_bytes_max {
                 return Step::NeedMore;
             }
             self.state = State::DiscardLine { after_cr: false };

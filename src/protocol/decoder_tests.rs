@@ -410,3 +410,17 @@ fn buffer_bound() {
         assert!(bound_bytes > limit);
     }
 }
+
+/// A raised line limit buffers more of a long line, but the line still answers BAD_FORMAT (no
+/// valid command is longer than 224 bytes), and the next command decodes.
+#[test]
+fn raised_line_limit_still_refuses_long_lines() {
+    let mut decoder = Decoder::default().with_line_bytes_max(1024);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&[b'x'; 500]);
+    assert_eq!(decoder.decode(&mut buf), None, "500 bytes fit the raised limit");
+    buf.extend_from_slice(b"\r\nstats\r\n");
+    assert_eq!(decoder.decode(&mut buf), Some(Decoded::Error(ProtocolError::BadFormat)));
+    assert_eq!(decoder.decode(&mut buf), Some(Decoded::Command(Command::Stats)));
+    assert_eq!(decoder.buffered_bytes_max(), 1024.max(JOB_BODY_BYTES_MAX_DEFAULT + 2) - 1);
+}

@@ -41,7 +41,7 @@ pub struct Conn<R, W> {
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     pub fn new(front: Arc<FrontEnd>, reader: R, writer: W) -> Self {
         let client = ClientKey::new(front.upstream.proxy_id(), &front.next_client_id());
-        let decoder = Decoder::new(front.limits.job_body_bytes_max);
+        let decoder = Decoder::new(front.limits.job_body_bytes_max).with_line_bytes_max(front.limits.line_bytes_max);
         Conn {
             front,
             client,

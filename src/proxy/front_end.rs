@@ -18,6 +18,8 @@ pub struct Limits {
     pub connections_max: usize,
     /// Largest put body (beanstalkd's `-z`).
     pub job_body_bytes_max: usize,
+    /// Bytes of a command line buffered before it is overlong (at least beanstalkd's 224).
+    pub line_bytes_max: usize,
     /// Bytes a connection may hold unanswered beyond one command (pipelined input read while
     /// a reserve waits); past it the connection is read no further until it catches up.
     pub connection_buffer_bytes_max: usize,
@@ -28,6 +30,7 @@ impl Default for Limits {
         Limits {
             connections_max: 10_000,
             job_body_bytes_max: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT,
+            line_bytes_max: crate::protocol::LINE_BYTES_MAX,
             connection_buffer_bytes_max: 256 * 1024,
         }
     }
