@@ -106,7 +106,7 @@ async fn verify(mut c: JobClient, acked: BTreeSet<u64>, deleted: BTreeSet<u64>) 
 }
 
 /// Once all nodes have applied the same index, their state digests are equal.
-async fn check_digests(cluster: &Cluster, trace: &Trace) -> Result<(), String> {
+pub async fn check_digests(cluster: &Cluster, trace: &Trace) -> Result<(), String> {
     for _ in 0..200 {
         let digests = cluster.digests();
         let indexes: BTreeSet<u64> = digests.values().map(|(i, _)| *i).collect();

@@ -6,6 +6,8 @@ pub mod failover;
 #[cfg(madsim)]
 pub mod membership;
 #[cfg(madsim)]
+pub mod partition;
+#[cfg(madsim)]
 pub mod trace;
 #[cfg(madsim)]
 pub mod world;
@@ -16,8 +18,11 @@ type Scenario = fn(trace::Trace) -> std::pin::Pin<Box<dyn std::future::Future<Ou
 
 /// The scenarios every seed plays, each in its own fresh world.
 #[cfg(madsim)]
-const SCENARIOS: [(&str, Scenario); 2] =
-    [("failover", |t| Box::pin(failover::run(t))), ("membership", |t| Box::pin(membership::run(t)))];
+const SCENARIOS: [(&str, Scenario); 3] = [
+    ("failover", |t| Box::pin(failover::run(t))),
+    ("membership", |t| Box::pin(membership::run(t))),
+    ("partition", |t| Box::pin(partition::run(t))),
+];
 
 /// Runs one seed: every scenario in a fresh simulation on a fresh OS thread (rand's thread
 /// RNG is per thread: a reused thread would carry one seed's state into the next). Answers
