@@ -379,8 +379,10 @@ impl Driver {
         if messages.is_empty() {
             return;
         }
-        let addresses = lock(&self.shared.state).addresses.clone();
-        self.transport.send(messages, &addresses);
+        // Sending only queues (try_send), so the state lock is held briefly, and the address
+        // map is read in place rather than copied on every batch.
+        let state = lock(&self.shared.state);
+        self.transport.send(messages, &state.addresses);
     }
 
     /// Leadership changed: replies owed by the old role can no longer be given.
