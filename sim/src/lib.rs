@@ -1,8 +1,10 @@
 //! The deterministic simulator: the cluster under madsim, one seed at a time. Everything here
 //! needs the `madsim` cfg (`RUSTFLAGS="--cfg madsim"`, target dir `target/sim`).
 
+pub mod check;
 #[cfg(madsim)]
 pub mod failover;
+pub mod history;
 #[cfg(madsim)]
 pub mod membership;
 #[cfg(madsim)]

@@ -1,0 +1,1 @@
+//! One checker per invariant, each reading only a `History`.
