@@ -1,6 +1,7 @@
 //! coolbeans: a beanstalkd-compatible work queue replicated through Raft.
 
 pub mod api;
+pub mod chaos;
 pub mod fsm;
 pub mod node;
 pub mod protocol;

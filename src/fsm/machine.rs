@@ -11,6 +11,7 @@ use super::index::{
 };
 use super::tube_name::validate_tube_name;
 use super::types::*;
+use crate::chaos::mutant::{self, Mutant};
 
 /// The name of the tube every session starts with, which always exists.
 pub const DEFAULT_TUBE: &str = "default";
@@ -229,7 +230,10 @@ impl Fsm {
                 return Err(FsmError::NotYours);
             }
         }
-        self.unindex(id);
+        let buried = matches!(job.state, JobState::Buried { .. });
+        if !(buried && mutant::planted(Mutant::DeleteBuriedKeepsIndex)) {
+            self.unindex(id);
+        }
         let job = self.s.jobs.remove(&id).expect("job exists");
         self.tube_mut(job.tube).cmd_delete += 1;
         self.drop_tube_if_unused(job.tube);
@@ -580,7 +584,19 @@ impl Fsm {
             let client = self.s.waits[&seq].clone();
             let wait = self.end_wait(&client).expect("first waiter waits");
             self.give_job(&client, wait.request_id, id);
+            if mutant::planted(Mutant::JobToTwoWaiters) {
+                self.give_to_second_waiter(tube, id);
+            }
         }
+    }
+
+    /// The planted bug: the next waiter is told it has the job too.
+    fn give_to_second_waiter(&mut self, tube: TubeId, id: JobId) {
+        let Some(&seq) = self.s.tubes[&tube].waiters.first() else { return };
+        let client = self.s.waits[&seq].clone();
+        let wait = self.end_wait(&client).expect("waiter waits");
+        let body = self.s.jobs[&id].body.clone();
+        self.answer(client, wait.request_id, ReserveOutcome::Reserved { id, body });
     }
 
     // ---- waits ----

@@ -13,6 +13,7 @@ use super::index::{
 use super::machine::Fsm;
 use super::types::{ClientKey, JobState, Millis};
 use crate::api::{ClientResvEntryProto, CountersProto, JobProto, JobStateProto, LeaseProto, SnapshotProto, TubeProto};
+use crate::chaos::mutant::{self, Mutant};
 
 /// A snapshot that cannot be restored, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,7 +147,7 @@ impl Fsm {
             .into_iter()
             .map(|key| {
                 let session = &s.sessions[key];
-                let wait = session.wait.as_ref();
+                let wait = session.wait.as_ref().filter(|_| !mutant::planted(Mutant::SnapshotForgetsWaiters));
                 ClientResvEntryProto {
                     client_id: key.client.to_string(),
                     proxy_id: key.proxy.to_string(),

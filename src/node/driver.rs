@@ -23,6 +23,8 @@ use super::replicated::Replicated;
 use super::transport::Transport;
 use crate::api::{ApplyOpRequest, ReplicatedStateProto};
 use crate::fsm::{Op, Reply};
+use crate::chaos::mutant::{self, Mutant};
+use crate::chaos::observe;
 
 /// Timing and thresholds of a node.
 #[derive(Clone, Debug)]
@@ -129,6 +131,7 @@ impl Driver {
     /// could acknowledge what is not durable).
     pub async fn run(mut self) {
         let mut next_tick = Instant::now() + self.config.tick;
+        observe::report(observe::Event::Started { node: self.config.id, applied: self.applied });
         self.publish_status();
         loop {
             let wake = self.next_wake(next_tick);
@@ -357,7 +360,13 @@ impl Driver {
         if let Some(hs) = rd.hs() {
             store.set_hard_state(hs);
         }
-        store.sync().map_err(|e| e.to_string())?;
+        if !mutant::planted(Mutant::AckBeforeFsync) {
+            store.sync().map_err(|e| e.to_string())?;
+        }
+        if mutant::planted(Mutant::ApplyUncommitted) && self.raw.raft.state != StateRole::Leader {
+            let early: Vec<Entry> = rd.entries().iter().filter(|e| e.index > self.applied).cloned().collect();
+            self.apply(early);
+        }
         self.send(rd.take_persisted_messages());
         for rs in rd.take_read_states() {
             self.read_confirmed(&rs.request_ctx, rs.index);
@@ -427,17 +436,22 @@ impl Driver {
         *lock(&self.shared.state) = state;
         self.applied = index;
         self.log_bytes_since_snapshot = 0;
+        observe::report(observe::Event::Installed { node: self.config.id, index });
         tracing::info!(node = self.config.id, index, "installed snapshot");
         Ok(())
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
         for entry in entries {
+            if mutant::planted(Mutant::ApplyUncommitted) && entry.index <= self.applied {
+                continue;
+            }
             self.applied = entry.index;
             self.log_bytes_since_snapshot += entry.data.len() as u64;
             if self.tick_in_flight == Some(entry.index) {
                 self.tick_in_flight = None;
             }
+            self.report_applied(&entry);
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {}
                 EntryType::EntryNormal => self.apply_normal(&entry),
@@ -451,6 +465,15 @@ impl Driver {
                 }
             }
         }
+    }
+
+    fn report_applied(&self, entry: &Entry) {
+        let kind = match entry.get_entry_type() {
+            EntryType::EntryNormal => observe::EntryKind::Normal,
+            _ => observe::EntryKind::ConfChange,
+        };
+        let (node, index, term) = (self.config.id, entry.index, entry.term);
+        observe::report(observe::Event::Applied { node, index, term, kind, data: &entry.data });
     }
 
     fn apply_normal(&mut self, entry: &Entry) {
@@ -531,7 +554,9 @@ impl Driver {
     fn snapshot_if_due(&mut self) -> Result<(), String> {
         let store = self.raw.store();
         let behind = self.applied.saturating_sub(store.snapshot_index());
-        if behind >= self.config.snapshot_entries || self.log_bytes_since_snapshot >= self.config.snapshot_log_bytes {
+        let due = behind >= self.config.snapshot_entries || self.log_bytes_since_snapshot >= self.config.snapshot_log_bytes;
+        // Buggify: compaction at an arbitrary moment.
+        if due || (behind > 0 && crate::chaos::buggify::fires(0.002)) {
             self.snapshot_now()?;
         }
         Ok(())

@@ -134,7 +134,14 @@ impl NodeHandle {
 
     /// Proposes a write on the leader and waits until it is applied.
     pub async fn propose(&self, op: Op, caller: Option<CallerSeq>) -> Result<Reply, NodeError> {
-        self.ask(|reply| Input::Propose { op, caller, reply }).await
+        let deduplicated = caller.is_some();
+        let result = self.ask(|reply| Input::Propose { op, caller, reply }).await;
+        // Buggify: the write applied but its answer is lost, so the caller retries it with the
+        // same sequence number and the response cache must answer the retry.
+        if result.is_ok() && deduplicated && crate::chaos::buggify::fires(0.01) {
+            return Err(NodeError::Dropped("buggify: answer lost".into()));
+        }
+        result
     }
 
     /// Waits until this node has applied everything committed when the call was made

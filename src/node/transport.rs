@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
 
 use super::handle::Input;
+use crate::chaos::buggify;
 use crate::api::raft_transport_client::RaftTransportClient;
 use crate::api::RaftBatch;
 
@@ -107,6 +108,13 @@ async fn run_peer(
         }
         let snapshots: Vec<u64> =
             batch.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(|m| m.to).collect();
+        // Buggify: a batch lost or late on the wire (raft must cope with both).
+        if snapshots.is_empty() && buggify::fires(0.01) {
+            continue;
+        }
+        if let Some(pause) = buggify::delay(0.01, Duration::from_millis(300)) {
+            tokio::time::sleep(pause).await;
+        }
         let encoded = batch.iter().filter_map(|m| m.write_to_bytes().ok()).map(Into::into).collect();
         let batch = RaftBatch { from, messages: encoded, from_addr: from_addr.clone() };
         let ok = send_batch(&endpoint, &mut client, batch).await;

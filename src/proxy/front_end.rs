@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::upstream::Upstream;
+use crate::chaos::mutant::{self, Mutant};
 use crate::fsm::{ReserveOutcome, ServerStats};
 
 /// The front end's limits, each one a flag.
@@ -130,6 +131,11 @@ impl FrontEnd {
         tokio::spawn(async move {
             while let Some(event) = feed.recv().await {
                 let Some(front) = weak.upgrade() else { return };
+                let reserved = matches!(event.outcome, ReserveOutcome::Reserved { .. });
+                if reserved && mutant::planted(Mutant::DropReservationAfterLeaderChange) && mutant::take_leader_change() {
+                    front.waiters.forget(&event.client.client, &event.request_id);
+                    continue;
+                }
                 front.waiters.answer(&event.client.client, &event.request_id, event.outcome);
             }
         });

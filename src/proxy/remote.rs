@@ -15,6 +15,7 @@ use super::upstream::{next_backoff, Answer, Query, Upstream, UpstreamError, PATI
 use crate::api::job_state_machine_client::JobStateMachineClient;
 use crate::api::{self, ReservationStatus};
 use crate::fsm::{add_to_yaml_count, front_end_fields, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent, ReserveOutcome};
+use crate::chaos::mutant;
 use crate::node::CallerSeq;
 use crate::rpc::status::{is_not_leader, leader_hint, set_caller};
 
@@ -97,7 +98,10 @@ impl RemoteUpstream {
             _ => None,
         };
         let next = hinted.unwrap_or((tried + 1) % self.addrs.len());
-        let _ = self.leader.compare_exchange(tried, next, Ordering::Relaxed, Ordering::Relaxed);
+        let moved = self.leader.compare_exchange(tried, next, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+        if moved && next != tried {
+            mutant::note_leader_change();
+        }
     }
 
     /// Runs `call` on the leader until it answers, the state machine refuses, or the patience
