@@ -1,54 +1,95 @@
-//! The deterministic simulator: the cluster under madsim, one seed at a time. Everything here
-//! needs the `madsim` cfg (`RUSTFLAGS="--cfg madsim"`, target dir `target/sim`).
+//! The deterministic simulator: the cluster under madsim, one seed at a time. The world, the
+//! nemesis and the workload need the `madsim` cfg (`RUSTFLAGS="--cfg madsim"`, target dir
+//! `target/sim`); the configuration, the history and its checkers are plain code.
 
 pub mod check;
+pub mod config;
+pub mod history;
+
+#[cfg(madsim)]
+pub mod chaos;
+#[cfg(madsim)]
+pub mod client;
 #[cfg(madsim)]
 pub mod failover;
-pub mod history;
+#[cfg(madsim)]
+pub mod front_ends;
 #[cfg(madsim)]
 pub mod membership;
 #[cfg(madsim)]
+pub mod nemesis;
+#[cfg(madsim)]
 pub mod partition;
+#[cfg(madsim)]
+pub mod raft_watch;
 #[cfg(madsim)]
 pub mod trace;
 #[cfg(madsim)]
+pub mod workload;
+#[cfg(madsim)]
 pub mod world;
 
-/// One scenario: given the run's trace, plays out and checks one story.
+/// What a seed's run ends with: the trace hash, and on success the run's figures.
+#[cfg(madsim)]
+pub type SeedResult = Result<(u64, chaos::RunStats), (String, u64)>;
+
+/// Runs `body` in a fresh simulation of `seed` on a fresh OS thread (rand's thread RNG is per
+/// thread: a reused thread would carry one seed's state into the next). A panic anywhere in
+/// the world is the run's error.
+#[cfg(madsim)]
+fn in_fresh_world<T: Send + 'static, F>(seed: u64, body: impl FnOnce() -> F + Send + 'static) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<T, String>> + 'static,
+{
+    std::thread::spawn(move || {
+        let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        runtime.block_on(body())
+    })
+    .join()
+    .unwrap_or_else(|panic| {
+        let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+        Err(format!("panicked: {}", message.unwrap_or_default()))
+    })
+}
+
+/// Runs one seed of the chaos run (see `chaos`): its configuration comes from the seed alone.
+#[cfg(madsim)]
+pub fn run_seed(seed: u64) -> SeedResult {
+    let trace = trace::Trace::new();
+    let t = trace.clone();
+    let config = config::SeedConfig::derive(seed);
+    in_fresh_world(seed, move || async move {
+        t.event(format!("{config}"));
+        chaos::run(config, t).await
+    })
+    .map(|stats| (trace.hash(), stats))
+    .map_err(|why| (why, trace.hash()))
+}
+
+/// One focused scenario: given the run's trace, plays out and checks one story.
 #[cfg(madsim)]
 type Scenario = fn(trace::Trace) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>;
 
-/// The scenarios every seed plays, each in its own fresh world.
+/// The focused scenarios of the gRPC API (the chaos run reaches the cluster through front
+/// ends): failover, membership, and a partitioned leader.
 #[cfg(madsim)]
-const SCENARIOS: [(&str, Scenario); 3] = [
+pub const SCENARIOS: [(&str, Scenario); 3] = [
     ("failover", |t| Box::pin(failover::run(t))),
     ("membership", |t| Box::pin(membership::run(t))),
     ("partition", |t| Box::pin(partition::run(t))),
 ];
 
-/// Runs one seed: every scenario in a fresh simulation on a fresh OS thread (rand's thread
-/// RNG is per thread: a reused thread would carry one seed's state into the next). Answers
-/// the trace hash, which covers every scenario's events in order.
+/// Runs every focused scenario for `seed`, each in a fresh world; answers the trace hash.
 #[cfg(madsim)]
-pub fn run_seed(seed: u64) -> Result<u64, (String, u64)> {
+pub fn run_scenarios(seed: u64) -> Result<u64, (String, u64)> {
     let trace = trace::Trace::new();
     for (name, scenario) in SCENARIOS {
         let t = trace.clone();
-        let outcome = std::thread::spawn(move || {
-            let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-            runtime.block_on(async move {
-                t.event(format!("seed {seed} scenario {name}"));
-                scenario(t).await
-            })
+        in_fresh_world(seed, move || async move {
+            t.event(format!("seed {seed} scenario {name}"));
+            scenario(t).await
         })
-        .join()
-        .unwrap_or_else(|panic| {
-            let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            Err(format!("panicked: {}", message.unwrap_or_default()))
-        });
-        if let Err(e) = outcome {
-            return Err((format!("{name}: {e}"), trace.hash()));
-        }
+        .map_err(|e| (format!("{name}: {e}"), trace.hash()))?;
     }
     Ok(trace.hash())
 }

@@ -83,19 +83,21 @@ impl Cluster {
         self.handle(id).map(|h| h.status())
     }
 
-    /// The leader that a majority of running nodes agree on, if any.
+    /// The leader that a majority of its own voters agree on, if any (the highest term's).
     pub fn leader(&self) -> Option<u64> {
-        let mut votes: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+        let mut best: Option<(u64, u64)> = None;
         for id in self.nodes.keys() {
-            if let Some(s) = self.status(*id) {
-                if s.leader_id != 0 {
-                    *votes.entry((s.term, s.leader_id)).or_default() += 1;
-                }
+            let Some(s) = self.status(*id).filter(|s| s.is_leader()) else { continue };
+            let agree = s
+                .voters
+                .iter()
+                .filter(|v| self.status(**v).is_some_and(|o| o.term == s.term && o.leader_id == s.node_id))
+                .count();
+            if agree > s.voters.len() / 2 && best.is_none_or(|(term, _)| s.term > term) {
+                best = Some((s.term, s.node_id));
             }
         }
-        let majority = self.nodes.len() / 2 + 1;
-        let ((_, leader), _) = votes.into_iter().filter(|(_, n)| *n >= majority).max()?;
-        self.status(leader).filter(|s| s.is_leader()).map(|_| leader)
+        best.map(|(_, leader)| leader)
     }
 
     /// Waits up to `limit` for a leader; answers it and how long it took.

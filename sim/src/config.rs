@@ -1,0 +1,167 @@
+//! A seed's configuration: the world's shape and its fault mix, derived from the seed alone
+//! (with its own generator, so it is known and printed before the world starts).
+
+use std::fmt;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The kinds of fault the nemesis injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// Kill a node (losing unsynced writes, maybe tearing the last) and restart it later.
+    Kill,
+    /// Kill a majority of nodes at once, then restart them: a power loss.
+    PowerLoss,
+    /// Cut one node off from everyone.
+    PartitionNode,
+    /// Cut the link between two nodes, both ways.
+    PartitionLink,
+    /// Cut one direction of a link.
+    PartitionOneWay,
+    /// Clog a rotating set of nodes one after another, then unclog in another order.
+    Swizzle,
+    /// Slow every message down for a while.
+    LatencySpike,
+    /// Freeze a node's tasks for a while (a GC pause, a stalled VM).
+    Pause,
+    /// Ask the leader to hand leadership to another voter.
+    TransferLeader,
+    /// Join a new node, or have a member leave.
+    Membership,
+    /// Kill a front end and start a new one in its place.
+    FrontEndCrash,
+    /// Cut a front end off from the cluster.
+    FrontEndPartition,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 12] = [
+        Fault::Kill,
+        Fault::PowerLoss,
+        Fault::PartitionNode,
+        Fault::PartitionLink,
+        Fault::PartitionOneWay,
+        Fault::Swizzle,
+        Fault::LatencySpike,
+        Fault::Pause,
+        Fault::TransferLeader,
+        Fault::Membership,
+        Fault::FrontEndCrash,
+        Fault::FrontEndPartition,
+    ];
+}
+
+/// Everything a seed decides before the world starts.
+#[derive(Clone, Debug)]
+pub struct SeedConfig {
+    pub seed: u64,
+    pub nodes: u64,
+    pub front_ends: u32,
+    pub clients: u32,
+    /// Tubes the clients spread over (each client uses and watches one).
+    pub tubes: u32,
+    /// Raft snapshot threshold, in entries: low, so compaction and snapshot install happen.
+    pub snapshot_entries: u64,
+    /// The front ends' lease on their clients' sessions.
+    pub lease: Duration,
+    /// How long faults are injected.
+    pub fault_phase: Duration,
+    /// Mean time between two faults.
+    pub fault_interval_mean: Duration,
+    /// How long one fault lasts at most.
+    pub fault_duration_max: Duration,
+    /// The fault kinds this seed injects, with their relative weights.
+    pub faults: Vec<(Fault, u32)>,
+    /// Whether buggify points fire.
+    pub buggify: bool,
+    /// Mean pause between a client's calls.
+    pub think_time_mean: Duration,
+}
+
+impl SeedConfig {
+    /// The configuration of `seed`.
+    pub fn derive(seed: u64) -> SeedConfig {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x636f_6f6c_6265_616e);
+        let nodes = if rng.gen_bool(0.7) { 3 } else { 5 };
+        let mut faults = Vec::new();
+        for fault in Fault::ALL {
+            // Each kind is in most seeds' mix; a mix without some kinds shows others better.
+            if rng.gen_bool(0.75) {
+                faults.push((fault, rng.gen_range(1..=5)));
+            }
+        }
+        if faults.is_empty() {
+            faults.push((Fault::Kill, 1));
+        }
+        SeedConfig {
+            seed,
+            nodes,
+            front_ends: rng.gen_range(1..=3),
+            clients: rng.gen_range(6..=20),
+            tubes: rng.gen_range(1..=3),
+            snapshot_entries: rng.gen_range(30..400),
+            lease: Duration::from_secs(rng.gen_range(20..=40)),
+            fault_phase: Duration::from_secs(rng.gen_range(40..=50)),
+            fault_interval_mean: Duration::from_millis(rng.gen_range(800..3000)),
+            fault_duration_max: Duration::from_millis(rng.gen_range(1500..6000)),
+            faults,
+            buggify: rng.gen_bool(0.5),
+            think_time_mean: Duration::from_millis(rng.gen_range(50..250)),
+        }
+    }
+
+    /// The fault kinds as `name*weight` words.
+    fn fault_mix(&self) -> String {
+        let words: Vec<String> = self.faults.iter().map(|(f, w)| format!("{f:?}*{w}")).collect();
+        words.join(" ")
+    }
+}
+
+impl fmt::Display for SeedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed={} nodes={} front_ends={} clients={} tubes={} snapshot_entries={} lease={:?} buggify={}",
+            self.seed, self.nodes, self.front_ends, self.clients, self.tubes, self.snapshot_entries, self.lease, self.buggify
+        )?;
+        write!(
+            f,
+            "faults: phase={:?} every~{:?} lasting<={:?} think~{:?} mix: {}",
+            self.fault_phase,
+            self.fault_interval_mean,
+            self.fault_duration_max,
+            self.think_time_mean,
+            self.fault_mix()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A seed always derives the same configuration, and different seeds differ.
+    #[test]
+    fn derivation_is_a_function_of_the_seed() {
+        assert_eq!(SeedConfig::derive(7).to_string(), SeedConfig::derive(7).to_string());
+        let shapes: std::collections::BTreeSet<String> = (0..50).map(|s| SeedConfig::derive(s).to_string()).collect();
+        assert_eq!(shapes.len(), 50);
+    }
+
+    // Over many seeds every shape the issue names shows up: 3 and 5 nodes, 1 to 3 front ends.
+    #[test]
+    fn seeds_cover_every_shape() {
+        let configs: Vec<SeedConfig> = (0..200).map(SeedConfig::derive).collect();
+        for nodes in [3, 5] {
+            assert!(configs.iter().any(|c| c.nodes == nodes), "no seed with {nodes} nodes");
+        }
+        for front_ends in 1..=3 {
+            assert!(configs.iter().any(|c| c.front_ends == front_ends), "no seed with {front_ends} front ends");
+        }
+        for fault in Fault::ALL {
+            assert!(configs.iter().filter(|c| c.faults.iter().any(|(f, _)| *f == fault)).count() > 100, "{fault:?} is rare");
+        }
+    }
+}

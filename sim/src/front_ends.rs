@@ -1,0 +1,102 @@
+//! Simulated front ends: each one a `coolbeans beanstalkd` on its own host, before every node
+//! (the spare nodes that may join included). A crashed front end comes back as a new
+//! incarnation with a new proxy id, as a restarted process would.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coolbeans::proxy::{serve, FrontEnd, Identity, Limits, ListenAddr, Listener, RemoteUpstream};
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+use tokio::sync::watch;
+
+use crate::trace::Trace;
+use crate::world::node_addr;
+
+/// The port front ends listen on.
+pub const FRONT_END_PORT: u16 = 11300;
+
+pub fn front_end_ip(index: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 2, index as u8 + 1))
+}
+
+pub fn front_end_addr(index: u32) -> SocketAddr {
+    SocketAddr::new(front_end_ip(index), FRONT_END_PORT)
+}
+
+/// One front end's host and how many times it has started.
+pub struct SimFrontEnd {
+    pub host: NodeId,
+    pub alive: bool,
+    /// Bumped at every crash: clients watching it drop their connection, as a TCP reset would
+    /// tell them.
+    pub generation: watch::Sender<u64>,
+}
+
+/// All front ends of a world.
+pub struct FrontEnds {
+    pub list: Vec<SimFrontEnd>,
+    trace: Trace,
+}
+
+impl FrontEnds {
+    /// Starts `count` front ends before nodes `1..=node_ids_max`.
+    pub fn start(count: u32, node_ids_max: u64, lease: Duration, trace: Trace) -> FrontEnds {
+        let upstreams: Vec<String> = (1..=node_ids_max).map(|id| node_addr(id).to_string()).collect();
+        let list = (0..count).map(|i| spawn(i, upstreams.clone(), lease)).collect();
+        trace.event(format!("{count} front ends started"));
+        FrontEnds { list, trace }
+    }
+
+    /// Kills front end `index`: its connections break and its sessions live on until the
+    /// cluster's lease on them runs out.
+    pub fn crash(&mut self, index: u32) {
+        let fe = &mut self.list[index as usize];
+        Handle::current().kill(fe.host);
+        fe.alive = false;
+        fe.generation.send_modify(|g| *g += 1);
+        self.trace.event(format!("front end {index} crashed"));
+    }
+
+    /// Starts front end `index` again, as a new process.
+    pub fn restart(&mut self, index: u32) {
+        let fe = &mut self.list[index as usize];
+        Handle::current().restart(fe.host);
+        fe.alive = true;
+        self.trace.event(format!("front end {index} restarted"));
+    }
+
+    pub fn generation(&self, index: u32) -> watch::Receiver<u64> {
+        self.list[index as usize].generation.subscribe()
+    }
+}
+
+fn spawn(index: u32, upstreams: Vec<String>, lease: Duration) -> SimFrontEnd {
+    let incarnation = Arc::new(Mutex::new(0u64));
+    let counter = incarnation.clone();
+    let host = Handle::current()
+        .create_node()
+        .name(format!("front-end-{index}"))
+        .ip(front_end_ip(index))
+        .init(move || {
+            let upstreams = upstreams.clone();
+            let proxy_id = {
+                let mut n = counter.lock().expect("incarnation lock");
+                *n += 1;
+                format!("fe{index}.{n}")
+            };
+            async move {
+                let upstream = RemoteUpstream::new(upstreams, proxy_id.clone()).expect("node addresses are valid");
+                let identity = Identity { version: "sim".into(), id: proxy_id, hostname: format!("front-end-{index}"), binlog_max_size: 0 };
+                let front = FrontEnd::start(upstream, Limits::default(), identity);
+                front.keep_lease(lease);
+                let listen = ListenAddr::Tcp(front_end_addr(index).to_string());
+                let listener = Listener::bind(&listen).await.expect("front end binds its port");
+                serve(listener, front).await;
+            }
+        })
+        .build();
+    let (generation, _) = watch::channel(0);
+    SimFrontEnd { host: host.id(), alive: true, generation }
+}
