@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The simulator build: every async call goes through madsim, in its own target dir.
 SIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim
 
-.PHONY: build run test test-std test-sim sim sim-sweep bench-fsm clean
+.PHONY: build run test test-std test-sim sim-build sim-ci sim sim-sweep sim-mutants bench-fsm clean
 
 build:
 	$(CARGO) build --release
@@ -12,7 +12,7 @@ build:
 run:
 	$(CARGO) run --release -- serve
 
-test: test-std test-sim
+test: test-std test-sim sim-ci
 
 test-std:
 	$(CARGO) test --workspace
@@ -24,16 +24,42 @@ SEED ?= 1
 SEEDS ?= 100
 START ?= 1
 SIM_BIN = target/sim/release/coolbeans-sim
+# CI's sweep: CI_SEEDS seeds starting from a number derived from the commit, the first
+# CI_REPEAT of them run twice with their traces compared, then the regression list.
+CI_SEEDS ?= 200
+CI_REPEAT ?= 10
+COMMIT = $(shell git rev-parse HEAD 2>/dev/null || echo 1)
+REGRESSIONS = sim/regressions.txt
+# Planted bugs are built in their own target dir, never beside the real build.
+MUTANT_BIN = target/sim-mutants/release/coolbeans-sim
+MUTANTS = ack-before-fsync delete-buried-keeps-index job-to-two-waiters apply-uncommitted snapshot-forgets-waiters drop-reservation-after-leader-change
+MUTANT_SEEDS ?= $(CI_SEEDS)
+
+sim-build:
+	$(SIM_ENV) $(CARGO) build --release -p coolbeans-sim
 
 # Rerun one seed with full tracing logs (RUST_LOG filters them; default: everything but raft).
-sim:
-	$(SIM_ENV) $(CARGO) build --release -p coolbeans-sim
+sim: sim-build
 	RUST_LOG=$${RUST_LOG:-debug,raft=info} $(SIM_BIN) --seed $(SEED)
 
 # Run SEEDS seeds from START.
-sim-sweep:
-	$(SIM_ENV) $(CARGO) build --release -p coolbeans-sim
+sim-sweep: sim-build
 	$(SIM_BIN) --seeds $(SEEDS) --start $(START)
+
+# CI's sweep and the regression list.
+sim-ci: sim-build
+	$(SIM_BIN) --seeds $(CI_SEEDS) --start $(COMMIT) --repeat $(CI_REPEAT)
+	$(SIM_BIN) --seeds-file $(REGRESSIONS)
+
+# Each planted bug must make some seed of the CI sweep fail; prints that seed.
+sim-mutants:
+	RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim-mutants $(CARGO) build --release -p coolbeans-sim --features mutants
+	@for m in $(MUTANTS); do \
+	  echo "== mutant $$m"; \
+	  out=$$(COOLBEANS_MUTANT=$$m $(MUTANT_BIN) --seeds $(MUTANT_SEEDS) --start $(COMMIT) --expect-failure); status=$$?; \
+	  echo "$$out" | grep -E "^(FAILED|caught|NOT caught)"; \
+	  [ $$status -eq 0 ] || exit 1; \
+	done; echo "every planted bug was caught"
 
 # State-machine throughput (a benchmark, not a test).
 bench-fsm:

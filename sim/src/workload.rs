@@ -158,7 +158,9 @@ impl Client {
                 self.shared.blocked.lock().expect("blocked lock").remove(&self.setup.id);
             }
             let answer = outcome.ok();
-            let broken = answer.is_none();
+            // An error line (the front end could not reach the cluster in time) may mean its
+            // sessions are in trouble too: start afresh, as a careful client would.
+            let broken = matches!(answer, None | Some(Answer::Other(_)));
             self.note(&call, answer.as_ref());
             self.shared.record(Record { client: self.setup.id, call, start, end: now(), answer });
             if broken {

@@ -78,6 +78,11 @@ impl Waiters {
         rx
     }
 
+    /// Removes a waiting reserve's answer channel, unanswered.
+    pub fn take(&self, client: &str, request: &str) -> Option<oneshot::Sender<ReserveOutcome>> {
+        lock(&self.waiting).remove(&(client.to_string(), request.to_string()))
+    }
+
     pub fn forget(&self, client: &str, request: &str) {
         lock(&self.waiting).remove(&(client.to_string(), request.to_string()));
     }
@@ -133,7 +138,8 @@ impl FrontEnd {
                 let Some(front) = weak.upgrade() else { return };
                 let reserved = matches!(event.outcome, ReserveOutcome::Reserved { .. });
                 if reserved && mutant::planted(Mutant::DropReservationAfterLeaderChange) && mutant::take_leader_change() {
-                    front.waiters.forget(&event.client.client, &event.request_id);
+                    // Kept but never answered: the client waits for ever.
+                    std::mem::forget(front.waiters.take(&event.client.client, &event.request_id));
                     continue;
                 }
                 front.waiters.answer(&event.client.client, &event.request_id, event.outcome);
