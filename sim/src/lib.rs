@@ -55,9 +55,15 @@ where
 /// Runs one seed of the chaos run (see `chaos`): its configuration comes from the seed alone.
 #[cfg(madsim)]
 pub fn run_seed(seed: u64) -> SeedResult {
+    run_config(config::SeedConfig::derive(seed))
+}
+
+/// Runs a configuration (normally the one its seed derives).
+#[cfg(madsim)]
+pub fn run_config(config: config::SeedConfig) -> SeedResult {
     let trace = trace::Trace::new();
     let t = trace.clone();
-    let config = config::SeedConfig::derive(seed);
+    let seed = config.seed;
     in_fresh_world(seed, move || async move {
         t.event(format!("{config}"));
         chaos::run(config, t).await

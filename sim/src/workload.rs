@@ -151,6 +151,9 @@ impl Client {
                 _ => PATIENCE,
             };
             let outcome = tokio::select! {
+                // In order: tokio picks branches at random from a process-wide seed, which would make
+                // a simulated run depend on how many ran before it in the same process.
+                biased;
                 r = conn.call(&call, patience) => r,
                 _ = generation.changed() => Err(CallError::Broken("front end crashed".into())),
             };

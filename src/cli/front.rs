@@ -91,6 +91,9 @@ pub async fn run_front_end(
     crate::proxy::server::drain_on_sigusr1(front.clone()).map_err(|e| format!("SIGUSR1 handler: {e}"))?;
     tracing::info!(%listen, "serving the beanstalkd protocol");
     tokio::select! {
+        // In order: tokio picks branches at random from a process-wide seed, which would make
+        // a simulated run depend on how many ran before it in the same process.
+        biased;
         _ = serve(listener, front) => Ok(()),
         _ = tokio::signal::ctrl_c() => {
             let proxy = upstream.proxy_id().to_string();

@@ -121,8 +121,9 @@ impl Fsm {
                 Ok(Reply::Done)
             }
             Op::ProxyLease { proxy, lease_secs } => {
+                let was_live = self.s.leases.contains_key(&proxy);
                 self.lease(proxy, lease_secs);
-                Ok(Reply::Done)
+                Ok(Reply::Lease { was_live })
             }
             Op::Tick => Ok(Reply::Done),
         }

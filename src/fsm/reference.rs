@@ -277,12 +277,12 @@ impl Model {
                 Ok(Reply::Done)
             }
             Op::ProxyLease { proxy, lease_secs } => {
-                self.leases.remove(&proxy);
+                let was_live = self.leases.remove(&proxy).is_some();
                 if lease_secs > 0 {
                     self.leases.insert(proxy, (self.next_lease_id, self.clock + secs_to_ms(lease_secs)));
                     self.next_lease_id += 1;
                 }
-                Ok(Reply::Done)
+                Ok(Reply::Lease { was_live })
             }
             Op::Tick => Ok(Reply::Done),
         }

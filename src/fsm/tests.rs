@@ -1203,6 +1203,18 @@ fn lease_end_ends_the_proxys_sessions() {
     assert_eq!(f.next_deadline(), None);
 }
 
+/// A renewal says whether the lease was still live: a proxy learns that its lease ran out
+/// (and with it every session) from the first renewal after the end.
+#[test]
+fn renewal_tells_whether_the_lease_was_live() {
+    let mut f = Fsm::new();
+    let renew = |f: &mut Fsm, at| quiet(f, at, Op::ProxyLease { proxy: "p1".into(), lease_secs: 10 }).unwrap();
+    assert_eq!(renew(&mut f, 0), Reply::Lease { was_live: false });
+    assert_eq!(renew(&mut f, 5_000), Reply::Lease { was_live: true });
+    quiet(&mut f, 15_000, Op::Tick).unwrap();
+    assert_eq!(renew(&mut f, 16_000), Reply::Lease { was_live: false });
+}
+
 /// A lease of 0 seconds cancels the lease: the sessions then outlive any deadline.
 #[test]
 fn zero_lease_cancels() {

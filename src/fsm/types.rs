@@ -98,7 +98,7 @@ pub struct ReservationEvent {
 /// The successful answer to an operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// Delete, release, bury, touch, kick-job, pause-tube, use, gone, lease, tick.
+    /// Delete, release, bury, touch, kick-job, pause-tube, use, gone, tick.
     Done,
     /// Put: the new job's id.
     Put { id: JobId },
@@ -111,6 +111,8 @@ pub enum Reply {
     Kicked { count: u32 },
     /// Watch, ignore: how many tubes the client watches now.
     Watching { count: u32 },
+    /// Proxy lease: whether the proxy held a lease until now.
+    Lease { was_live: bool },
 }
 
 /// Why an operation did nothing. Each maps to its own wire code; the beanstalkd front end

@@ -295,6 +295,7 @@ pub fn encode_result(result: &Result<Reply, FsmError>) -> api::ApplyOpResponse {
         }
         Reply::Kicked { count } => api::KickNResponse { jobs_kicked: *count as i32 }.encode_to_vec(),
         Reply::Watching { count } => api::WatchTubeResponse { watching_count: *count }.encode_to_vec(),
+        Reply::Lease { was_live } => api::ProxyLeaseResponse { lease_was_live: *was_live }.encode_to_vec(),
     };
     api::ApplyOpResponse { error_code: ResultCode::Ok as i32, error_message: String::new(), body: body.into() }
 }
@@ -342,6 +343,7 @@ pub fn decode_result(op: OpType, response: &api::ApplyOpResponse) -> Result<Resu
         OpType::WatchTube | OpType::IgnoreTube => {
             Reply::Watching { count: decode::<api::WatchTubeResponse>(body)?.watching_count }
         }
+        OpType::ProxyLease => Reply::Lease { was_live: decode::<api::ProxyLeaseResponse>(body)?.lease_was_live },
         _ => Reply::Done,
     }))
 }

@@ -136,6 +136,9 @@ impl Driver {
         loop {
             let wake = self.next_wake(next_tick);
             tokio::select! {
+                // In order: tokio picks branches at random from a process-wide seed, which would make
+                // a simulated run depend on how many ran before it in the same process.
+                biased;
                 input = self.inputs.recv() => {
                     let Some(input) = input else { break };
                     self.handle(input);

@@ -36,11 +36,14 @@ pub struct Conn<R, W> {
     /// The session upstream has been started (on the first command).
     said_hello: bool,
     next_request: u64,
+    /// Changes when the cluster ended this front end's sessions: the connection then closes.
+    sessions_lost: tokio::sync::watch::Receiver<u64>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     pub fn new(front: Arc<FrontEnd>, reader: R, writer: W) -> Self {
         let client = ClientKey::new(front.upstream.proxy_id(), &front.next_client_id());
+        let sessions_lost = front.sessions_lost.subscribe();
         let decoder = Decoder::new(front.limits.job_body_bytes_max).with_line_bytes_max(front.limits.line_bytes_max);
         Conn {
             front,
@@ -54,6 +57,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             watched: vec![DEFAULT_TUBE.to_string()],
             said_hello: false,
             next_request: 1,
+            sessions_lost,
         }
     }
 
@@ -107,9 +111,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     /// Reads what the client sent next; `Closed` at end of stream.
     async fn read_more(&mut self) -> Result<(), End> {
         self.input.reserve(READ_CHUNK_BYTES);
-        match self.reader.read_buf(&mut self.input).await {
-            Ok(0) | Err(_) => Err(End::Closed),
-            Ok(_) => Ok(()),
+        tokio::select! {
+            biased;
+            read = self.reader.read_buf(&mut self.input) => match read {
+                Ok(0) | Err(_) => Err(End::Closed),
+                Ok(_) => Ok(()),
+            },
+            _ = self.sessions_lost.changed() => Err(End::Closed),
         }
     }
 
@@ -316,9 +324,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         loop {
             let room = self.input.len() < self.front.limits.connection_buffer_bytes_max;
             tokio::select! {
+                // In order: tokio picks branches at random from a process-wide seed, which would make
+                // a simulated run depend on how many ran before it in the same process.
+                biased;
                 outcome = &mut answer => {
                     return outcome.map_err(|_| End::Closed);
                 }
+                _ = self.sessions_lost.changed() => return Err(End::Closed),
                 read = self.reader.read_buf(&mut self.input), if room => {
                     if matches!(read, Ok(0) | Err(_)) {
                         return Err(End::Closed);

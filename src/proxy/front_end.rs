@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::upstream::Upstream;
 use crate::chaos::mutant::{self, Mutant};
-use crate::fsm::{ReserveOutcome, ServerStats};
+use crate::fsm::{Reply, ReserveOutcome, ServerStats};
 
 /// The front end's limits, each one a flag.
 #[derive(Clone, Debug)]
@@ -107,6 +107,9 @@ pub struct FrontEnd {
     started: tokio::time::Instant,
     /// What `stats` says of the process: version, host and the like.
     pub identity: Identity,
+    /// Bumped when the cluster ended this front end's sessions (its lease ran out): every
+    /// connection then closes, since its state upstream is gone.
+    pub sessions_lost: tokio::sync::watch::Sender<u64>,
 }
 
 /// The facts `stats` reports about the serving process.
@@ -130,6 +133,7 @@ impl FrontEnd {
             next_client: AtomicU64::new(1),
             started: tokio::time::Instant::now(),
             identity,
+            sessions_lost: tokio::sync::watch::Sender::new(0),
         });
         let mut feed = front.upstream.reservations();
         let weak = Arc::downgrade(&front);
@@ -154,11 +158,17 @@ impl FrontEnd {
         let weak = Arc::downgrade(self);
         let lease_secs = lease.as_secs().max(1) as u32;
         tokio::spawn(async move {
+            let mut renewed_before = false;
             loop {
                 let Some(front) = weak.upgrade() else { return };
                 let proxy = front.upstream.proxy_id().to_string();
-                if let Err(e) = front.upstream.write(crate::fsm::Op::ProxyLease { proxy, lease_secs }).await {
-                    tracing::warn!(error = ?e, "lease renewal failed; retrying");
+                match front.upstream.write(crate::fsm::Op::ProxyLease { proxy, lease_secs }).await {
+                    Ok(Reply::Lease { was_live: false }) if renewed_before => {
+                        tracing::warn!("the lease ran out before it was renewed: the cluster ended every session; closing all connections");
+                        front.sessions_lost.send_modify(|n| *n += 1);
+                    }
+                    Ok(_) => renewed_before = true,
+                    Err(e) => tracing::warn!(error = ?e, "lease renewal failed; retrying"),
                 }
                 drop(front);
                 tokio::time::sleep(lease / 3).await;

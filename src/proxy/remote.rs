@@ -251,7 +251,8 @@ impl Upstream for RemoteUpstream {
             }
             Op::ProxyLease { proxy, lease_secs } => {
                 let m = api::ProxyLeaseRequest { proxy_id: proxy, lease_secs };
-                self.on_leader(m, caller, |mut c, r| async move { c.proxy_lease(r).await }).await.map(done)
+                let r = self.on_leader(m, caller, |mut c, r| async move { c.proxy_lease(r).await }).await?;
+                Ok(Reply::Lease { was_live: r.lease_was_live })
             }
             Op::Tick => Err(UpstreamError::Unavailable("ticks are the leader's to propose".into())),
         }

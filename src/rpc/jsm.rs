@@ -313,9 +313,10 @@ impl JobStateMachine for JobService {
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
-    async fn proxy_lease(&self, request: Request<api::ProxyLeaseRequest>) -> Result<Response<Empty>, Status> {
+    async fn proxy_lease(&self, request: Request<api::ProxyLeaseRequest>) -> Result<Response<api::ProxyLeaseResponse>, Status> {
         let m = request.get_ref();
         let op = Op::ProxyLease { proxy: m.proxy_id.clone(), lease_secs: m.lease_secs };
-        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+        let lease_was_live = matches!(self.write(&request, op).await?, Reply::Lease { was_live: true });
+        Ok(Response::new(api::ProxyLeaseResponse { lease_was_live }))
     }
 }
