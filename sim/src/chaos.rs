@@ -258,43 +258,69 @@ fn record_trace(trace: &Trace, history: &History) {
     }
 }
 
-/// Liveness: a fresh client empties every tube (kicking buried and delayed jobs, waiting out
-/// pauses and TTRs) within the bound, and finds exactly the jobs the cluster held.
+/// Connections the drain uses at once.
+const DRAINERS: usize = 8;
+
+/// Liveness: fresh clients empty every tube (kicking buried and delayed jobs, waiting out
+/// pauses and TTRs) within the bound, and find exactly the jobs the cluster held.
 async fn drain(expected: usize) -> Result<(), String> {
     let deadline = now() + DRAIN_LIMIT;
-    let mut conn = Connection::open(front_end_addr(0)).await.map_err(|e| format!("drain connect: {e:?}"))?;
-    let mut drained = 0usize;
-    let tubes: Vec<String> = (0..3).map(|t| format!("tube{t}")).collect();
-    let patience = Duration::from_secs(20);
-    let failed = |e| format!("drain: {e:?}");
-    for tube in &tubes {
-        conn.watch(tube, patience).await.map_err(failed)?;
+    let drained = Arc::new(Mutex::new(0usize));
+    let workers: Vec<_> = (0..DRAINERS)
+        .map(|i| {
+            let drained = drained.clone();
+            madsim::task::spawn(async move { drain_worker(i, expected, drained, deadline).await })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.map_err(|e| format!("drain worker: {e}"))??;
     }
+    let drained = *drained.lock().expect("drained lock");
+    if drained < expected {
+        return Err(format!("liveness: drained {drained} of {expected} jobs within {DRAIN_LIMIT:?}"));
+    }
+    let mut conn = drain_connection().await?;
     let reserve = Call::Reserve { tube: "tube0".into(), timeout_secs: Some(0) };
-    while drained < expected {
-        if now() >= deadline {
-            return Err(format!("liveness: drained {drained} of {expected} jobs within {DRAIN_LIMIT:?}"));
-        }
-        for tube in &tubes {
-            conn.use_tube(tube, patience).await.map_err(failed)?;
-            while let Ok(Answer::Kicked(n)) = conn.call(&Call::Kick { tube: tube.clone(), bound: 1000 }, patience).await {
-                if n == 0 {
-                    break;
+    match conn.call(&reserve, Duration::from_secs(20)).await {
+        Ok(Answer::TimedOut) if drained == expected => Ok(()),
+        other => Err(format!("drain: after {drained} of {expected} jobs a reserve answered {other:?}")),
+    }
+}
+
+/// A connection that watches every tube the clients use.
+async fn drain_connection() -> Result<Connection, String> {
+    let failed = |e| format!("drain: {e:?}");
+    let mut conn = Connection::open(front_end_addr(0)).await.map_err(failed)?;
+    for t in 0..3 {
+        conn.watch(&format!("tube{t}"), Duration::from_secs(20)).await.map_err(failed)?;
+    }
+    Ok(conn)
+}
+
+/// One drainer: kicks (the first one only), then reserves and deletes until all are gone.
+async fn drain_worker(index: usize, expected: usize, drained: Arc<Mutex<usize>>, deadline: Duration) -> Result<(), String> {
+    let mut conn = drain_connection().await?;
+    let patience = Duration::from_secs(20);
+    let reserve = Call::Reserve { tube: "tube0".into(), timeout_secs: Some(0) };
+    while *drained.lock().expect("drained lock") < expected && now() < deadline {
+        if index == 0 {
+            for t in 0..3 {
+                let tube = format!("tube{t}");
+                conn.use_tube(&tube, patience).await.map_err(|e| format!("drain: {e:?}"))?;
+                while let Ok(Answer::Kicked(n)) = conn.call(&Call::Kick { tube: tube.clone(), bound: 1000 }, patience).await {
+                    if n == 0 {
+                        break;
+                    }
                 }
             }
         }
         while let Ok(Answer::Reserved { id, .. }) = conn.call(&reserve, patience).await {
             match conn.call(&Call::Delete(id), patience).await {
-                Ok(Answer::Deleted) => drained += 1,
+                Ok(Answer::Deleted) => *drained.lock().expect("drained lock") += 1,
                 other => return Err(format!("drain: delete {id} answered {other:?}")),
             }
         }
-        if drained < expected {
-            madsim::time::sleep(Duration::from_millis(500)).await;
-        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
     }
-    match conn.call(&reserve, patience).await {
-        Ok(Answer::TimedOut) if drained == expected => Ok(()),
-        other => Err(format!("drain: after {drained} of {expected} jobs a reserve answered {other:?}")),
-    }
+    Ok(())
 }

@@ -101,14 +101,14 @@ impl SeedConfig {
             front_ends: rng.gen_range(1..=3),
             clients: rng.gen_range(6..=20),
             tubes: rng.gen_range(1..=3),
-            snapshot_entries: rng.gen_range(30..400),
+            snapshot_entries: rng.gen_range(100..600),
             lease: Duration::from_secs(rng.gen_range(20..=40)),
-            fault_phase: Duration::from_secs(rng.gen_range(40..=50)),
+            fault_phase: Duration::from_secs(rng.gen_range(52..=60)),
             fault_interval_mean: Duration::from_millis(rng.gen_range(800..3000)),
             fault_duration_max: Duration::from_millis(rng.gen_range(1500..6000)),
             faults,
             buggify: rng.gen_bool(0.5),
-            think_time_mean: Duration::from_millis(rng.gen_range(50..250)),
+            think_time_mean: Duration::from_millis(rng.gen_range(100..400)),
         }
     }
 
