@@ -557,7 +557,8 @@ impl Driver {
     fn snapshot_if_due(&mut self) -> Result<(), String> {
         let store = self.raw.store();
         let behind = self.applied.saturating_sub(store.snapshot_index());
-        let due = behind >= self.config.snapshot_entries || self.log_bytes_since_snapshot >= self.config.snapshot_log_bytes;
+        let wanted = store.take_fresh_snapshot_wanted() && behind > 0;
+        let due = wanted || behind >= self.config.snapshot_entries || self.log_bytes_since_snapshot >= self.config.snapshot_log_bytes;
         // Buggify: compaction at an arbitrary moment.
         if due || (behind > 0 && crate::chaos::buggify::fires(0.002)) {
             self.snapshot_now()?;

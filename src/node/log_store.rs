@@ -13,6 +13,9 @@ pub struct LogStore {
     /// The latest snapshot, data included: what a lagging follower is sent.
     snapshot: Snapshot,
     wal: Wal,
+    /// Set when a peer needed a snapshot that the latest one cannot be (it predates the peer's
+    /// joining, so the peer would refuse it): the driver then takes a fresh one.
+    fresh_snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl LogStore {
@@ -20,7 +23,12 @@ impl LogStore {
     pub fn new(wal: Wal, recovered: Recovered) -> Self {
         let snapshot = recovered.snapshot.unwrap_or_default();
         let conf_state = snapshot.get_metadata().get_conf_state().clone();
-        LogStore { conf_state, snapshot, wal }
+        LogStore { conf_state, snapshot, wal, fresh_snapshot_wanted: std::cell::Cell::new(false) }
+    }
+
+    /// Whether a peer asked for a snapshot newer than the latest (the flag clears).
+    pub fn take_fresh_snapshot_wanted(&self) -> bool {
+        self.fresh_snapshot_wanted.replace(false)
     }
 
     pub fn snapshot_index(&self) -> u64 {
@@ -121,7 +129,50 @@ impl raft::Storage for LogStore {
         Ok(self.wal.last_index())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    /// The latest snapshot, unless it is older than `request_index` or its membership does
+    /// not name `to` (a node that joined after it refuses it for ever): then a fresh one is
+    /// asked for, and raft tries again later.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let cs = self.snapshot.get_metadata().get_conf_state();
+        let names_peer = [&cs.voters, &cs.learners, &cs.voters_outgoing, &cs.learners_next].iter().any(|ids| ids.contains(&to));
+        if !names_peer || self.snapshot_index() < request_index {
+            self.fresh_snapshot_wanted.set(true);
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
         Ok(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use raft::Storage as _;
+
+    use super::*;
+    use crate::storage::{SimDisk, WalOptions};
+
+    fn store_with_snapshot_of(voters: Vec<u64>) -> LogStore {
+        let (wal, recovered) = Wal::open(Arc::new(SimDisk::new()), "wal", WalOptions::default()).expect("opens");
+        let mut store = LogStore::new(wal, recovered);
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = 5;
+        snapshot.mut_metadata().term = 1;
+        snapshot.mut_metadata().mut_conf_state().voters = voters;
+        store.apply_snapshot(snapshot).expect("installs");
+        store
+    }
+
+    /// A peer that the latest snapshot's membership does not name would refuse it for ever:
+    /// the store answers "temporarily unavailable" and asks the driver for a fresh snapshot.
+    #[test]
+    fn snapshot_for_a_peer_it_does_not_name_waits_for_a_fresh_one() {
+        let store = store_with_snapshot_of(vec![1, 2, 3]);
+        assert_eq!(store.snapshot(0, 4), Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)));
+        assert!(store.take_fresh_snapshot_wanted());
+        assert!(!store.take_fresh_snapshot_wanted(), "the request clears once taken");
+        assert_eq!(store.snapshot(0, 2).map(|s| s.get_metadata().index), Ok(5));
+        assert!(!store.take_fresh_snapshot_wanted());
+        assert!(store.snapshot(6, 2).is_err(), "older than the requested index");
     }
 }

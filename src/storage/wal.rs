@@ -257,7 +257,10 @@ impl Wal {
     /// there is none yet or the current one is full.
     fn segment_for_batch(&mut self) -> (u64, bool) {
         match &self.segment {
-            Some(segment) if segment.size_bytes < self.options.segment_bytes_max => (segment.sequence, segment.is_new),
+            // Buggify: a segment ends early now and then, so recovery reads many of them.
+            Some(segment) if segment.size_bytes < self.options.segment_bytes_max && !crate::chaos::buggify::fires(0.02) => {
+                (segment.sequence, segment.is_new)
+            }
             Some(full) => {
                 let sequence = full.sequence + 1;
                 self.segment = Some(Segment { sequence, size_bytes: 0, is_new: true });
