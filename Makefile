@@ -17,8 +17,9 @@ test: test-std test-sim sim-ci
 test-std:
 	$(CARGO) test --workspace
 
+# Release, like the simulator sweeps: one build serves both.
 test-sim:
-	$(SIM_ENV) RUSTDOCFLAGS="--cfg madsim" $(CARGO) test --workspace
+	$(SIM_ENV) RUSTDOCFLAGS="--cfg madsim" $(CARGO) test --workspace --release
 
 SEED ?= 1
 SEEDS ?= 100

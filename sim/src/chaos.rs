@@ -96,10 +96,10 @@ pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
     let feeder_id = config.clients;
     let checker = Handle::current().create_node().name("checker").ip(host_ip(4, 0)).build();
     let (feed_shared, feed_running) = (shared.clone(), running.clone());
-    checker
-        .spawn(async move { feed_until_done(feeder_id, feed_shared, feed_running).await })
-        .await
-        .map_err(|e| format!("feeder task: {e}"))??;
+    let fed = checker.spawn(async move { feed_until_done(feeder_id, feed_shared, feed_running).await }).await;
+    if let Err(why) = fed.map_err(|e| format!("feeder task: {e}")).and_then(|r| r) {
+        return Err(format!("{why}; the leader's waiting sessions: {}", waiting_sessions(&world.cluster)));
+    }
     trace.event("every client answered and quit");
 
     let members = converge(&world).await?;
@@ -160,6 +160,19 @@ async fn feed_until_done(id: ClientId, shared: Shared, running: Arc<Mutex<BTreeS
         }
         madsim::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The leader's sessions that wait, for a liveness failure's report.
+fn waiting_sessions(cluster: &Cluster) -> String {
+    let Some(handle) = cluster.leader().and_then(|l| cluster.handle(l)) else { return "no leader".into() };
+    let snapshot = handle.read(|s| s.snapshot());
+    let sessions = snapshot.fsm.map(|f| f.reservations).unwrap_or_default();
+    let busy: Vec<String> = sessions
+        .iter()
+        .filter(|c| c.is_waiting_for_resv)
+        .map(|c| format!("{}/{} request {}", c.proxy_id, c.client_id, c.req_id))
+        .collect();
+    busy.join(", ")
 }
 
 /// Waits until every member has applied the leader's commit index; answers the members.

@@ -199,6 +199,23 @@ pub(crate) struct Session {
     pub wait: Option<Wait>,
     pub producer: bool,
     pub worker: bool,
+    /// The last reservation answered, kept so a front end that lost the answer on its way
+    /// can ask again with the same request id and get it once more.
+    pub answered: Option<Answered>,
+}
+
+/// A reservation's answer, as a session remembers it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Answered {
+    pub request_id: String,
+    pub outcome: AnsweredOutcome,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum AnsweredOutcome {
+    Reserved(JobId),
+    TimedOut,
+    DeadlineSoon,
 }
 
 /// A proxy's lease: while it runs, its clients' sessions live on without the proxy saying so.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::index::{
-    Job, Lease, Pause, Session, State, Timer, TimerKind, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
+    Answered, AnsweredOutcome, Job, Lease, Pause, Session, State, Timer, TimerKind, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
     URGENT_PRI_MAX_EXCLUSIVE,
 };
 use super::tube_name::validate_tube_name;
@@ -178,6 +178,9 @@ impl Fsm {
         timeout_secs: Option<u32>,
         tube_names: &[String],
     ) -> Result<Reply, FsmError> {
+        if let Some(reply) = self.ask_again(&client, &request_id) {
+            return Ok(reply);
+        }
         match timeout_secs {
             None => self.s.counters.cmd_reserve += 1,
             Some(_) => self.s.counters.cmd_reserve_with_timeout += 1,
@@ -632,7 +635,40 @@ impl Fsm {
     }
 
     fn answer(&mut self, client: ClientKey, request_id: String, outcome: ReserveOutcome) {
+        if let Some(session) = self.s.sessions.get_mut(&client) {
+            let outcome = match &outcome {
+                ReserveOutcome::Reserved { id, .. } => AnsweredOutcome::Reserved(*id),
+                ReserveOutcome::TimedOut => AnsweredOutcome::TimedOut,
+                ReserveOutcome::DeadlineSoon => AnsweredOutcome::DeadlineSoon,
+            };
+            session.answered = Some(Answered { request_id: request_id.clone(), outcome });
+        }
         self.events.push(ReservationEvent { client, request_id, outcome });
+    }
+
+    /// A reserve asked again with the request id of the client's wait or of its last answer
+    /// (its front end lost the answer): it keeps waiting, or gets the same answer once more.
+    /// `None` when it is a new request, or when the job it was given is no longer the
+    /// client's (then it is served afresh).
+    fn ask_again(&mut self, client: &ClientKey, request_id: &str) -> Option<Reply> {
+        let session = self.s.sessions.get(client)?;
+        if session.wait.as_ref().is_some_and(|w| w.request_id == request_id) {
+            return Some(Reply::Reserve(None));
+        }
+        let answered = session.answered.as_ref().filter(|a| a.request_id == request_id)?;
+        let outcome = match answered.outcome {
+            AnsweredOutcome::Reserved(id) => {
+                let job = self.s.jobs.get(&id)?;
+                if !matches!(&job.state, JobState::Reserved { by, .. } if by == client) {
+                    return None;
+                }
+                ReserveOutcome::Reserved { id, body: job.body.clone() }
+            }
+            AnsweredOutcome::TimedOut => ReserveOutcome::TimedOut,
+            AnsweredOutcome::DeadlineSoon => ReserveOutcome::DeadlineSoon,
+        };
+        self.answer(client.clone(), request_id.to_string(), outcome);
+        Some(Reply::Reserve(None))
     }
 
     // ---- lookups ----
@@ -669,6 +705,7 @@ impl Fsm {
                 wait: None,
                 producer: false,
                 worker: false,
+                answered: None,
             };
             self.s.sessions.insert(client.clone(), session);
         }

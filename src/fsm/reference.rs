@@ -145,6 +145,8 @@ struct ModelSession {
     wait: Option<ModelWait>,
     producer: bool,
     worker: bool,
+    /// The last reservation answered: its request id and outcome (bodies left out).
+    answered: Option<(String, ReserveOutcome)>,
 }
 
 impl ModelSession {
@@ -155,6 +157,7 @@ impl ModelSession {
             wait: None,
             producer: false,
             worker: false,
+            answered: None,
         }
     }
 }
@@ -337,6 +340,9 @@ impl Model {
         timeout_secs: Option<u32>,
         names: &[String],
     ) -> Result<Reply, FsmError> {
+        if let Some(reply) = self.ask_again(client, &request_id) {
+            return Ok(reply);
+        }
         match timeout_secs {
             None => self.counters.cmd_reserve += 1,
             Some(_) => self.counters.cmd_reserve_with_timeout += 1,
@@ -739,7 +745,36 @@ impl Model {
     }
 
     fn answer(&mut self, client: &ClientKey, request_id: String, outcome: ReserveOutcome) {
+        if let Some(session) = self.sessions.get_mut(client) {
+            let kept = match &outcome {
+                ReserveOutcome::Reserved { id, .. } => ReserveOutcome::Reserved { id: *id, body: Bytes::new() },
+                other => other.clone(),
+            };
+            session.answered = Some((request_id.clone(), kept));
+        }
         self.events.push(ReservationEvent { client: client.clone(), request_id, outcome });
+    }
+
+    /// The same request asked again: still waiting, or its answer once more (a job only
+    /// while the client still holds it).
+    fn ask_again(&mut self, client: &ClientKey, request_id: &str) -> Option<Reply> {
+        let session = self.sessions.get(client)?;
+        if session.wait.as_ref().is_some_and(|w| w.request_id == request_id) {
+            return Some(Reply::Reserve(None));
+        }
+        let (answered_id, outcome) = session.answered.clone()?;
+        if answered_id != request_id {
+            return None;
+        }
+        let outcome = match outcome {
+            ReserveOutcome::Reserved { id, .. } => {
+                let job = self.jobs.get(&id).filter(|j| j.holder() == Some(client))?;
+                ReserveOutcome::Reserved { id, body: job.body.clone() }
+            }
+            other => other,
+        };
+        self.answer(client, request_id.to_string(), outcome);
+        Some(Reply::Reserve(None))
     }
 
     /// The client's session, started (using and watching `default`) if it has none.

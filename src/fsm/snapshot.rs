@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::index::{
-    Counters, Job, Lease, Pause, Session, State, Timer, TimerKind, Tube, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
+    Answered, AnsweredOutcome, Counters, Job, Lease, Pause, Session, State, Timer, TimerKind, Tube, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
     URGENT_PRI_MAX_EXCLUSIVE,
 };
 use super::machine::Fsm;
@@ -160,6 +160,17 @@ impl Fsm {
                     watch_list: session.watched.iter().map(name).collect(),
                     is_producer: session.producer,
                     is_worker: session.worker,
+                    answered_req_id: session.answered.as_ref().map(|a| a.request_id.clone()).unwrap_or_default(),
+                    answered_outcome: match session.answered.as_ref().map(|a| a.outcome) {
+                        None => 0,
+                        Some(AnsweredOutcome::Reserved(_)) => 1,
+                        Some(AnsweredOutcome::TimedOut) => 2,
+                        Some(AnsweredOutcome::DeadlineSoon) => 3,
+                    },
+                    answered_job_id: match session.answered.as_ref().map(|a| a.outcome) {
+                        Some(AnsweredOutcome::Reserved(id)) => id as i64,
+                        _ => 0,
+                    },
                     ..ClientResvEntryProto::default()
                 }
             })
@@ -288,10 +299,19 @@ fn restore_sessions(s: &mut State, entries: &[ClientResvEntryProto]) -> Result<(
         } else {
             None
         };
+        let answered = match e.answered_outcome {
+            0 => None,
+            1 => Some(AnsweredOutcome::Reserved(e.answered_job_id as u64)),
+            2 => Some(AnsweredOutcome::TimedOut),
+            3 => Some(AnsweredOutcome::DeadlineSoon),
+            other => return Err(bad(format!("client {key}: unknown answered outcome {other}"))),
+        };
+        let answered = answered.map(|outcome| Answered { request_id: e.answered_req_id.clone(), outcome });
         let session = Session {
             used,
             watched,
             reserved: Default::default(),
+            answered,
             wait,
             producer: e.is_producer,
             worker: e.is_worker,

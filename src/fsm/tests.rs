@@ -1241,3 +1241,59 @@ fn lease_survives_snapshot() {
     quiet(&mut restored, 10_000, Op::Tick).unwrap();
     assert_eq!(state(&restored, id), JobState::Ready);
 }
+
+// ---- asking again after a lost answer ----
+
+/// The job a reserve was given, as its event says.
+fn given(applied: &Applied) -> Option<JobId> {
+    applied.events.iter().find_map(|e| match e.outcome {
+        ReserveOutcome::Reserved { id, .. } => Some(id),
+        _ => None,
+    })
+}
+
+/// A reserve asked again with the request id of a wait still going leaves the wait as it was
+/// (its timeout is not pushed out).
+#[test]
+fn asking_again_while_waiting_keeps_the_wait() {
+    let mut f = Fsm::new();
+    let c = ClientKey::new("p1", "a");
+    assert_eq!(run(&mut f, 0, reserve_within(&c, "r1", 10)), waits());
+    assert_eq!(run(&mut f, 4_000, reserve_within(&c, "r1", 10)), waits());
+    assert_eq!(f.next_deadline(), Some(10_000));
+    assert_eq!(f.waiting_request(&c), Some("r1"));
+}
+
+/// A front end that lost an answer asks again with the same request id and gets the same
+/// job once more, without a second job leaving the queue.
+#[test]
+fn asking_again_after_the_answer_gives_the_same_job() {
+    let mut f = Fsm::new();
+    let c = ClientKey::new("p1", "a");
+    assert_eq!(run(&mut f, 0, reserve(&c, "r1")), waits());
+    let first = given(&run(&mut f, 10, put_op("default", 0, 0, 60))).expect("the waiter gets the put");
+    let second = put(&mut f, 20, "default", 0, 0, 60);
+    let again = run(&mut f, 30, reserve(&c, "r1"));
+    assert_eq!(given(&again), Some(first));
+    assert_eq!(again.reply, Ok(Reply::Reserve(Some(ReserveOutcome::Reserved { id: first, body: Bytes::from_static(BODY) }))));
+    assert_eq!(state(&f, second), JobState::Ready);
+    let next = run(&mut f, 40, reserve(&c, "r2"));
+    assert_eq!(given(&next), Some(second), "a new request id is a new reserve");
+}
+
+/// Once the job of the lost answer is no longer the client's (its TTR ran out), asking
+/// again is served afresh; and the answer survives snapshot and restore.
+#[test]
+fn asking_again_after_the_job_left_is_served_afresh() {
+    let mut f = Fsm::new();
+    let c = ClientKey::new("p1", "a");
+    let id = put(&mut f, 0, "default", 0, 0, 1);
+    assert_eq!(given(&run(&mut f, 0, reserve(&c, "r1"))), Some(id));
+    let mut restored = Fsm::restore(&f.snapshot()).expect("restores");
+    assert_eq!(restored.digest(), f.digest());
+    assert_eq!(given(&run(&mut restored, 100, reserve(&c, "r1"))), Some(id));
+    quiet(&mut f, 1_000, Op::Tick).unwrap();
+    assert_eq!(state(&f, id), JobState::Ready);
+    assert_eq!(given(&run(&mut f, 1_100, reserve(&c, "r1"))), Some(id), "served afresh: the ready job again");
+    assert_eq!(state(&f, id), held(&c, 2_100));
+}

@@ -97,6 +97,8 @@ pub(crate) struct Driver {
     log_bytes_since_snapshot: u64,
     leader: u64,
     term: u64,
+    /// This node applied a membership without itself: it has left the cluster.
+    removed: bool,
 }
 
 impl Driver {
@@ -124,6 +126,7 @@ impl Driver {
             log_bytes_since_snapshot: 0,
             leader: 0,
             term: 0,
+            removed: false,
         }
     }
 
@@ -156,6 +159,12 @@ impl Driver {
             self.propose_tick_if_due();
             if let Err(e) = self.on_ready() {
                 tracing::error!(node = self.config.id, error = %e, "storage failed; stopping the node");
+                break;
+            }
+            // raft-rs must not step a node that applied its own removal (a leader would panic
+            // looking for its own progress); the committed entry reaches the others anyway.
+            if self.removed {
+                tracing::info!(node = self.config.id, "removed from the cluster; stopping the node");
                 break;
             }
         }
@@ -522,6 +531,8 @@ impl Driver {
             let addresses = state.addresses.clone();
             drop(state);
             self.transport.retain(&addresses);
+            let id = self.config.id;
+            self.removed = !cs.voters.contains(&id) && !cs.learners.contains(&id);
             self.raw.mut_store().set_conf_state(cs);
             Ok(())
         });

@@ -284,7 +284,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     async fn reserve(&mut self, timeout_secs: Option<u32>) -> Result<Option<Response>, End> {
         let request_id = self.next_request.to_string();
         self.next_request += 1;
-        let answer = self.front.waiters.register(&self.client.client, &request_id);
+        let answer = self.front.waiters.register(&self.client.client, &request_id, timeout_secs);
         let op = Op::Reserve { client: self.client.clone(), request_id: request_id.clone(), timeout_secs, tubes: Vec::new() };
         let outcome = match self.front.upstream.write(op).await {
             Ok(Reply::Reserve(Some(outcome))) => Some(outcome),

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::upstream::Upstream;
+use super::upstream::{Answer, Query, Upstream};
 use crate::chaos::mutant::{self, Mutant};
-use crate::fsm::{Reply, ReserveOutcome, ServerStats};
+use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome, ServerStats};
 
 /// The front end's limits, each one a flag.
 #[derive(Clone, Debug)]
@@ -64,23 +64,43 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// How often waits are checked for answers lost on their way (a reservation feed that broke,
+/// a front end cut off when its client was served), and how old a wait must be to be checked.
+const LOST_ANSWER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A reserve waiting for its answer.
+struct Waiter {
+    answer: oneshot::Sender<ReserveOutcome>,
+    timeout_secs: Option<u32>,
+    since: tokio::time::Instant,
+}
+
 /// Waiting reserves by (client id, request id): the upstream's reservation feed answers them.
 #[derive(Default)]
 pub struct Waiters {
-    waiting: Mutex<BTreeMap<(String, String), oneshot::Sender<ReserveOutcome>>>,
+    waiting: Mutex<BTreeMap<(String, String), Waiter>>,
 }
 
 impl Waiters {
     /// Registers a reserve before it is sent, so an answer that overtakes the reply is kept.
-    pub fn register(&self, client: &str, request: &str) -> oneshot::Receiver<ReserveOutcome> {
+    pub fn register(&self, client: &str, request: &str, timeout_secs: Option<u32>) -> oneshot::Receiver<ReserveOutcome> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiting).insert((client.to_string(), request.to_string()), tx);
+        let waiter = Waiter { answer: tx, timeout_secs, since: tokio::time::Instant::now() };
+        lock(&self.waiting).insert((client.to_string(), request.to_string()), waiter);
         rx
     }
 
     /// Removes a waiting reserve's answer channel, unanswered.
     pub fn take(&self, client: &str, request: &str) -> Option<oneshot::Sender<ReserveOutcome>> {
-        lock(&self.waiting).remove(&(client.to_string(), request.to_string()))
+        lock(&self.waiting).remove(&(client.to_string(), request.to_string())).map(|w| w.answer)
+    }
+
+    /// Waits registered at least `age` ago: (client id, request id, timeout).
+    fn older_than(&self, age: Duration) -> Vec<(String, String, Option<u32>)> {
+        let now = tokio::time::Instant::now();
+        let waiting = lock(&self.waiting);
+        let old = waiting.iter().filter(|(_, w)| now.duration_since(w.since) >= age);
+        old.map(|((client, request), w)| (client.clone(), request.clone(), w.timeout_secs)).collect()
     }
 
     pub fn forget(&self, client: &str, request: &str) {
@@ -89,8 +109,8 @@ impl Waiters {
 
     /// Hands an answer to its reserve; repeats and answers nobody waits for are dropped.
     pub fn answer(&self, client: &str, request: &str, outcome: ReserveOutcome) {
-        if let Some(tx) = lock(&self.waiting).remove(&(client.to_string(), request.to_string())) {
-            let _ = tx.send(outcome);
+        if let Some(waiter) = lock(&self.waiting).remove(&(client.to_string(), request.to_string())) {
+            let _ = waiter.answer.send(outcome);
         }
     }
 }
@@ -149,6 +169,7 @@ impl FrontEnd {
                 front.waiters.answer(&event.client.client, &event.request_id, event.outcome);
             }
         });
+        tokio::spawn(find_lost_answers(Arc::downgrade(&front)));
         front
     }
 
@@ -216,6 +237,30 @@ impl FrontEnd {
             os: std::env::consts::OS.to_string(),
             platform: std::env::consts::ARCH.to_string(),
             ..ServerStats::default()
+        }
+    }
+}
+
+/// Now and then asks the cluster which of the clients waiting here for a while no longer wait
+/// there: their answer was lost on its way (the reservation feed is best effort). Each of those
+/// asks again with the same request id, which the state machine answers as before.
+async fn find_lost_answers(front: std::sync::Weak<FrontEnd>) {
+    loop {
+        tokio::time::sleep(LOST_ANSWER_CHECK_INTERVAL).await;
+        let Some(front) = front.upgrade() else { return };
+        let old = front.waiters.older_than(LOST_ANSWER_CHECK_INTERVAL);
+        if old.is_empty() {
+            continue;
+        }
+        let clients = old.iter().map(|(client, _, _)| client.clone()).collect();
+        let Ok(Answer::Clients(not_waiting)) = front.upstream.query(Query::NotWaiting(clients)).await else { continue };
+        for (client, request, timeout_secs) in old.into_iter().filter(|(c, _, _)| not_waiting.contains(c)) {
+            let key = ClientKey::new(front.upstream.proxy_id(), &client);
+            let op = Op::Reserve { client: key, request_id: request.clone(), timeout_secs, tubes: Vec::new() };
+            if let Ok(Reply::Reserve(Some(outcome))) = front.upstream.write(op).await {
+                tracing::info!(%client, %request, "a reservation answer was lost on its way; asked again");
+                front.waiters.answer(&client, &request, outcome);
+            }
         }
     }
 }

@@ -298,6 +298,11 @@ impl Upstream for RemoteUpstream {
                 let patched = patch_yaml(&cluster, &front_end_fields(&server));
                 Ok(Answer::Yaml(Some(add_to_yaml_count(&patched, "cmd-put", server.cmd_put_unlogged))))
             }
+            Query::NotWaiting(client_ids) => {
+                let m = api::CheckClientStateRequest { proxy_id: self.proxy_id.clone(), client_ids };
+                let r = self.on_leader(m, None, |mut c, r| async move { c.check_client_state(r).await }).await?;
+                Ok(Answer::Clients(r.not_waiting_client_ids.into_iter().chain(r.missing_client_ids).collect()))
+            }
             Query::ListTubes => {
                 let r = self.on_leader(api::Empty {}, None, |mut c, r| async move { c.list_tubes(r).await }).await?;
                 Ok(Answer::Tubes(r.tubes))

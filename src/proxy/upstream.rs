@@ -28,6 +28,9 @@ pub enum Query {
     /// `stats`, with what the front end knows of itself.
     Stats(Box<ServerStats>),
     ListTubes,
+    /// Which of these clients of this front end do not wait for a reservation (or have no
+    /// session at all).
+    NotWaiting(Vec<String>),
 }
 
 /// The answer to a `Query`.
@@ -38,6 +41,7 @@ pub enum Answer {
     /// A YAML body, or none (no such job or tube).
     Yaml(Option<String>),
     Tubes(Vec<String>),
+    Clients(Vec<String>),
 }
 
 /// Why the upstream could not answer.
@@ -125,6 +129,7 @@ impl Upstream for LocalUpstream {
 
     async fn query(&self, query: Query) -> Result<Answer, UpstreamError> {
         let now = crate::node::clock::now_ms();
+        let proxy = self.proxy_id.clone();
         let job = |v: Option<crate::fsm::JobView>| Answer::Job(v.map(|j| (j.id, j.body)));
         self.read(move |s| match query {
             Query::Job(id) => job(s.fsm.job(id)),
@@ -135,6 +140,10 @@ impl Upstream for LocalUpstream {
             Query::StatsTube(tube) => Answer::Yaml(s.fsm.stats_tube_yaml(&tube, now)),
             Query::Stats(server) => Answer::Yaml(Some(s.fsm.stats_yaml(&server))),
             Query::ListTubes => Answer::Tubes(s.fsm.list_tubes()),
+            Query::NotWaiting(clients) => {
+                let states = s.fsm.check_client_state(&proxy, &clients);
+                Answer::Clients(states.not_waiting.into_iter().chain(states.missing).collect())
+            }
         })
         .await
     }
