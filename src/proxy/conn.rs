@@ -303,7 +303,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                 self.front.waiters.forget(&self.client.client, &request_id);
                 outcome
             }
-            None => match self.wait_for(answer).await {
+            None => match self.wait_for(&request_id, answer).await {
                 Ok(outcome) => outcome,
                 Err(end) => {
                     self.front.waiters.forget(&self.client.client, &request_id);
@@ -319,7 +319,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     }
 
     /// Waits for a reservation's answer while reading ahead (bounded), so a hang-up is seen.
-    async fn wait_for(&mut self, mut answer: tokio::sync::oneshot::Receiver<ReserveOutcome>) -> Result<ReserveOutcome, End> {
+    async fn wait_for(&mut self, request_id: &str, mut answer: tokio::sync::oneshot::Receiver<ReserveOutcome>) -> Result<ReserveOutcome, End> {
+        self.front.waiters.mark_waiting(&self.client.client, request_id);
         self.flush().await?;
         loop {
             let room = self.input.len() < self.front.limits.connection_buffer_bytes_max;

@@ -72,7 +72,9 @@ const LOST_ANSWER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 struct Waiter {
     answer: oneshot::Sender<ReserveOutcome>,
     timeout_secs: Option<u32>,
-    since: tokio::time::Instant,
+    /// When the state machine said it waits (`None` until then: the reserve is in flight, and
+    /// its reply may answer it directly).
+    waiting_since: Option<tokio::time::Instant>,
 }
 
 /// Waiting reserves by (client id, request id): the upstream's reservation feed answers them.
@@ -85,9 +87,17 @@ impl Waiters {
     /// Registers a reserve before it is sent, so an answer that overtakes the reply is kept.
     pub fn register(&self, client: &str, request: &str, timeout_secs: Option<u32>) -> oneshot::Receiver<ReserveOutcome> {
         let (tx, rx) = oneshot::channel();
-        let waiter = Waiter { answer: tx, timeout_secs, since: tokio::time::Instant::now() };
+        let waiter = Waiter { answer: tx, timeout_secs, waiting_since: None };
         lock(&self.waiting).insert((client.to_string(), request.to_string()), waiter);
         rx
+    }
+
+    /// Notes that the state machine made the reserve wait: from now on only this registry
+    /// delivers its answer.
+    pub fn mark_waiting(&self, client: &str, request: &str) {
+        if let Some(w) = lock(&self.waiting).get_mut(&(client.to_string(), request.to_string())) {
+            w.waiting_since = Some(tokio::time::Instant::now());
+        }
     }
 
     /// Removes a waiting reserve's answer channel, unanswered.
@@ -95,12 +105,23 @@ impl Waiters {
         lock(&self.waiting).remove(&(client.to_string(), request.to_string())).map(|w| w.answer)
     }
 
-    /// Waits registered at least `age` ago: (client id, request id, timeout).
-    fn older_than(&self, age: Duration) -> Vec<(String, String, Option<u32>)> {
+    /// Reserves that have waited at least `age` for a client still connected: (client id,
+    /// request id).
+    fn waiting_longer_than(&self, age: Duration) -> Vec<(String, String)> {
         let now = tokio::time::Instant::now();
         let waiting = lock(&self.waiting);
-        let old = waiting.iter().filter(|(_, w)| now.duration_since(w.since) >= age);
-        old.map(|((client, request), w)| (client.clone(), request.clone(), w.timeout_secs)).collect()
+        let old = waiting.iter().filter(|(_, w)| !w.answer.is_closed() && w.waiting_since.is_some_and(|t| now.duration_since(t) >= age));
+        old.map(|((client, request), _)| (client.clone(), request.clone())).collect()
+    }
+
+    /// Takes a wait out of the registry to ask for its answer again: once taken, no answer
+    /// can reach the client by the feed, so the client has surely not seen one.
+    fn take_waiter(&self, client: &str, request: &str) -> Option<Waiter> {
+        lock(&self.waiting).remove(&(client.to_string(), request.to_string()))
+    }
+
+    fn put_back(&self, client: String, request: String, waiter: Waiter) {
+        lock(&self.waiting).insert((client, request), waiter);
     }
 
     pub fn forget(&self, client: &str, request: &str) {
@@ -248,18 +269,23 @@ async fn find_lost_answers(front: std::sync::Weak<FrontEnd>) {
     loop {
         tokio::time::sleep(LOST_ANSWER_CHECK_INTERVAL).await;
         let Some(front) = front.upgrade() else { return };
-        let old = front.waiters.older_than(LOST_ANSWER_CHECK_INTERVAL);
+        let old = front.waiters.waiting_longer_than(LOST_ANSWER_CHECK_INTERVAL);
         if old.is_empty() {
             continue;
         }
-        let clients = old.iter().map(|(client, _, _)| client.clone()).collect();
+        let clients = old.iter().map(|(client, _)| client.clone()).collect();
         let Ok(Answer::Clients(not_waiting)) = front.upstream.query(Query::NotWaiting(clients)).await else { continue };
-        for (client, request, timeout_secs) in old.into_iter().filter(|(c, _, _)| not_waiting.contains(c)) {
+        for (client, request) in old.into_iter().filter(|(c, _)| not_waiting.contains(c)) {
+            // Answered by the feed since the query: nothing was lost.
+            let Some(waiter) = front.waiters.take_waiter(&client, &request) else { continue };
             let key = ClientKey::new(front.upstream.proxy_id(), &client);
-            let op = Op::Reserve { client: key, request_id: request.clone(), timeout_secs, tubes: Vec::new() };
-            if let Ok(Reply::Reserve(Some(outcome))) = front.upstream.write(op).await {
-                tracing::info!(%client, %request, "a reservation answer was lost on its way; asked again");
-                front.waiters.answer(&client, &request, outcome);
+            let op = Op::Reserve { client: key, request_id: request.clone(), timeout_secs: waiter.timeout_secs, tubes: Vec::new() };
+            match front.upstream.write(op).await {
+                Ok(Reply::Reserve(Some(outcome))) => {
+                    tracing::info!(%client, %request, "a reservation answer was lost on its way; asked again");
+                    let _ = waiter.answer.send(outcome);
+                }
+                _ => front.waiters.put_back(client, request, waiter),
             }
         }
     }
