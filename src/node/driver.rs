@@ -609,7 +609,8 @@ impl Driver {
     /// Snapshots the applied state and compacts the log up to it.
     fn snapshot_now(&mut self) -> Result<u64, String> {
         let index = self.applied;
-        let data = lock(&self.shared.state).snapshot().encode_to_vec();
+        let shared = &self.shared;
+        let data = || lock(&shared.state).snapshot().encode_to_vec();
         self.raw.mut_store().compact_to(index, data).map_err(|e| e.to_string())?;
         self.log_bytes_since_snapshot = 0;
         tracing::info!(node = self.config.id, index, "snapshot taken; log compacted");

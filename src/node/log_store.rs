@@ -62,8 +62,10 @@ impl LogStore {
         Ok(())
     }
 
-    /// Takes a snapshot of our own applied state at `index` and drops the log up to it.
-    pub fn compact_to(&mut self, index: u64, data: Vec<u8>) -> Result<(), WalError> {
+    /// Takes a snapshot of our own applied state at `index` and drops the log up to it. The
+    /// state is encoded (`data`) only if the log keeps snapshots: a log in memory only has
+    /// no use for it, and encoding a large state stalls the driver.
+    pub fn compact_to(&mut self, index: u64, data: impl FnOnce() -> Vec<u8>) -> Result<(), WalError> {
         if index <= self.snapshot_index() {
             return Ok(());
         }
@@ -71,7 +73,9 @@ impl LogStore {
             return Ok(());
         };
         let mut snapshot = Snapshot::default();
-        snapshot.set_data(data.into());
+        if self.wal.keeps_snapshots() {
+            snapshot.set_data(data().into());
+        }
         let meta = snapshot.mut_metadata();
         meta.index = index;
         meta.term = term;
@@ -121,7 +125,36 @@ impl raft::Storage for LogStore {
         Ok(self.wal.last_index())
     }
 
+    /// A log in memory only keeps no snapshot data past the first compaction; it belongs to
+    /// a node that is its cluster's only member (`serve` without `-b`), which has no follower
+    /// to send one to. Should one ever ask, raft is told to try later rather than be sent
+    /// an empty state.
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if !self.wal.keeps_snapshots() && self.snapshot.get_data().is_empty() && self.snapshot_index() > 0 {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
         Ok(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage as _;
+
+    use super::*;
+
+    /// A log in memory compacts without asking for the state's encoding, and tells raft a
+    /// snapshot is unavailable (rather than handing it an empty state) should one be asked.
+    #[test]
+    fn in_memory_compaction_encodes_no_snapshot() {
+        let mut store = LogStore::new(Wal::in_memory(), Recovered::default());
+        let entries: Vec<Entry> = (1..=3).map(|index| Entry { index, term: 1, ..Entry::default() }).collect();
+        store.append(&entries).unwrap();
+        store.sync().unwrap();
+        store.compact_to(2, || panic!("the state was encoded")).unwrap();
+        assert_eq!(store.snapshot_index(), 2);
+        assert_eq!(store.first_index().unwrap(), 3);
+        let asked = store.snapshot(2, 9);
+        assert!(matches!(asked, Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))), "{asked:?}");
     }
 }
