@@ -68,6 +68,19 @@ fn storage_for(args: &ServeArgs) -> Result<(LogStorage, PathBuf), String> {
     Ok((LogStorage::Disk(Arc::new(disk)), name))
 }
 
+/// Applied log kept in memory before it is dropped, without `-b`: compaction there encodes
+/// nothing and only drops entries, so it can be frequent, and a small log is reused while
+/// still in the cache instead of growing into fresh pages the kernel must zero.
+const MEMORY_LOG_BYTES_MAX: u64 = 1024 * 1024;
+
+fn driver_config(storage: &LogStorage) -> DriverConfig {
+    let config = DriverConfig { id: 1, ..DriverConfig::default() };
+    match storage {
+        LogStorage::Memory => DriverConfig { snapshot_log_bytes: MEMORY_LOG_BYTES_MAX, ..config },
+        LogStorage::Disk(_) => config,
+    }
+}
+
 pub fn listen_addr(args: &ServeArgs) -> ListenAddr {
     if args.listen.starts_with("unix:") {
         return ListenAddr::parse(&args.listen);
@@ -88,7 +101,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let limits = args.limits.limits(args.job_bytes_max)?;
     let (storage, data_dir) = storage_for(&args)?;
     let options = NodeOptions {
-        driver: DriverConfig { id: 1, ..DriverConfig::default() },
+        driver: driver_config(&storage),
         advertise: "127.0.0.1:0".into(),
         peers: BTreeMap::from([(1, "127.0.0.1:0".to_string())]),
         data_dir,
