@@ -164,11 +164,15 @@ pub fn encode_entry(batch: &api::ApplyOpBatch) -> Vec<u8> {
     data
 }
 
-/// The batch of operations a normal entry's data holds.
-pub fn decode_entry(data: &[u8]) -> Result<api::ApplyOpBatch, DecodeError> {
-    match data.split_first() {
-        Some((&ENTRY_FORMAT_OP_BATCH, rest)) => decode(rest),
-        Some((format, _)) => Err(invalid(format!("unknown entry format {format}"))),
+/// The batch of operations a normal entry's data holds. The operations' bodies are slices
+/// of `data`, not copies: they live only until applied, and the state machine copies what
+/// it keeps (a job's body) out of them.
+pub fn decode_entry(data: &Bytes) -> Result<api::ApplyOpBatch, DecodeError> {
+    match data.first() {
+        Some(&ENTRY_FORMAT_OP_BATCH) => {
+            api::ApplyOpBatch::decode(data.slice(1..)).map_err(|e| invalid(format!("undecodable entry: {e}")))
+        }
+        Some(format) => Err(invalid(format!("unknown entry format {format}"))),
         None => Err(invalid("empty entry data")),
     }
 }
@@ -425,12 +429,12 @@ mod tests {
         };
         let data = encode_entry(&batch);
         assert_eq!(data[0], ENTRY_FORMAT_OP_BATCH);
-        assert_eq!(decode_entry(&data), Ok(batch));
-        let mut other = data.clone();
+        assert_eq!(decode_entry(&Bytes::from(data.clone())), Ok(batch));
+        let mut other = data;
         other[0] = 7;
-        assert_eq!(decode_entry(&other), Err(invalid("unknown entry format 7")));
-        assert_eq!(decode_entry(&[]), Err(invalid("empty entry data")));
-        assert!(decode_entry(&[ENTRY_FORMAT_OP_BATCH, 0xff, 0xff]).is_err());
+        assert_eq!(decode_entry(&Bytes::from(other)), Err(invalid("unknown entry format 7")));
+        assert_eq!(decode_entry(&Bytes::new()), Err(invalid("empty entry data")));
+        assert!(decode_entry(&Bytes::from_static(&[ENTRY_FORMAT_OP_BATCH, 0xff, 0xff])).is_err());
     }
 
     /// Every kind of result survives encode then decode, errors keeping their kind.

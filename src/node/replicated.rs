@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use prost::Message;
 
 use super::codec::{decode_entry, decode_op, decode_result, encode_result};
@@ -72,7 +73,7 @@ impl Replicated {
 
     /// Applies one normal entry's data at log index `index`: its operations, in order, one
     /// outcome each. Data that does not decode as a batch changes nothing.
-    pub fn apply_entry(&mut self, index: u64, data: &[u8]) -> Result<Vec<OpOutcome>, EntryError> {
+    pub fn apply_entry(&mut self, index: u64, data: &Bytes) -> Result<Vec<OpOutcome>, EntryError> {
         let batch = decode_entry(data).map_err(|e| EntryError::Malformed(e.0))?;
         Ok(batch.ops.into_iter().map(|request| self.apply_op(index, request)).collect())
     }
@@ -205,8 +206,6 @@ enum Cached {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
     use crate::fsm::Op;
     use crate::node::codec::{encode_entry, op_request, ENTRY_FORMAT_OP_BATCH};
@@ -216,12 +215,12 @@ mod tests {
     }
 
     /// An entry of one operation.
-    fn entry(op: &Op, caller: &str, seq: u64, now_ms: i64) -> Vec<u8> {
-        encode_entry(&api::ApplyOpBatch { ops: vec![request(op, caller, seq, now_ms)] })
+    fn entry(op: &Op, caller: &str, seq: u64, now_ms: i64) -> Bytes {
+        encode_entry(&api::ApplyOpBatch { ops: vec![request(op, caller, seq, now_ms)] }).into()
     }
 
     /// Applies an entry of one operation and answers its outcome.
-    fn apply_one(r: &mut Replicated, index: u64, data: &[u8]) -> OpOutcome {
+    fn apply_one(r: &mut Replicated, index: u64, data: &Bytes) -> OpOutcome {
         let mut outcomes = r.apply_entry(index, data).expect("the entry decodes");
         assert_eq!(outcomes.len(), 1);
         outcomes.remove(0)
@@ -264,7 +263,7 @@ mod tests {
         let mut r = Replicated::default();
         let before = r.digest();
         for data in [&[0xff, 0x01, 0x02][..], &[ENTRY_FORMAT_OP_BATCH, 0xff, 0x01][..], &[][..]] {
-            assert!(matches!(r.apply_entry(1, data), Err(EntryError::Malformed(_))));
+            assert!(matches!(r.apply_entry(1, &Bytes::copy_from_slice(data)), Err(EntryError::Malformed(_))));
         }
         assert_eq!(r.digest(), before);
     }
@@ -275,7 +274,7 @@ mod tests {
     fn batch_applies_in_order() {
         let mut r = Replicated::default();
         let ops = vec![request(&put(), "p", 1, 1000), request(&put(), "", 0, 1000), request(&put(), "p", 1, 1000)];
-        let outcomes = r.apply_entry(1, &encode_entry(&api::ApplyOpBatch { ops })).unwrap();
+        let outcomes = r.apply_entry(1, &encode_entry(&api::ApplyOpBatch { ops }).into()).unwrap();
         let results: Vec<_> = outcomes.iter().map(|o| o.result.clone()).collect();
         assert_eq!(results, vec![Ok(Ok(Reply::Put { id: 1 })), Ok(Ok(Reply::Put { id: 2 })), Ok(Ok(Reply::Put { id: 1 }))]);
         assert_eq!(outcomes.iter().map(|o| o.duplicate).collect::<Vec<_>>(), vec![false, false, true]);
