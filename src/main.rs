@@ -3,6 +3,11 @@
 use clap::{Parser, Subcommand};
 use coolbeans::cli;
 
+/// mimalloc rather than glibc's malloc: serve allocates and frees small buffers for every
+/// command, and glibc spent about a tenth of serve's time consolidating free chunks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A beanstalkd-compatible work queue replicated through Raft.
 #[derive(Parser, Debug)]
 #[command(name = "coolbeans", version, about)]
@@ -55,7 +60,19 @@ fn init_logging_with(default: &str) {
         .init();
 }
 
+/// Transparent huge pages off for this process. The allocator hands freed memory back to
+/// the kernel and faults it in again as load comes and goes; with THP each such fault zeroes
+/// 2 MiB, and serve spent 6-14% of its CPU in clear_page under `coolbeans bench`.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes no pointers; it only sets a flag of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     // serve is one node and its front end, like beanstalkd one process: a single-threaded
     // runtime spends no time handing each command between threads.

@@ -15,7 +15,7 @@ use coolbeans::node::replicated::Replicated;
 struct Applied {
     term: u64,
     kind: EntryKind,
-    data: Vec<u8>,
+    data: bytes::Bytes,
     first_by: u64,
 }
 
@@ -90,9 +90,9 @@ impl Inner {
         self.last.insert(node, index);
         match self.entries.get(&index) {
             None => {
-                self.entries.insert(index, Applied { term, kind, data: data.to_vec(), first_by: node });
+                self.entries.insert(index, Applied { term, kind, data: bytes::Bytes::copy_from_slice(data), first_by: node });
             }
-            Some(seen) if seen.term != term || seen.kind != kind || seen.data != data => {
+            Some(seen) if seen.term != term || seen.kind != kind || seen.data[..] != *data => {
                 let first = seen.first_by;
                 let was = seen.term;
                 self.violate(format!("node {node} applied a different entry at index {index} (term {term}) than node {first} (term {was})"));

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coolbeans::node::{start_node, DriverConfig, NodeHandle, NodeOptions, Status};
+use coolbeans::node::{start_node, DriverConfig, LogStorage, NodeHandle, NodeOptions, Status};
 use coolbeans::storage::{Disk, SimDisk, WalOptions};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -179,7 +179,7 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
             };
             async move {
                 let disk: Arc<dyn Disk> = Arc::new(disk);
-                let node = match start_node(options, disk) {
+                let node = match start_node(options, LogStorage::Disk(disk)) {
                     Ok(node) => node,
                     Err(e) => panic!("node {id} failed to start: {e}"),
                 };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::peers::parse_peers;
-use crate::node::{start_node, DriverConfig, NodeOptions};
+use crate::node::{start_node, DriverConfig, LogStorage, NodeOptions};
 use crate::storage::{RealDisk, WalOptions};
 
 #[derive(Args, Debug, Clone)]
@@ -80,7 +80,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     // The disk is rooted at the data dir's parent, so creating the data dir is synced too.
     let root = args.data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let disk = Arc::new(RealDisk::new(root.to_path_buf()));
-    let node = start_node(options, disk).map_err(|e| e.to_string())?;
+    let node = start_node(options, LogStorage::Disk(disk)).map_err(|e| e.to_string())?;
     tracing::info!(node = args.node_id, listen = %args.listen, "node started");
     if let Some(join) = args.join.clone() {
         let (id, advertise) = (args.node_id, advertise.clone());

@@ -10,9 +10,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::front::{identity, run_front_end};
-use crate::node::{start_node, DriverConfig, NodeOptions};
+use crate::node::{start_node, DriverConfig, LogStorage, NodeOptions};
 use crate::proxy::{ListenAddr, LocalUpstream};
-use crate::storage::{Disk, PolicyDisk, RealDisk, SimDisk, SyncPolicy, WalOptions};
+use crate::storage::{PolicyDisk, RealDisk, SyncPolicy, WalOptions};
 
 /// The front end's proxy id in `serve`: fixed, so a restart can end the sessions of the run
 /// before it at once.
@@ -57,14 +57,28 @@ fn sync_policy(args: &ServeArgs) -> SyncPolicy {
     }
 }
 
-/// The disk and the data dir's name on it: in memory without `-b`.
-fn disk_for(args: &ServeArgs) -> Result<(Arc<dyn Disk>, PathBuf), String> {
+/// Where the log goes and the data dir's name: in memory only without `-b`.
+fn storage_for(args: &ServeArgs) -> Result<(LogStorage, PathBuf), String> {
     let Some(dir) = &args.data_dir else {
-        return Ok((Arc::new(SimDisk::new()), PathBuf::from("data")));
+        return Ok((LogStorage::Memory, PathBuf::new()));
     };
     let name = dir.file_name().map(PathBuf::from).ok_or_else(|| format!("-b {} names no directory", dir.display()))?;
     let root = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    Ok((Arc::new(PolicyDisk::new(RealDisk::new(root.to_path_buf()), sync_policy(args))), name))
+    let disk = PolicyDisk::new(RealDisk::new(root.to_path_buf()), sync_policy(args));
+    Ok((LogStorage::Disk(Arc::new(disk)), name))
+}
+
+/// Applied log kept in memory before it is dropped, without `-b`: compaction there encodes
+/// nothing and only drops entries, so it can be frequent, and a small log is reused while
+/// still in the cache instead of growing into fresh pages the kernel must zero.
+const MEMORY_LOG_BYTES_MAX: u64 = 1024 * 1024;
+
+fn driver_config(storage: &LogStorage) -> DriverConfig {
+    let config = DriverConfig { id: 1, ..DriverConfig::default() };
+    match storage {
+        LogStorage::Memory => DriverConfig { snapshot_log_bytes: MEMORY_LOG_BYTES_MAX, ..config },
+        LogStorage::Disk(_) => config,
+    }
 }
 
 pub fn listen_addr(args: &ServeArgs) -> ListenAddr {
@@ -85,15 +99,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         return Ok(());
     }
     let limits = args.limits.limits(args.job_bytes_max)?;
-    let (disk, data_dir) = disk_for(&args)?;
+    let (storage, data_dir) = storage_for(&args)?;
     let options = NodeOptions {
-        driver: DriverConfig { id: 1, ..DriverConfig::default() },
+        driver: driver_config(&storage),
         advertise: "127.0.0.1:0".into(),
         peers: BTreeMap::from([(1, "127.0.0.1:0".to_string())]),
         data_dir,
         wal: WalOptions::default(),
     };
-    let node = start_node(options, disk).map_err(|e| e.to_string())?;
+    let node = start_node(options, storage).map_err(|e| e.to_string())?;
     let upstream = LocalUpstream::new(node, SERVE_PROXY_ID.to_string());
     // Sessions of an earlier run (with -b) had no lease: end them now.
     if let Err(e) = crate::proxy::Upstream::write(upstream.as_ref(), crate::fsm::Op::ProxyGone { proxy: SERVE_PROXY_ID.into() }).await {

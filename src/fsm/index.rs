@@ -44,7 +44,10 @@ impl Hasher for IdHasher {
     }
 }
 
-pub(crate) type JobMap = HashMap<JobId, Job, BuildHasherDefault<IdHasher>>;
+/// Jobs by id. Boxed: a job is about 150 bytes, and the table doubles as jobs pile up; moving
+/// pointers rather than whole jobs made the growth of a table of 300k jobs cost a tenth, not
+/// a third, of a put's time in `serve` (`coolbeans bench`, put phase).
+pub(crate) type JobMap = HashMap<JobId, Box<Job>, BuildHasherDefault<IdHasher>>;
 
 /// Hashes short strings (tube names) a word at a time. Fixed, like `IdHasher`; maps keyed by
 /// it are only looked up, never iterated into output.

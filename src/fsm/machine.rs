@@ -166,7 +166,7 @@ impl Fsm {
             buries: 0,
             kicks: 0,
         };
-        self.s.jobs.insert(id, job);
+        self.s.jobs.insert(id, Box::new(job));
         self.enqueue(id, delay_secs);
         Ok(Reply::Put { id })
     }

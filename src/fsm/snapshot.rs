@@ -351,7 +351,7 @@ fn restore_jobs(s: &mut State, jobs: &[JobProto]) -> Result<(), RestoreError> {
     }
     for (id, mut job) in by_id {
         index_restored_job(s, &mut job)?;
-        s.jobs.insert(id, job);
+        s.jobs.insert(id, Box::new(job));
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The driver: one task owns the raft-rs `RawNode` and reads one bounded channel of inputs.
-//! Each turn it takes every input waiting (so one fsync covers them all), ticks raft when due,
-//! proposes a Tick when the state machine's next deadline has come, then handles Ready in
-//! raft-rs's order: send, install snapshot, apply, persist (one fsync), send what waited on
-//! persistence, advance.
+//! Each turn it takes every input waiting (so one fsync covers them all) and proposes the
+//! writes among them as one entry, ticks raft when due, proposes a Tick when the state
+//! machine's next deadline has come, then handles Ready in raft-rs's order: send, install
+//! snapshot, apply, persist (one fsync), send what waited on persistence, advance.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,12 +16,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::clock;
-use super::codec::encode_op;
+use super::codec::{encode_entry, op_request};
 use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, Shared, Status};
 use super::log_store::LogStore;
-use super::replicated::Replicated;
+use super::replicated::{EntryError, Replicated};
 use super::transport::Transport;
-use crate::api::{ApplyOpRequest, ReplicatedStateProto};
+use crate::api::{ApplyOpBatch, ApplyOpRequest, ReplicatedStateProto};
 use crate::fsm::{Op, Reply};
 use crate::chaos::mutant::{self, Mutant};
 use crate::chaos::observe;
@@ -43,6 +43,13 @@ pub struct DriverConfig {
     /// Proposals and reads in flight at most.
     pub pending_max: usize,
 }
+
+/// Writes proposed together in one entry at most: the entry is applied under one lock of the
+/// state, and a larger batch would keep readers waiting longer for little gain.
+const ENTRY_OPS_MAX: usize = 1024;
+/// Encoded operations in one entry at most, in bytes (one larger operation goes alone): raft
+/// sends entries in messages of about 1 MiB (`max_size_per_msg`).
+const ENTRY_OPS_BYTES_MAX: usize = 1024 * 1024;
 
 impl Default for DriverConfig {
     fn default() -> Self {
@@ -69,10 +76,22 @@ fn v2(cc: ConfChange) -> ConfChangeV2 {
     v2
 }
 
-/// A reply owed once the entry at some index applies.
+type WriteReply = oneshot::Sender<Result<Reply, NodeError>>;
+
+/// Replies owed once the entry at some index applies.
 enum Pending {
-    Write { term: u64, reply: oneshot::Sender<Result<Reply, NodeError>> },
+    /// One reply for each operation of the entry, in its order.
+    Writes { term: u64, replies: Vec<WriteReply> },
     Member { term: u64, reply: oneshot::Sender<Result<(), NodeError>> },
+}
+
+/// The writes of this turn, waiting to be proposed as one entry.
+#[derive(Default)]
+struct Batch {
+    ops: Vec<ApplyOpRequest>,
+    replies: Vec<WriteReply>,
+    /// The encoded size of `ops`, in bytes.
+    bytes: usize,
 }
 
 pub(crate) struct Driver {
@@ -83,6 +102,11 @@ pub(crate) struct Driver {
     transport: Transport,
     /// Replies owed, by the log index of their entry.
     pending: BTreeMap<u64, Pending>,
+    /// Write replies owed in `pending`, counted against `pending_max`.
+    writes_in_flight: usize,
+    /// Writes received this turn, proposed together at its end (or before any other input,
+    /// so that inputs keep their order).
+    batch: Batch,
     /// ReadIndex requests sent to raft, by context id.
     reads_asked: BTreeMap<u64, oneshot::Sender<Result<(), NodeError>>>,
     /// Reads confirmed by raft, waiting for the apply index to reach theirs.
@@ -117,6 +141,8 @@ impl Driver {
             inputs,
             transport,
             pending: BTreeMap::new(),
+            writes_in_flight: 0,
+            batch: Batch::default(),
             reads_asked: BTreeMap::new(),
             reads_ready: Vec::new(),
             next_read_id: 1,
@@ -148,6 +174,7 @@ impl Driver {
                     while let Ok(input) = self.inputs.try_recv() {
                         self.handle(input);
                     }
+                    self.propose_batch();
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
@@ -182,8 +209,11 @@ impl Driver {
     }
 
     fn handle(&mut self, input: Input) {
+        if !matches!(input, Input::Propose { .. }) {
+            self.propose_batch();
+        }
         match input {
-            Input::Propose { op, caller, reply } => self.propose(op, caller, reply),
+            Input::Propose { op, caller, reply } => self.queue_write(op, caller, reply),
             Input::Raft { from, from_addr, messages } => {
                 self.transport.learn(from, from_addr);
                 for m in messages {
@@ -219,40 +249,58 @@ impl Driver {
         self.last_stamp_ms
     }
 
-    fn propose(&mut self, op: Op, caller: Option<CallerSeq>, reply: oneshot::Sender<Result<Reply, NodeError>>) {
+    /// Takes a write into this turn's batch, proposing the batch first if it is full.
+    fn queue_write(&mut self, op: Op, caller: Option<CallerSeq>, reply: WriteReply) {
         if self.raw.raft.state != StateRole::Leader {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
-        if self.pending.len() >= self.config.pending_max {
+        if self.writes_in_flight + self.batch.replies.len() >= self.config.pending_max {
             let _ = reply.send(Err(NodeError::Overloaded));
             return;
         }
-        match self.propose_op(&op, caller) {
+        let (caller_id, caller_seq) = caller.map(|c| (c.caller, c.seq)).unwrap_or_default();
+        let request = op_request(&op, caller_id, caller_seq);
+        let bytes = request.encoded_len();
+        let full = self.batch.ops.len() >= ENTRY_OPS_MAX || self.batch.bytes + bytes > ENTRY_OPS_BYTES_MAX;
+        if full {
+            self.propose_batch();
+        }
+        self.batch.ops.push(request);
+        self.batch.replies.push(reply);
+        self.batch.bytes += bytes;
+    }
+
+    /// Proposes this turn's writes as one entry; their replies are owed once it applies.
+    fn propose_batch(&mut self) {
+        if self.batch.ops.is_empty() {
+            return;
+        }
+        let Batch { ops, replies, .. } = std::mem::take(&mut self.batch);
+        match self.propose_ops(ops) {
             Ok(index) => {
-                self.pending.insert(index, Pending::Write { term: self.raw.raft.term, reply });
+                self.writes_in_flight += replies.len();
+                self.pending.insert(index, Pending::Writes { term: self.raw.raft.term, replies });
             }
             Err(e) => {
-                let _ = reply.send(Err(e));
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
             }
         }
     }
 
-    /// Appends an operation to the leader's log; answers its index.
-    fn propose_op(&mut self, op: &Op, caller: Option<CallerSeq>) -> Result<u64, NodeError> {
-        let (kind, body) = encode_op(op);
+    /// Appends one entry of operations to the leader's log, all stamped with the leader's
+    /// time now; answers its index.
+    fn propose_ops(&mut self, mut ops: Vec<ApplyOpRequest>) -> Result<u64, NodeError> {
         let now_ms = self.stamp();
-        let (caller_id, caller_seq) = caller.map(|c| (c.caller, c.seq)).unwrap_or_default();
-        let entry = ApplyOpRequest {
-            op: kind as i32,
-            now_secs: (now_ms / 1000) as i64,
-            body: body.into(),
-            now_ms: now_ms as i64,
-            caller_id,
-            caller_seq,
-        };
+        for op in &mut ops {
+            op.now_ms = now_ms as i64;
+            op.now_secs = (now_ms / 1000) as i64;
+        }
+        let data = encode_entry(&ApplyOpBatch { ops });
         let before = self.raw.raft.raft_log.last_index();
-        self.raw.propose(Vec::new(), entry.encode_to_vec()).map_err(|e| NodeError::Dropped(e.to_string()))?;
+        self.raw.propose(Vec::new(), data).map_err(|e| NodeError::Dropped(e.to_string()))?;
         let index = self.raw.raft.raft_log.last_index();
         if index == before {
             return Err(NodeError::Dropped("raft did not append the proposal".into()));
@@ -266,7 +314,7 @@ impl Driver {
         }
         let due = lock(&self.shared.state).fsm.next_deadline().is_some_and(|at| at <= clock::now_ms());
         if due {
-            match self.propose_op(&Op::Tick, None) {
+            match self.propose_ops(vec![op_request(&Op::Tick, String::new(), 0)]) {
                 Ok(index) => self.tick_in_flight = Some(index),
                 Err(e) => tracing::debug!(error = %e, "tick proposal dropped"),
             }
@@ -421,10 +469,17 @@ impl Driver {
     }
 
     fn fail_all(&mut self, error: impl Fn() -> NodeError) {
+        self.writes_in_flight = 0;
+        let queued = std::mem::take(&mut self.batch).replies;
+        for reply in queued {
+            let _ = reply.send(Err(error()));
+        }
         for (_, p) in std::mem::take(&mut self.pending) {
             match p {
-                Pending::Write { reply, .. } => {
-                    let _ = reply.send(Err(error()));
+                Pending::Writes { replies, .. } => {
+                    for reply in replies {
+                        let _ = reply.send(Err(error()));
+                    }
                 }
                 Pending::Member { reply, .. } => {
                     let _ = reply.send(Err(error()));
@@ -489,26 +544,40 @@ impl Driver {
     }
 
     fn apply_normal(&mut self, entry: &Entry) {
-        let outcome = lock(&self.shared.state).apply_entry(entry.index, &entry.data);
-        if !outcome.events.is_empty() {
-            let _ = self.shared.events.send(Arc::new(AppliedEvents { index: entry.index, events: outcome.events }));
+        let mut applied = lock(&self.shared.state).apply_entry(entry.index, &entry.data);
+        let events: Vec<_> = applied.iter_mut().flatten().flat_map(|outcome| std::mem::take(&mut outcome.events)).collect();
+        if !events.is_empty() {
+            let _ = self.shared.events.send(Arc::new(AppliedEvents { index: entry.index, events }));
         }
         let Some(pending) = self.pending.remove(&entry.index) else { return };
-        let result = match outcome.result {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(NodeError::Fsm(e)),
-            Err(e) => Err(NodeError::Entry(e)),
-        };
-        match pending {
-            Pending::Write { term, reply } if term == entry.term => {
-                let _ = reply.send(result);
-            }
-            Pending::Write { reply, .. } => {
-                let _ = reply.send(Err(NodeError::Dropped("overwritten by a new leader".into())));
+        let replies = match pending {
+            Pending::Writes { term, replies } if term == entry.term => replies,
+            Pending::Writes { replies, .. } => {
+                self.writes_in_flight -= replies.len();
+                for reply in replies {
+                    let _ = reply.send(Err(NodeError::Dropped("overwritten by a new leader".into())));
+                }
+                return;
             }
             Pending::Member { reply, .. } => {
                 let _ = reply.send(Err(NodeError::Dropped("overwritten by a new leader".into())));
+                return;
             }
+        };
+        self.writes_in_flight -= replies.len();
+        let outcomes = match applied {
+            Ok(outcomes) => outcomes.into_iter().map(|o| o.result).collect(),
+            Err(e) => vec![Err(e); replies.len()],
+        };
+        let missing = Err(EntryError::Malformed("the entry holds fewer operations than were proposed".into()));
+        let outcomes = outcomes.into_iter().chain(std::iter::repeat(missing));
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let result = match outcome {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(e)) => Err(NodeError::Fsm(e)),
+                Err(e) => Err(NodeError::Entry(e)),
+            };
+            let _ = reply.send(result);
         }
     }
 
@@ -580,7 +649,8 @@ impl Driver {
     /// Snapshots the applied state and compacts the log up to it.
     fn snapshot_now(&mut self) -> Result<u64, String> {
         let index = self.applied;
-        let data = lock(&self.shared.state).snapshot().encode_to_vec();
+        let shared = &self.shared;
+        let data = || lock(&shared.state).snapshot().encode_to_vec();
         self.raw.mut_store().compact_to(index, data).map_err(|e| e.to_string())?;
         self.log_bytes_since_snapshot = 0;
         tracing::info!(node = self.config.id, index, "snapshot taken; log compacted");

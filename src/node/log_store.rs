@@ -70,8 +70,10 @@ impl LogStore {
         Ok(())
     }
 
-    /// Takes a snapshot of our own applied state at `index` and drops the log up to it.
-    pub fn compact_to(&mut self, index: u64, data: Vec<u8>) -> Result<(), WalError> {
+    /// Takes a snapshot of our own applied state at `index` and drops the log up to it. The
+    /// state is encoded (`data`) only if the log keeps snapshots: a log in memory only has
+    /// no use for it, and encoding a large state stalls the driver.
+    pub fn compact_to(&mut self, index: u64, data: impl FnOnce() -> Vec<u8>) -> Result<(), WalError> {
         if index <= self.snapshot_index() {
             return Ok(());
         }
@@ -79,7 +81,9 @@ impl LogStore {
             return Ok(());
         };
         let mut snapshot = Snapshot::default();
-        snapshot.set_data(data.into());
+        if self.wal.keeps_snapshots() {
+            snapshot.set_data(data().into());
+        }
         let meta = snapshot.mut_metadata();
         meta.index = index;
         meta.term = term;
@@ -131,8 +135,14 @@ impl raft::Storage for LogStore {
 
     /// The latest snapshot, unless it is older than `request_index` or its membership does
     /// not name `to` (a node that joined after it refuses it for ever): then a fresh one is
-    /// asked for, and raft tries again later.
+    /// asked for, and raft tries again later. A log in memory only keeps no snapshot data past
+    /// the first compaction; it belongs to a node that is its cluster's only member (`serve`
+    /// without `-b`), which has no follower to send one to; should one ever ask, raft is told
+    /// to try later rather than be sent an empty state.
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        if !self.wal.keeps_snapshots() && self.snapshot.get_data().is_empty() && self.snapshot_index() > 0 {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
         let cs = self.snapshot.get_metadata().get_conf_state();
         let names_peer = [&cs.voters, &cs.learners, &cs.voters_outgoing, &cs.learners_next].iter().any(|ids| ids.contains(&to));
         if !names_peer || self.snapshot_index() < request_index {
@@ -174,5 +184,20 @@ mod tests {
         assert_eq!(store.snapshot(0, 2).map(|s| s.get_metadata().index), Ok(5));
         assert!(!store.take_fresh_snapshot_wanted());
         assert!(store.snapshot(6, 2).is_err(), "older than the requested index");
+    }
+
+    /// A log in memory compacts without asking for the state's encoding, and tells raft a
+    /// snapshot is unavailable (rather than handing it an empty state) should one be asked.
+    #[test]
+    fn in_memory_compaction_encodes_no_snapshot() {
+        let mut store = LogStore::new(Wal::in_memory(), Recovered::default());
+        let entries: Vec<Entry> = (1..=3).map(|index| Entry { index, term: 1, ..Entry::default() }).collect();
+        store.append(&entries).unwrap();
+        store.sync().unwrap();
+        store.compact_to(2, || panic!("the state was encoded")).unwrap();
+        assert_eq!(store.snapshot_index(), 2);
+        assert_eq!(store.first_index().unwrap(), 3);
+        let asked = store.snapshot(2, 9);
+        assert!(matches!(asked, Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))), "{asked:?}");
     }
 }

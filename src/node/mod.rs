@@ -13,4 +13,4 @@ mod transport;
 
 pub use driver::DriverConfig;
 pub use handle::{AppliedEvents, CallerSeq, MemberChange, NodeError, NodeHandle, Status};
-pub use start::{start_node, NodeOptions, StartError};
+pub use start::{start_node, LogStorage, NodeOptions, StartError};

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use prost::Message;
 
-use super::codec::{decode_op, decode_result, encode_result};
+use super::codec::{decode_entry, decode_op, decode_result, encode_result};
 use crate::api::{self, ApplyOpRequest, ApplyOpResponse, OpType};
 use crate::fsm::{Fsm, FsmError, ReservationEvent, Reply};
 
@@ -46,13 +47,13 @@ impl std::fmt::Display for EntryError {
     }
 }
 
-/// What applying one entry came to.
+/// What applying one operation of an entry came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EntryOutcome {
+pub struct OpOutcome {
     pub result: Result<Result<Reply, FsmError>, EntryError>,
-    /// Reservations the entry answered (none for a duplicate).
+    /// Reservations the operation answered (none for a duplicate).
     pub events: Vec<ReservationEvent>,
-    /// The entry repeated a write already applied; the result is the first one's.
+    /// The operation repeated a write already applied; the result is the first one's.
     pub duplicate: bool,
 }
 
@@ -70,13 +71,15 @@ impl Replicated {
         Replicated { fsm: Fsm::new(), callers: BTreeMap::new(), addresses }
     }
 
-    /// Applies one normal entry's data at log index `index`.
-    pub fn apply_entry(&mut self, index: u64, data: &[u8]) -> EntryOutcome {
-        let fail = |e| EntryOutcome { result: Err(e), events: Vec::new(), duplicate: false };
-        let request = match ApplyOpRequest::decode(data) {
-            Ok(r) => r,
-            Err(e) => return fail(EntryError::Malformed(e.to_string())),
-        };
+    /// Applies one normal entry's data at log index `index`: its operations, in order, one
+    /// outcome each. Data that does not decode as a batch changes nothing.
+    pub fn apply_entry(&mut self, index: u64, data: &Bytes) -> Result<Vec<OpOutcome>, EntryError> {
+        let batch = decode_entry(data).map_err(|e| EntryError::Malformed(e.0))?;
+        Ok(batch.ops.into_iter().map(|request| self.apply_op(index, request)).collect())
+    }
+
+    fn apply_op(&mut self, index: u64, request: ApplyOpRequest) -> OpOutcome {
+        let fail = |e| OpOutcome { result: Err(e), events: Vec::new(), duplicate: false };
         let Ok(op_type) = OpType::try_from(request.op) else {
             return fail(EntryError::Malformed(format!("unknown op type {}", request.op)));
         };
@@ -85,7 +88,7 @@ impl Replicated {
             match self.cached(&request.caller_id, request.caller_seq) {
                 Cached::Hit(op, response) => {
                     let result = decode_result(op, &response).map_err(|e| EntryError::Malformed(e.0));
-                    return EntryOutcome { result, events: Vec::new(), duplicate: true };
+                    return OpOutcome { result, events: Vec::new(), duplicate: true };
                 }
                 Cached::TooOld => {
                     return fail(EntryError::TooOldToDeduplicate { caller: request.caller_id, seq: request.caller_seq })
@@ -107,7 +110,7 @@ impl Replicated {
         if dedupe {
             self.remember(index, request.caller_id, request.caller_seq, op_type, &result);
         }
-        EntryOutcome { result: Ok(result), events, duplicate: false }
+        OpOutcome { result: Ok(result), events, duplicate: false }
     }
 
     fn cached(&self, caller: &str, seq: u64) -> Cached {
@@ -203,23 +206,24 @@ enum Cached {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
     use crate::fsm::Op;
-    use crate::node::codec::encode_op;
+    use crate::node::codec::{encode_entry, op_request, ENTRY_FORMAT_OP_BATCH};
 
-    fn entry(op: &Op, caller: &str, seq: u64, now_ms: i64) -> Vec<u8> {
-        let (kind, body) = encode_op(op);
-        ApplyOpRequest {
-            op: kind as i32,
-            now_secs: now_ms / 1000,
-            body: body.into(),
-            now_ms,
-            caller_id: caller.into(),
-            caller_seq: seq,
-        }
-        .encode_to_vec()
+    fn request(op: &Op, caller: &str, seq: u64, now_ms: i64) -> ApplyOpRequest {
+        ApplyOpRequest { now_ms, now_secs: now_ms / 1000, ..op_request(op, caller.into(), seq) }
+    }
+
+    /// An entry of one operation.
+    fn entry(op: &Op, caller: &str, seq: u64, now_ms: i64) -> Bytes {
+        encode_entry(&api::ApplyOpBatch { ops: vec![request(op, caller, seq, now_ms)] }).into()
+    }
+
+    /// Applies an entry of one operation and answers its outcome.
+    fn apply_one(r: &mut Replicated, index: u64, data: &Bytes) -> OpOutcome {
+        let mut outcomes = r.apply_entry(index, data).expect("the entry decodes");
+        assert_eq!(outcomes.len(), 1);
+        outcomes.remove(0)
     }
 
     fn put() -> Op {
@@ -231,13 +235,13 @@ mod tests {
     #[test]
     fn retried_write_applies_once() {
         let mut r = Replicated::default();
-        let first = r.apply_entry(1, &entry(&put(), "proxy-a", 7, 1000));
-        let again = r.apply_entry(2, &entry(&put(), "proxy-a", 7, 1000));
+        let first = apply_one(&mut r, 1, &entry(&put(), "proxy-a", 7, 1000));
+        let again = apply_one(&mut r, 2, &entry(&put(), "proxy-a", 7, 1000));
         assert_eq!(first.result, Ok(Ok(Reply::Put { id: 1 })));
         assert_eq!(again.result, first.result);
         assert!(again.duplicate);
         assert_eq!(r.fsm.job_count(), 1);
-        let other = r.apply_entry(3, &entry(&put(), "proxy-a", 8, 1000));
+        let other = apply_one(&mut r, 3, &entry(&put(), "proxy-a", 8, 1000));
         assert_eq!(other.result, Ok(Ok(Reply::Put { id: 2 })));
     }
 
@@ -246,9 +250,9 @@ mod tests {
     fn too_old_retry_is_refused() {
         let mut r = Replicated::default();
         for seq in 1..=(CALLER_RESPONSES_MAX as u64 + 1) {
-            r.apply_entry(seq, &entry(&Op::Tick, "p", seq, 0));
+            apply_one(&mut r, seq, &entry(&Op::Tick, "p", seq, 0));
         }
-        let late = r.apply_entry(9999, &entry(&put(), "p", 1, 0));
+        let late = apply_one(&mut r, 9999, &entry(&put(), "p", 1, 0));
         assert!(matches!(late.result, Err(EntryError::TooOldToDeduplicate { .. })));
         assert_eq!(r.fsm.job_count(), 0);
     }
@@ -258,22 +262,36 @@ mod tests {
     fn malformed_entry_is_an_error() {
         let mut r = Replicated::default();
         let before = r.digest();
-        let outcome = r.apply_entry(1, &[0xff, 0x01, 0x02]);
-        assert!(matches!(outcome.result, Err(EntryError::Malformed(_))));
+        for data in [&[0xff, 0x01, 0x02][..], &[ENTRY_FORMAT_OP_BATCH, 0xff, 0x01][..], &[][..]] {
+            assert!(matches!(r.apply_entry(1, &Bytes::copy_from_slice(data)), Err(EntryError::Malformed(_))));
+        }
         assert_eq!(r.digest(), before);
+    }
+
+    /// The operations of one entry apply in order, each answered on its own, a repeat of a
+    /// write earlier in the same entry included.
+    #[test]
+    fn batch_applies_in_order() {
+        let mut r = Replicated::default();
+        let ops = vec![request(&put(), "p", 1, 1000), request(&put(), "", 0, 1000), request(&put(), "p", 1, 1000)];
+        let outcomes = r.apply_entry(1, &encode_entry(&api::ApplyOpBatch { ops }).into()).unwrap();
+        let results: Vec<_> = outcomes.iter().map(|o| o.result.clone()).collect();
+        assert_eq!(results, vec![Ok(Ok(Reply::Put { id: 1 })), Ok(Ok(Reply::Put { id: 2 })), Ok(Ok(Reply::Put { id: 1 }))]);
+        assert_eq!(outcomes.iter().map(|o| o.duplicate).collect::<Vec<_>>(), vec![false, false, true]);
+        assert_eq!(r.fsm.job_count(), 2);
     }
 
     /// Snapshot then restore keeps the state machine, the caller cache and the addresses.
     #[test]
     fn snapshot_round_trip() {
         let mut r = Replicated::new([(1, "a:1".to_string()), (2, "b:2".to_string())].into());
-        r.apply_entry(1, &entry(&put(), "p", 1, 5000));
-        r.apply_entry(2, &entry(&Op::KickJob { id: 9 }, "p", 2, 6000));
+        apply_one(&mut r, 1, &entry(&put(), "p", 1, 5000));
+        apply_one(&mut r, 2, &entry(&Op::KickJob { id: 9 }, "p", 2, 6000));
         let bytes = r.snapshot().encode_to_vec();
         let restored = Replicated::restore(&api::ReplicatedStateProto::decode(&bytes[..]).unwrap()).unwrap();
         assert_eq!(restored.digest(), r.digest());
         let mut restored = restored;
-        let again = restored.apply_entry(3, &entry(&put(), "p", 1, 7000));
+        let again = apply_one(&mut restored, 3, &entry(&put(), "p", 1, 7000));
         assert!(again.duplicate);
         assert_eq!(again.result, Ok(Ok(Reply::Put { id: 1 })));
     }

@@ -17,12 +17,22 @@ use super::raft_logger;
 use super::replicated::Replicated;
 use super::transport::Transport;
 use crate::api::ReplicatedStateProto;
-use crate::storage::{Disk, Wal, WalOptions};
+use crate::storage::{Disk, Recovered, Wal, WalOptions};
 
 /// Inputs waiting for the driver before senders wait.
 const INPUT_QUEUE_MAX: usize = 16_384;
 /// Applied entries' reservation events buffered per stream subscriber.
 const EVENT_BUFFER_MAX: usize = 16_384;
+
+/// Where a node keeps its log and snapshots.
+pub enum LogStorage {
+    /// In the data dir on this disk: durable, and recovered at the next start.
+    Disk(Arc<dyn Disk>),
+    /// In memory only, as `serve` without `-b` promises: nothing is written, the log is not
+    /// encoded, and compaction encodes no snapshot. Only for a node that is its cluster's
+    /// only member, so no follower ever needs a snapshot from it.
+    Memory,
+}
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
@@ -33,7 +43,7 @@ pub struct NodeOptions {
     /// The initial members (id → address) of a new cluster; empty for a node that will be
     /// joined to a running one.
     pub peers: BTreeMap<u64, String>,
-    /// The data directory, relative to the disk's root.
+    /// The data directory, relative to the disk's root (unused in memory).
     pub data_dir: PathBuf,
     pub wal: WalOptions,
 }
@@ -101,12 +111,21 @@ fn bootstrap_snapshot(peers: &BTreeMap<u64, String>) -> Snapshot {
     snapshot
 }
 
-/// Starts a node over `disk` and returns its handle. The driver runs as a spawned task.
-pub fn start_node(options: NodeOptions, disk: Arc<dyn Disk>) -> Result<NodeHandle, StartError> {
+/// Opens the log where `storage` says: a data dir's recovered content, or an empty log.
+fn open_log(options: &NodeOptions, storage: LogStorage) -> Result<(Wal, Recovered), StartError> {
+    let disk = match storage {
+        LogStorage::Disk(disk) => disk,
+        LogStorage::Memory => return Ok((Wal::in_memory(), Recovered::default())),
+    };
+    claim_data_dir(disk.as_ref(), &options.data_dir, options.driver.id)?;
+    Wal::open(disk, &options.data_dir, options.wal.clone()).map_err(|e| StartError::Storage(e.to_string()))
+}
+
+/// Starts a node with its log in `storage` and returns its handle. The driver runs as a
+/// spawned task.
+pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandle, StartError> {
     let id = options.driver.id;
-    claim_data_dir(disk.as_ref(), &options.data_dir, id)?;
-    let (mut wal, mut recovered) =
-        Wal::open(disk, &options.data_dir, options.wal.clone()).map_err(|e| StartError::Storage(e.to_string()))?;
+    let (mut wal, mut recovered) = open_log(&options, storage)?;
     let fresh = recovered.snapshot.is_none() && recovered.entries.is_empty() && recovered.hard_state == HardState::default();
     if fresh && !options.peers.is_empty() {
         if !options.peers.contains_key(&id) {

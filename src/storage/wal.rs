@@ -66,9 +66,11 @@ struct Segment {
     is_new: bool,
 }
 
-/// A write-ahead log in one data directory.
+/// A write-ahead log in one data directory, or only in memory.
 pub struct Wal {
-    dir: DataDir,
+    /// Where batches and snapshots are written; `None` for a log kept only in memory
+    /// ([`Wal::in_memory`]), which encodes and writes nothing.
+    dir: Option<DataDir>,
     options: WalOptions,
     /// The entries after the snapshot, as appended (synced or not): contiguous, ascending,
     /// the first at `snapshot.index + 1`. Kept to answer raft's reads and to carry over into
@@ -102,7 +104,7 @@ impl Wal {
         let snapshot = found.snapshot.as_ref().map(|s| s.get_metadata().clone()).unwrap_or_default();
         let segment = found.last_segment.map(|(sequence, size_bytes)| Segment { sequence, size_bytes, is_new: false });
         let wal = Wal {
-            dir,
+            dir: Some(dir),
             options,
             entries: found.entries.clone(),
             hard_state: found.hard_state.clone(),
@@ -114,6 +116,29 @@ impl Wal {
         };
         let recovered = Recovered { hard_state: found.hard_state, entries: found.entries, snapshot: found.snapshot };
         Ok((wal, recovered))
+    }
+
+    /// A log that lives only in memory and starts empty: what it holds is lost with it, as
+    /// `serve` without `-b` promises. `sync` and `save_snapshot` write nothing, so its
+    /// entries are never encoded and a snapshot's data is not kept (see
+    /// [`Wal::keeps_snapshots`]).
+    pub fn in_memory() -> Wal {
+        Wal {
+            dir: None,
+            options: WalOptions::default(),
+            entries: Vec::new(),
+            hard_state: HardState::default(),
+            snapshot: SnapshotMetadata::default(),
+            pending: Vec::new(),
+            pending_hard_state: false,
+            segment: None,
+            poisoned: false,
+        }
+    }
+
+    /// Whether snapshots are written to disk, so their data is worth encoding.
+    pub fn keeps_snapshots(&self) -> bool {
+        self.dir.is_some()
     }
 
     /// Appends `entries` (consecutive indexes) to the next batch. The first may be at any
@@ -132,8 +157,10 @@ impl Wal {
         if let Some(index) = misplaced {
             return Err(StorageError::NotContiguous { index, first_index, last_index });
         }
+        // A log in memory only writes nothing, so it encodes no records either.
+        let to_write = if self.dir.is_some() { entries } else { &[] };
         let pending_bytes = self.pending.len();
-        for entry in entries {
+        for entry in to_write {
             if let Err(error) = record::encode(RecordKind::Entry, entry, &mut self.pending) {
                 self.pending.truncate(pending_bytes);
                 return Err(error);
@@ -220,7 +247,7 @@ impl Wal {
 
     /// File and directory fsyncs done since the log was opened, recovery's included.
     pub fn fsync_count(&self) -> u64 {
-        self.dir.fsync_count()
+        self.dir.as_ref().map_or(0, DataDir::fsync_count)
     }
 
     fn check_not_poisoned(&self) -> Result<(), StorageError> {
@@ -233,17 +260,21 @@ impl Wal {
     /// Closes the pending batch, appends it to the current segment (a new one past the size
     /// limit) and fsyncs it: the file, and the directory too if the segment is new.
     fn write_batch(&mut self) -> Result<(), StorageError> {
+        let Some(dir) = self.dir.as_mut() else {
+            self.pending_hard_state = false;
+            return Ok(());
+        };
         let mut batch = mem::take(&mut self.pending);
         if self.pending_hard_state {
             record::encode(RecordKind::HardState, &self.hard_state, &mut batch)?;
         }
         record::encode_empty(RecordKind::BatchEnd, &mut batch)?;
-        let (sequence, is_new) = self.segment_for_batch();
+        let (sequence, is_new) = segment_for_batch(&mut self.segment, self.options.segment_bytes_max);
         let name = segment_name(sequence);
-        self.dir.append(&name, &batch)?;
-        self.dir.sync(&name)?;
+        dir.append(&name, &batch)?;
+        dir.sync(&name)?;
         if is_new {
-            self.dir.sync_dir()?;
+            dir.sync_dir()?;
         }
         self.segment =
             Some(Segment { sequence, size_bytes: self.segment_size_bytes() + batch.len() as u64, is_new: false });
@@ -251,26 +282,6 @@ impl Wal {
         batch.clear();
         self.pending = batch;
         Ok(())
-    }
-
-    /// The segment the next batch goes to (sequence number, whether it is new): a new one if
-    /// there is none yet or the current one is full.
-    fn segment_for_batch(&mut self) -> (u64, bool) {
-        match &self.segment {
-            // Buggify: a segment ends early now and then, so recovery reads many of them.
-            Some(segment) if segment.size_bytes < self.options.segment_bytes_max && !crate::chaos::buggify::fires(0.02) => {
-                (segment.sequence, segment.is_new)
-            }
-            Some(full) => {
-                let sequence = full.sequence + 1;
-                self.segment = Some(Segment { sequence, size_bytes: 0, is_new: true });
-                (sequence, true)
-            }
-            None => {
-                self.segment = Some(Segment { sequence: 1, size_bytes: 0, is_new: true });
-                (1, true)
-            }
-        }
     }
 
     fn segment_size_bytes(&self) -> u64 {
@@ -284,13 +295,35 @@ impl Wal {
         let metadata = snapshot.get_metadata();
         let dropped = dropped_count(&self.entries, metadata.index, metadata.term);
         let hard_state = settle_hard_state(&self.hard_state, metadata);
-        snapshot_file::save(&mut self.dir, snapshot)?;
-        let sequence = self.segment.as_ref().map_or(1, |segment| segment.sequence + 1);
-        let size_bytes = replace_log(&mut self.dir, sequence, metadata, &hard_state, &self.entries[dropped..])?;
+        if let Some(dir) = self.dir.as_mut() {
+            snapshot_file::save(dir, snapshot)?;
+            let sequence = self.segment.as_ref().map_or(1, |segment| segment.sequence + 1);
+            let size_bytes = replace_log(dir, sequence, metadata, &hard_state, &self.entries[dropped..])?;
+            self.segment = Some(Segment { sequence, size_bytes, is_new: false });
+        }
         self.entries.drain(..dropped);
         self.hard_state = hard_state;
         self.snapshot = metadata.clone();
-        self.segment = Some(Segment { sequence, size_bytes, is_new: false });
         Ok(())
+    }
+}
+
+/// The segment the next batch goes to (sequence number, whether it is new): a new one if
+/// there is none yet or the current one is full.
+fn segment_for_batch(segment: &mut Option<Segment>, segment_bytes_max: u64) -> (u64, bool) {
+    match segment {
+        // Buggify: a segment ends early now and then, so recovery reads many of them.
+        Some(current) if current.size_bytes < segment_bytes_max && !crate::chaos::buggify::fires(0.02) => {
+            (current.sequence, current.is_new)
+        }
+        Some(full) => {
+            let sequence = full.sequence + 1;
+            *segment = Some(Segment { sequence, size_bytes: 0, is_new: true });
+            (sequence, true)
+        }
+        None => {
+            *segment = Some(Segment { sequence: 1, size_bytes: 0, is_new: true });
+            (1, true)
+        }
     }
 }

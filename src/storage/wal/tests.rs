@@ -415,3 +415,24 @@ fn log_in_root_directory() {
     let error = Wal::open(disk, "", WalOptions::default()).map(|_| ()).expect_err("corrupt");
     assert!(error.to_string().starts_with(&format!("corrupt write-ahead log {} at byte 0", segment_name(1))));
 }
+
+// A log in memory only answers like one on disk (entries, terms, a conflicting overwrite, a
+// snapshot that drops what it covers) while it writes nothing and syncs nothing.
+#[test]
+fn in_memory_log_keeps_entries_and_writes_nothing() {
+    let mut wal = Wal::in_memory();
+    assert!(!wal.keeps_snapshots());
+    wal.append(&entries(1..=5, 1)).unwrap();
+    wal.set_hard_state(&hard_state(1, 1, 3));
+    wal.sync().unwrap();
+    wal.append(&entries(4..=6, 2)).unwrap();
+    wal.sync().unwrap();
+    assert_eq!(wal.entries(), &entries(1..=3, 1).into_iter().chain(entries(4..=6, 2)).collect::<Vec<_>>()[..]);
+    assert_eq!(wal.term(5), Some(2));
+    wal.save_snapshot(&snapshot(4, 2)).unwrap();
+    assert_eq!((wal.first_index(), wal.last_index()), (5, 6));
+    assert_eq!(wal.term(4), Some(2));
+    assert_eq!(wal.entries(), &entries(5..=6, 2)[..]);
+    assert_eq!(wal.hard_state(), &hard_state(2, 1, 4));
+    assert_eq!(wal.fsync_count(), 0);
+}
