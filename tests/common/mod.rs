@@ -54,8 +54,18 @@ impl Drop for Proc {
     }
 }
 
+/// A free loopback port below the kernel's ephemeral range (32768 and up), never the same
+/// twice in one process: a port from that range could be given to some client socket before
+/// the server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id() * 89 + 6_000;
+    loop {
+        let port = (20_000 + (start + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn loopback(port: u16) -> SocketAddr {

@@ -1,11 +1,10 @@
 //! Server processes under test: free ports, spawning with logs, waiting until the front end
 //! accepts connections, signals, and killing everything on drop.
 
-use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Why a target could not start.
@@ -58,16 +57,20 @@ impl Drop for Server {
     }
 }
 
-/// Ports handed out by this process, never handed out twice.
-static PORTS_GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+/// The next port to try, counting from a start spread by process id.
+static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
 
-/// A free loopback port above 20000 that no other caller in this process got.
+/// A free loopback port that no other caller in this process got, below the kernel's
+/// ephemeral range (32768 and up): a port taken from that range could be handed to some
+/// client socket as its own end before the server binds it, and a connection to it could
+/// then reach that socket instead of the server.
 pub fn free_port() -> u16 {
+    const LOW: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    let start = std::process::id() * 97;
     loop {
-        let port =
-            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind a free port");
-        let mut given = PORTS_GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if port > 20000 && given.insert(port) {
+        let port = (LOW + (start + NEXT_PORT.fetch_add(1, Ordering::Relaxed)) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
