@@ -50,6 +50,7 @@ pub struct World {
     pub leaders_by_term: BTreeMap<u64, std::collections::BTreeSet<u64>>,
 }
 
+#[derive(Default)]
 pub struct Nemesis {
     scheduled: BTreeMap<(Duration, u64), Action>,
     next_seq: u64,
@@ -57,7 +58,7 @@ pub struct Nemesis {
 
 impl Nemesis {
     pub fn new() -> Self {
-        Nemesis { scheduled: BTreeMap::new(), next_seq: 0 }
+        Nemesis::default()
     }
 
     fn schedule(&mut self, after: Duration, action: Action) {

@@ -36,7 +36,8 @@ impl Trace {
         self.inner.lock().expect("trace lock").hash
     }
 
-    pub fn len(&self) -> u64 {
+    /// How many events were recorded.
+    pub fn events(&self) -> u64 {
         self.inner.lock().expect("trace lock").events
     }
 }

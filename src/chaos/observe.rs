@@ -21,9 +21,13 @@ pub enum Event<'a> {
     Installed { node: u64, index: u64 },
 }
 
+/// The installed observer, if any.
+#[cfg(madsim)]
+type Observer = Option<std::rc::Rc<dyn Fn(Event<'_>)>>;
+
 #[cfg(madsim)]
 thread_local! {
-    static OBSERVER: std::cell::RefCell<Option<std::rc::Rc<dyn Fn(Event<'_>)>>> = const { std::cell::RefCell::new(None) };
+    static OBSERVER: std::cell::RefCell<Observer> = const { std::cell::RefCell::new(None) };
 }
 
 /// Installs the observer for this thread (the simulator does, once per world).

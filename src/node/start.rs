@@ -133,9 +133,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         }
         let snapshot = bootstrap_snapshot(&options.peers);
         wal.save_snapshot(&snapshot).map_err(|e| StartError::Storage(e.to_string()))?;
-        let mut hs = HardState::default();
-        hs.term = 1;
-        hs.commit = 1;
+        let hs = HardState { term: 1, commit: 1, ..HardState::default() };
         wal.set_hard_state(&hs);
         wal.sync().map_err(|e| StartError::Storage(e.to_string()))?;
         recovered.snapshot = Some(snapshot);
