@@ -161,16 +161,8 @@ impl Fsm {
                     is_producer: session.producer,
                     is_worker: session.worker,
                     answered_req_id: session.answered.as_ref().map(|a| a.request_id.clone()).unwrap_or_default(),
-                    answered_outcome: match session.answered.as_ref().map(|a| a.outcome) {
-                        None => 0,
-                        Some(AnsweredOutcome::Reserved(_)) => 1,
-                        Some(AnsweredOutcome::TimedOut) => 2,
-                        Some(AnsweredOutcome::DeadlineSoon) => 3,
-                    },
-                    answered_job_id: match session.answered.as_ref().map(|a| a.outcome) {
-                        Some(AnsweredOutcome::Reserved(id)) => id as i64,
-                        _ => 0,
-                    },
+                    answered_outcome: answered_to_proto(session.answered.as_ref()).0,
+                    answered_job_id: answered_to_proto(session.answered.as_ref()).1,
                     ..ClientResvEntryProto::default()
                 }
             })
@@ -271,6 +263,29 @@ fn restore_tubes(s: &mut State, tubes: &[TubeProto]) -> Result<(), RestoreError>
     Ok(())
 }
 
+/// A session's last answer as the snapshot's (outcome code, job id): 0 none, 1 reserved,
+/// 2 timed out, 3 deadline soon.
+fn answered_to_proto(answered: Option<&Answered>) -> (i32, i64) {
+    match answered.map(|a| a.outcome) {
+        None => (0, 0),
+        Some(AnsweredOutcome::Reserved(id)) => (1, id as i64),
+        Some(AnsweredOutcome::TimedOut) => (2, 0),
+        Some(AnsweredOutcome::DeadlineSoon) => (3, 0),
+    }
+}
+
+/// The session's last answer back from its snapshot entry; an unknown outcome code is the error.
+fn answered_from_proto(e: &ClientResvEntryProto) -> Result<Option<Answered>, i32> {
+    let outcome = match e.answered_outcome {
+        0 => return Ok(None),
+        1 => AnsweredOutcome::Reserved(e.answered_job_id as u64),
+        2 => AnsweredOutcome::TimedOut,
+        3 => AnsweredOutcome::DeadlineSoon,
+        other => return Err(other),
+    };
+    Ok(Some(Answered { request_id: e.answered_req_id.clone(), outcome }))
+}
+
 fn restore_sessions(s: &mut State, entries: &[ClientResvEntryProto]) -> Result<(), RestoreError> {
     for e in entries {
         let key = ClientKey::new(&e.proxy_id, &e.client_id);
@@ -299,14 +314,7 @@ fn restore_sessions(s: &mut State, entries: &[ClientResvEntryProto]) -> Result<(
         } else {
             None
         };
-        let answered = match e.answered_outcome {
-            0 => None,
-            1 => Some(AnsweredOutcome::Reserved(e.answered_job_id as u64)),
-            2 => Some(AnsweredOutcome::TimedOut),
-            3 => Some(AnsweredOutcome::DeadlineSoon),
-            other => return Err(bad(format!("client {key}: unknown answered outcome {other}"))),
-        };
-        let answered = answered.map(|outcome| Answered { request_id: e.answered_req_id.clone(), outcome });
+        let answered = answered_from_proto(e).map_err(|other| bad(format!("client {key}: unknown answered outcome {other}")))?;
         let session = Session {
             used,
             watched,

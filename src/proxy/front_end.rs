@@ -100,11 +100,6 @@ impl Waiters {
         }
     }
 
-    /// Removes a waiting reserve's answer channel, unanswered.
-    pub fn take(&self, client: &str, request: &str) -> Option<oneshot::Sender<ReserveOutcome>> {
-        lock(&self.waiting).remove(&(client.to_string(), request.to_string())).map(|w| w.answer)
-    }
-
     /// Reserves that have waited at least `age` for a client still connected: (client id,
     /// request id).
     fn waiting_longer_than(&self, age: Duration) -> Vec<(String, String)> {
@@ -184,7 +179,7 @@ impl FrontEnd {
                 let reserved = matches!(event.outcome, ReserveOutcome::Reserved { .. });
                 if reserved && mutant::planted(Mutant::DropReservationAfterLeaderChange) && mutant::take_leader_change() {
                     // Kept but never answered: the client waits for ever.
-                    std::mem::forget(front.waiters.take(&event.client.client, &event.request_id));
+                    std::mem::forget(front.waiters.take_waiter(&event.client.client, &event.request_id));
                     continue;
                 }
                 front.waiters.answer(&event.client.client, &event.request_id, event.outcome);
@@ -275,6 +270,7 @@ async fn find_lost_answers(front: std::sync::Weak<FrontEnd>) {
         }
         let clients = old.iter().map(|(client, _)| client.clone()).collect();
         let Ok(Answer::Clients(not_waiting)) = front.upstream.query(Query::NotWaiting(clients)).await else { continue };
+        let not_waiting: std::collections::BTreeSet<String> = not_waiting.into_iter().collect();
         for (client, request) in old.into_iter().filter(|(c, _)| not_waiting.contains(c)) {
             // Answered by the feed since the query: nothing was lost.
             let Some(waiter) = front.waiters.take_waiter(&client, &request) else { continue };
