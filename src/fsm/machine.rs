@@ -157,7 +157,9 @@ impl Fsm {
             delay_secs,
             ttr_secs: ttr_secs.max(1),
             created: self.s.clock,
-            body,
+            // A copy of its own: the body given may be a slice of a larger buffer (a socket
+            // read, a log entry of many writes), which a long-lived job would keep alive.
+            body: Bytes::copy_from_slice(&body),
             state: JobState::Ready,
             timer: None,
             reserves: 0,

@@ -135,6 +135,20 @@ fn ids_are_one_global_sequence_from_one() {
     assert_eq!(put(&mut f, 0, "default", 0, 0, 10), 4);
 }
 
+/// A job keeps a copy of its body, not a slice of the buffer it came in (a socket read, a log
+/// entry of many writes), which it would otherwise keep alive for as long as it lives.
+#[test]
+fn job_body_is_its_own_copy() {
+    let mut f = Fsm::new();
+    let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
+    let body = buffer.slice(100..110);
+    let op = Op::Put { client: None, tube: "default".into(), pri: 0, delay_secs: 0, ttr_secs: 10, body: body.clone() };
+    let Ok(Reply::Put { id }) = quiet(&mut f, 0, op) else { panic!("put failed") };
+    let kept = f.job(id).unwrap().body;
+    assert_eq!(kept, body);
+    assert!(!buffer.as_ptr_range().contains(&kept.as_ptr()), "the job's body points into the buffer it came in");
+}
+
 /// A put with ttr 0 gets ttr 1: the job reports 1 and a reservation runs out after 1000 ms.
 #[test]
 fn ttr_zero_becomes_one() {

@@ -48,6 +48,30 @@ fn timeout(timeout_secs: i32) -> Option<u32> {
     u32::try_from(timeout_secs).ok()
 }
 
+/// The kind of an operation, as its wire form names it.
+pub fn encode_op_type(op: &Op) -> OpType {
+    match op {
+        Op::Put { .. } => OpType::Put,
+        Op::Reserve { .. } => OpType::Reserve,
+        Op::ReserveJob { .. } => OpType::ReserveJob,
+        Op::Delete { .. } => OpType::Delete,
+        Op::Release { .. } => OpType::Release,
+        Op::Bury { .. } => OpType::Bury,
+        Op::Touch { .. } => OpType::Touch,
+        Op::Kick { .. } => OpType::Kickn,
+        Op::KickJob { .. } => OpType::Kick,
+        Op::PauseTube { .. } => OpType::PauseTube,
+        Op::Use { .. } => OpType::UseTube,
+        Op::Watch { .. } => OpType::WatchTube,
+        Op::Ignore { .. } => OpType::IgnoreTube,
+        Op::ClientHello { .. } => OpType::ClientHello,
+        Op::ClientGone { .. } => OpType::ClientGone,
+        Op::ProxyGone { .. } => OpType::ProxyGone,
+        Op::ProxyLease { .. } => OpType::ProxyLease,
+        Op::Tick => OpType::Tick,
+    }
+}
+
 /// The wire form of an operation, as it goes into the log.
 pub fn encode_op(op: &Op) -> (OpType, Vec<u8>) {
     let split = |c: &ClientKey| (c.proxy.to_string(), c.client.to_string());
@@ -155,6 +179,10 @@ pub fn op_request(op: &Op, caller_id: String, caller_seq: u64) -> api::ApplyOpRe
 /// can read it as something it is not.
 pub const ENTRY_FORMAT_OP_BATCH: u8 = 1;
 
+/// A normal entry's whole data when its operations stay in the memory of the process that
+/// proposed them (`LocalOp`): no other process can apply it.
+pub const ENTRY_FORMAT_LOCAL: u8 = 2;
+
 /// A normal entry's data: the format byte, then the batch of operations.
 pub fn encode_entry(batch: &api::ApplyOpBatch) -> Vec<u8> {
     let mut data = Vec::with_capacity(1 + batch.encoded_len());
@@ -172,6 +200,7 @@ pub fn decode_entry(data: &Bytes) -> Result<api::ApplyOpBatch, DecodeError> {
         Some(&ENTRY_FORMAT_OP_BATCH) => {
             api::ApplyOpBatch::decode(data.slice(1..)).map_err(|e| invalid(format!("undecodable entry: {e}")))
         }
+        Some(&ENTRY_FORMAT_LOCAL) => Err(invalid("an entry whose operations were kept in its proposer's memory")),
         Some(format) => Err(invalid(format!("unknown entry format {format}"))),
         None => Err(invalid("empty entry data")),
     }
@@ -418,6 +447,7 @@ mod tests {
         ];
         for op in ops {
             let (kind, body) = encode_op(&op);
+            assert_eq!(encode_op_type(&op), kind);
             assert_eq!(decode_op(kind, &body), Ok(op));
         }
     }

@@ -16,10 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::clock;
-use super::codec::{encode_entry, op_request};
+use super::codec::{encode_entry, op_request, ENTRY_FORMAT_LOCAL};
 use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, Shared, Status};
 use super::log_store::LogStore;
-use super::replicated::{EntryError, Replicated};
+use super::replicated::{EntryError, LocalOp, Replicated};
 use super::transport::Transport;
 use crate::api::{ApplyOpBatch, ApplyOpRequest, ReplicatedStateProto};
 use crate::fsm::{Op, Reply};
@@ -88,10 +88,19 @@ enum Pending {
 /// The writes of this turn, waiting to be proposed as one entry.
 #[derive(Default)]
 struct Batch {
+    /// The writes as the log records them...
     ops: Vec<ApplyOpRequest>,
+    /// ...or, on a node whose entries stay in memory, as they are.
+    local: Vec<LocalOp>,
     replies: Vec<WriteReply>,
     /// The encoded size of `ops`, in bytes.
     bytes: usize,
+}
+
+/// The operations of a proposed entry kept in memory, with the time stamped on them.
+struct LocalEntry {
+    now_ms: u64,
+    ops: Vec<LocalOp>,
 }
 
 pub(crate) struct Driver {
@@ -117,12 +126,15 @@ pub(crate) struct Driver {
     /// The last time stamped into a proposal: stamps never go backwards on one leader.
     last_stamp_ms: u64,
     applied: u64,
-    /// Bytes of entry data applied since the last snapshot.
+    /// Bytes of log applied since the last snapshot: entries' data and records.
     log_bytes_since_snapshot: u64,
     leader: u64,
     term: u64,
     /// This node applied a membership without itself: it has left the cluster.
     removed: bool,
+    /// The log never leaves this process (a lone node whose log is in memory): entries hold
+    /// only `ENTRY_FORMAT_LOCAL`, and their operations wait here, by index, until applied.
+    local_entries: Option<BTreeMap<u64, LocalEntry>>,
 }
 
 impl Driver {
@@ -133,6 +145,7 @@ impl Driver {
         inputs: mpsc::Receiver<Input>,
         transport: Transport,
         applied: u64,
+        local_entries: bool,
     ) -> Self {
         Driver {
             raw,
@@ -153,6 +166,7 @@ impl Driver {
             leader: 0,
             term: 0,
             removed: false,
+            local_entries: local_entries.then(BTreeMap::new),
         }
     }
 
@@ -259,6 +273,14 @@ impl Driver {
             let _ = reply.send(Err(NodeError::Overloaded));
             return;
         }
+        if self.local_entries.is_some() {
+            if self.batch.replies.len() >= ENTRY_OPS_MAX {
+                self.propose_batch();
+            }
+            self.batch.local.push(LocalOp { op, caller });
+            self.batch.replies.push(reply);
+            return;
+        }
         let (caller_id, caller_seq) = caller.map(|c| (c.caller, c.seq)).unwrap_or_default();
         let request = op_request(&op, caller_id, caller_seq);
         let bytes = request.encoded_len();
@@ -273,11 +295,11 @@ impl Driver {
 
     /// Proposes this turn's writes as one entry; their replies are owed once it applies.
     fn propose_batch(&mut self) {
-        if self.batch.ops.is_empty() {
+        if self.batch.replies.is_empty() {
             return;
         }
-        let Batch { ops, replies, .. } = std::mem::take(&mut self.batch);
-        match self.propose_ops(ops) {
+        let Batch { ops, local, replies, .. } = std::mem::take(&mut self.batch);
+        match self.propose_ops(ops, local) {
             Ok(index) => {
                 self.writes_in_flight += replies.len();
                 self.pending.insert(index, Pending::Writes { term: self.raw.raft.term, replies });
@@ -291,19 +313,27 @@ impl Driver {
     }
 
     /// Appends one entry of operations to the leader's log, all stamped with the leader's
-    /// time now; answers its index.
-    fn propose_ops(&mut self, mut ops: Vec<ApplyOpRequest>) -> Result<u64, NodeError> {
+    /// time now; answers its index. The operations are `ops` encoded, or `local` when this
+    /// node's entries stay in memory.
+    fn propose_ops(&mut self, mut ops: Vec<ApplyOpRequest>, local: Vec<LocalOp>) -> Result<u64, NodeError> {
         let now_ms = self.stamp();
-        for op in &mut ops {
-            op.now_ms = now_ms as i64;
-            op.now_secs = (now_ms / 1000) as i64;
-        }
-        let data = encode_entry(&ApplyOpBatch { ops });
+        let data = if self.local_entries.is_some() {
+            vec![ENTRY_FORMAT_LOCAL]
+        } else {
+            for op in &mut ops {
+                op.now_ms = now_ms as i64;
+                op.now_secs = (now_ms / 1000) as i64;
+            }
+            encode_entry(&ApplyOpBatch { ops })
+        };
         let before = self.raw.raft.raft_log.last_index();
         self.raw.propose(Vec::new(), data).map_err(|e| NodeError::Dropped(e.to_string()))?;
         let index = self.raw.raft.raft_log.last_index();
         if index == before {
             return Err(NodeError::Dropped("raft did not append the proposal".into()));
+        }
+        if let Some(entries) = &mut self.local_entries {
+            entries.insert(index, LocalEntry { now_ms, ops: local });
         }
         Ok(index)
     }
@@ -314,7 +344,11 @@ impl Driver {
         }
         let due = lock(&self.shared.state).fsm.next_deadline().is_some_and(|at| at <= clock::now_ms());
         if due {
-            match self.propose_ops(vec![op_request(&Op::Tick, String::new(), 0)]) {
+            let (ops, local) = match self.local_entries {
+                Some(_) => (Vec::new(), vec![LocalOp { op: Op::Tick, caller: None }]),
+                None => (vec![op_request(&Op::Tick, String::new(), 0)], Vec::new()),
+            };
+            match self.propose_ops(ops, local) {
                 Ok(index) => self.tick_in_flight = Some(index),
                 Err(e) => tracing::debug!(error = %e, "tick proposal dropped"),
             }
@@ -339,6 +373,10 @@ impl Driver {
     fn propose_member_change(&mut self, change: MemberChange, reply: oneshot::Sender<Result<(), NodeError>>) {
         if self.raw.raft.state != StateRole::Leader {
             let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if self.local_entries.is_some() {
+            let _ = reply.send(Err(NodeError::Invalid("a node whose log is in memory only takes no other members".into())));
             return;
         }
         let conf = self.raw.raft.prs().conf().to_conf_state();
@@ -470,6 +508,9 @@ impl Driver {
 
     fn fail_all(&mut self, error: impl Fn() -> NodeError) {
         self.writes_in_flight = 0;
+        if let Some(entries) = &mut self.local_entries {
+            entries.clear();
+        }
         let queued = std::mem::take(&mut self.batch).replies;
         for reply in queued {
             let _ = reply.send(Err(error()));
@@ -514,7 +555,8 @@ impl Driver {
                 continue;
             }
             self.applied = entry.index;
-            self.log_bytes_since_snapshot += entry.data.len() as u64;
+            // The entry's own record counts too: an entry kept in memory has one byte of data.
+            self.log_bytes_since_snapshot += (entry.data.len() + std::mem::size_of::<Entry>()) as u64;
             if self.tick_in_flight == Some(entry.index) {
                 self.tick_in_flight = None;
             }
@@ -544,7 +586,12 @@ impl Driver {
     }
 
     fn apply_normal(&mut self, entry: &Entry) {
-        let mut applied = lock(&self.shared.state).apply_entry(entry.index, &entry.data);
+        let local = self.local_entries.as_mut().filter(|_| entry.data[..] == [ENTRY_FORMAT_LOCAL]).map(|e| e.remove(&entry.index));
+        let mut applied = match local {
+            None => lock(&self.shared.state).apply_entry(entry.index, &entry.data),
+            Some(Some(LocalEntry { now_ms, ops })) => Ok(lock(&self.shared.state).apply_local(entry.index, now_ms, ops)),
+            Some(None) => Err(EntryError::Malformed(format!("the operations of entry {} are no longer in memory", entry.index))),
+        };
         let events: Vec<_> = applied.iter_mut().flatten().flat_map(|outcome| std::mem::take(&mut outcome.events)).collect();
         if !events.is_empty() {
             let _ = self.shared.events.send(Arc::new(AppliedEvents { index: entry.index, events }));

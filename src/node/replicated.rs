@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use prost::Message;
 
-use super::codec::{decode_entry, decode_op, decode_result, encode_result};
+use super::codec::{decode_entry, decode_op, decode_result, encode_op_type, encode_result, DecodeError};
+use super::handle::CallerSeq;
 use crate::api::{self, ApplyOpRequest, ApplyOpResponse, OpType};
-use crate::fsm::{Fsm, FsmError, ReservationEvent, Reply};
+use crate::fsm::{Fsm, FsmError, Op, ReservationEvent, Reply};
 
 /// Responses kept per caller for deduplication: a caller with more writes in flight than this
 /// cannot have its oldest ones deduplicated (it gets an error instead of a second apply).
@@ -57,6 +58,15 @@ pub struct OpOutcome {
     pub duplicate: bool,
 }
 
+/// A write of an entry that never leaves this process (a lone node whose log is in memory):
+/// kept decoded beside the log instead of encoded into it, which spares encoding and decoding
+/// every operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalOp {
+    pub op: Op,
+    pub caller: Option<CallerSeq>,
+}
+
 /// The state every replica keeps in step.
 #[derive(Clone, Debug, Default)]
 pub struct Replicated {
@@ -78,26 +88,47 @@ impl Replicated {
         Ok(batch.ops.into_iter().map(|request| self.apply_op(index, request)).collect())
     }
 
+    /// Applies the operations of an entry that never left this process (see `LocalOp`), in
+    /// order, one outcome each: as `apply_entry` would the same operations encoded.
+    pub fn apply_local(&mut self, index: u64, now_ms: u64, ops: Vec<LocalOp>) -> Vec<OpOutcome> {
+        ops.into_iter()
+            .map(|LocalOp { op, caller }| {
+                let caller = caller.map(|c| (c.caller, c.seq));
+                self.apply_once(index, now_ms, caller, encode_op_type(&op), || Ok(op))
+            })
+            .collect()
+    }
+
     fn apply_op(&mut self, index: u64, request: ApplyOpRequest) -> OpOutcome {
-        let fail = |e| OpOutcome { result: Err(e), events: Vec::new(), duplicate: false };
         let Ok(op_type) = OpType::try_from(request.op) else {
-            return fail(EntryError::Malformed(format!("unknown op type {}", request.op)));
+            return failed(EntryError::Malformed(format!("unknown op type {}", request.op)));
         };
-        let dedupe = !request.caller_id.is_empty();
-        if dedupe {
-            match self.cached(&request.caller_id, request.caller_seq) {
+        let ApplyOpRequest { caller_id, caller_seq, body, now_ms, .. } = request;
+        let caller = (!caller_id.is_empty()).then_some((caller_id, caller_seq));
+        self.apply_once(index, u64::try_from(now_ms).unwrap_or(0), caller, op_type, || decode_op(op_type, &body))
+    }
+
+    /// Applies one operation, at most once per (caller, sequence number) when a caller is
+    /// given: a repeat answers the first apply's result from the response cache.
+    fn apply_once(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        caller: Option<(String, u64)>,
+        op_type: OpType,
+        op: impl FnOnce() -> Result<Op, DecodeError>,
+    ) -> OpOutcome {
+        if let Some((caller_id, seq)) = &caller {
+            match self.cached(caller_id, *seq) {
                 Cached::Hit(op, response) => {
                     let result = decode_result(op, &response).map_err(|e| EntryError::Malformed(e.0));
                     return OpOutcome { result, events: Vec::new(), duplicate: true };
                 }
-                Cached::TooOld => {
-                    return fail(EntryError::TooOldToDeduplicate { caller: request.caller_id, seq: request.caller_seq })
-                }
+                Cached::TooOld => return failed(EntryError::TooOldToDeduplicate { caller: caller_id.clone(), seq: *seq }),
                 Cached::Miss => {}
             }
         }
-        let now_ms = u64::try_from(request.now_ms).unwrap_or(0);
-        let (result, events) = match decode_op(op_type, &request.body) {
+        let (result, events) = match op() {
             Ok(op) => {
                 let applied = self.fsm.apply(op, now_ms);
                 (applied.reply, applied.events)
@@ -107,8 +138,8 @@ impl Replicated {
                 Vec::new()
             }),
         };
-        if dedupe {
-            self.remember(index, request.caller_id, request.caller_seq, op_type, &result);
+        if let Some((caller_id, seq)) = caller {
+            self.remember(index, caller_id, seq, op_type, &result);
         }
         OpOutcome { result: Ok(result), events, duplicate: false }
     }
@@ -198,6 +229,10 @@ impl Replicated {
     }
 }
 
+fn failed(e: EntryError) -> OpOutcome {
+    OpOutcome { result: Err(e), events: Vec::new(), duplicate: false }
+}
+
 enum Cached {
     Hit(OpType, ApplyOpResponse),
     TooOld,
@@ -207,7 +242,6 @@ enum Cached {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsm::Op;
     use crate::node::codec::{encode_entry, op_request, ENTRY_FORMAT_OP_BATCH};
 
     fn request(op: &Op, caller: &str, seq: u64, now_ms: i64) -> ApplyOpRequest {
@@ -279,6 +313,32 @@ mod tests {
         assert_eq!(results, vec![Ok(Ok(Reply::Put { id: 1 })), Ok(Ok(Reply::Put { id: 2 })), Ok(Ok(Reply::Put { id: 1 }))]);
         assert_eq!(outcomes.iter().map(|o| o.duplicate).collect::<Vec<_>>(), vec![false, false, true]);
         assert_eq!(r.fsm.job_count(), 2);
+    }
+
+    /// Operations kept in memory apply as the same operations encoded into entries would:
+    /// the same results, events, duplicates and state.
+    #[test]
+    fn local_ops_apply_like_encoded_entries() {
+        let c = crate::fsm::ClientKey::new("p", "c1");
+        let reserve = Op::Reserve { client: c.clone(), request_id: "r1".into(), timeout_secs: Some(5), tubes: Vec::new() };
+        let writes: Vec<(Op, Option<CallerSeq>)> = vec![
+            (Op::ClientHello { client: c.clone() }, None),
+            (reserve, Some(CallerSeq { caller: "p".into(), seq: 1 })),
+            (put(), Some(CallerSeq { caller: "p".into(), seq: 2 })),
+            (put(), Some(CallerSeq { caller: "p".into(), seq: 2 })),
+            (Op::KickJob { id: 9 }, None),
+            (Op::Tick, None),
+        ];
+        let (mut encoded, mut local) = (Replicated::default(), Replicated::default());
+        for (index, (op, caller)) in writes.into_iter().enumerate() {
+            let (index, now_ms) = (index as u64 + 1, 1000 * index as i64);
+            let (caller_id, seq) = caller.clone().map(|c| (c.caller, c.seq)).unwrap_or_default();
+            let from_entry = apply_one(&mut encoded, index, &entry(&op, &caller_id, seq, now_ms));
+            let from_memory = local.apply_local(index, now_ms as u64, vec![LocalOp { op, caller }]);
+            assert_eq!(from_memory, vec![from_entry]);
+        }
+        assert_eq!(local.digest(), encoded.digest());
+        assert_eq!(local.fsm.job_count(), 1);
     }
 
     /// Snapshot then restore keeps the state machine, the caller cache and the addresses.

@@ -28,8 +28,8 @@ const EVENT_BUFFER_MAX: usize = 16_384;
 pub enum LogStorage {
     /// In the data dir on this disk: durable, and recovered at the next start.
     Disk(Arc<dyn Disk>),
-    /// In memory only, as `serve` without `-b` promises: nothing is written, the log is not
-    /// encoded, and compaction encodes no snapshot. Only for a node that is its cluster's
+    /// In memory only, as `serve` without `-b` promises: nothing is written, entries keep
+    /// their operations decoded (`LocalOp`), and compaction encodes no snapshot. Only for a node that is its cluster's
     /// only member, so no follower ever needs a snapshot from it.
     Memory,
 }
@@ -125,6 +125,7 @@ fn open_log(options: &NodeOptions, storage: LogStorage) -> Result<(Wal, Recovere
 /// spawned task.
 pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandle, StartError> {
     let id = options.driver.id;
+    let local_entries = matches!(storage, LogStorage::Memory);
     let (mut wal, mut recovered) = open_log(&options, storage)?;
     let fresh = recovered.snapshot.is_none() && recovered.entries.is_empty() && recovered.hard_state == HardState::default();
     if fresh && !options.peers.is_empty() {
@@ -180,7 +181,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
     });
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
     let transport = Transport::new(id, options.advertise.clone(), tx.clone());
-    let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied);
+    let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied, local_entries);
     tokio::spawn(driver.run());
     Ok(NodeHandle { inputs: tx, shared })
 }

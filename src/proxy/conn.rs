@@ -3,6 +3,8 @@
 //! up while waiting is noticed. Closing (or `quit`) ends the client's session upstream, which
 //! releases every job it had reserved.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -23,11 +25,12 @@ enum End {
     Closed,
 }
 
-pub struct Conn<R, W> {
+pub struct Conn<S> {
     front: Arc<FrontEnd>,
     client: ClientKey,
-    reader: R,
-    writer: W,
+    /// The client's socket: one owner reads and writes it, so it needs no split (whose
+    /// lock costs on every read and write).
+    stream: S,
     input: BytesMut,
     output: BytesMut,
     decoder: Decoder,
@@ -36,20 +39,25 @@ pub struct Conn<R, W> {
     /// The session upstream has been started (on the first command).
     said_hello: bool,
     next_request: u64,
-    /// Changes when the cluster ended this front end's sessions: the connection then closes.
-    sessions_lost: tokio::sync::watch::Receiver<u64>,
+    /// Ready once the cluster ended this front end's sessions: the connection then closes.
+    /// One future for the connection's life, polled beside every read, rather than a new
+    /// `changed()` future per read; the connection ends when it is ready, never polling it
+    /// again.
+    sessions_lost: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
-    pub fn new(front: Arc<FrontEnd>, reader: R, writer: W) -> Self {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub fn new(front: Arc<FrontEnd>, stream: S) -> Self {
         let client = ClientKey::new(front.upstream.proxy_id(), &front.next_client_id());
-        let sessions_lost = front.sessions_lost.subscribe();
+        let mut lost = front.sessions_lost.subscribe();
+        let sessions_lost = Box::pin(async move {
+            let _ = lost.changed().await;
+        });
         let decoder = Decoder::new(front.limits.job_body_bytes_max).with_line_bytes_max(front.limits.line_bytes_max);
         Conn {
             front,
             client,
-            reader,
-            writer,
+            stream,
             input: BytesMut::with_capacity(READ_CHUNK_BYTES),
             output: BytesMut::with_capacity(READ_CHUNK_BYTES),
             decoder,
@@ -101,9 +109,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         if self.output.is_empty() {
             return Ok(());
         }
-        self.writer.write_all(&self.output).await.map_err(|_| End::Closed)?;
+        self.stream.write_all(&self.output).await.map_err(|_| End::Closed)?;
         // Simulated sockets deliver only on flush; real ones make it a no-op.
-        self.writer.flush().await.map_err(|_| End::Closed)?;
+        self.stream.flush().await.map_err(|_| End::Closed)?;
         self.output.clear();
         Ok(())
     }
@@ -113,11 +121,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         self.input.reserve(READ_CHUNK_BYTES);
         tokio::select! {
             biased;
-            read = self.reader.read_buf(&mut self.input) => match read {
+            read = self.stream.read_buf(&mut self.input) => match read {
                 Ok(0) | Err(_) => Err(End::Closed),
                 Ok(_) => Ok(()),
             },
-            _ = self.sessions_lost.changed() => Err(End::Closed),
+            _ = &mut self.sessions_lost => Err(End::Closed),
         }
     }
 
@@ -331,8 +339,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                 outcome = &mut answer => {
                     return outcome.map_err(|_| End::Closed);
                 }
-                _ = self.sessions_lost.changed() => return Err(End::Closed),
-                read = self.reader.read_buf(&mut self.input), if room => {
+                _ = &mut self.sessions_lost => return Err(End::Closed),
+                read = self.stream.read_buf(&mut self.input), if room => {
                     if matches!(read, Ok(0) | Err(_)) {
                         return Err(End::Closed);
                     }

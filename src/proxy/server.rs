@@ -79,14 +79,10 @@ pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
         let accepted = match &listener {
             Listener::Tcp(l) => l.accept().await.map(|(stream, _)| {
                 let _ = stream.set_nodelay(true);
-                let (r, w) = tokio::io::split(stream);
-                spawn_conn(front.clone(), r, w, permit)
+                spawn_conn(front.clone(), stream, permit)
             }),
             #[cfg(not(madsim))]
-            Listener::Unix(l) => l.accept().await.map(|(stream, _)| {
-                let (r, w) = tokio::io::split(stream);
-                spawn_conn(front.clone(), r, w, permit)
-            }),
+            Listener::Unix(l) => l.accept().await.map(|(stream, _)| spawn_conn(front.clone(), stream, permit)),
         };
         if let Err(e) = accepted {
             tracing::warn!(error = %e, "accept failed");
@@ -95,15 +91,14 @@ pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
     }
 }
 
-fn spawn_conn<R, W>(front: Arc<FrontEnd>, reader: R, writer: W, permit: tokio::sync::OwnedSemaphorePermit)
+fn spawn_conn<S>(front: Arc<FrontEnd>, stream: S, permit: tokio::sync::OwnedSemaphorePermit)
 where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     front.counters.current_connections.fetch_add(1, Ordering::Relaxed);
     front.counters.total_connections.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        Conn::new(front.clone(), reader, writer).run().await;
+        Conn::new(front.clone(), stream).run().await;
         front.counters.current_connections.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
     });
