@@ -101,4 +101,17 @@ fn main() {
         costs.push(ns);
     }
     println!("  cost ratio 1M/1k: {:.2}x", costs[2] / costs[0]);
+
+    println!("snapshot of 1M jobs: each step a driver would take (ms)");
+    let (fsm, _) = preload(1_000_000);
+    let started = Instant::now();
+    let copy = black_box(fsm.clone());
+    let clone_ms = started.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    let proto = black_box(copy.snapshot());
+    let proto_ms = started.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    let bytes = black_box(prost::Message::encode_to_vec(&proto));
+    let encode_ms = started.elapsed().as_secs_f64() * 1e3;
+    println!("  clone {clone_ms:.0}  to proto {proto_ms:.0}  encode {encode_ms:.0} ({} MB)", bytes.len() / 1_000_000);
 }
