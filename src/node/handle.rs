@@ -75,6 +75,8 @@ pub(crate) enum Input {
     TransferLeader { to: u64 },
     Unreachable { peer: u64 },
     SnapshotSent { peer: u64, ok: bool },
+    /// A snapshot of our own state was encoded and written apart from the driver.
+    SnapshotSaved { saved: Result<raft::eraftpb::Snapshot, String> },
 }
 
 /// Reservation events of one applied entry, for the streams to proxies.

@@ -1,10 +1,10 @@
 //! The Raft log as raft-rs reads it (`raft::Storage`), kept in memory after the last snapshot
 //! and made durable through the write-ahead log. Nothing here is acknowledged before `sync`.
 
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
-use crate::storage::{Recovered, StorageError as WalError, Wal};
+use crate::storage::{Recovered, SnapshotWriter, StorageError as WalError, Wal};
 
 /// The log: the write-ahead log (which keeps the entries after the snapshot in memory too),
 /// the conf state, and the latest snapshot with its data.
@@ -68,6 +68,31 @@ impl LogStore {
         self.conf_state = snapshot.get_metadata().get_conf_state().clone();
         self.snapshot = snapshot;
         Ok(())
+    }
+
+    /// What a snapshot of our own applied state at `index` needs besides the state: its
+    /// metadata, and a writer that can write it apart from the driver. `None` when the log
+    /// keeps no snapshot files (`compact_to` then costs nothing) or has nothing to compact.
+    pub fn snapshot_plan(&self, index: u64) -> Option<(SnapshotMetadata, SnapshotWriter)> {
+        if index <= self.snapshot_index() {
+            return None;
+        }
+        let term = self.wal.term(index)?;
+        let writer = self.wal.snapshot_writer()?;
+        let mut meta = SnapshotMetadata { index, term, ..SnapshotMetadata::default() };
+        meta.set_conf_state(self.conf_state.clone());
+        Some((meta, writer))
+    }
+
+    /// Makes a snapshot of our own state, which a `SnapshotWriter` wrote, the start of the
+    /// log. Answers false, changing nothing, if a newer snapshot took its place meanwhile.
+    pub fn adopt_snapshot(&mut self, snapshot: Snapshot) -> Result<bool, WalError> {
+        if snapshot.get_metadata().index <= self.snapshot_index() {
+            return Ok(false);
+        }
+        self.wal.adopt_snapshot(&snapshot)?;
+        self.snapshot = snapshot;
+        Ok(true)
     }
 
     /// Takes a snapshot of our own applied state at `index` and drops the log up to it. The
@@ -184,6 +209,37 @@ mod tests {
         assert_eq!(store.snapshot(0, 2).map(|s| s.get_metadata().index), Ok(5));
         assert!(!store.take_fresh_snapshot_wanted());
         assert!(store.snapshot(6, 2).is_err(), "older than the requested index");
+    }
+
+    /// A snapshot written apart from the driver becomes the log's start when adopted, and
+    /// survives a restart; one that a newer snapshot overtook while it was written is not
+    /// adopted and changes nothing.
+    #[test]
+    fn snapshot_written_apart_is_adopted_unless_overtaken() {
+        let disk = Arc::new(SimDisk::new());
+        let (wal, recovered) = Wal::open(disk.clone(), "wal", WalOptions::default()).expect("opens");
+        let mut store = LogStore::new(wal, recovered);
+        let entries: Vec<Entry> = (1..=6).map(|index| Entry { index, term: 1, ..Entry::default() }).collect();
+        store.append(&entries).unwrap();
+        store.sync().unwrap();
+        let write = |index: u64, store: &LogStore| {
+            let (meta, mut writer) = store.snapshot_plan(index).expect("a plan");
+            let mut snapshot = Snapshot::default();
+            snapshot.set_data(vec![index as u8; 3].into());
+            snapshot.set_metadata(meta);
+            writer.write(&snapshot).expect("written");
+            snapshot
+        };
+        let older = write(3, &store);
+        let newer = write(5, &store);
+        assert_eq!(store.first_index().unwrap(), 1, "nothing changes before adoption");
+        assert!(store.adopt_snapshot(newer).expect("adopted"));
+        assert!(!store.adopt_snapshot(older).expect("refused without error"));
+        assert_eq!((store.snapshot_index(), store.first_index().unwrap(), store.last_index().unwrap()), (5, 6, 6));
+        assert!(store.snapshot_plan(5).is_none(), "nothing left to compact at 5");
+        let (_, recovered) = Wal::open(disk, "wal", WalOptions::default()).expect("reopens");
+        assert_eq!(recovered.snapshot.map(|s| (s.get_metadata().index, s.get_data().to_vec())), Some((5, vec![5; 3])));
+        assert_eq!(recovered.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![6]);
     }
 
     /// A log in memory compacts without asking for the state's encoding, and tells raft a

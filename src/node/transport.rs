@@ -44,6 +44,12 @@ impl Transport {
         Transport { from, from_addr, learned: BTreeMap::new(), peers: BTreeMap::new(), reports }
     }
 
+    /// The driver's own input channel, for other work that reports back to it (weak: a
+    /// report must not keep the node alive).
+    pub fn reports(&self) -> mpsc::WeakSender<Input> {
+        self.reports.downgrade()
+    }
+
     /// Remembers where a peer that sent us a batch can be reached.
     pub fn learn(&mut self, peer: u64, addr: String) {
         if peer != 0 && !addr.is_empty() {

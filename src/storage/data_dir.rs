@@ -31,6 +31,12 @@ impl DataDir {
         Ok(data_dir)
     }
 
+    /// Another handle on the same directory, with its own fsync count: for writing a file
+    /// away from the handle's owner.
+    pub(crate) fn another_handle(&self) -> DataDir {
+        DataDir { disk: self.disk.clone(), dir: self.dir.clone(), fsync_count: 0 }
+    }
+
     /// The path of `name` in this directory, relative to the disk's root.
     pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)

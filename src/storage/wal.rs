@@ -196,6 +196,21 @@ impl Wal {
     /// history replaced ours). Syncs any pending batch (and the hard state) first. Durable
     /// when it returns.
     pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.put_snapshot(snapshot, SnapshotFile::ToWrite)
+    }
+
+    /// A writer of snapshot files that works apart from the log (a large state takes long to
+    /// encode and write); `None` for a log in memory. The log then adopts what it wrote.
+    pub fn snapshot_writer(&self) -> Option<SnapshotWriter> {
+        self.dir.as_ref().map(|dir| SnapshotWriter { dir: dir.another_handle() })
+    }
+
+    /// As `save_snapshot`, for a snapshot whose file a `SnapshotWriter` already put in place.
+    pub fn adopt_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.put_snapshot(snapshot, SnapshotFile::Written)
+    }
+
+    fn put_snapshot(&mut self, snapshot: &Snapshot, file: SnapshotFile) -> Result<(), StorageError> {
         self.check_not_poisoned()?;
         let index = snapshot.get_metadata().index;
         if index < self.snapshot.index {
@@ -206,7 +221,7 @@ impl Wal {
         // and must not depend on that snapshot once the new one is in place.
         self.pending_hard_state = true;
         self.sync()?;
-        let saved = self.install_snapshot(snapshot);
+        let saved = self.install_snapshot(snapshot, file);
         self.poisoned = saved.is_err();
         saved
     }
@@ -291,12 +306,14 @@ impl Wal {
     /// Puts the snapshot file in place, then replaces the log with what the snapshot leaves
     /// of it; each step durable before the next, so recovery finds either the old state or
     /// the new one (and finishes replacing the log if the crash came before).
-    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+    fn install_snapshot(&mut self, snapshot: &Snapshot, file: SnapshotFile) -> Result<(), StorageError> {
         let metadata = snapshot.get_metadata();
         let dropped = dropped_count(&self.entries, metadata.index, metadata.term);
         let hard_state = settle_hard_state(&self.hard_state, metadata);
         if let Some(dir) = self.dir.as_mut() {
-            snapshot_file::save(dir, snapshot)?;
+            if file == SnapshotFile::ToWrite {
+                snapshot_file::save(dir, snapshot)?;
+            }
             let sequence = self.segment.as_ref().map_or(1, |segment| segment.sequence + 1);
             let size_bytes = replace_log(dir, sequence, metadata, &hard_state, &self.entries[dropped..])?;
             self.segment = Some(Segment { sequence, size_bytes, is_new: false });
@@ -305,6 +322,28 @@ impl Wal {
         self.hard_state = hard_state;
         self.snapshot = metadata.clone();
         Ok(())
+    }
+}
+
+/// Whether a snapshot's file is still to be written, or a `SnapshotWriter` wrote it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SnapshotFile {
+    ToWrite,
+    Written,
+}
+
+/// Writes snapshot files of a log's directory from another task than the log's owner. Each
+/// file goes in place atomically under its index's own name, so a crash leaves it whole or
+/// absent. Recovery adopts the newest snapshot file (finishing an adoption a crash cut
+/// short); a file superseded before the log adopted it is removed by the next compaction.
+pub struct SnapshotWriter {
+    dir: DataDir,
+}
+
+impl SnapshotWriter {
+    /// Writes `snapshot` as the file for its index and makes it durable.
+    pub fn write(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        snapshot_file::save(&mut self.dir, snapshot)
     }
 }
 
