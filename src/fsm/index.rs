@@ -227,6 +227,8 @@ pub(crate) struct Lease {
     /// Names the lease's timer (proxy names are strings; timer keys are numbers).
     pub id: u64,
     pub until: Millis,
+    /// Its length as last renewed: what a new leader renews it for.
+    pub secs: u32,
 }
 
 /// The server-wide command counters (beanstalkd's op counts that go through the log).

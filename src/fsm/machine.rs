@@ -70,6 +70,9 @@ impl Fsm {
     /// Applies one operation stamped with `now_ms`.
     pub fn apply(&mut self, op: Op, now_ms: Millis) -> Applied {
         debug_assert!(self.events.is_empty());
+        if matches!(op, Op::NewLeader) {
+            self.renew_leases(self.s.clock.max(now_ms));
+        }
         self.s.clock = self.s.clock.max(now_ms);
         self.fire_due_timers();
         let reserve_request = match &op {
@@ -125,7 +128,7 @@ impl Fsm {
                 self.lease(proxy, lease_secs);
                 Ok(Reply::Lease { was_live })
             }
-            Op::Tick => Ok(Reply::Done),
+            Op::Tick | Op::NewLeader => Ok(Reply::Done),
         }
     }
 
@@ -417,7 +420,19 @@ impl Fsm {
         let until = self.s.clock + secs_to_ms(lease_secs);
         self.s.timers.insert(Timer { at: until, kind: TimerKind::LeaseEnd, key: id });
         self.s.lease_proxies.insert(id, proxy.clone());
-        self.s.leases.insert(proxy, Lease { id, until });
+        self.s.leases.insert(proxy, Lease { id, until, secs: lease_secs });
+    }
+
+    /// Every lease runs at least its own length from `now` (`Op::NewLeader`).
+    fn renew_leases(&mut self, now: Millis) {
+        for lease in self.s.leases.values_mut() {
+            let until = now + secs_to_ms(lease.secs);
+            if until > lease.until {
+                self.s.timers.remove(&Timer { at: lease.until, kind: TimerKind::LeaseEnd, key: lease.id });
+                self.s.timers.insert(Timer { at: until, kind: TimerKind::LeaseEnd, key: lease.id });
+                lease.until = until;
+            }
+        }
     }
 
     // ---- timers ----
@@ -649,9 +664,10 @@ impl Fsm {
     }
 
     /// A reserve asked again with the request id of the client's wait or of its last answer
-    /// (its front end lost the answer): it keeps waiting, or gets the same answer once more.
-    /// `None` when it is a new request, or when the job it was given is no longer the
-    /// client's (then it is served afresh).
+    /// (its front end lost the answer): it keeps waiting, or gets the same answer once more,
+    /// even if the job has since left the client (its TTR ran out while the answer was lost):
+    /// the reservation took place when first answered. `None` when it is a new request, or
+    /// when the job it was given is gone (then it is served afresh).
     fn ask_again(&mut self, client: &ClientKey, request_id: &str) -> Option<Reply> {
         let session = self.s.sessions.get(client)?;
         if session.wait.as_ref().is_some_and(|w| w.request_id == request_id) {
@@ -661,9 +677,6 @@ impl Fsm {
         let outcome = match answered.outcome {
             AnsweredOutcome::Reserved(id) => {
                 let job = self.s.jobs.get(&id)?;
-                if !matches!(&job.state, JobState::Reserved { by, .. } if by == client) {
-                    return None;
-                }
                 ReserveOutcome::Reserved { id, body: job.body.clone() }
             }
             AnsweredOutcome::TimedOut => ReserveOutcome::TimedOut,

@@ -297,6 +297,7 @@ fn op_kinds() -> Vec<(u32, BoxedStrategy<Op>)> {
                 .boxed(),
         ),
         (3, Just(Op::Tick).boxed()),
+        (1, Just(Op::NewLeader).boxed()),
     ]
 }
 

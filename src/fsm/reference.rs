@@ -195,8 +195,9 @@ pub(crate) struct Model {
     tubes: Vec<ModelTube>,
     sessions: BTreeMap<ClientKey, ModelSession>,
     counters: ModelCounters,
-    /// Proxy leases: proxy id → (lease id, end); ids count from 1, one per lease granted.
-    leases: BTreeMap<String, (u64, Millis)>,
+    /// Proxy leases: proxy id → (lease id, end, length in s); ids count from 1, one per
+    /// lease granted.
+    leases: BTreeMap<String, (u64, Millis, u32)>,
     next_lease_id: u64,
     /// Reservations answered during the current apply, in order.
     events: Vec<ReservationEvent>,
@@ -225,9 +226,16 @@ impl Model {
 
     // ---- apply ----
 
-    /// Applies one operation at `now_ms`: clock, due timers, the op, due timers again.
+    /// Applies one operation at `now_ms`: clock, due timers, the op, due timers again; a new
+    /// leader renews the leases before anything else.
     pub(crate) fn apply(&mut self, op: Op, now_ms: Millis) -> Applied {
         self.events.clear();
+        if op == Op::NewLeader {
+            let now = self.clock.max(now_ms);
+            for (_, until, secs) in self.leases.values_mut() {
+                *until = (*until).max(now + secs_to_ms(*secs));
+            }
+        }
         self.clock = self.clock.max(now_ms);
         self.fire_due_timers();
         let request = match &op {
@@ -282,12 +290,12 @@ impl Model {
             Op::ProxyLease { proxy, lease_secs } => {
                 let was_live = self.leases.remove(&proxy).is_some();
                 if lease_secs > 0 {
-                    self.leases.insert(proxy, (self.next_lease_id, self.clock + secs_to_ms(lease_secs)));
+                    self.leases.insert(proxy, (self.next_lease_id, self.clock + secs_to_ms(lease_secs), lease_secs));
                     self.next_lease_id += 1;
                 }
                 Ok(Reply::Lease { was_live })
             }
-            Op::Tick => Ok(Reply::Done),
+            Op::Tick | Op::NewLeader => Ok(Reply::Done),
         }
     }
 
@@ -573,7 +581,7 @@ impl Model {
                 timers.push(PendingTimer { at, kind: TimerKind::WaitTimeout, key: wait.seq });
             }
         }
-        for &(id, at) in self.leases.values() {
+        for &(id, at, _) in self.leases.values() {
             timers.push(PendingTimer { at, kind: TimerKind::LeaseEnd, key: id });
         }
         timers
@@ -625,7 +633,7 @@ impl Model {
                 let proxy = self
                     .leases
                     .iter()
-                    .find(|(_, (id, _))| *id == timer.key)
+                    .find(|(_, (id, _, _))| *id == timer.key)
                     .map(|(p, _)| p.clone())
                     .expect("a lease timer belongs to a lease");
                 self.leases.remove(&proxy);
@@ -756,7 +764,7 @@ impl Model {
     }
 
     /// The same request asked again: still waiting, or its answer once more (a job only
-    /// while the client still holds it).
+    /// while it exists, whoever holds it).
     fn ask_again(&mut self, client: &ClientKey, request_id: &str) -> Option<Reply> {
         let session = self.sessions.get(client)?;
         if session.wait.as_ref().is_some_and(|w| w.request_id == request_id) {
@@ -768,7 +776,7 @@ impl Model {
         }
         let outcome = match outcome {
             ReserveOutcome::Reserved { id, .. } => {
-                let job = self.jobs.get(&id).filter(|j| j.holder() == Some(client))?;
+                let job = self.jobs.get(&id)?;
                 ReserveOutcome::Reserved { id, body: job.body.clone() }
             }
             other => other,

@@ -193,7 +193,7 @@ impl Fsm {
             leases: s
                 .leases
                 .iter()
-                .map(|(proxy, l)| LeaseProto { proxy_id: proxy.clone(), lease_id: l.id, until: l.until as i64 })
+                .map(|(proxy, l)| LeaseProto { proxy_id: proxy.clone(), lease_id: l.id, until: l.until as i64, lease_secs: l.secs })
                 .collect(),
             next_lease_id: s.next_lease_id,
         }
@@ -225,7 +225,7 @@ fn restore_leases(s: &mut State, leases: &[LeaseProto]) -> Result<(), RestoreErr
     for l in leases {
         let until = ms(l.until, "lease until")?;
         if s.lease_proxies.insert(l.lease_id, l.proxy_id.clone()).is_some()
-            || s.leases.insert(l.proxy_id.clone(), Lease { id: l.lease_id, until }).is_some()
+            || s.leases.insert(l.proxy_id.clone(), Lease { id: l.lease_id, until, secs: l.lease_secs }).is_some()
         {
             return Err(bad(format!("lease of {:?} or its id {} is listed twice", l.proxy_id, l.lease_id)));
         }

@@ -149,6 +149,35 @@ fn job_body_is_its_own_copy() {
     assert!(!buffer.as_ptr_range().contains(&kept.as_ptr()), "the job's body points into the buffer it came in");
 }
 
+/// A new leader renews every lease for its own length before anything due fires, so a
+/// cluster that went without a leader for longer than a lease keeps its front ends' sessions;
+/// without one, the first time stamp past the lease ends them.
+#[test]
+fn new_leader_renews_leases() {
+    let c = key("c");
+    let start = |f: &mut Fsm| {
+        quiet(f, 0, Op::ProxyLease { proxy: c.proxy.to_string(), lease_secs: 10 }).unwrap();
+        quiet(f, 0, Op::ClientHello { client: c.clone() }).unwrap();
+        assert_eq!(run(f, 0, reserve_within(&c, "r1", 3600)), waits());
+    };
+    let mut f = Fsm::new();
+    start(&mut f);
+    assert_eq!(run(&mut f, 25_000, Op::NewLeader), woke(Reply::Done, Vec::new()));
+    quiet(&mut f, 34_999, Op::Tick).unwrap();
+    assert!(f.check_client_state(&c.proxy, &[c.client.to_string()]).missing.is_empty(), "the session lives on");
+    assert_eq!(quiet(&mut f, 35_000, Op::ProxyLease { proxy: c.proxy.to_string(), lease_secs: 10 }), Ok(Reply::Lease { was_live: false }));
+    assert_eq!(f.check_client_state(&c.proxy, &[c.client.to_string()]).missing, vec![c.client.to_string()]);
+
+    let mut without = Fsm::new();
+    start(&mut without);
+    assert_eq!(quiet(&mut without, 25_000, Op::ProxyLease { proxy: c.proxy.to_string(), lease_secs: 10 }), Ok(Reply::Lease { was_live: false }));
+
+    let mut long = Fsm::new();
+    quiet(&mut long, 0, Op::ProxyLease { proxy: "p".into(), lease_secs: 60 }).unwrap();
+    quiet(&mut long, 1_000, Op::NewLeader).unwrap();
+    assert_eq!(long.next_deadline(), Some(61_000), "renewed for its own length from the new leader's time");
+}
+
 /// A put with ttr 0 gets ttr 1: the job reports 1 and a reservation runs out after 1000 ms.
 #[test]
 fn ttr_zero_becomes_one() {
@@ -1295,12 +1324,15 @@ fn asking_again_after_the_answer_gives_the_same_job() {
     assert_eq!(given(&next), Some(second), "a new request id is a new reserve");
 }
 
-/// Once the job of the lost answer is no longer the client's (its TTR ran out), asking
-/// again is served afresh; and the answer survives snapshot and restore.
+/// Asking again once the job of the lost answer is no longer the client's (its TTR ran out,
+/// another client took it) gets the same answer and leaves the job as it is: the reservation
+/// took place when first answered, and the client is as one too slow for its TTR. Serving it
+/// afresh would have held a job for it that it never learns of. Only a job gone altogether is
+/// served afresh. The answer survives snapshot and restore.
 #[test]
-fn asking_again_after_the_job_left_is_served_afresh() {
+fn asking_again_answers_the_same_job_while_it_exists() {
     let mut f = Fsm::new();
-    let c = ClientKey::new("p1", "a");
+    let (c, b) = (ClientKey::new("p1", "a"), ClientKey::new("p1", "b"));
     let id = put(&mut f, 0, "default", 0, 0, 1);
     assert_eq!(given(&run(&mut f, 0, reserve(&c, "r1"))), Some(id));
     let mut restored = Fsm::restore(&f.snapshot()).expect("restores");
@@ -1308,6 +1340,13 @@ fn asking_again_after_the_job_left_is_served_afresh() {
     assert_eq!(given(&run(&mut restored, 100, reserve(&c, "r1"))), Some(id));
     quiet(&mut f, 1_000, Op::Tick).unwrap();
     assert_eq!(state(&f, id), JobState::Ready);
-    assert_eq!(given(&run(&mut f, 1_100, reserve(&c, "r1"))), Some(id), "served afresh: the ready job again");
-    assert_eq!(state(&f, id), held(&c, 2_100));
+    assert_eq!(given(&run(&mut f, 1_100, reserve(&c, "r1"))), Some(id), "the same answer");
+    assert_eq!(state(&f, id), JobState::Ready, "the job is left as it was");
+    assert_eq!(given(&run(&mut f, 1_200, reserve(&b, "s1"))), Some(id));
+    assert_eq!(given(&run(&mut f, 1_300, reserve(&c, "r1"))), Some(id), "the same answer");
+    assert_eq!(state(&f, id), held(&b, 2_200));
+    quiet(&mut f, 1_400, Op::Delete { client: Some(b.clone()), id }).unwrap();
+    let next = put(&mut f, 1_400, "default", 0, 0, 1);
+    assert_eq!(given(&run(&mut f, 1_500, reserve(&c, "r1"))), Some(next), "the job is gone: served afresh");
+    assert_eq!(state(&f, next), held(&c, 2_500));
 }

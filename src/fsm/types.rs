@@ -75,6 +75,11 @@ pub enum Op {
     /// the proxy counts as gone (`ProxyGone`). 0 cancels the lease (sessions then last until
     /// ended explicitly).
     ProxyLease { proxy: String, lease_secs: u32 },
+    /// A newly elected leader's first write: every proxy lease counts as renewed now for its
+    /// own length (a lease ending later keeps its end), before any timer due by now fires.
+    /// A cluster that went without a leader for longer than a lease then does not end every
+    /// front end's sessions the moment a leader returns: they get a whole lease to renew.
+    NewLeader,
     /// Only time passes: fires every deadline due by now.
     Tick,
 }

@@ -69,6 +69,7 @@ pub fn encode_op_type(op: &Op) -> OpType {
         Op::ProxyGone { .. } => OpType::ProxyGone,
         Op::ProxyLease { .. } => OpType::ProxyLease,
         Op::Tick => OpType::Tick,
+        Op::NewLeader => OpType::NewLeader,
     }
 }
 
@@ -164,6 +165,7 @@ pub fn encode_op(op: &Op) -> (OpType, Vec<u8>) {
             (OpType::ProxyLease, m.encode_to_vec())
         }
         Op::Tick => (OpType::Tick, Vec::new()),
+        Op::NewLeader => (OpType::NewLeader, api::NewLeaderRequest {}.encode_to_vec()),
     }
 }
 
@@ -279,6 +281,10 @@ pub fn decode_op(op: OpType, body: &[u8]) -> Result<Op, DecodeError> {
             Op::ProxyLease { proxy: m.proxy_id, lease_secs: m.lease_secs }
         }
         OpType::Tick => Op::Tick,
+        OpType::NewLeader => {
+            decode::<api::NewLeaderRequest>(body)?;
+            Op::NewLeader
+        }
         other => return Err(invalid(format!("{other:?} is not a logged operation"))),
     })
 }
@@ -444,6 +450,7 @@ mod tests {
             Op::ProxyGone { proxy: "p1".into() },
             Op::ProxyLease { proxy: "p1".into(), lease_secs: 30 },
             Op::Tick,
+            Op::NewLeader,
         ];
         for op in ops {
             let (kind, body) = encode_op(&op);

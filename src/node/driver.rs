@@ -143,6 +143,9 @@ pub(crate) struct Driver {
     inputs_back: mpsc::WeakSender<Input>,
     /// Storage failed outside Ready handling (adopting a snapshot): the node must stop.
     failed: Option<String>,
+    /// The term of this node's last proposal of operations: a leader's first in a term
+    /// proposes `Op::NewLeader` before it.
+    proposed_in_term: u64,
 }
 
 impl Driver {
@@ -180,6 +183,7 @@ impl Driver {
             snapshot_waiters: Vec::new(),
             inputs_back,
             failed: None,
+            proposed_in_term: 0,
         }
     }
 
@@ -329,8 +333,28 @@ impl Driver {
 
     /// Appends one entry of operations to the leader's log, all stamped with the leader's
     /// time now; answers its index. The operations are `ops` encoded, or `local` when this
-    /// node's entries stay in memory.
-    fn propose_ops(&mut self, mut ops: Vec<ApplyOpRequest>, local: Vec<LocalOp>) -> Result<u64, NodeError> {
+    /// node's entries stay in memory. A leader's first proposal of its term goes after an
+    /// entry of its own: `Op::NewLeader`, which renews the front ends' leases before any
+    /// operation of this leader's time can end them.
+    fn propose_ops(&mut self, ops: Vec<ApplyOpRequest>, local: Vec<LocalOp>) -> Result<u64, NodeError> {
+        let term = self.raw.raft.term;
+        if self.proposed_in_term != term {
+            let (new_ops, new_local) = self.one_op(Op::NewLeader);
+            self.append_entry(new_ops, new_local)?;
+            self.proposed_in_term = term;
+        }
+        self.append_entry(ops, local)
+    }
+
+    /// An entry of one operation, in the form this node's entries take.
+    fn one_op(&self, op: Op) -> (Vec<ApplyOpRequest>, Vec<LocalOp>) {
+        match self.local_entries {
+            Some(_) => (Vec::new(), vec![LocalOp { op, caller: None }]),
+            None => (vec![op_request(&op, String::new(), 0)], Vec::new()),
+        }
+    }
+
+    fn append_entry(&mut self, mut ops: Vec<ApplyOpRequest>, local: Vec<LocalOp>) -> Result<u64, NodeError> {
         let now_ms = self.stamp();
         let data = if self.local_entries.is_some() {
             vec![ENTRY_FORMAT_LOCAL]
@@ -359,10 +383,7 @@ impl Driver {
         }
         let due = lock(&self.shared.state).fsm.next_deadline().is_some_and(|at| at <= clock::now_ms());
         if due {
-            let (ops, local) = match self.local_entries {
-                Some(_) => (Vec::new(), vec![LocalOp { op: Op::Tick, caller: None }]),
-                None => (vec![op_request(&Op::Tick, String::new(), 0)], Vec::new()),
-            };
+            let (ops, local) = self.one_op(Op::Tick);
             match self.propose_ops(ops, local) {
                 Ok(index) => self.tick_in_flight = Some(index),
                 Err(e) => tracing::debug!(error = %e, "tick proposal dropped"),

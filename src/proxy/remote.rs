@@ -254,7 +254,7 @@ impl Upstream for RemoteUpstream {
                 let r = self.on_leader(m, caller, |mut c, r| async move { c.proxy_lease(r).await }).await?;
                 Ok(Reply::Lease { was_live: r.lease_was_live })
             }
-            Op::Tick => Err(UpstreamError::Unavailable("ticks are the leader's to propose".into())),
+            Op::Tick | Op::NewLeader => Err(UpstreamError::Unavailable("ticks and leader changes are the leader's to propose".into())),
         }
     }
 

@@ -45,15 +45,13 @@ impl JobClient {
         ClientKey::new(&self.name, client)
     }
 
+    /// Puts a job with a TTR of 60 s.
     pub async fn put(&mut self, tube: &str, pri: u32, body: &[u8]) -> Result<u64, Status> {
-        let op = Op::Put {
-            client: None,
-            tube: tube.into(),
-            pri,
-            delay_secs: 0,
-            ttr_secs: 60,
-            body: bytes::Bytes::copy_from_slice(body),
-        };
+        self.put_with_ttr(tube, pri, 60, body).await
+    }
+
+    pub async fn put_with_ttr(&mut self, tube: &str, pri: u32, ttr_secs: u32, body: &[u8]) -> Result<u64, Status> {
+        let op = Op::Put { client: None, tube: tube.into(), pri, delay_secs: 0, ttr_secs, body: bytes::Bytes::copy_from_slice(body) };
         match self.upstream.write(op).await.map_err(status)? {
             Reply::Put { id } => Ok(id),
             other => Err(Status::internal(format!("put answered {other:?}"))),
