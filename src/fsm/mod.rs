@@ -15,10 +15,22 @@
 //!
 //! Timers fire in order of (time, kind, key), kinds in this order: delay end (key: job id),
 //! pause end (key: tube creation sequence), TTR end (job id), deadline-soon start (job id),
-//! reserve timeout (wait sequence). A reserved job with deadline D has one timer at a time:
+//! reserve timeout (wait sequence), lease end (lease id). A reserved job with deadline D has one timer at a time:
 //! "soon" at D − 1000 ms, then "TTR end" at D. When "soon" fires and the holder is waiting,
 //! the wait is answered DEADLINE_SOON. `next_deadline()` is the earliest pending timer: the
 //! leader proposes `Tick` then, and only then.
+//!
+//! # Leases
+//! A proxy (front end) renews its lease with `ProxyLease`; when the lease ends, the proxy
+//! counts as gone (`ProxyGone`). Lease ends are measured in leader time, which runs on while
+//! a cluster has no leader, so a new leader's first write is `NewLeader`: before anything
+//! else of that apply, every lease runs at least its own length from then.
+//!
+//! # Lost answers
+//! A reserve asked again with the request id of the client's wait keeps waiting; asked with
+//! the request id of its last answer, it gets that answer again, a job even if its TTR has
+//! since run out (the reservation took place when first answered), and is served afresh only
+//! if that job is gone.
 //!
 //! # Matching
 //! Waiting reserves are FIFO per tube (by wait sequence). Whenever a job becomes ready in an
