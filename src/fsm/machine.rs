@@ -115,6 +115,12 @@ impl Fsm {
                 self.session(client);
                 Ok(Reply::Done)
             }
+            Op::DiscardPut { client } => {
+                self.s.counters.cmd_put += 1;
+                self.session(client).producer = true;
+                self.s.next_job_id += 1;
+                Ok(Reply::Done)
+            }
             Op::ClientGone { client } => {
                 self.end_session(&client);
                 Ok(Reply::Done)

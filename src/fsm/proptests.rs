@@ -290,6 +290,7 @@ fn op_kinds() -> Vec<(u32, BoxedStrategy<Op>)> {
         (1, client().prop_map(|client| Op::ClientGone { client }).boxed()),
         (1, select(&PROXIES[..]).prop_map(|p| Op::ProxyGone { proxy: p.to_string() }).boxed()),
         (1, client().prop_map(|client| Op::ClientHello { client }).boxed()),
+        (1, client().prop_map(|client| Op::DiscardPut { client }).boxed()),
         (
             1,
             (select(&PROXIES[..]), prop_oneof![Just(0u32), 1u32..4])

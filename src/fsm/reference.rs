@@ -287,6 +287,12 @@ impl Model {
                 self.session(&client);
                 Ok(Reply::Done)
             }
+            Op::DiscardPut { client } => {
+                self.counters.cmd_put += 1;
+                self.session(&client).producer = true;
+                self.next_job_id += 1;
+                Ok(Reply::Done)
+            }
             Op::ProxyLease { proxy, lease_secs } => {
                 let was_live = self.leases.remove(&proxy).is_some();
                 if lease_secs > 0 {

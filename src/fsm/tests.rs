@@ -135,6 +135,19 @@ fn ids_are_one_global_sequence_from_one() {
     assert_eq!(put(&mut f, 0, "default", 0, 0, 10), 4);
 }
 
+/// A put refused after its body was read uses up an id, counts as a put and makes its client
+/// a producer, as in beanstalkd, and keeps no job.
+#[test]
+fn discarded_put_uses_up_an_id() {
+    let mut f = Fsm::new();
+    let c = key("c");
+    assert_eq!(quiet(&mut f, 0, Op::DiscardPut { client: c.clone() }), Ok(Reply::Done));
+    assert_eq!(f.job_count(), 0);
+    assert_eq!(put(&mut f, 0, "default", 0, 0, 10), 2);
+    let stats = f.stats_yaml(&ServerStats::default());
+    assert_eq!((stat(&stats, "cmd-put"), stat(&stats, "total-jobs"), stat(&stats, "current-producers")), ("2".into(), "1".into(), "1".into()));
+}
+
 /// A job keeps a copy of its body, not a slice of the buffer it came in (a socket read, a log
 /// entry of many writes), which it would otherwise keep alive for as long as it lives.
 #[test]

@@ -75,6 +75,10 @@ pub enum Op {
     /// the proxy counts as gone (`ProxyGone`). 0 cancels the lease (sessions then last until
     /// ended explicitly).
     ProxyLease { proxy: String, lease_secs: u32 },
+    /// A put refused after its body was read (`EXPECTED_CRLF`, or `DRAINING`): as in
+    /// beanstalkd, it uses up a job id, counts as a put and makes the client a producer, and
+    /// keeps no job.
+    DiscardPut { client: ClientKey },
     /// A newly elected leader's first write: every proxy lease counts as renewed now for its
     /// own length (a lease ending later keeps its end), before any timer due by now fires.
     /// A cluster that went without a leader for longer than a lease then does not end every

@@ -65,6 +65,7 @@ pub fn encode_op_type(op: &Op) -> OpType {
         Op::Watch { .. } => OpType::WatchTube,
         Op::Ignore { .. } => OpType::IgnoreTube,
         Op::ClientHello { .. } => OpType::ClientHello,
+        Op::DiscardPut { .. } => OpType::DiscardPut,
         Op::ClientGone { .. } => OpType::ClientGone,
         Op::ProxyGone { .. } => OpType::ProxyGone,
         Op::ProxyLease { .. } => OpType::ProxyLease,
@@ -154,6 +155,10 @@ pub fn encode_op(op: &Op) -> (OpType, Vec<u8>) {
         Op::ClientHello { client } => {
             let (proxy_id, client_id) = split(client);
             (OpType::ClientHello, api::ClientHelloRequest { proxy_id, client_id }.encode_to_vec())
+        }
+        Op::DiscardPut { client } => {
+            let (proxy_id, client_id) = split(client);
+            (OpType::DiscardPut, api::DiscardPutRequest { proxy_id, client_id }.encode_to_vec())
         }
         Op::ClientGone { client } => {
             let (proxy_id, client_id) = split(client);
@@ -267,6 +272,10 @@ pub fn decode_op(op: OpType, body: &[u8]) -> Result<Op, DecodeError> {
         OpType::ClientHello => {
             let m: api::ClientHelloRequest = decode(body)?;
             Op::ClientHello { client: required_client(&m.proxy_id, &m.client_id)? }
+        }
+        OpType::DiscardPut => {
+            let m: api::DiscardPutRequest = decode(body)?;
+            Op::DiscardPut { client: required_client(&m.proxy_id, &m.client_id)? }
         }
         OpType::ClientGone => {
             let m: api::ClientGoneRequest = decode(body)?;
@@ -446,6 +455,7 @@ mod tests {
             Op::Watch { client: c(), tube: "w".into() },
             Op::Ignore { client: c(), tube: "w".into() },
             Op::ClientHello { client: c() },
+            Op::DiscardPut { client: c() },
             Op::ClientGone { client: c() },
             Op::ProxyGone { proxy: "p1".into() },
             Op::ProxyLease { proxy: "p1".into(), lease_secs: 30 },

@@ -83,9 +83,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         loop {
             while let Some(decoded) = self.decoder.decode(&mut self.input) {
                 let response = match decoded {
+                    Decoded::Error(ProtocolError::ExpectedCrlf) => Some(self.discard_put(Response::ExpectedCrlf).await),
                     Decoded::Error(e) => {
-                        // beanstalkd counts a put whose body it refused as a put.
-                        if matches!(e, ProtocolError::JobTooBig | ProtocolError::ExpectedCrlf) {
+                        // beanstalkd counts a put whose body was too big as a put.
+                        if e == ProtocolError::JobTooBig {
                             self.front.count(|c| &c.cmd_put_unlogged);
                         }
                         Some(e.response())
@@ -129,6 +130,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// A put refused after its body was read: `answer` (EXPECTED_CRLF, DRAINING), once the
+    /// state machine has used up a job id for it, as beanstalkd does. The answer stands even
+    /// if the cluster could not be told: the id is all that would differ.
+    async fn discard_put(&mut self, answer: Response) -> Response {
+        let discarded = match self.hello().await {
+            Ok(()) => self.front.upstream.write(Op::DiscardPut { client: self.client.clone() }).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = discarded {
+            tracing::warn!(client = %self.client, error = ?e, "a refused put's job id was not used up");
+        }
+        answer
+    }
+
     async fn hello(&mut self) -> Result<(), UpstreamError> {
         if !self.said_hello {
             self.front.upstream.write(Op::ClientHello { client: self.client.clone() }).await?;
@@ -147,8 +162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Command::ReserveWithTimeout { timeout_secs } => return self.reserve(Some(timeout_secs)).await,
             Command::Put { pri, delay_secs, ttr_secs, body } => {
                 if self.front.draining.load(Ordering::Relaxed) {
-                    self.front.count(|c| &c.cmd_put_unlogged);
-                    return Ok(Some(Response::Draining));
+                    return Ok(Some(self.discard_put(Response::Draining).await));
                 }
                 let op = Op::Put { client: Some(self.client.clone()), tube: self.used.clone(), pri, delay_secs, ttr_secs, body };
                 self.write(op, |r| match r {

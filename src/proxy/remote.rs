@@ -240,6 +240,11 @@ impl Upstream for RemoteUpstream {
                 let m = api::ClientHelloRequest { proxy_id, client_id };
                 self.on_leader(m, caller, |mut c, r| async move { c.client_hello(r).await }).await.map(done)
             }
+            Op::DiscardPut { client } => {
+                let (proxy_id, client_id) = Self::split(&client);
+                let m = api::DiscardPutRequest { proxy_id, client_id };
+                self.on_leader(m, caller, |mut c, r| async move { c.discard_put(r).await }).await.map(done)
+            }
             Op::ClientGone { client } => {
                 let (proxy_id, client_id) = Self::split(&client);
                 let m = api::ClientGoneRequest { proxy_id, client_ids: vec![client_id] };

@@ -297,6 +297,12 @@ impl JobStateMachine for JobService {
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
+    async fn discard_put(&self, request: Request<api::DiscardPutRequest>) -> Result<Response<Empty>, Status> {
+        let m = request.get_ref();
+        let op = Op::DiscardPut { client: ClientKey::new(&m.proxy_id, &m.client_id) };
+        self.write(&request, op).await.map(|_| Response::new(Empty {}))
+    }
+
     async fn client_gone(&self, request: Request<api::ClientGoneRequest>) -> Result<Response<Empty>, Status> {
         // One entry per client, without a caller sequence: ending a session twice is harmless.
         let m = request.into_inner();
