@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The simulator build: every async call goes through madsim, in its own target dir.
 SIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim
 
-.PHONY: build run test test-std test-sim sim-build sim-ci sim sim-sweep sim-mutants bench-fsm clean
+.PHONY: build run test test-std test-sim sim-build sim-ci sim sim-sweep sim-mutants bench-fsm bench-vs-beanstalkd clean
 
 build:
 	$(CARGO) build --release
@@ -65,6 +65,13 @@ sim-mutants:
 # State-machine throughput (a benchmark, not a test).
 bench-fsm:
 	$(CARGO) bench --bench fsm
+
+# Alternating rounds against Debian's beanstalkd (both in memory): ROUNDS=6, PIN=pin to put
+# the server and the bench on cores of their own.
+ROUNDS ?= 6
+PIN ?=
+bench-vs-beanstalkd: build
+	benches/vs-beanstalkd.sh $(ROUNDS) $(PIN)
 
 clean:
 	$(CARGO) clean
