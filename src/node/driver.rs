@@ -255,10 +255,7 @@ impl Driver {
             }
             Input::ReadIndex { reply } => self.read_index(reply),
             Input::Member { change, reply } => self.propose_member_change(change, reply),
-            Input::Snapshot { reply } if self.snapshot_in_flight => self.snapshot_waiters.push(reply),
-            Input::Snapshot { reply } => {
-                let _ = reply.send(self.snapshot_now().map_err(NodeError::Invalid));
-            }
+            Input::Snapshot { reply } => self.snapshot_asked(reply),
             Input::SnapshotSaved { saved } => self.adopt_snapshot(saved),
             Input::TransferLeader { to } => self.raw.transfer_leader(to),
             Input::Unreachable { peer } => self.raw.report_unreachable(peer),
@@ -732,6 +729,23 @@ impl Driver {
         Ok(())
     }
 
+    /// A snapshot asked for: the one in flight (or started now) answers once adopted; with
+    /// none in flight after starting, the log needed no file and the answer is at once.
+    fn snapshot_asked(&mut self, reply: oneshot::Sender<Result<u64, NodeError>>) {
+        if !self.snapshot_in_flight {
+            if let Err(e) = self.start_snapshot() {
+                self.failed = Some(e);
+                let _ = reply.send(Err(NodeError::Stopped));
+                return;
+            }
+        }
+        if self.snapshot_in_flight {
+            self.snapshot_waiters.push(reply);
+        } else {
+            let _ = reply.send(Ok(self.raw.store().snapshot_index()));
+        }
+    }
+
     /// Snapshots the applied state. Only taking the state's picture holds the driver; the
     /// encoding and writing (most of the time for a large state: 1M jobs take about 200 ms to
     /// picture, 180 ms to encode and more to write) run apart, and the driver adopts the
@@ -740,7 +754,7 @@ impl Driver {
     fn start_snapshot(&mut self) -> Result<(), String> {
         let index = self.applied;
         let Some((metadata, mut writer)) = self.raw.store().snapshot_plan(index) else {
-            return self.snapshot_now().map(|_| ());
+            return self.compact_in_memory();
         };
         let state = lock(&self.shared.state).snapshot();
         self.snapshot_in_flight = true;
@@ -786,15 +800,16 @@ impl Driver {
         }
     }
 
-    /// Snapshots the applied state and compacts the log up to it.
-    fn snapshot_now(&mut self) -> Result<u64, String> {
+    /// Compacts a log that keeps no snapshot files up to the applied index: nothing to encode
+    /// or write (or nothing to compact).
+    fn compact_in_memory(&mut self) -> Result<(), String> {
         let index = self.applied;
         let shared = &self.shared;
         let data = || lock(&shared.state).snapshot().encode_to_vec();
         self.raw.mut_store().compact_to(index, data).map_err(|e| e.to_string())?;
         self.log_bytes_since_snapshot = 0;
-        tracing::info!(node = self.config.id, index, "snapshot taken; log compacted");
-        Ok(index)
+        tracing::debug!(node = self.config.id, index, "log compacted");
+        Ok(())
     }
 
     fn publish_status(&self) {

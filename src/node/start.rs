@@ -29,8 +29,8 @@ pub enum LogStorage {
     /// In the data dir on this disk: durable, and recovered at the next start.
     Disk(Arc<dyn Disk>),
     /// In memory only, as `serve` without `-b` promises: nothing is written, entries keep
-    /// their operations decoded (`LocalOp`), and compaction encodes no snapshot. Only for a node that is its cluster's
-    /// only member, so no follower ever needs a snapshot from it.
+    /// their operations decoded (`LocalOp`), and compaction encodes no snapshot. Only for a
+    /// node that is its cluster's only member, so no follower ever needs a snapshot from it.
     Memory,
 }
 
