@@ -45,3 +45,21 @@ pub fn delay(p: f64, max: std::time::Duration) -> Option<std::time::Duration> {
         Some(max)
     }
 }
+
+/// How long a log write's fsync takes beyond the write itself: in the simulator, where the
+/// simulated disk is instant, up to a millisecond always (so the driver goes on while the
+/// disk works, as on a real one) and now and then, with buggify, up to 200 ms; nothing
+/// elsewhere (the real fsync takes its own time).
+pub fn fsync_latency() -> Option<std::time::Duration> {
+    #[cfg(madsim)]
+    {
+        use madsim::rand::Rng as _;
+        let slow = delay(0.02, std::time::Duration::from_millis(200));
+        let usual = std::time::Duration::from_micros(madsim::rand::thread_rng().gen_range(0..=1000));
+        Some(slow.unwrap_or(usual))
+    }
+    #[cfg(not(madsim))]
+    {
+        None
+    }
+}

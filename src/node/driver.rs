@@ -1,8 +1,11 @@
 //! The driver: one task owns the raft-rs `RawNode` and reads one bounded channel of inputs.
-//! Each turn it takes every input waiting (so one fsync covers them all) and proposes the
-//! writes among them as one entry, ticks raft when due, proposes a Tick when the state
-//! machine's next deadline has come, then handles Ready in raft-rs's order: send, install
-//! snapshot, apply, persist (one fsync), send what waited on persistence, advance.
+//! Each turn it takes every input waiting and proposes the writes among them as one entry,
+//! ticks raft when due, proposes a Tick when the state machine's next deadline has come, then
+//! handles Ready in raft-rs's asynchronous order: send (a leader sends its appends before its
+//! own fsync, as Raft allows), install snapshot, apply, hand the entries and hard state to the
+//! log, advance. The log's batches are written and fsynced apart (`persist.rs`); when one is
+//! durable, raft learns it and the messages that waited on it (a follower's acknowledgements)
+//! go. One write is out at a time, and the next covers everything that waited meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use super::clock;
 use super::codec::{encode_entry, op_request, ENTRY_FORMAT_LOCAL};
 use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, Shared, Status};
 use super::log_store::LogStore;
+use super::persist::{Durable, Persistence};
 use super::replicated::{EntryError, LocalOp, Replicated};
 use super::transport::Transport;
 use crate::api::{ApplyOpBatch, ApplyOpRequest, ReplicatedStateProto};
@@ -146,6 +150,8 @@ pub(crate) struct Driver {
     /// The term of this node's last proposal of operations: a leader's first in a term
     /// proposes `Op::NewLeader` before it.
     proposed_in_term: u64,
+    /// The log's writes, apart from the driver.
+    persist: Persistence,
 }
 
 impl Driver {
@@ -159,6 +165,7 @@ impl Driver {
         local_entries: bool,
     ) -> Self {
         let inputs_back = transport.reports();
+        let persist = Persistence::new(raw.store());
         Driver {
             raw,
             config,
@@ -184,6 +191,7 @@ impl Driver {
             inputs_back,
             failed: None,
             proposed_in_term: 0,
+            persist,
         }
     }
 
@@ -195,27 +203,30 @@ impl Driver {
         self.publish_status();
         loop {
             let wake = self.next_wake(next_tick);
-            tokio::select! {
+            let turn = tokio::select! {
                 // In order: tokio picks branches at random from a process-wide seed, which would make
                 // a simulated run depend on how many ran before it in the same process.
                 biased;
+                done = self.persist.completion() => {
+                    self.persist.finish(done, self.raw.mut_store()).map(|durable| self.on_durable(durable))
+                }
                 input = self.inputs.recv() => {
                     let Some(input) = input else { break };
-                    self.handle(input);
-                    while let Ok(input) = self.inputs.try_recv() {
-                        self.handle(input);
-                    }
-                    self.propose_batch();
+                    self.take_inputs(input).await
                 }
-                _ = tokio::time::sleep_until(wake) => {}
-            }
+                _ = tokio::time::sleep_until(wake) => Ok(()),
+            };
             if Instant::now() >= next_tick {
                 self.raw.tick();
                 next_tick = Instant::now() + self.config.tick;
                 self.promote_caught_up_learners();
             }
             self.propose_tick_if_due();
-            if let Err(e) = self.on_ready().and_then(|()| self.failed.take().map_or(Ok(()), Err)) {
+            let turn = turn.and_then(|()| self.persist_next()).and_then(|()| self.failed.take().map_or(Ok(()), Err));
+            if let Err(e) = match turn {
+                Ok(()) => self.on_ready().await,
+                Err(e) => Err(e),
+            } {
                 tracing::error!(node = self.config.id, error = %e, "storage failed; stopping the node");
                 break;
             }
@@ -237,6 +248,22 @@ impl Driver {
         let Some(deadline_ms) = lock(&self.shared.state).fsm.next_deadline() else { return next_tick };
         let wait_ms = deadline_ms.saturating_sub(clock::now_ms());
         next_tick.min(Instant::now() + Duration::from_millis(wait_ms))
+    }
+
+    /// Handles `first` and every input waiting behind it, then proposes the writes among them
+    /// as one entry. A snapshot written apart is adopted only once no log write is out: both
+    /// write the log's files.
+    async fn take_inputs(&mut self, first: Input) -> Result<(), String> {
+        let mut next = Some(first);
+        while let Some(input) = next.take() {
+            if matches!(input, Input::SnapshotSaved { .. }) {
+                self.settle_writes().await?;
+            }
+            self.handle(input);
+            next = self.inputs.try_recv().ok();
+        }
+        self.propose_batch();
+        Ok(())
     }
 
     fn handle(&mut self, input: Input) {
@@ -473,10 +500,25 @@ impl Driver {
 
     // ---- Ready ----
 
-    fn on_ready(&mut self) -> Result<(), String> {
-        if !self.raw.has_ready() {
-            return Ok(());
+    /// Handles every Ready raft has: each one's entries and hard state join the log's next
+    /// write, and what is durable at once (nothing to write, or a log in memory) is told to
+    /// raft at once, which may make another Ready.
+    async fn on_ready(&mut self) -> Result<(), String> {
+        while self.raw.has_ready() {
+            // A snapshot to install writes the log itself: the write out must finish first.
+            if self.persist.writing() && self.raw.snap().is_some() {
+                self.settle_writes().await?;
+            }
+            self.handle_ready()?;
+            self.persist_next()?;
         }
+        self.serve_reads();
+        self.snapshot_if_due()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    fn handle_ready(&mut self) -> Result<(), String> {
         let mut rd = self.raw.ready();
         if let Some(ss) = rd.ss() {
             self.on_role(ss.leader_id, ss.raft_state);
@@ -491,28 +533,57 @@ impl Driver {
         if let Some(hs) = rd.hs() {
             store.set_hard_state(hs);
         }
-        if !mutant::planted(Mutant::AckBeforeFsync) {
-            store.sync().map_err(|e| e.to_string())?;
-        }
         if mutant::planted(Mutant::ApplyUncommitted) && self.raw.raft.state != StateRole::Leader {
             let early: Vec<Entry> = rd.entries().iter().filter(|e| e.index > self.applied).cloned().collect();
             self.apply(early);
         }
-        self.send(rd.take_persisted_messages());
         for rs in rd.take_read_states() {
             self.read_confirmed(&rs.request_ctx, rs.index);
         }
-        let mut light = self.raw.advance(rd);
-        if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().set_commit(commit);
-        }
-        self.send(light.take_messages());
-        self.apply(light.take_committed_entries());
-        self.raw.advance_apply();
-        self.serve_reads();
-        self.snapshot_if_due()?;
-        self.publish_status();
+        self.persist.handled(rd.number(), rd.take_persisted_messages());
+        self.raw.advance_append_async(rd);
+        self.advance_applied();
         Ok(())
+    }
+
+    /// Tells raft what is applied, as far as raft allows: no further than is durable here (an
+    /// installed snapshot counts as applied before its Ready is durable).
+    fn advance_applied(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let to = self.applied.min(log.persisted).min(log.committed);
+        if to > log.applied {
+            self.raw.advance_apply_to(to);
+        }
+    }
+
+    /// Starts the log's next write if none is out; Readies with nothing to write are durable
+    /// at once.
+    fn persist_next(&mut self) -> Result<(), String> {
+        let durable = if mutant::planted(Mutant::AckBeforeFsync) {
+            self.persist.assume_durable()
+        } else {
+            self.persist.start(self.raw.mut_store())?
+        };
+        if let Some(durable) = durable {
+            self.on_durable(durable);
+        }
+        Ok(())
+    }
+
+    /// Waits for the log write out to finish (before a snapshot writes the log).
+    async fn settle_writes(&mut self) -> Result<(), String> {
+        if let Some(durable) = self.persist.settle(self.raw.mut_store()).await? {
+            self.on_durable(durable);
+        }
+        Ok(())
+    }
+
+    /// Readies became durable: raft learns it (a leader may commit), and the messages that
+    /// waited on them go.
+    fn on_durable(&mut self, durable: Durable) {
+        self.raw.on_persist_ready(durable.number);
+        self.advance_applied();
+        self.send(durable.messages);
     }
 
     fn send(&mut self, messages: Vec<raft::eraftpb::Message>) {

@@ -4,7 +4,7 @@
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
-use crate::storage::{Recovered, SnapshotWriter, StorageError as WalError, Wal};
+use crate::storage::{Recovered, SnapshotWriter, StorageError as WalError, Wal, WalBatch, WalWriter};
 
 /// The log: the write-ahead log (which keeps the entries after the snapshot in memory too),
 /// the conf state, and the latest snapshot with its data.
@@ -40,16 +40,15 @@ impl LogStore {
         self.wal.append(entries)
     }
 
+    /// Records raft's hard state. A new term or vote must be durable before any message that
+    /// depends on it goes; a higher commit index alone need not, and waits for the next batch
+    /// of entries rather than costing an fsync of its own.
     pub fn set_hard_state(&mut self, hs: &HardState) {
-        self.wal.set_hard_state(hs);
-    }
-
-    /// Records a new commit index (made durable with the next sync).
-    pub fn set_commit(&mut self, commit: u64) {
-        if commit > self.wal.hard_state().commit {
-            let mut hs = self.wal.hard_state().clone();
-            hs.commit = commit;
-            self.wal.set_hard_state(&hs);
+        let current = self.wal.hard_state();
+        if hs.term == current.term && hs.vote == current.vote {
+            self.wal.set_hard_state_lazily(hs);
+        } else {
+            self.wal.set_hard_state(hs);
         }
     }
 
@@ -58,8 +57,25 @@ impl LogStore {
     }
 
     /// Makes everything appended durable: one fsync (none when nothing is pending).
+    #[cfg(test)]
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.wal.sync()
+    }
+
+    /// Closes what was appended since the last batch, for a `WalWriter` to make durable
+    /// apart from the driver (see `Wal::take_batch`).
+    pub fn take_batch(&mut self) -> Result<Option<WalBatch>, WalError> {
+        self.wal.take_batch()
+    }
+
+    /// A writer of this log's batches; `None` for a log in memory.
+    pub fn writer(&self) -> Option<WalWriter> {
+        self.wal.writer()
+    }
+
+    /// A batch written apart failed: the log writes nothing more.
+    pub fn poison(&mut self) {
+        self.wal.poison();
     }
 
     /// Installs a snapshot from the leader: durable first, then it replaces the log.

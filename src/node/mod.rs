@@ -6,6 +6,7 @@ pub mod codec;
 mod driver;
 mod handle;
 mod log_store;
+mod persist;
 mod raft_logger;
 pub mod replicated;
 mod start;

@@ -26,4 +26,4 @@ mod wal;
 pub use disk::{Disk, RealDisk, SimDisk};
 pub use error::{Corruption, StorageError};
 pub use sync_policy::{PolicyDisk, SyncPolicy};
-pub use wal::{Recovered, SnapshotWriter, Wal, WalOptions};
+pub use wal::{Recovered, SnapshotWriter, Wal, WalBatch, WalOptions, WalWriter};

@@ -82,8 +82,11 @@ pub struct Wal {
     snapshot: SnapshotMetadata,
     /// Records appended since the last sync, encoded, in order.
     pending: Vec<u8>,
-    /// Whether `hard_state` changed since the last sync.
+    /// Whether `hard_state` changed since the last sync and must be in the next batch.
     pending_hard_state: bool,
+    /// Whether `hard_state` changed in a way that may wait: it goes with the next batch
+    /// written for another reason, but makes none of its own.
+    lazy_hard_state: bool,
     /// Where the next batch goes; `None` until the first batch of a new directory.
     segment: Option<Segment>,
     /// Set when a write or fsync failed: what reached the disk is then unknown (a failed
@@ -111,6 +114,7 @@ impl Wal {
             snapshot,
             pending: Vec::new(),
             pending_hard_state: false,
+            lazy_hard_state: false,
             segment,
             poisoned: false,
         };
@@ -131,6 +135,7 @@ impl Wal {
             snapshot: SnapshotMetadata::default(),
             pending: Vec::new(),
             pending_hard_state: false,
+            lazy_hard_state: false,
             segment: None,
             poisoned: false,
         }
@@ -179,16 +184,60 @@ impl Wal {
         self.pending_hard_state = true;
     }
 
+    /// As `set_hard_state`, for a change that need not be durable before anything depends on
+    /// it (a higher commit index, which a restarted node learns again from the leader): it is
+    /// recorded with the next batch that is written anyway, and causes none by itself.
+    pub fn set_hard_state_lazily(&mut self, hard_state: &HardState) {
+        self.hard_state = settle_hard_state(hard_state, &self.snapshot);
+        self.lazy_hard_state = true;
+    }
+
     /// Writes everything appended since the last sync as one batch and fsyncs it once.
     /// Returns only when the batch is durable; with nothing pending, does nothing.
     pub fn sync(&mut self) -> Result<(), StorageError> {
-        self.check_not_poisoned()?;
-        if self.pending.is_empty() && !self.pending_hard_state {
-            return Ok(());
-        }
-        let written = self.write_batch();
+        let Some(batch) = self.take_batch()? else { return Ok(()) };
+        let Some(dir) = self.dir.as_mut() else { return Ok(()) };
+        let written = batch.write_to(dir);
         self.poisoned = written.is_err();
         written
+    }
+
+    /// Closes everything appended since the last sync into one batch for a [`WalWriter`] to
+    /// write apart from the log, so its owner goes on while the disk works. Batches must be
+    /// written in the order taken, each after the previous one is durable, and nothing else
+    /// may write the log (no `sync`, no snapshot) while one is out. `None` when nothing is
+    /// pending, and always for a log in memory (whose batches need no writing).
+    pub fn take_batch(&mut self) -> Result<Option<WalBatch>, StorageError> {
+        self.check_not_poisoned()?;
+        if self.pending.is_empty() && !self.pending_hard_state {
+            return Ok(None);
+        }
+        if self.dir.is_none() {
+            self.pending_hard_state = false;
+            return Ok(None);
+        }
+        let mut bytes = mem::take(&mut self.pending);
+        if self.pending_hard_state || self.lazy_hard_state {
+            record::encode(RecordKind::HardState, &self.hard_state, &mut bytes)?;
+        }
+        record::encode_empty(RecordKind::BatchEnd, &mut bytes)?;
+        let (sequence, new_segment) = segment_for_batch(&mut self.segment, self.options.segment_bytes_max);
+        let size_bytes = self.segment_size_bytes() + bytes.len() as u64;
+        self.segment = Some(Segment { sequence, size_bytes, is_new: false });
+        self.pending_hard_state = false;
+        self.lazy_hard_state = false;
+        Ok(Some(WalBatch { segment: segment_name(sequence), bytes, new_segment }))
+    }
+
+    /// A writer of this log's batches that works apart from it; `None` for a log in memory.
+    pub fn writer(&self) -> Option<WalWriter> {
+        self.dir.as_ref().map(|dir| WalWriter { dir: dir.another_handle() })
+    }
+
+    /// Marks the log failed after a batch written apart failed: what reached the disk is
+    /// then unknown, so nothing more is written until reopened.
+    pub fn poison(&mut self) {
+        self.poisoned = true;
     }
 
     /// Saves `snapshot` and compacts the log: the entries it covers go, and so do all the
@@ -272,33 +321,6 @@ impl Wal {
         Ok(())
     }
 
-    /// Closes the pending batch, appends it to the current segment (a new one past the size
-    /// limit) and fsyncs it: the file, and the directory too if the segment is new.
-    fn write_batch(&mut self) -> Result<(), StorageError> {
-        let Some(dir) = self.dir.as_mut() else {
-            self.pending_hard_state = false;
-            return Ok(());
-        };
-        let mut batch = mem::take(&mut self.pending);
-        if self.pending_hard_state {
-            record::encode(RecordKind::HardState, &self.hard_state, &mut batch)?;
-        }
-        record::encode_empty(RecordKind::BatchEnd, &mut batch)?;
-        let (sequence, is_new) = segment_for_batch(&mut self.segment, self.options.segment_bytes_max);
-        let name = segment_name(sequence);
-        dir.append(&name, &batch)?;
-        dir.sync(&name)?;
-        if is_new {
-            dir.sync_dir()?;
-        }
-        self.segment =
-            Some(Segment { sequence, size_bytes: self.segment_size_bytes() + batch.len() as u64, is_new: false });
-        self.pending_hard_state = false;
-        batch.clear();
-        self.pending = batch;
-        Ok(())
-    }
-
     fn segment_size_bytes(&self) -> u64 {
         self.segment.as_ref().map_or(0, |segment| segment.size_bytes)
     }
@@ -322,6 +344,50 @@ impl Wal {
         self.hard_state = hard_state;
         self.snapshot = metadata.clone();
         Ok(())
+    }
+}
+
+/// One batch of records closed by [`Wal::take_batch`]: durable once written.
+pub struct WalBatch {
+    /// The segment it goes to.
+    segment: String,
+    /// Its records, the batch end last.
+    bytes: Vec<u8>,
+    /// Whether the segment's name is not yet durable: the directory is synced too.
+    new_segment: bool,
+}
+
+impl WalBatch {
+    /// Its size in bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Appends the batch to its segment and fsyncs it (and the directory for a new segment).
+    fn write_to(self, dir: &mut DataDir) -> Result<(), StorageError> {
+        dir.append(&self.segment, &self.bytes)?;
+        dir.sync(&self.segment)?;
+        if self.new_segment {
+            dir.sync_dir()?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a log's batches from another task than the log's owner (see [`Wal::take_batch`]).
+pub struct WalWriter {
+    dir: DataDir,
+}
+
+impl WalWriter {
+    /// Writes `batch` and makes it durable; returns when it is.
+    pub fn write(&mut self, batch: WalBatch) -> Result<(), StorageError> {
+        batch.write_to(&mut self.dir)
+    }
+
+    /// File and directory fsyncs done through this writer.
+    pub fn fsync_count(&self) -> u64 {
+        self.dir.fsync_count()
     }
 }
 

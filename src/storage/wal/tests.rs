@@ -436,3 +436,60 @@ fn in_memory_log_keeps_entries_and_writes_nothing() {
     assert_eq!(wal.hard_state(), &hard_state(2, 1, 4));
     assert_eq!(wal.fsync_count(), 0);
 }
+
+/// Batches taken from the log and written apart (as the driver's writer does) are durable once
+/// written, in the order taken, across segment rolls; a batch taken but never written is lost
+/// at a crash like any unsynced write, and the log appends on after the ones written.
+#[test]
+fn batches_written_apart_are_durable_once_written() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    let (mut wal, _) = open(&disk, small_segments());
+    let mut writer = wal.writer().expect("a log on disk has a writer");
+    wal.append(&entries(1..=4, 1)).expect("append");
+    wal.set_hard_state(&hard_state(1, 1, 2));
+    let first = wal.take_batch().expect("taken").expect("something to write");
+    wal.append(&entries(5..=6, 1)).expect("append while the first batch is out");
+    let second = wal.take_batch().expect("taken").expect("something to write");
+    assert!(wal.take_batch().expect("taken").is_none(), "nothing left pending");
+    writer.write(first).expect("written");
+    writer.write(second).expect("written");
+    assert!(writer.fsync_count() >= 2, "each batch is fsynced");
+    wal.append(&entries(7..=7, 1)).expect("append");
+    let _lost = wal.take_batch().expect("taken").expect("something to write");
+    sim.crash(None);
+    let (_, reopened) = open(&disk, small_segments());
+    assert_eq!(reopened, recovered(hard_state(1, 1, 2), entries(1..=6, 1), None));
+}
+
+/// A log in memory has no writer and never has a batch to write.
+#[test]
+fn log_in_memory_takes_no_batch() {
+    let mut wal = Wal::in_memory();
+    assert!(wal.writer().is_none());
+    wal.append(&entries(1..=2, 1)).expect("append");
+    wal.set_hard_state(&hard_state(1, 1, 1));
+    assert!(wal.take_batch().expect("taken").is_none());
+}
+
+/// A hard state set lazily (a higher commit index) makes no batch of its own, and is recorded
+/// with the next batch written for another reason.
+#[test]
+fn lazy_hard_state_rides_with_the_next_batch() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    let (mut wal, _) = open(&disk, WalOptions::default());
+    wal.append(&entries(1..=3, 1)).expect("append");
+    wal.set_hard_state(&hard_state(1, 1, 0));
+    wal.sync().expect("sync");
+    let fsyncs = wal.fsync_count();
+    wal.set_hard_state_lazily(&hard_state(1, 1, 3));
+    assert!(wal.take_batch().expect("taken").is_none(), "a lazy hard state alone makes no batch");
+    wal.sync().expect("sync");
+    assert_eq!(wal.fsync_count(), fsyncs, "nor an fsync");
+    wal.append(&entries(4..=4, 1)).expect("append");
+    wal.sync().expect("sync");
+    sim.crash(None);
+    let (_, reopened) = open(&disk, WalOptions::default());
+    assert_eq!(reopened, recovered(hard_state(1, 1, 3), entries(1..=4, 1), None));
+}
