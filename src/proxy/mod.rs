@@ -2,6 +2,7 @@
 //! in front of the replicated state machine (in this process or over gRPC).
 
 mod conn;
+mod forward;
 pub mod front_end;
 pub mod remote;
 pub mod server;

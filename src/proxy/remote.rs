@@ -11,11 +11,13 @@ use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
+use super::forward::Forwarder;
 use super::upstream::{next_backoff, Answer, Query, Upstream, UpstreamError, PATIENCE};
 use crate::api::job_state_machine_client::JobStateMachineClient;
 use crate::api::{self, ReservationStatus};
 use crate::fsm::{add_to_yaml_count, front_end_fields, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent, ReserveOutcome};
 use crate::chaos::mutant;
+use crate::node::codec::{decode_result, op_request};
 use crate::node::CallerSeq;
 use crate::rpc::status::{is_not_leader, leader_hint, set_caller};
 
@@ -29,6 +31,8 @@ pub struct RemoteUpstream {
     addrs: Vec<String>,
     /// One lazily connected channel per node (tonic multiplexes calls on it).
     channels: Vec<Channel>,
+    /// Writes go to each node on one stream of its own, over its channel.
+    forwarders: Vec<Forwarder>,
     /// Index of the node believed to lead.
     leader: AtomicUsize,
     proxy_id: String,
@@ -50,6 +54,19 @@ fn fsm_error(status: &Status) -> Option<FsmError> {
 /// A job id as the wire's int64: ids past i64::MAX cannot exist, so they are not found.
 fn wire_id(id: u64) -> Result<i64, UpstreamError> {
     i64::try_from(id).map_err(|_| UpstreamError::Fsm(FsmError::NotFound))
+}
+
+/// The job a write names, if it names one.
+fn job_of(op: &Op) -> Option<u64> {
+    match op {
+        Op::ReserveJob { id, .. }
+        | Op::Delete { id, .. }
+        | Op::Release { id, .. }
+        | Op::Bury { id, .. }
+        | Op::Touch { id, .. }
+        | Op::KickJob { id } => Some(*id),
+        _ => None,
+    }
 }
 
 fn outcome(r: Option<api::Reservation>) -> Option<ReserveOutcome> {
@@ -77,9 +94,11 @@ impl RemoteUpstream {
             channels.push(endpoint.connect_lazy());
         }
         let caller = format!("{proxy_id}@{}", crate::node::clock::now_ms());
+        let forwarders = channels.iter().cloned().map(Forwarder::new).collect();
         Ok(Arc::new(RemoteUpstream {
             addrs,
             channels,
+            forwarders,
             leader: AtomicUsize::new(0),
             proxy_id,
             caller,
@@ -112,16 +131,31 @@ impl RemoteUpstream {
         F: Fn(JobStateMachineClient<Channel>, Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
     {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        let mut backoff = BACKOFF_START;
-        loop {
-            let index = self.leader.load(Ordering::Relaxed);
+        self.retry_on_leader(|index| {
             let mut req = Request::new(request.clone());
             if let Some(c) = &caller {
                 set_caller(&mut req, c);
             }
-            let status = match call(self.client(index), req).await {
-                Ok(response) => return Ok(response.into_inner()),
+            let answer = call(self.client(index), req);
+            async move { answer.await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+
+    /// Runs `call` with the index of the node believed to lead until it answers, the state
+    /// machine refuses, or the patience runs out; a refusal that names another leader, or
+    /// none, moves on.
+    async fn retry_on_leader<R, F, Fut>(&self, call: F) -> Result<R, UpstreamError>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<R, Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut backoff = BACKOFF_START;
+        loop {
+            let index = self.leader.load(Ordering::Relaxed);
+            let status = match call(index).await {
+                Ok(answer) => return Ok(answer),
                 Err(status) => status,
             };
             if let Some(e) = fsm_error(&status) {
@@ -142,124 +176,31 @@ impl RemoteUpstream {
         }
     }
 
-    fn split(c: &ClientKey) -> (String, String) {
-        (c.proxy.to_string(), c.client.to_string())
-    }
 }
 
 #[tonic::async_trait]
 impl Upstream for RemoteUpstream {
+    /// Forwards the write on the leader's stream, with this front end's caller id and a
+    /// sequence number so that a retry applies once (a client's goodbye needs none: it
+    /// applies alike any number of times).
     async fn write(&self, op: Op) -> Result<Reply, UpstreamError> {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let caller = Some(CallerSeq { caller: self.caller.clone(), seq });
-        let done = |_: api::Empty| Reply::Done;
-        match op {
-            Op::Put { client, tube, pri, delay_secs, ttr_secs, body } => {
-                let (proxy_id, client_id) = client.as_ref().map(Self::split).unwrap_or_default();
-                let m = api::PutRequest {
-                    priority: pri,
-                    delay: i64::from(delay_secs),
-                    ttr: ttr_secs as i32,
-                    tube_name: tube,
-                    body_size: body.len() as i32,
-                    body,
-                    proxy_id,
-                    client_id,
-                };
-                let r = self.on_leader(m, caller, |mut c, r| async move { c.put(r).await }).await?;
-                Ok(Reply::Put { id: r.job_id as u64 })
-            }
-            Op::Reserve { client, request_id, timeout_secs, tubes } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let timeout_secs = timeout_secs.map_or(-1, |t| t.min(i32::MAX as u32) as i32);
-                let m = api::ReserveRequest { client_id, request_id, timeout_secs, watched_tubes: tubes, proxy_id };
-                let r = self.on_leader(m, caller, |mut c, r| async move { c.reserve(r).await }).await?;
-                Ok(Reply::Reserve(outcome(r.reservation)))
-            }
-            Op::ReserveJob { client, id } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let m = api::ReserveJobRequest { job_id: wire_id(id)?, client_id, proxy_id };
-                let r = self.on_leader(m, caller, |mut c, r| async move { c.reserve_job(r).await }).await?;
-                match outcome(r.reservation) {
-                    Some(ReserveOutcome::Reserved { id, body }) => Ok(Reply::ReservedJob { id, body }),
-                    other => Err(UpstreamError::Unavailable(format!("reserve-job answered {other:?}"))),
-                }
-            }
-            Op::Delete { client, id } => {
-                let (proxy_id, client_id) = client.as_ref().map(Self::split).unwrap_or_default();
-                let m = api::DeleteRequest { job_id: wire_id(id)?, proxy_id, client_id };
-                self.on_leader(m, caller, |mut c, r| async move { c.delete(r).await }).await.map(done)
-            }
-            Op::Release { client, id, pri, delay_secs } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let m = api::ReleaseRequest { job_id: wire_id(id)?, client_id, proxy_id, delay: i64::from(delay_secs), priority: pri };
-                self.on_leader(m, caller, |mut c, r| async move { c.release(r).await }).await.map(done)
-            }
-            Op::Bury { client, id, pri } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let m = api::BuryRequest { job_id: wire_id(id)?, priority: pri, client_id, proxy_id };
-                self.on_leader(m, caller, |mut c, r| async move { c.bury(r).await }).await.map(done)
-            }
-            Op::Touch { client, id } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let m = api::TouchRequest { job_id: wire_id(id)?, client_id, proxy_id };
-                self.on_leader(m, caller, |mut c, r| async move { c.touch(r).await }).await.map(done)
-            }
-            Op::Kick { tube, bound } => {
-                let m = api::KickNRequest { tube_name: tube, bound: bound.min(i32::MAX as u32) as i32 };
-                let r = self.on_leader(m, caller, |mut c, r| async move { c.kick_n(r).await }).await?;
-                Ok(Reply::Kicked { count: r.jobs_kicked.max(0) as u32 })
-            }
-            Op::KickJob { id } => {
-                let m = api::KickRequest { job_id: wire_id(id)? };
-                self.on_leader(m, caller, |mut c, r| async move { c.kick(r).await }).await.map(done)
-            }
-            Op::PauseTube { tube, delay_secs } => {
-                let m = api::PauseTubeRequest { tube_name: tube, delay: i64::from(delay_secs) };
-                self.on_leader(m, caller, |mut c, r| async move { c.pause_tube(r).await }).await.map(done)
-            }
-            Op::Use { client, tube } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let m = api::UseTubeRequest { tube_name: tube, client_id, proxy_id };
-                self.on_leader(m, caller, |mut c, r| async move { c.use_tube(r).await }).await.map(done)
-            }
-            Op::Watch { client, tube } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let m = api::WatchTubeRequest { tube_name: tube, client_id, proxy_id };
-                let r = self.on_leader(m, caller, |mut c, r| async move { c.watch_tube(r).await }).await?;
-                Ok(Reply::Watching { count: r.watching_count })
-            }
-            Op::Ignore { client, tube } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let m = api::IgnoreTubeRequest { tube_name: tube, client_id, proxy_id };
-                let r = self.on_leader(m, caller, |mut c, r| async move { c.ignore_tube(r).await }).await?;
-                Ok(Reply::Watching { count: r.watching_count })
-            }
-            Op::ClientHello { client } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let m = api::ClientHelloRequest { proxy_id, client_id };
-                self.on_leader(m, caller, |mut c, r| async move { c.client_hello(r).await }).await.map(done)
-            }
-            Op::DiscardPut { client } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let m = api::DiscardPutRequest { proxy_id, client_id };
-                self.on_leader(m, caller, |mut c, r| async move { c.discard_put(r).await }).await.map(done)
-            }
-            Op::ClientGone { client } => {
-                let (proxy_id, client_id) = Self::split(&client);
-                let m = api::ClientGoneRequest { proxy_id, client_ids: vec![client_id] };
-                self.on_leader(m, None, |mut c, r| async move { c.client_gone(r).await }).await.map(done)
-            }
-            Op::ProxyGone { proxy } => {
-                let m = api::ProxyGoneRequest { proxy_id: proxy };
-                self.on_leader(m, caller, |mut c, r| async move { c.proxy_gone(r).await }).await.map(done)
-            }
-            Op::ProxyLease { proxy, lease_secs } => {
-                let m = api::ProxyLeaseRequest { proxy_id: proxy, lease_secs };
-                let r = self.on_leader(m, caller, |mut c, r| async move { c.proxy_lease(r).await }).await?;
-                Ok(Reply::Lease { was_live: r.lease_was_live })
-            }
-            Op::Tick | Op::NewLeader => Err(UpstreamError::Unavailable("ticks and leader changes are the leader's to propose".into())),
+        if matches!(op, Op::Tick | Op::NewLeader) {
+            return Err(UpstreamError::Unavailable("ticks and leader changes are the leader's to propose".into()));
+        }
+        if job_of(&op).is_some_and(|id| wire_id(id).is_err()) {
+            return Err(UpstreamError::Fsm(FsmError::NotFound));
+        }
+        let (caller, seq) = match op {
+            Op::ClientGone { .. } => (String::new(), 0),
+            _ => (self.caller.clone(), self.next_seq.fetch_add(1, Ordering::Relaxed)),
+        };
+        let request = op_request(&op, caller, seq);
+        let kind = request.op();
+        let response = self.retry_on_leader(|index| self.forwarders[index].write(request.clone())).await?;
+        match decode_result(kind, &response) {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(UpstreamError::Fsm(e)),
+            Err(e) => Err(UpstreamError::Unavailable(format!("the cluster's answer to {kind:?} does not decode: {}", e.0))),
         }
     }
 

@@ -1,7 +1,8 @@
-//! The gRPC services every node serves: `Cluster`, `JobStateMachine` and the internal
-//! `RaftTransport`. Thin: convert, hand to the node, await, map errors to statuses.
+//! The gRPC services every node serves: `Cluster`, `JobStateMachine`, `Forwarding` and the
+//! internal `RaftTransport`. Thin: convert, hand to the node, await, map errors to statuses.
 
 pub mod cluster;
+pub mod forward;
 pub mod job_client;
 pub mod jsm;
 pub mod status;
@@ -10,6 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use crate::api::cluster_server::ClusterServer;
+use crate::api::forwarding_server::ForwardingServer;
 use crate::api::job_state_machine_server::JobStateMachineServer;
 use crate::api::raft_transport_server::RaftTransportServer;
 use crate::node::NodeHandle;
@@ -26,8 +28,12 @@ pub async fn serve(
     let raft = RaftTransportServer::new(cluster::RaftService::new(node.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let forwarding = ForwardingServer::new(forward::ForwardService::new(node.clone()))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     tonic::transport::Server::builder()
         .add_service(ClusterServer::new(cluster::ClusterService::new(node.clone())))
+        .add_service(forwarding)
         .add_service(JobStateMachineServer::new(jsm::JobService::new(node)))
         .add_service(raft)
         .serve_with_shutdown(addr, shutdown)

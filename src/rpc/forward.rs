@@ -1,0 +1,159 @@
+//! The `Forwarding` service: front ends' writes on one long-lived stream each. Every write of a
+//! frame is proposed as its own call to the node (the driver batches them into entries), and
+//! answers go back as they apply, as many to a frame as are ready.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::status::status_of;
+use crate::api::forwarding_server::Forwarding;
+use crate::api::{self, ForwardedAnswer};
+use crate::fsm::Op;
+use crate::node::codec::{decode_op, encode_result};
+use crate::node::{CallerSeq, NodeError, NodeHandle};
+
+/// How long a write may wait for its entry to apply before its caller is told to retry (as on
+/// the unary calls).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Answers waiting to go back on one stream; past this, writes wait to answer (back-pressure
+/// on a front end that stops reading).
+const ANSWERS_BUFFERED_MAX: usize = 16_384;
+/// Answers in one response frame at most.
+pub const FRAME_ANSWERS_MAX: usize = 1024;
+
+pub struct ForwardService {
+    node: NodeHandle,
+}
+
+impl ForwardService {
+    pub fn new(node: NodeHandle) -> Self {
+        ForwardService { node }
+    }
+}
+
+#[tonic::async_trait]
+impl Forwarding for ForwardService {
+    type ForwardStream = Answers;
+
+    async fn forward(&self, request: Request<Streaming<api::ForwardRequest>>) -> Result<Response<Answers>, Status> {
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::channel(ANSWERS_BUFFERED_MAX);
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(frame)) = incoming.message().await {
+                for write in frame.writes {
+                    let (node, tx) = (node.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let _ = tx.send(apply(&node, write).await).await;
+                    });
+                }
+            }
+        });
+        Ok(Response::new(Answers { rx }))
+    }
+}
+
+/// Proposes one forwarded write and answers it. A write that could not apply (malformed, or
+/// one only the leader itself proposes) is refused before it reaches the log.
+async fn apply(node: &NodeHandle, write: api::ForwardedWrite) -> ForwardedAnswer {
+    let id = write.id;
+    let Some(request) = write.op else {
+        return refused(id, Status::invalid_argument("a forwarded write without an operation"));
+    };
+    let op = match decode_op(request.op(), &request.body) {
+        Ok(Op::Tick | Op::NewLeader) => return refused(id, Status::invalid_argument("only the leader proposes ticks and leader changes")),
+        Ok(op) => op,
+        Err(e) => return refused(id, Status::invalid_argument(e.0)),
+    };
+    let caller = (!request.caller_id.is_empty()).then(|| CallerSeq { caller: request.caller_id, seq: request.caller_seq });
+    match tokio::time::timeout(WRITE_TIMEOUT, node.propose(op, caller)).await {
+        Ok(Ok(reply)) => answered(id, encode_result(&Ok(reply))),
+        Ok(Err(NodeError::Fsm(e))) => answered(id, encode_result(&Err(e))),
+        Ok(Err(e)) => refused(id, status_of(e)),
+        Err(_) => refused(id, Status::unavailable("write not applied in time; retry")),
+    }
+}
+
+fn answered(id: u64, response: api::ApplyOpResponse) -> ForwardedAnswer {
+    ForwardedAnswer { id, response: Some(response), ..ForwardedAnswer::default() }
+}
+
+/// A write refused as `status` says; "not the leader" carries the leader if known.
+fn refused(id: u64, status: Status) -> ForwardedAnswer {
+    let (leader_id, leader_addr) = super::status::leader_hint(&status);
+    ForwardedAnswer {
+        id,
+        response: None,
+        status_code: status.code() as i32,
+        status_message: status.message().to_string(),
+        leader_id: leader_id.unwrap_or(0),
+        leader_addr: leader_addr.unwrap_or_default(),
+    }
+}
+
+/// A forwarded answer's outcome as the unary call would have had it: the state machine's
+/// answer, or the status that refused the write (with its leader hint).
+pub fn outcome(answer: ForwardedAnswer) -> Result<api::ApplyOpResponse, Status> {
+    if let Some(response) = answer.response {
+        return Ok(response);
+    }
+    let code = tonic::Code::from_i32(answer.status_code);
+    if code == tonic::Code::FailedPrecondition {
+        let leader_id = (answer.leader_id != 0).then_some(answer.leader_id);
+        let leader_addr = (!answer.leader_addr.is_empty()).then_some(answer.leader_addr);
+        return Err(status_of(NodeError::NotLeader { leader_id, leader_addr }));
+    }
+    Err(Status::new(code, answer.status_message))
+}
+
+/// The answers of one stream, as many to a frame as are ready when it is sent.
+pub struct Answers {
+    rx: mpsc::Receiver<ForwardedAnswer>,
+}
+
+impl tokio_stream::Stream for Answers {
+    type Item = Result<api::ForwardResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let first = match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(answer)) => answer,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        let mut answers = vec![first];
+        while answers.len() < FRAME_ANSWERS_MAX {
+            match self.rx.try_recv() {
+                Ok(answer) => answers.push(answer),
+                Err(_) => break,
+            }
+        }
+        Poll::Ready(Some(Ok(api::ForwardResponse { answers })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal crosses the stream and comes back as the status the unary call would have
+    /// returned: "not the leader" with its hint, anything else with its code and message.
+    #[test]
+    fn refusals_come_back_as_the_unary_status() {
+        let hint = status_of(NodeError::NotLeader { leader_id: Some(3), leader_addr: Some("h:3".into()) });
+        let back = outcome(refused(7, hint)).expect_err("refused");
+        assert!(super::super::status::is_not_leader(&back));
+        assert_eq!(super::super::status::leader_hint(&back), (Some(3), Some("h:3".into())));
+        let unknown = outcome(refused(8, status_of(NodeError::NotLeader { leader_id: None, leader_addr: None }))).expect_err("refused");
+        assert!(super::super::status::is_not_leader(&unknown));
+        assert_eq!(super::super::status::leader_hint(&unknown), (None, None));
+        let busy = outcome(refused(9, status_of(NodeError::Overloaded))).expect_err("refused");
+        assert_eq!(busy.code(), tonic::Code::ResourceExhausted);
+        assert!(!super::super::status::is_not_leader(&busy));
+        let answer = answered(10, encode_result(&Ok(crate::fsm::Reply::Put { id: 5 })));
+        assert_eq!(outcome(answer).expect("answered").error_code, 0);
+    }
+}
