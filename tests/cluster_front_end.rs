@@ -156,3 +156,52 @@ async fn cluster_cli_and_front_ends() {
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A front end in every node: on the leader its writes go in-process, on a follower they are
+/// forwarded; a job put through one is reserved through another, and once the leader is
+/// killed, the front ends left go on against the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn co_located_front_ends_follow_the_leader() {
+    let dir = temp_dir("co-located");
+    let fronts: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
+    let listen = fronts.clone();
+    let mut nodes = cluster(&dir, move |id| vec!["--beanstalkd-listen".into(), listen[id as usize - 1].to_string()]);
+    for n in &mut nodes {
+        n.proc.start();
+    }
+    let members: Vec<(u64, SocketAddr)> = nodes.iter().map(|n| (n.id, n.addr)).collect();
+    let leader = common::await_leader(&members, Duration::from_secs(15), &dir).await;
+    let follower = members.iter().map(|(id, _)| *id).find(|id| *id != leader).expect("a follower");
+    let front = |id: u64| fronts[id as usize - 1];
+
+    let mut on_leader = Beanstalk::connect(front(leader));
+    let mut on_follower = Beanstalk::connect(front(follower));
+    let first = on_leader.put("from the leader's front end");
+    let second = on_follower.put("from a follower's front end");
+    assert!(second > first, "ids grow: {first} then {second}");
+    assert_eq!(on_follower.ask("reserve-with-timeout 5"), format!("RESERVED {first} 27"));
+    assert_eq!(on_follower.body(27), b"from the leader's front end");
+    assert_eq!(on_leader.ask("reserve-with-timeout 5"), format!("RESERVED {second} 27"));
+    assert_eq!(on_leader.body(27), b"from a follower's front end");
+    assert_eq!(on_follower.ask(&format!("delete {first}")), "DELETED");
+    assert_eq!(on_leader.ask(&format!("delete {second}")), "DELETED");
+
+    // The leader dies with its front end; the others go on once a new leader is elected.
+    drop(on_leader);
+    nodes.iter_mut().find(|n| n.id == leader).expect("the leader").proc.kill();
+    let mut survivor = Beanstalk::connect(front(follower));
+    let started = Instant::now();
+    let third = loop {
+        let answer = survivor.ask("put 10 0 60 5\r\nafter");
+        if let Some(id) = answer.strip_prefix("INSERTED ") {
+            break id.parse::<u64>().expect("an id");
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no put accepted after the leader died: {answer}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(third > second);
+    assert_eq!(on_follower.ask(&format!("peek {third}")), format!("FOUND {third} 5"));
+    assert_eq!(on_follower.body(5), b"after");
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,7 +2,7 @@
 //! safety phase), then healing and a liveness phase, then every checker.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::client::Connection;
 use crate::config::SeedConfig;
-use crate::front_ends::{front_end_addr, FrontEnds};
+use crate::front_ends::FrontEnds;
 use crate::history::{Answer, Call, ClientId, FinalJob, FinalState, History, HoldRisk, JobId, Record};
 use crate::nemesis::{Nemesis, World};
 use crate::raft_watch::{one_leader_per_term, snapshot_restores, RaftWatch};
@@ -49,11 +49,22 @@ fn host_ip(net: u8, index: u32) -> IpAddr {
 pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
     let raft = RaftWatch::install();
     coolbeans::chaos::buggify::enable(config.buggify);
-    let setup = NodeSetup { snapshot_entries: config.snapshot_entries, ..NodeSetup::default() };
+    let node_ids_max = config.nodes + SPARE_NODES;
+    let setup = NodeSetup {
+        snapshot_entries: config.snapshot_entries,
+        front_end_nodes: if config.front_ends_in_nodes { u64::from(config.front_ends) } else { 0 },
+        front_end_lease: config.lease,
+        node_ids_max,
+        ..NodeSetup::default()
+    };
     let cluster = Cluster::start(config.nodes, setup, trace.clone());
     cluster.await_leader(Duration::from_secs(20), None).await.ok_or("no leader elected in 20 s")?;
-    let node_ids_max = config.nodes + SPARE_NODES;
-    let front_ends = FrontEnds::start(config.front_ends, node_ids_max, config.lease, trace.clone());
+    let front_ends = if config.front_ends_in_nodes {
+        let hosts: Vec<_> = cluster.nodes.values().map(|n| n.host).collect();
+        FrontEnds::in_nodes(config.front_ends, &hosts, trace.clone())
+    } else {
+        FrontEnds::start(config.front_ends, node_ids_max, config.lease, trace.clone())
+    };
 
     let (stop_tx, stop) = watch::channel(false);
     let history: Arc<Mutex<History>> = Arc::default();
@@ -63,6 +74,7 @@ pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
         blocked: Arc::default(),
         stop,
         generations: (0..config.front_ends).map(|i| front_ends.generation(i)).collect(),
+        addrs: (0..config.front_ends).map(|i| front_ends.addr(i)).collect(),
         attachments: Arc::default(),
     };
     let running: Arc<Mutex<BTreeSet<ClientId>>> = Arc::new(Mutex::new((0..config.clients).collect()));
@@ -117,7 +129,8 @@ pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
     }
     check_replicas(&world, &raft, &members)?;
     let expected = history.final_jobs.len();
-    checker.spawn(async move { drain(expected).await }).await.map_err(|e| format!("drain task: {e}"))??;
+    let addr = shared.addrs[0];
+    checker.spawn(async move { drain(addr, expected).await }).await.map_err(|e| format!("drain task: {e}"))??;
     trace.event(format!("drained {expected} jobs"));
 
     let unknown = history.records.iter().filter(|r| r.answer.is_none()).count() as u64;
@@ -142,7 +155,7 @@ async fn feed_until_done(id: ClientId, shared: Shared, running: Arc<Mutex<BTreeS
         let tubes: BTreeSet<String> = shared.blocked.lock().expect("blocked lock").values().cloned().collect();
         for tube in tubes {
             if conn.is_none() {
-                conn = Connection::open(front_end_addr(0)).await.ok();
+                conn = Connection::open(shared.addrs[0]).await.ok();
             }
             let Some(c) = conn.as_mut() else { break };
             if c.use_tube(&tube, Duration::from_secs(20)).await.is_err() {
@@ -276,13 +289,13 @@ const DRAINERS: usize = 8;
 
 /// Liveness: fresh clients empty every tube (kicking buried and delayed jobs, waiting out
 /// pauses and TTRs) within the bound, and find exactly the jobs the cluster held.
-async fn drain(expected: usize) -> Result<(), String> {
+async fn drain(addr: SocketAddr, expected: usize) -> Result<(), String> {
     let deadline = now() + DRAIN_LIMIT;
     let drained = Arc::new(Mutex::new(0usize));
     let workers: Vec<_> = (0..DRAINERS)
         .map(|i| {
             let drained = drained.clone();
-            madsim::task::spawn(async move { drain_worker(i, expected, drained, deadline).await })
+            madsim::task::spawn(async move { drain_worker(addr, i, expected, drained, deadline).await })
         })
         .collect();
     for worker in workers {
@@ -292,7 +305,7 @@ async fn drain(expected: usize) -> Result<(), String> {
     if drained < expected {
         return Err(format!("liveness: drained {drained} of {expected} jobs within {DRAIN_LIMIT:?}"));
     }
-    let mut conn = drain_connection().await?;
+    let mut conn = drain_connection(addr).await?;
     let reserve = Call::Reserve { tube: "tube0".into(), timeout_secs: Some(0) };
     match conn.call(&reserve, Duration::from_secs(20)).await {
         Ok(Answer::TimedOut) if drained == expected => Ok(()),
@@ -301,9 +314,9 @@ async fn drain(expected: usize) -> Result<(), String> {
 }
 
 /// A connection that watches every tube the clients use.
-async fn drain_connection() -> Result<Connection, String> {
+async fn drain_connection(addr: SocketAddr) -> Result<Connection, String> {
     let failed = |e| format!("drain: {e:?}");
-    let mut conn = Connection::open(front_end_addr(0)).await.map_err(failed)?;
+    let mut conn = Connection::open(addr).await.map_err(failed)?;
     for t in 0..3 {
         conn.watch(&format!("tube{t}"), Duration::from_secs(20)).await.map_err(failed)?;
     }
@@ -311,8 +324,8 @@ async fn drain_connection() -> Result<Connection, String> {
 }
 
 /// One drainer: kicks (the first one only), then reserves and deletes until all are gone.
-async fn drain_worker(index: usize, expected: usize, drained: Arc<Mutex<usize>>, deadline: Duration) -> Result<(), String> {
-    let mut conn = drain_connection().await?;
+async fn drain_worker(addr: SocketAddr, index: usize, expected: usize, drained: Arc<Mutex<usize>>, deadline: Duration) -> Result<(), String> {
+    let mut conn = drain_connection(addr).await?;
     let patience = Duration::from_secs(20);
     let reserve = Call::Reserve { tube: "tube0".into(), timeout_secs: Some(0) };
     while *drained.lock().expect("drained lock") < expected && now() < deadline {

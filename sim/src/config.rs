@@ -78,6 +78,9 @@ pub struct SeedConfig {
     pub buggify: bool,
     /// Mean pause between a client's calls.
     pub think_time_mean: Duration,
+    /// Whether the front ends run inside nodes (front end i in node i + 1, as
+    /// `cluster-node --beanstalkd-listen` runs them) rather than on hosts of their own.
+    pub front_ends_in_nodes: bool,
 }
 
 impl SeedConfig {
@@ -109,6 +112,7 @@ impl SeedConfig {
             faults,
             buggify: rng.gen_bool(0.5),
             think_time_mean: Duration::from_millis(rng.gen_range(100..400)),
+            front_ends_in_nodes: rng.gen_bool(0.4),
         }
     }
 
@@ -123,8 +127,16 @@ impl fmt::Display for SeedConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "seed={} nodes={} front_ends={} clients={} tubes={} snapshot_entries={} lease={:?} buggify={}",
-            self.seed, self.nodes, self.front_ends, self.clients, self.tubes, self.snapshot_entries, self.lease, self.buggify
+            "seed={} nodes={} front_ends={}{} clients={} tubes={} snapshot_entries={} lease={:?} buggify={}",
+            self.seed,
+            self.nodes,
+            self.front_ends,
+            if self.front_ends_in_nodes { " (in nodes)" } else { "" },
+            self.clients,
+            self.tubes,
+            self.snapshot_entries,
+            self.lease,
+            self.buggify
         )?;
         write!(
             f,
@@ -159,6 +171,9 @@ mod tests {
         }
         for front_ends in 1..=3 {
             assert!(configs.iter().any(|c| c.front_ends == front_ends), "no seed with {front_ends} front ends");
+        }
+        for in_nodes in [false, true] {
+            assert!(configs.iter().filter(|c| c.front_ends_in_nodes == in_nodes).count() > 50, "front ends in nodes: {in_nodes} is rare");
         }
         for fault in Fault::ALL {
             assert!(configs.iter().filter(|c| c.faults.iter().any(|(f, _)| *f == fault)).count() > 100, "{fault:?} is rare");

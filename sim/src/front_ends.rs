@@ -1,12 +1,15 @@
 //! Simulated front ends: each one a `coolbeans beanstalkd` on its own host, before every node
-//! (the spare nodes that may join included). A crashed front end comes back as a new
-//! incarnation with a new proxy id, as a restarted process would.
+//! (the spare nodes that may join included), or, in some seeds, one inside each of the first
+//! nodes, as `cluster-node --beanstalkd-listen` runs it (in-process while its node leads). A
+//! crashed front end comes back as a new incarnation with a new proxy id, as a restarted
+//! process would; one inside a node crashes and comes back with it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coolbeans::proxy::{serve, FrontEnd, Identity, Limits, ListenAddr, Listener, RemoteUpstream};
+use coolbeans::node::NodeHandle;
+use coolbeans::proxy::{serve, CoLocatedUpstream, FrontEnd, Identity, Limits, ListenAddr, Listener, RemoteUpstream, Upstream};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use tokio::sync::watch;
@@ -28,6 +31,10 @@ pub fn front_end_addr(index: u32) -> SocketAddr {
 /// One front end's host and how many times it has started.
 pub struct SimFrontEnd {
     pub host: NodeId,
+    /// Where its clients connect.
+    pub addr: SocketAddr,
+    /// The node it runs inside, if it does.
+    pub node: Option<u64>,
     pub alive: bool,
     /// Bumped at every crash: clients watching it drop their connection, as a TCP reset would
     /// tell them.
@@ -47,6 +54,37 @@ impl FrontEnds {
         let list = (0..count).map(|i| spawn(i, upstreams.clone(), lease)).collect();
         trace.event(format!("{count} front ends started"));
         FrontEnds { list, trace }
+    }
+
+    /// The front ends that run inside nodes 1 to `count` (started with their nodes).
+    pub fn in_nodes(count: u32, hosts: &[NodeId], trace: Trace) -> FrontEnds {
+        let list = (0..count)
+            .map(|i| {
+                let node = u64::from(i) + 1;
+                let addr = SocketAddr::new(crate::world::node_ip(node), FRONT_END_PORT);
+                SimFrontEnd { host: hosts[i as usize], addr, node: Some(node), alive: true, generation: watch::channel(0).0 }
+            })
+            .collect();
+        trace.event(format!("{count} front ends run inside nodes"));
+        FrontEnds { list, trace }
+    }
+
+    /// Where front end `index` listens.
+    pub fn addr(&self, index: u32) -> SocketAddr {
+        self.list[index as usize].addr
+    }
+
+    /// The front end inside node `id`, if one runs there.
+    pub fn in_node(&self, id: u64) -> Option<u32> {
+        self.list.iter().position(|f| f.node == Some(id)).map(|i| i as u32)
+    }
+
+    /// The front end inside node `id` went down with it: its clients' connections break.
+    pub fn node_killed(&mut self, id: u64) {
+        if let Some(i) = self.in_node(id) {
+            self.list[i as usize].generation.send_modify(|g| *g += 1);
+            self.trace.event(format!("front end {i} went down with node {id}"));
+        }
     }
 
     /// Kills front end `index`: its connections break and its sessions live on until the
@@ -98,5 +136,22 @@ fn spawn(index: u32, upstreams: Vec<String>, lease: Duration) -> SimFrontEnd {
         })
         .build();
     let (generation, _) = watch::channel(0);
-    SimFrontEnd { host: host.id(), alive: true, generation }
+    SimFrontEnd { host: host.id(), addr: front_end_addr(index), node: None, alive: true, generation }
+}
+
+/// Runs a front end inside node `id`, before the cluster of nodes `1..=node_ids_max` (its own
+/// first), until the node's host is killed. Each start is a new incarnation with its own
+/// proxy id, as a restarted process would be.
+pub async fn serve_in_node(id: u64, node: NodeHandle, node_ids_max: u64, lease: Duration) {
+    let mut upstreams = vec![node_addr(id).to_string()];
+    upstreams.extend((1..=node_ids_max).filter(|n| *n != id).map(|n| node_addr(n).to_string()));
+    let proxy_id = format!("n{id}.{}", coolbeans::node::clock::now_ms());
+    let remote = RemoteUpstream::new(upstreams, proxy_id.clone()).expect("node addresses are valid");
+    let upstream: std::sync::Arc<dyn Upstream> = CoLocatedUpstream::new(node, remote);
+    let identity = Identity { version: "sim".into(), id: proxy_id, hostname: format!("node-{id}"), binlog_max_size: 0 };
+    let front = FrontEnd::start(upstream, Limits::default(), identity);
+    front.keep_lease(lease);
+    let listen = ListenAddr::Tcp(SocketAddr::new(crate::world::node_ip(id), FRONT_END_PORT).to_string());
+    let listener = Listener::bind(&listen).await.expect("the front end binds its port");
+    serve(listener, front).await;
 }

@@ -50,6 +50,14 @@ pub struct World {
     pub leaders_by_term: BTreeMap<u64, std::collections::BTreeSet<u64>>,
 }
 
+impl World {
+    /// Kills node `id`, and the front end inside it if one runs there.
+    pub fn kill_node(&mut self, id: u64) {
+        self.cluster.kill(id);
+        self.front_ends.node_killed(id);
+    }
+}
+
 #[derive(Default)]
 pub struct Nemesis {
     scheduled: BTreeMap<(Duration, u64), Action>,
@@ -186,7 +194,14 @@ impl Nemesis {
             Fault::Membership => change_membership(world).await,
             Fault::FrontEndCrash => {
                 let i = thread_rng().gen_range(0..world.config.front_ends);
-                if world.front_ends.list[i as usize].alive {
+                // A front end inside a node is that node's process: it crashes with it.
+                if let Some(id) = world.front_ends.list[i as usize].node {
+                    if world.cluster.nodes[&id].alive && !world.left.contains(&id) {
+                        trace.event(format!("front end {i} crashes with node {id}"));
+                        world.kill_node(id);
+                        self.schedule(d, Action::RestartNode(id));
+                    }
+                } else if world.front_ends.list[i as usize].alive {
                     world.front_ends.crash(i);
                     self.schedule(d, Action::RestartFrontEnd(i));
                 }
@@ -198,7 +213,10 @@ impl Nemesis {
                 // Its sessions may lose their lease from now until a renewal after healing.
                 let until = now() + d + world.config.lease + Duration::from_secs(20);
                 world.front_end_risks.push(FrontEndRisk { front_end: i, from: now(), until });
-                self.schedule(d, Action::UnclogFrontEnd(i));
+                match world.front_ends.list[i as usize].node {
+                    Some(id) => self.schedule(d, Action::UnclogNode(id)),
+                    None => self.schedule(d, Action::UnclogFrontEnd(i)),
+                }
             }
         }
     }
@@ -211,7 +229,7 @@ impl Nemesis {
             return;
         }
         let id = up[thread_rng().gen_range(0..up.len())];
-        world.cluster.kill(id);
+        world.kill_node(id);
         self.schedule(d, Action::RestartNode(id));
     }
 
@@ -222,7 +240,7 @@ impl Nemesis {
         world.cluster.trace.event(format!("power loss: {count} nodes"));
         for _ in 0..count {
             let id = up.remove(thread_rng().gen_range(0..up.len()));
-            world.cluster.kill(id);
+            world.kill_node(id);
             self.schedule(d, Action::RestartNode(id));
         }
     }
@@ -327,7 +345,11 @@ async fn change_membership(world: &mut World) {
         let outcome = tokio::time::timeout(Duration::from_secs(5), h.change_member(change)).await;
         world.cluster.trace.event(format!("join node {id}: {:?}", outcome.map(|r| r.is_ok())));
     } else if members.len() > 3 {
-        let leaving: Vec<u64> = members.into_iter().filter(|id| *id != leader).collect();
+        // A node with a front end inside stays: its clients would have nowhere to go back to.
+        let leaving: Vec<u64> = members.into_iter().filter(|id| *id != leader && world.front_ends.in_node(*id).is_none()).collect();
+        if leaving.is_empty() {
+            return;
+        }
         let id = leaving[thread_rng().gen_range(0..leaving.len())];
         let outcome = tokio::time::timeout(Duration::from_secs(5), h.change_member(MemberChange::Leave { id })).await;
         let done = matches!(outcome, Ok(Ok(())));
@@ -335,7 +357,7 @@ async fn change_membership(world: &mut World) {
         if done {
             world.left.push(id);
             if world.cluster.nodes[&id].alive {
-                world.cluster.kill(id);
+                world.kill_node(id);
             }
         }
     }

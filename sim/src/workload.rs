@@ -10,7 +10,6 @@ use madsim::rand::{thread_rng, Rng};
 use tokio::sync::watch;
 
 use crate::client::{CallError, Connection};
-use crate::front_ends::front_end_addr;
 use crate::history::{Answer, Call, ClientId, History, HoldRisk, JobId, Record};
 
 /// How long a client waits for an answer beyond what the call itself may wait (the front
@@ -36,6 +35,8 @@ pub struct Shared {
     pub stop: watch::Receiver<bool>,
     /// Each front end's crash counter.
     pub generations: Vec<watch::Receiver<u64>>,
+    /// Where each front end listens.
+    pub addrs: Vec<std::net::SocketAddr>,
     /// Which client was connected to which front end, when.
     pub attachments: Arc<Mutex<Vec<Attachment>>>,
 }
@@ -103,7 +104,7 @@ pub async fn run_client(setup: ClientSetup, shared: Shared) {
     while !*client.shared.stop.borrow() {
         let index = (client.setup.id + attempt) % client.setup.front_ends;
         attempt += 1;
-        let Ok(mut conn) = Connection::open(front_end_addr(index)).await else {
+        let Ok(mut conn) = Connection::open(client.shared.addrs[index as usize]).await else {
             madsim::time::sleep(Duration::from_millis(200)).await;
             continue;
         };

@@ -23,11 +23,24 @@ pub const NODE_PORT: u16 = 7000;
 pub struct NodeSetup {
     pub tick: Duration,
     pub snapshot_entries: u64,
+    /// Nodes 1 to this many run a front end of their own, as `cluster-node
+    /// --beanstalkd-listen` does.
+    pub front_end_nodes: u64,
+    /// Those front ends' lease, and the node ids they know of (the spares that may join
+    /// included).
+    pub front_end_lease: Duration,
+    pub node_ids_max: u64,
 }
 
 impl Default for NodeSetup {
     fn default() -> Self {
-        NodeSetup { tick: Duration::from_millis(100), snapshot_entries: 10_000 }
+        NodeSetup {
+            tick: Duration::from_millis(100),
+            snapshot_entries: 10_000,
+            front_end_nodes: 0,
+            front_end_lease: Duration::from_secs(30),
+            node_ids_max: 0,
+        }
     }
 }
 
@@ -169,7 +182,7 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
         .name(format!("node-{id}"))
         .ip(node_ip(id))
         .init(move || {
-            let (disk, slot, peers) = (init_disk.clone(), slot.clone(), peers.clone());
+            let (disk, slot, peers, setup) = (init_disk.clone(), slot.clone(), peers.clone(), setup.clone());
             let options = NodeOptions {
                 driver: DriverConfig { id, tick: setup.tick, snapshot_entries: setup.snapshot_entries, ..DriverConfig::default() },
                 advertise: addr.to_string(),
@@ -184,6 +197,9 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
                     Err(e) => panic!("node {id} failed to start: {e}"),
                 };
                 *slot.lock().expect("handle lock") = Some(node.clone());
+                if id <= setup.front_end_nodes {
+                    tokio::spawn(crate::front_ends::serve_in_node(id, node.clone(), setup.node_ids_max, setup.front_end_lease));
+                }
                 if let Err(e) = coolbeans::rpc::serve(addr, node, std::future::pending()).await {
                     panic!("node {id} gRPC server failed: {e}");
                 }

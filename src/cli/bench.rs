@@ -6,12 +6,14 @@
 //! - `reserve-delete`: connections reserve and delete those jobs until the tube is drained;
 //!   pairs/s and per-cycle latency.
 //! - `wakeup`: how long a client blocked in `reserve` takes to get a job just put.
+//! - `fsync`: what the disk takes to make a small append durable (no server needed).
 //!
 //! Timing uses `std::time::Instant`: this is a measuring tool, not the product's clock.
 
 mod answer;
 mod conn;
 mod drain;
+mod fsync;
 mod measure;
 mod put;
 mod wakeup;
@@ -49,7 +51,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub tube: Option<String>,
     /// The phases to run, comma separated; they always run in the order put,
-    /// reserve-delete, wakeup.
+    /// reserve-delete, wakeup, fsync.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "put,reserve-delete,wakeup")]
     pub phases: Vec<Phase>,
     /// Wake-up latency samples, taken one after another.
@@ -58,6 +60,12 @@ pub struct BenchArgs {
     /// Jobs put before the reserve-delete phase when the put phase does not run.
     #[arg(long, default_value_t = 100_000)]
     pub prefill_jobs: u64,
+    /// Where the fsync phase appends and syncs its file (the disk the servers write to).
+    #[arg(long, default_value = ".")]
+    pub fsync_dir: std::path::PathBuf,
+    /// fdatasync samples of the fsync phase, taken one after another.
+    #[arg(long, default_value_t = 500)]
+    pub fsync_samples: usize,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +76,8 @@ pub enum Phase {
     ReserveDelete,
     /// Time a blocked reserve's wake-up by a put.
     Wakeup,
+    /// Time the disk's own fdatasync of a small append.
+    Fsync,
 }
 
 /// The checked settings every phase reads.
@@ -129,7 +139,7 @@ impl Config {
 pub async fn run(args: BenchArgs) -> Result<String, String> {
     let config = Config::from_args(&args)?;
     let mut lines: Vec<String> = Vec::new();
-    for phase in [Phase::Put, Phase::ReserveDelete, Phase::Wakeup] {
+    for phase in [Phase::Put, Phase::ReserveDelete, Phase::Wakeup, Phase::Fsync] {
         if !args.phases.contains(&phase) {
             continue;
         }
@@ -137,6 +147,7 @@ pub async fn run(args: BenchArgs) -> Result<String, String> {
             Phase::Put => put::run(&config).await,
             Phase::ReserveDelete => reserve_delete(&config, args.phases.contains(&Phase::Put)).await,
             Phase::Wakeup => wakeup::run(&config).await,
+            Phase::Fsync => fsync::run(&args.fsync_dir, args.fsync_samples.max(1)),
         };
         match line {
             Ok(line) => lines.push(line),

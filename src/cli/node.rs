@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::peers::parse_peers;
-use crate::node::{start_node, DriverConfig, LogStorage, NodeOptions};
+use crate::node::{start_node, DriverConfig, LogStorage, NodeHandle, NodeOptions};
 use crate::storage::{RealDisk, WalOptions};
 
 #[derive(Args, Debug, Clone)]
@@ -92,7 +92,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         });
     }
     if let Some(listen) = args.beanstalkd_listen.clone() {
-        tokio::spawn(co_located_front_end(listen, &args, &advertise));
+        tokio::spawn(co_located_front_end(listen, &args, &advertise, node.clone()));
     }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -100,9 +100,9 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     crate::rpc::serve(args.listen, node, shutdown).await.map_err(|e| format!("gRPC server on {}: {e}", args.listen))
 }
 
-/// The front end that runs beside a node: it reaches the cluster over gRPC (this node first),
-/// so it works whether or not this node leads.
-fn co_located_front_end(listen: String, args: &NodeArgs, advertise: &str) -> impl std::future::Future<Output = ()> {
+/// The front end that runs beside a node: in-process while this node leads, over gRPC to the
+/// leader otherwise (this node's address first, as `CoLocatedUpstream` expects).
+fn co_located_front_end(listen: String, args: &NodeArgs, advertise: &str, node: NodeHandle) -> impl std::future::Future<Output = ()> {
     let mut upstreams = vec![advertise.to_string()];
     let others = args.peers.as_deref().map(parse_peers).and_then(Result::ok).unwrap_or_default();
     upstreams.extend(others.into_values().filter(|a| a != advertise));
@@ -111,7 +111,8 @@ fn co_located_front_end(listen: String, args: &NodeArgs, advertise: &str) -> imp
     let lease = Duration::from_secs(args.lease_secs.max(1));
     async move {
         let result = match crate::proxy::RemoteUpstream::new(upstreams, proxy_id) {
-            Ok(upstream) => {
+            Ok(remote) => {
+                let upstream = crate::proxy::CoLocatedUpstream::new(node, remote);
                 let limits = crate::proxy::Limits::default();
                 let listen = crate::proxy::ListenAddr::parse(&listen);
                 super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease)).await

@@ -897,5 +897,7 @@ impl Driver {
             snapshot_index: self.raw.store().snapshot_index(),
         };
         *lock(&self.shared.status) = status;
+        let leading = self.raw.raft.state == StateRole::Leader;
+        self.shared.leading.store(leading, std::sync::atomic::Ordering::Relaxed);
     }
 }

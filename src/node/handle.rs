@@ -2,6 +2,7 @@
 //! and reads the state the driver publishes.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::Message;
@@ -111,6 +112,9 @@ impl Status {
 pub(crate) struct Shared {
     pub state: Mutex<Replicated>,
     pub status: Mutex<Status>,
+    /// Whether the node leads, as of its driver's last turn: read on every write by a front
+    /// end in the same process, so kept apart from `status` (whose copy costs more).
+    pub leading: AtomicBool,
     pub events: broadcast::Sender<Arc<AppliedEvents>>,
 }
 
@@ -177,6 +181,12 @@ impl NodeHandle {
 
     pub fn status(&self) -> Status {
         lock(&self.shared.status).clone()
+    }
+
+    /// Whether this node leads, as of its driver's last turn (a write proposed here may still
+    /// find it no longer does).
+    pub fn is_leader(&self) -> bool {
+        self.shared.leading.load(Ordering::Relaxed)
     }
 
     /// Reservation events from now on, one batch per applied entry.

@@ -177,6 +177,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
         status: Mutex::new(Status { node_id: id, ..Status::default() }),
+        leading: std::sync::atomic::AtomicBool::new(false),
         events,
     });
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);

@@ -1,6 +1,7 @@
 //! The beanstalkd front end: connections speaking the text protocol, each with its own state,
 //! in front of the replicated state machine (in this process or over gRPC).
 
+pub mod colocated;
 mod conn;
 mod forward;
 pub mod front_end;
@@ -9,6 +10,7 @@ pub mod server;
 pub mod upstream;
 
 pub use front_end::{FrontEnd, Identity, Limits};
+pub use colocated::CoLocatedUpstream;
 pub use remote::RemoteUpstream;
 pub use server::{serve, ListenAddr, Listener};
 pub use upstream::{LocalUpstream, Upstream};

@@ -123,6 +123,43 @@ impl RemoteUpstream {
         }
     }
 
+    /// The caller id and a fresh sequence number for a write, so that a retry applies once
+    /// (a client's goodbye needs none: it applies alike any number of times).
+    pub(crate) fn caller_for(&self, op: &Op) -> Option<CallerSeq> {
+        match op {
+            Op::ClientGone { .. } => None,
+            _ => Some(CallerSeq { caller: self.caller.clone(), seq: self.next_seq.fetch_add(1, Ordering::Relaxed) }),
+        }
+    }
+
+    /// Forwards a write as `caller` on the leader's stream, retrying through leader changes.
+    pub(crate) async fn write_as(&self, op: Op, caller: Option<CallerSeq>) -> Result<Reply, UpstreamError> {
+        if matches!(op, Op::Tick | Op::NewLeader) {
+            return Err(UpstreamError::Unavailable("ticks and leader changes are the leader's to propose".into()));
+        }
+        if job_of(&op).is_some_and(|id| wire_id(id).is_err()) {
+            return Err(UpstreamError::Fsm(FsmError::NotFound));
+        }
+        let (caller, seq) = caller.map(|c| (c.caller, c.seq)).unwrap_or_default();
+        let request = op_request(&op, caller, seq);
+        let kind = request.op();
+        let response = self.retry_on_leader(|index| self.forwarders[index].write(request.clone())).await?;
+        match decode_result(kind, &response) {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(UpstreamError::Fsm(e)),
+            Err(e) => Err(UpstreamError::Unavailable(format!("the cluster's answer to {kind:?} does not decode: {}", e.0))),
+        }
+    }
+
+    /// Streams this front end's reservation results from every node but `skip` into `tx`.
+    pub(crate) fn stream_reservations(&self, skip: Option<usize>, tx: &mpsc::Sender<ReservationEvent>) {
+        for index in (0..self.channels.len()).filter(|i| Some(*i) != skip) {
+            let client = self.client(index);
+            let (tx, proxy) = (tx.clone(), self.proxy_id.clone());
+            tokio::spawn(stream_from(client, proxy, tx));
+        }
+    }
+
     /// Runs `call` on the leader until it answers, the state machine refuses, or the patience
     /// runs out. `caller` is set on writes.
     async fn on_leader<T, R, F, Fut>(&self, request: T, caller: Option<CallerSeq>, call: F) -> Result<R, UpstreamError>
@@ -181,27 +218,10 @@ impl RemoteUpstream {
 #[tonic::async_trait]
 impl Upstream for RemoteUpstream {
     /// Forwards the write on the leader's stream, with this front end's caller id and a
-    /// sequence number so that a retry applies once (a client's goodbye needs none: it
-    /// applies alike any number of times).
+    /// sequence number so that a retry applies once.
     async fn write(&self, op: Op) -> Result<Reply, UpstreamError> {
-        if matches!(op, Op::Tick | Op::NewLeader) {
-            return Err(UpstreamError::Unavailable("ticks and leader changes are the leader's to propose".into()));
-        }
-        if job_of(&op).is_some_and(|id| wire_id(id).is_err()) {
-            return Err(UpstreamError::Fsm(FsmError::NotFound));
-        }
-        let (caller, seq) = match op {
-            Op::ClientGone { .. } => (String::new(), 0),
-            _ => (self.caller.clone(), self.next_seq.fetch_add(1, Ordering::Relaxed)),
-        };
-        let request = op_request(&op, caller, seq);
-        let kind = request.op();
-        let response = self.retry_on_leader(|index| self.forwarders[index].write(request.clone())).await?;
-        match decode_result(kind, &response) {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(UpstreamError::Fsm(e)),
-            Err(e) => Err(UpstreamError::Unavailable(format!("the cluster's answer to {kind:?} does not decode: {}", e.0))),
-        }
+        let caller = self.caller_for(&op);
+        self.write_as(op, caller).await
     }
 
     async fn query(&self, query: Query) -> Result<Answer, UpstreamError> {
@@ -258,11 +278,7 @@ impl Upstream for RemoteUpstream {
 
     fn reservations(&self) -> mpsc::Receiver<ReservationEvent> {
         let (tx, rx) = mpsc::channel(4096);
-        for index in 0..self.channels.len() {
-            let client = self.client(index);
-            let (tx, proxy) = (tx.clone(), self.proxy_id.clone());
-            tokio::spawn(stream_from(client, proxy, tx));
-        }
+        self.stream_reservations(None, &tx);
         rx
     }
 

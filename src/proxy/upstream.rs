@@ -79,7 +79,7 @@ pub fn next_backoff(backoff: Duration) -> Duration {
 }
 
 /// The state machine of a node in this process that is the cluster's only voter (`serve`).
-/// A front end beside a member of a larger cluster goes through `RemoteUpstream`, whose
+/// A front end beside a member of a larger cluster goes through `CoLocatedUpstream`, whose
 /// writes carry caller sequence numbers so that retries across leader changes apply once.
 pub struct LocalUpstream {
     node: NodeHandle,
@@ -90,20 +90,70 @@ impl LocalUpstream {
     pub fn new(node: NodeHandle, proxy_id: String) -> Arc<Self> {
         Arc::new(LocalUpstream { node, proxy_id })
     }
+}
 
-    async fn read<R>(&self, f: impl FnOnce(&crate::node::replicated::Replicated) -> R) -> Result<R, UpstreamError> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        let mut backoff = RETRY_BACKOFF_MIN;
-        loop {
-            match self.node.read_barrier().await {
-                Ok(()) => return Ok(self.node.read(f)),
-                Err(e) if tokio::time::Instant::now() + backoff >= deadline => return Err(UpstreamError::Unavailable(e.to_string())),
-                Err(_) => {}
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = next_backoff(backoff);
+/// A linearizable read of a node in this process: its ReadIndex barrier (which a follower
+/// asks of the leader), then the read, retried through leader changes within `patience`.
+async fn read_local<R>(
+    node: &NodeHandle,
+    patience: Duration,
+    f: impl FnOnce(&crate::node::replicated::Replicated) -> R,
+) -> Result<R, UpstreamError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut backoff = RETRY_BACKOFF_MIN;
+    loop {
+        match node.read_barrier().await {
+            Ok(()) => return Ok(node.read(f)),
+            Err(e) if tokio::time::Instant::now() + backoff >= deadline => return Err(UpstreamError::Unavailable(e.to_string())),
+            Err(_) => {}
         }
+        tokio::time::sleep(backoff).await;
+        backoff = next_backoff(backoff);
     }
+}
+
+/// Answers a query from a node in this process, for the front end `proxy`.
+pub(crate) async fn query_local(node: &NodeHandle, proxy: &str, query: Query, patience: Duration) -> Result<Answer, UpstreamError> {
+    let now = crate::node::clock::now_ms();
+    let job = |v: Option<crate::fsm::JobView>| Answer::Job(v.map(|j| (j.id, j.body)));
+    read_local(node, patience, move |s| match query {
+        Query::Job(id) => job(s.fsm.job(id)),
+        Query::PeekReady(tube) => job(s.fsm.peek_ready(&tube)),
+        Query::PeekDelayed(tube) => job(s.fsm.peek_delayed(&tube)),
+        Query::PeekBuried(tube) => job(s.fsm.peek_buried(&tube)),
+        Query::StatsJob(id) => Answer::Yaml(s.fsm.stats_job_yaml(id, now)),
+        Query::StatsTube(tube) => Answer::Yaml(s.fsm.stats_tube_yaml(&tube, now)),
+        Query::Stats(server) => Answer::Yaml(Some(s.fsm.stats_yaml(&server))),
+        Query::ListTubes => Answer::Tubes(s.fsm.list_tubes()),
+        Query::NotWaiting(clients) => {
+            let states = s.fsm.check_client_state(proxy, &clients);
+            Answer::Clients(states.not_waiting.into_iter().chain(states.missing).collect())
+        }
+    })
+    .await
+}
+
+/// Feeds the reservation results of front end `proxy` that a node in this process applies
+/// into `tx`, until `tx` closes or the node stops.
+pub(crate) fn feed_local_reservations(node: &NodeHandle, proxy: String, tx: mpsc::Sender<ReservationEvent>) {
+    let mut applied = node.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let batch = match applied.recv().await {
+                Ok(batch) => batch,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "reservation feed lagged; waiting clients may need to retry");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            for e in batch.events.iter().filter(|e| *e.client.proxy == *proxy) {
+                if tx.send(e.clone()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
 }
 
 #[tonic::async_trait]
@@ -128,47 +178,12 @@ impl Upstream for LocalUpstream {
     }
 
     async fn query(&self, query: Query) -> Result<Answer, UpstreamError> {
-        let now = crate::node::clock::now_ms();
-        let proxy = self.proxy_id.clone();
-        let job = |v: Option<crate::fsm::JobView>| Answer::Job(v.map(|j| (j.id, j.body)));
-        self.read(move |s| match query {
-            Query::Job(id) => job(s.fsm.job(id)),
-            Query::PeekReady(tube) => job(s.fsm.peek_ready(&tube)),
-            Query::PeekDelayed(tube) => job(s.fsm.peek_delayed(&tube)),
-            Query::PeekBuried(tube) => job(s.fsm.peek_buried(&tube)),
-            Query::StatsJob(id) => Answer::Yaml(s.fsm.stats_job_yaml(id, now)),
-            Query::StatsTube(tube) => Answer::Yaml(s.fsm.stats_tube_yaml(&tube, now)),
-            Query::Stats(server) => Answer::Yaml(Some(s.fsm.stats_yaml(&server))),
-            Query::ListTubes => Answer::Tubes(s.fsm.list_tubes()),
-            Query::NotWaiting(clients) => {
-                let states = s.fsm.check_client_state(&proxy, &clients);
-                Answer::Clients(states.not_waiting.into_iter().chain(states.missing).collect())
-            }
-        })
-        .await
+        query_local(&self.node, &self.proxy_id, query, PATIENCE).await
     }
 
     fn reservations(&self) -> mpsc::Receiver<ReservationEvent> {
         let (tx, rx) = mpsc::channel(1024);
-        let mut applied = self.node.subscribe();
-        let proxy = self.proxy_id.clone();
-        tokio::spawn(async move {
-            loop {
-                let batch = match applied.recv().await {
-                    Ok(batch) => batch,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "reservation feed lagged; waiting clients may need to retry");
-                        continue;
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                };
-                for e in batch.events.iter().filter(|e| *e.client.proxy == *proxy) {
-                    if tx.send(e.clone()).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        feed_local_reservations(&self.node, self.proxy_id.clone(), tx);
         rx
     }
 
