@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The simulator build: every async call goes through madsim, in its own target dir.
 SIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim
 
-.PHONY: build run test test-std test-sim sim-build sim-ci sim sim-sweep sim-mutants bench-fsm bench-vs-beanstalkd clean
+.PHONY: build run test test-std test-sim sim-build sim-ci sim sim-sweep sim-mutants bench-fsm bench-vs-beanstalkd bench-cluster clean
 
 build:
 	$(CARGO) build --release
@@ -72,6 +72,11 @@ ROUNDS ?= 6
 PIN ?=
 bench-vs-beanstalkd: build
 	benches/vs-beanstalkd.sh $(ROUNDS) $(PIN)
+
+# The replicated path against beanstalkd -b, in alternating rounds: a 3-node cluster with its
+# front ends inside the nodes, and behind a separate front end; with the disk's fsync p50/p99.
+bench-cluster: build
+	benches/cluster.sh $(ROUNDS)
 
 clean:
 	$(CARGO) clean

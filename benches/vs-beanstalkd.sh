@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side by side with beanstalkd: alternating rounds of `coolbeans bench` against Debian's
-# beanstalkd and `coolbeans serve` (both in memory), each on a fresh port, printing each
-# round's rates and the server's CPU time per command (utime+stime from /proc).
+# beanstalkd and `coolbeans serve`, each on a fresh port, printing each round's rates and the
+# server's CPU time per command (utime+stime from /proc): first both in memory, then both
+# durable on every write (`beanstalkd -b DIR -f0` against `serve -b DIR`, which fsyncs every
+# commit), each on a fresh data dir. A summary of means and ratios ends it.
 #
 #   benches/vs-beanstalkd.sh [ROUNDS] [pin]
 #
@@ -21,26 +23,47 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Prints the rate of a bench output line starting with $1.
 rate() { sed -n "s/^$1.* rate=\([0-9]*\)\/s.*/\1/p"; }
 
+work=$(mktemp -d -p "${TMPDIR:-target}" vs-beanstalkd.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+results="$work/results"
 port=21300
-for round in $(seq 1 "$rounds"); do
-  for server in beanstalkd coolbeans; do
-    port=$((port + 1))
-    if [ $server = beanstalkd ]; then
-      "${server_cpu[@]}" beanstalkd -l 127.0.0.1 -p $port &
-    else
-      "${server_cpu[@]}" "$bin" serve -l 127.0.0.1 -p $port &
-    fi
-    pid=$!
-    sleep 0.3
-    before=$(ticks $pid)
-    out=$("${bench_cpu[@]}" "$bin" bench --addr 127.0.0.1:$port --connections 50 --seconds $seconds --phases put,reserve-delete)
-    after=$(ticks $pid)
-    kill $pid; wait $pid 2>/dev/null || true
-    put=$(echo "$out" | rate put)
-    pairs=$(echo "$out" | rate reserve-delete)
-    # Commands in the two phases: one per put, two per reserve+delete pair.
-    commands=$(( (put + 2 * pairs) * seconds ))
-    ns=$(( (after - before) * 1000000000 / $(getconf CLK_TCK) / commands ))
-    echo "round=$round server=$server put/s=$put pairs/s=$pairs server-ns-per-command=$ns"
+for durability in memory durable; do
+  for round in $(seq 1 "$rounds"); do
+    for server in beanstalkd coolbeans; do
+      port=$((port + 1))
+      dir="$work/$durability-$round-$server"
+      mkdir -p "$dir"
+      if [ $durability = memory ]; then
+        if [ $server = beanstalkd ]; then args=(beanstalkd -l 127.0.0.1 -p $port); else args=("$bin" serve -l 127.0.0.1 -p $port); fi
+      else
+        if [ $server = beanstalkd ]; then args=(beanstalkd -l 127.0.0.1 -p $port -b "$dir" -f0); else args=("$bin" serve -l 127.0.0.1 -p $port -b "$dir"); fi
+      fi
+      "${server_cpu[@]}" "${args[@]}" &
+      pid=$!
+      sleep 0.3
+      before=$(ticks $pid)
+      out=$("${bench_cpu[@]}" "$bin" bench --addr 127.0.0.1:$port --connections 50 --seconds $seconds --phases put,reserve-delete)
+      after=$(ticks $pid)
+      kill $pid; wait $pid 2>/dev/null || true
+      rm -rf "$dir"
+      put=$(echo "$out" | rate put)
+      pairs=$(echo "$out" | rate reserve-delete)
+      # Commands in the two phases: one per put, two per reserve+delete pair.
+      commands=$(( (put + 2 * pairs) * seconds ))
+      ns=$(( (after - before) * 1000000000 / $(getconf CLK_TCK) / commands ))
+      echo "round=$round durability=$durability server=$server put/s=$put pairs/s=$pairs server-ns-per-command=$ns" | tee -a "$results"
+    done
   done
 done
+
+# Means per durability and server, and coolbeans' ratio to beanstalkd.
+awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+       k = v["durability"] SUBSEP v["server"]; n[k]++; put[k] += v["put/s"]; pairs[k] += v["pairs/s"]; ns[k] += v["server-ns-per-command"] }
+     END {
+       printf "\n| durability | beanstalkd put/s | serve put/s | ratio | beanstalkd pairs/s | serve pairs/s | ratio | CPU ns per command (beanstalkd / serve) |\n|---|---|---|---|---|---|---|---|\n"
+       split("memory durable", order, " ")
+       for (i = 1; i <= 2; i++) { d = order[i]; b = d SUBSEP "beanstalkd"; c = d SUBSEP "coolbeans"
+         if (!(b in n)) continue
+         label = d == "memory" ? "in memory" : "fsync every write (-b -f0 / -b)"
+         printf "| %s | %.0f | %.0f | %.2fx | %.0f | %.0f | %.2fx | %.0f / %.0f |\n", label, put[b] / n[b], put[c] / n[c], put[c] / put[b],
+           pairs[b] / n[b], pairs[c] / n[c], pairs[c] / pairs[b], ns[b] / n[b], ns[c] / n[c] } }' "$results"

@@ -19,7 +19,7 @@ pub fn run(dir: &Path, samples: usize) -> Result<String, String> {
     let measured = measure(&path, samples);
     let _ = std::fs::remove_file(&path);
     let latencies = measured?;
-    Ok(format!("fsync samples={samples} {}", latencies.summary()))
+    Ok(format!("fsync: samples={samples} {}", latencies.summary()))
 }
 
 fn measure(path: &Path, samples: usize) -> Result<Latencies, String> {
@@ -46,7 +46,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("coolbeans-fsync-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let line = run(&dir, 20).expect("the probe runs");
-        assert!(line.starts_with("fsync samples=20 p50="), "{line}");
+        assert!(line.starts_with("fsync: samples=20 p50="), "{line}");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the probe's file is gone");
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(run(&dir, 1).is_err(), "a missing directory is an error");
