@@ -154,11 +154,21 @@ fn coolbeans_binary() -> &'static Path {
 }
 
 fn start_coolbeans_serve(logs: &Path, name: &str) -> Result<Server, StartError> {
-    let port = server::free_port();
-    let args: Vec<String> =
-        ["serve", "-l", "127.0.0.1", "-p", &port.to_string()].iter().map(|s| s.to_string()).collect();
-    let spawned = server::spawn(coolbeans_binary(), &args, &logs.join(format!("{name}.log")))?;
-    server::wait_until_serving(([127, 0, 0, 1], port).into(), vec![spawned], 0, SERVE_STARTUP_TIMEOUT)
+    let mut last_error = String::new();
+    // A port can be taken by another process between choosing it and binding it: retry.
+    for port_try in 0..3 {
+        let port = server::free_port();
+        let args: Vec<String> =
+            ["serve", "-l", "127.0.0.1", "-p", &port.to_string()].iter().map(|s| s.to_string()).collect();
+        let log = if port_try == 0 { logs.join(format!("{name}.log")) } else { logs.join(format!("{name}.port-{port_try}.log")) };
+        let spawned = server::spawn(coolbeans_binary(), &args, &log)?;
+        match server::wait_until_serving(([127, 0, 0, 1], port).into(), vec![spawned], 0, SERVE_STARTUP_TIMEOUT) {
+            Ok(server) => return Ok(server),
+            Err(StartError::Failed(e)) => last_error = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StartError::Failed(last_error))
 }
 
 /// CLUSTER TARGET: three `cluster-node`s (flags as in `tests/cluster_failover.rs`) and the

@@ -137,6 +137,12 @@ pub fn wait_until_serving(
         }
         if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             let signal_pid = processes[signal_index].child.id();
+            // Another process may have taken the port between its choice and our bind: then
+            // it, not ours, accepted. The caller retries on another port.
+            if !listens_on(signal_pid, addr.port()) {
+                kill_all(&mut processes);
+                return Err(StartError::Failed(format!("another process took port {} before ours bound it; logs: {logs:?}", addr.port())));
+            }
             let children = processes.into_iter().map(|p| p.child).collect();
             return Ok(Server { addr, signal_pid, logs, children, first_connection: Some(stream) });
         }
@@ -159,4 +165,24 @@ fn diagnose_exit(status: std::process::ExitStatus, log: &str, path: &Path) -> St
     }
     let tail: Vec<&str> = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
     StartError::Failed(format!("exited with {status} before serving; {}:\n{}", path.display(), tail.join("\n")))
+}
+
+/// Whether process `pid` holds a TCP socket listening on `port` (its own socket inodes,
+/// matched against the kernel's table of listening sockets). Where /proc cannot tell (not
+/// Linux), it is taken to.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return true };
+    let inodes: std::collections::BTreeSet<String> = fds
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+        .collect();
+    let port_hex = format!(":{port:04X}");
+    let listening = |table: &str| {
+        std::fs::read_to_string(table).unwrap_or_default().lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local address, state (0A: LISTEN), inode
+            fields.len() > 9 && fields[1].ends_with(&port_hex) && fields[3] == "0A" && inodes.contains(fields[9])
+        })
+    };
+    listening("/proc/net/tcp") || listening("/proc/net/tcp6")
 }
