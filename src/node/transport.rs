@@ -1,6 +1,8 @@
-//! Outgoing raft traffic: one task per peer drains a bounded queue and sends batches over the
-//! `RaftTransport` gRPC service. A full queue drops messages (raft retransmits); a failed send
-//! is reported to raft as an unreachable peer.
+//! Outgoing raft traffic: one task per peer drains a bounded queue and sends its batches on one
+//! long-lived `RaftTransport.Stream` call (no call and no headers per batch); a snapshot goes
+//! as a call of its own, so that a large one does not hold heartbeats behind it. A full queue
+//! drops messages (raft retransmits); a stream that broke or stalled, or a failed call, is
+//! reported to raft as an unreachable peer and the stream is opened again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,6 +23,9 @@ const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
 const BATCH_MESSAGES_MAX: usize = 256;
 /// How long one send may take before the peer counts as unreachable.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Batches waiting to go out on a peer's stream: past this the peer has stopped reading (it
+/// is paused or cut off though its connection looks open), and the stream is dropped.
+const STREAM_BATCHES_MAX: usize = 64;
 
 struct Peer {
     addr: String,
@@ -97,13 +102,14 @@ async fn run_peer(
     reports: mpsc::Sender<Input>,
 ) {
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
-        Ok(e) => e.connect_timeout(SEND_TIMEOUT).timeout(SEND_TIMEOUT),
+        Ok(e) => e.connect_timeout(SEND_TIMEOUT),
         Err(e) => {
             tracing::error!(to, %addr, error = %e, "bad peer address");
             return;
         }
     };
     let mut client: Option<RaftTransportClient<tonic::transport::Channel>> = None;
+    let mut stream: Option<PeerStream> = None;
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH_MESSAGES_MAX {
@@ -123,15 +129,59 @@ async fn run_peer(
         }
         let encoded = batch.iter().filter_map(|m| m.write_to_bytes().ok()).map(Into::into).collect();
         let batch = RaftBatch { from, messages: encoded, from_addr: from_addr.clone() };
-        let ok = send_batch(&endpoint, &mut client, batch).await;
+        let ok = if snapshots.is_empty() {
+            send_on_stream(&endpoint, &mut stream, batch).await
+        } else {
+            let ok = send_batch(&endpoint.clone().timeout(SEND_TIMEOUT), &mut client, batch).await;
+            if !ok {
+                client = None;
+            }
+            ok
+        };
         if !ok {
-            client = None;
             let _ = reports.try_send(Input::Unreachable { peer: to });
         }
         for peer in snapshots {
             let _ = reports.send(Input::SnapshotSent { peer, ok }).await;
         }
     }
+}
+
+/// A peer's open stream: where its batches go, and the call that carries them.
+struct PeerStream {
+    batches: mpsc::Sender<RaftBatch>,
+    call: tokio::task::JoinHandle<Result<tonic::Response<crate::api::Empty>, tonic::Status>>,
+}
+
+impl Drop for PeerStream {
+    fn drop(&mut self) {
+        self.call.abort();
+    }
+}
+
+/// Sends a batch on the peer's stream, opening one if there is none. Answers false when the
+/// batch may not have gone: the stream had broken or stalled (it is dropped, and the next
+/// batch opens another) or could not open.
+async fn send_on_stream(endpoint: &Endpoint, stream: &mut Option<PeerStream>, batch: RaftBatch) -> bool {
+    let broken = stream.as_ref().is_some_and(|s| s.call.is_finished());
+    if broken {
+        *stream = None;
+    }
+    if stream.is_none() {
+        let channel = match tokio::time::timeout(SEND_TIMEOUT, endpoint.connect()).await {
+            Ok(Ok(channel)) => channel,
+            _ => return false,
+        };
+        let (batches, rx) = mpsc::channel(STREAM_BATCHES_MAX);
+        let mut client = RaftTransportClient::new(channel);
+        let call = tokio::spawn(async move { client.stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+        *stream = Some(PeerStream { batches, call });
+    }
+    let sent = stream.as_ref().is_some_and(|s| s.batches.try_send(batch).is_ok());
+    if !sent {
+        *stream = None;
+    }
+    sent && !broken
 }
 
 async fn send_batch(

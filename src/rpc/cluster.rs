@@ -2,7 +2,7 @@
 
 use protobuf::Message as _;
 use raft::eraftpb::Message;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::status::status_of;
 use crate::api::cluster_server::Cluster;
@@ -89,14 +89,29 @@ impl RaftService {
 #[tonic::async_trait]
 impl RaftTransport for RaftService {
     async fn send(&self, request: Request<RaftBatch>) -> Result<Response<Empty>, Status> {
-        let batch = request.into_inner();
+        self.step(request.into_inner()).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    /// Steps each batch as it arrives (waiting while the driver's queue is full: the stream's
+    /// back-pressure), until the sender ends the stream or a batch is refused.
+    async fn stream(&self, request: Request<Streaming<RaftBatch>>) -> Result<Response<Empty>, Status> {
+        let mut batches = request.into_inner();
+        while let Some(batch) = batches.message().await? {
+            self.step(batch).await?;
+        }
+        Ok(Response::new(Empty {}))
+    }
+}
+
+impl RaftService {
+    async fn step(&self, batch: RaftBatch) -> Result<(), Status> {
         let mut messages = Vec::with_capacity(batch.messages.len());
         for bytes in &batch.messages {
             let m = Message::parse_from_bytes(bytes)
                 .map_err(|e| Status::invalid_argument(format!("undecodable raft message from {}: {e}", batch.from)))?;
             messages.push(m);
         }
-        self.node.step(batch.from, batch.from_addr, messages).await.map_err(status_of)?;
-        Ok(Response::new(Empty {}))
+        self.node.step(batch.from, batch.from_addr, messages).await.map_err(status_of)
     }
 }
