@@ -69,7 +69,7 @@ async fn apply(node: &NodeHandle, write: api::ForwardedWrite) -> ForwardedAnswer
         Ok(op) => op,
         Err(e) => return refused(id, Status::invalid_argument(e.0)),
     };
-    let caller = (!request.caller_id.is_empty()).then(|| CallerSeq { caller: request.caller_id, seq: request.caller_seq });
+    let caller = (!request.caller_id.is_empty()).then_some(CallerSeq { caller: request.caller_id, seq: request.caller_seq });
     match tokio::time::timeout(WRITE_TIMEOUT, node.propose(op, caller)).await {
         Ok(Ok(reply)) => answered(id, encode_result(&Ok(reply))),
         Ok(Err(NodeError::Fsm(e))) => answered(id, encode_result(&Err(e))),
