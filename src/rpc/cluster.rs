@@ -78,11 +78,13 @@ impl Cluster for ClusterService {
 
 pub struct RaftService {
     node: NodeHandle,
+    /// Changes when the server begins to shut down: streams end then.
+    stopping: tokio::sync::watch::Receiver<()>,
 }
 
 impl RaftService {
-    pub fn new(node: NodeHandle) -> Self {
-        RaftService { node }
+    pub fn new(node: NodeHandle, stopping: tokio::sync::watch::Receiver<()>) -> Self {
+        RaftService { node, stopping }
     }
 }
 
@@ -94,13 +96,20 @@ impl RaftTransport for RaftService {
     }
 
     /// Steps each batch as it arrives (waiting while the driver's queue is full: the stream's
-    /// back-pressure), until the sender ends the stream or a batch is refused.
+    /// back-pressure), until the sender ends the stream, a batch is refused, or the server
+    /// shuts down.
     async fn stream(&self, request: Request<Streaming<RaftBatch>>) -> Result<Response<Empty>, Status> {
         let mut batches = request.into_inner();
-        while let Some(batch) = batches.message().await? {
+        let mut stopping = self.stopping.clone();
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = stopping.changed() => return Err(Status::unavailable("node shutting down")),
+                batch = batches.message() => batch?,
+            };
+            let Some(batch) = batch else { return Ok(Response::new(Empty {})) };
             self.step(batch).await?;
         }
-        Ok(Response::new(Empty {}))
     }
 }
 

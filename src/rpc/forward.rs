@@ -27,11 +27,14 @@ pub const FRAME_ANSWERS_MAX: usize = 1024;
 
 pub struct ForwardService {
     node: NodeHandle,
+    /// Changes when the server begins to shut down: streams stop taking writes then, and end
+    /// once the writes they took are answered.
+    stopping: tokio::sync::watch::Receiver<()>,
 }
 
 impl ForwardService {
-    pub fn new(node: NodeHandle) -> Self {
-        ForwardService { node }
+    pub fn new(node: NodeHandle, stopping: tokio::sync::watch::Receiver<()>) -> Self {
+        ForwardService { node, stopping }
     }
 }
 
@@ -43,8 +46,15 @@ impl Forwarding for ForwardService {
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(ANSWERS_BUFFERED_MAX);
         let node = self.node.clone();
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
-            while let Ok(Some(frame)) = incoming.message().await {
+            loop {
+                let frame = tokio::select! {
+                    biased;
+                    _ = stopping.changed() => return,
+                    frame = incoming.message() => frame,
+                };
+                let Ok(Some(frame)) = frame else { return };
                 for write in frame.writes {
                     let (node, tx) = (node.clone(), tx.clone());
                     tokio::spawn(async move {

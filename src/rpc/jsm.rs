@@ -24,11 +24,13 @@ const STREAM_BUFFER_MAX: usize = 4096;
 
 pub struct JobService {
     node: NodeHandle,
+    /// Changes when the server begins to shut down: reservation streams end then.
+    stopping: tokio::sync::watch::Receiver<()>,
 }
 
 impl JobService {
-    pub fn new(node: NodeHandle) -> Self {
-        JobService { node }
+    pub fn new(node: NodeHandle, stopping: tokio::sync::watch::Receiver<()>) -> Self {
+        JobService { node, stopping }
     }
 
     async fn write<T>(&self, request: &Request<T>, op: Op) -> Result<Reply, Status> {
@@ -114,9 +116,15 @@ impl JobStateMachine for JobService {
         let proxy = request.into_inner().proxy_id;
         let mut events = self.node.subscribe();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER_MAX);
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             loop {
-                let batch = match events.recv().await {
+                let received = tokio::select! {
+                    biased;
+                    _ = stopping.changed() => return,
+                    received = events.recv() => received,
+                };
+                let batch = match received {
                     Ok(batch) => batch,
                     Err(RecvError::Lagged(missed)) => {
                         let _ = tx.send(Err(Status::data_loss(format!("stream lagged by {missed} entries")))).await;

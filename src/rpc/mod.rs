@@ -25,16 +25,23 @@ pub async fn serve(
     node: NodeHandle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let raft = RaftTransportServer::new(cluster::RaftService::new(node.clone()))
+    // Streams from peers and front ends never end by themselves, and a graceful shutdown waits
+    // for every call to finish: they are ended when it begins.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(());
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let raft = RaftTransportServer::new(cluster::RaftService::new(node.clone(), stopping.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-    let forwarding = ForwardingServer::new(forward::ForwardService::new(node.clone()))
+    let forwarding = ForwardingServer::new(forward::ForwardService::new(node.clone(), stopping.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     tonic::transport::Server::builder()
         .add_service(ClusterServer::new(cluster::ClusterService::new(node.clone())))
         .add_service(forwarding)
-        .add_service(JobStateMachineServer::new(jsm::JobService::new(node)))
+        .add_service(JobStateMachineServer::new(jsm::JobService::new(node, stopping.clone())))
         .add_service(raft)
         .serve_with_shutdown(addr, shutdown)
         .await
