@@ -188,7 +188,9 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
                 advertise: addr.to_string(),
                 peers,
                 data_dir: PathBuf::from("data"),
-                wal: WalOptions::default(),
+                // Small chunks, so batches both overwrite preallocated zeros and grow files, and
+                // crashes tear writes of either kind.
+                wal: WalOptions { preallocate_bytes: 1024, ..WalOptions::default() },
             };
             async move {
                 let disk: Arc<dyn Disk> = Arc::new(disk);

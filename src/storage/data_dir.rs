@@ -55,9 +55,9 @@ impl DataDir {
         self.disk.read(&path).map_err(|e| StorageError::io(&path, e))
     }
 
-    pub(crate) fn append(&self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    pub(crate) fn write_at(&self, name: &str, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
         let path = self.path(name);
-        self.disk.append(&path, bytes).map_err(|e| StorageError::io(&path, e))
+        self.disk.write_at(&path, offset, bytes).map_err(|e| StorageError::io(&path, e))
     }
 
     pub(crate) fn write_new(&self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {

@@ -33,8 +33,9 @@ pub trait Disk: Send + Sync + 'static {
     /// The whole content of the file at `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
 
-    /// Appends `bytes` at the end of the file at `path`, creating it if missing.
-    fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Writes `bytes` at `offset` in the file at `path`, creating it if missing and extending
+    /// it (with zeros between its end and `offset`, if any) when the write ends past its end.
+    fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()>;
 
     /// Makes the file at `path` hold exactly `bytes`, creating it or truncating it.
     fn write_new(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;

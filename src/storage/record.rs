@@ -97,16 +97,16 @@ pub(crate) enum FrameError {
 
 impl FrameError {
     /// Whether a write cut short by a crash can explain this error, given the bytes from the
-    /// bad record to the end of the file: a record cut at the end of the file, or a tail of
-    /// zeros (blocks the file system allocated but the crash left unwritten).
+    /// bad record to the end of the file: a record cut where the file ends or where zeros
+    /// begin that run to its end (space the log preallocated, or blocks the file system
+    /// allocated but the crash left unwritten).
     pub(crate) fn may_be_torn(&self, rest: &[u8], record_bytes: Option<usize>) -> bool {
-        let zeros = rest.iter().all(|&b| b == 0);
+        let zeros_after = |at: usize| is_zeros(&rest[at.min(rest.len())..]);
         match self {
             FrameError::Incomplete => true,
-            FrameError::ChecksumMismatch => zeros || record_bytes == Some(rest.len()),
-            // Writes land as prefixes, so a whole header was written whole: only a tail of
-            // zeros explains a bad one.
-            FrameError::HeaderChecksumMismatch => zeros,
+            FrameError::ChecksumMismatch => zeros_after(0) || record_bytes.is_some_and(zeros_after),
+            // Writes land as prefixes, so a bad header was the last thing written.
+            FrameError::HeaderChecksumMismatch => zeros_after(HEADER_BYTES),
             FrameError::LengthImpossible(_) | FrameError::UnknownKind(_) => false,
         }
     }
@@ -121,6 +121,11 @@ impl FrameError {
             FrameError::UnknownKind(kind) => Corruption::UnknownKind(*kind),
         }
     }
+}
+
+/// Whether every byte is zero: where a log's records end in space preallocated for them.
+pub(crate) fn is_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
 }
 
 /// Appends one record holding `message` to `out`.
@@ -256,6 +261,23 @@ mod tests {
         let (error, size) = decode(&out).map(|_| ()).expect_err("damaged");
         assert_eq!(error, FrameError::HeaderChecksumMismatch);
         assert!(!error.may_be_torn(&out, size));
+    }
+
+    // A record cut short and followed by zeros (the rest of a preallocated segment) may be
+    // torn, header or payload; followed by anything else it is damage.
+    #[test]
+    fn cut_record_before_zeros_may_be_torn() {
+        let mut whole = Vec::new();
+        encode(RecordKind::Entry, &entry(1, b"payload"), &mut whole).expect("encode");
+        for cut in 1..whole.len() {
+            let mut bytes = whole[..cut].to_vec();
+            bytes.resize(whole.len() + 64, 0);
+            let (error, size) = decode(&bytes).map(|_| ()).expect_err("cut");
+            assert!(error.may_be_torn(&bytes, size), "cut at {cut}: {error:?}");
+            let last = bytes.len() - 1;
+            bytes[last] = 1;
+            assert!(!error.may_be_torn(&bytes, size), "cut at {cut}, then data: {error:?}");
+        }
     }
 
     // A length above the limit is refused as impossible without reading past it.

@@ -7,6 +7,10 @@
 //! and damage anywhere else is corruption and stops the open. Records apply in whole batches
 //! (one per `Wal::sync`, closed by a batch-end record), so a crash in the middle of writing a
 //! batch loses the whole unacknowledged batch rather than leaving half of it.
+//!
+//! Segments are preallocated with zeros (see `Wal::take_batch`), so a segment's records may
+//! end before its file does: zeros from the end of a whole batch to the end of the file are
+//! space never used, in any segment.
 
 use raft::eraftpb::{Entry, HardState, Snapshot, SnapshotMetadata};
 
@@ -115,7 +119,9 @@ fn replay_segments(
         let is_last = position + 1 == segments.len();
         let bytes = dir.read(name)?;
         let valid_bytes = replay.segment(dir, segments, position, &bytes, is_last)?;
-        if valid_bytes < bytes.len() {
+        // Cut the last segment back to its records, so appends resume on a clean end (a
+        // torn record longer than the next batch would otherwise linger past it).
+        if is_last && valid_bytes < bytes.len() {
             dir.truncate(name, valid_bytes as u64)?;
         }
         last_segment = Some((*sequence, valid_bytes as u64));
@@ -138,6 +144,9 @@ impl Replay {
         let mut batch_end = 0;
         let mut offset = 0;
         while offset < bytes.len() {
+            if offset == batch_end && record::is_zeros(&bytes[offset..]) {
+                break;
+            }
             let record = match record::decode(&bytes[offset..]) {
                 Ok(record) => record,
                 Err((error, claimed)) if is_last && error.may_be_torn(&bytes[offset..], claimed) => break,

@@ -61,8 +61,8 @@ impl<D: Disk> Disk for PolicyDisk<D> {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.inner.read(path)
     }
-    fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        self.inner.append(path, bytes)
+    fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.inner.write_at(path, offset, bytes)
     }
     fn write_new(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         self.inner.write_new(path, bytes)
@@ -100,10 +100,10 @@ mod tests {
         let sim = SimDisk::new();
         let disk = PolicyDisk::new(sim.clone(), policy);
         let path = Path::new("f");
-        disk.append(path, b"abc").unwrap();
+        disk.write_at(path, 0, b"abc").unwrap();
         disk.sync(path).unwrap();
         disk.sync_dir(Path::new("")).unwrap();
-        disk.append(path, b"def").unwrap();
+        disk.write_at(path, 3, b"def").unwrap();
         disk.sync(path).unwrap();
         sim.crash(None);
         sim.read(path).unwrap_or_default()

@@ -5,6 +5,11 @@
 //! (group commit) before it sends anything that depends on them. A batch is durable when
 //! `sync` returns and not before; recovery applies whole batches only (see `recovery.rs`).
 //!
+//! Segments grow ahead of their records by zeros, a chunk at a time, and batches overwrite
+//! those zeros: an fdatasync of a write that does not change the file's size or allocation
+//! flushes the data alone, not the inode and allocation metadata with it (on ext4 here, one
+//! device round trip instead of three, and a third less CPU per fsync).
+//!
 //! [`Wal::save_snapshot`] writes the snapshot file, then starts a fresh segment holding the
 //! hard state and the entries the snapshot does not cover, then removes the older segments.
 //! A crash between any two of those steps recovers to the state before or after the save.
@@ -36,11 +41,15 @@ pub struct WalOptions {
     /// A batch goes to a new segment once the current one has reached this size, so no
     /// single file grows without bound between snapshots.
     pub segment_bytes_max: u64,
+    /// How far a segment's file grows past its records when a batch reaches its end: one
+    /// slower write per this many bytes of log, and plain overwrites in between. Zero grows
+    /// files by each batch alone.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for WalOptions {
     fn default() -> WalOptions {
-        WalOptions { segment_bytes_max: 64 * 1024 * 1024 }
+        WalOptions { segment_bytes_max: 64 * 1024 * 1024, preallocate_bytes: 1024 * 1024 }
     }
 }
 
@@ -60,8 +69,11 @@ pub struct Recovered {
 struct Segment {
     /// Its number: segments replay in this order.
     sequence: u64,
-    /// Its size: past `segment_bytes_max`, the next batch starts a new segment.
+    /// The size of its records: past `segment_bytes_max`, the next batch starts a new
+    /// segment; the next batch is written at this offset.
     size_bytes: u64,
+    /// The size of its file: zeros after the records, up to here, were written (preallocated).
+    file_bytes: u64,
     /// Whether its name is not yet durable: the first batch in it also syncs the directory.
     is_new: bool,
 }
@@ -105,7 +117,9 @@ impl Wal {
         let mut dir = DataDir::open(disk, dir.into())?;
         let found = recovery::recover(&mut dir)?;
         let snapshot = found.snapshot.as_ref().map(|s| s.get_metadata().clone()).unwrap_or_default();
-        let segment = found.last_segment.map(|(sequence, size_bytes)| Segment { sequence, size_bytes, is_new: false });
+        let segment = found
+            .last_segment
+            .map(|(sequence, size_bytes)| Segment { sequence, size_bytes, file_bytes: size_bytes, is_new: false });
         let wal = Wal {
             dir: Some(dir),
             options,
@@ -221,12 +235,20 @@ impl Wal {
             record::encode(RecordKind::HardState, &self.hard_state, &mut bytes)?;
         }
         record::encode_empty(RecordKind::BatchEnd, &mut bytes)?;
-        let (sequence, new_segment) = segment_for_batch(&mut self.segment, self.options.segment_bytes_max);
-        let size_bytes = self.segment_size_bytes() + bytes.len() as u64;
-        self.segment = Some(Segment { sequence, size_bytes, is_new: false });
+        let records_bytes = bytes.len();
+        let segment = segment_for_batch(&mut self.segment, self.options.segment_bytes_max);
+        let new_segment = segment.is_new;
+        let offset = segment.size_bytes;
+        segment.size_bytes += records_bytes as u64;
+        if segment.size_bytes > segment.file_bytes {
+            segment.file_bytes = segment.size_bytes + self.options.preallocate_bytes;
+            bytes.resize((segment.file_bytes - offset) as usize, 0);
+        }
+        segment.is_new = false;
+        let segment = segment_name(segment.sequence);
         self.pending_hard_state = false;
         self.lazy_hard_state = false;
-        Ok(Some(WalBatch { segment: segment_name(sequence), bytes, new_segment }))
+        Ok(Some(WalBatch { segment, offset, bytes, records_bytes, new_segment }))
     }
 
     /// A writer of this log's batches that works apart from it; `None` for a log in memory.
@@ -321,10 +343,6 @@ impl Wal {
         Ok(())
     }
 
-    fn segment_size_bytes(&self) -> u64 {
-        self.segment.as_ref().map_or(0, |segment| segment.size_bytes)
-    }
-
     /// Puts the snapshot file in place, then replaces the log with what the snapshot leaves
     /// of it; each step durable before the next, so recovery finds either the old state or
     /// the new one (and finishes replacing the log if the crash came before).
@@ -338,7 +356,7 @@ impl Wal {
             }
             let sequence = self.segment.as_ref().map_or(1, |segment| segment.sequence + 1);
             let size_bytes = replace_log(dir, sequence, metadata, &hard_state, &self.entries[dropped..])?;
-            self.segment = Some(Segment { sequence, size_bytes, is_new: false });
+            self.segment = Some(Segment { sequence, size_bytes, file_bytes: size_bytes, is_new: false });
         }
         self.entries.drain(..dropped);
         self.hard_state = hard_state;
@@ -351,21 +369,25 @@ impl Wal {
 pub struct WalBatch {
     /// The segment it goes to.
     segment: String,
-    /// Its records, the batch end last.
+    /// Where in the segment: the end of its records so far.
+    offset: u64,
+    /// Its records, the batch end last, then any zeros that grow the file ahead of them.
     bytes: Vec<u8>,
+    /// The size of its records, zeros not counted.
+    records_bytes: usize,
     /// Whether the segment's name is not yet durable: the directory is synced too.
     new_segment: bool,
 }
 
 impl WalBatch {
-    /// Its size in bytes.
+    /// The size of its records in bytes.
     pub fn len_bytes(&self) -> usize {
-        self.bytes.len()
+        self.records_bytes
     }
 
-    /// Appends the batch to its segment and fsyncs it (and the directory for a new segment).
+    /// Writes the batch into its segment and fsyncs it (and the directory for a new segment).
     fn write_to(self, dir: &mut DataDir) -> Result<(), StorageError> {
-        dir.append(&self.segment, &self.bytes)?;
+        dir.write_at(&self.segment, self.offset, &self.bytes)?;
         dir.sync(&self.segment)?;
         if self.new_segment {
             dir.sync_dir()?;
@@ -413,22 +435,14 @@ impl SnapshotWriter {
     }
 }
 
-/// The segment the next batch goes to (sequence number, whether it is new): a new one if
-/// there is none yet or the current one is full.
-fn segment_for_batch(segment: &mut Option<Segment>, segment_bytes_max: u64) -> (u64, bool) {
-    match segment {
-        // Buggify: a segment ends early now and then, so recovery reads many of them.
-        Some(current) if current.size_bytes < segment_bytes_max && !crate::chaos::buggify::fires(0.02) => {
-            (current.sequence, current.is_new)
-        }
-        Some(full) => {
-            let sequence = full.sequence + 1;
-            *segment = Some(Segment { sequence, size_bytes: 0, is_new: true });
-            (sequence, true)
-        }
-        None => {
-            *segment = Some(Segment { sequence: 1, size_bytes: 0, is_new: true });
-            (1, true)
-        }
+/// The segment the next batch goes to: a new one if there is none yet or the current one is
+/// full. A full segment keeps the zeros after its records (recovery reads them as unused).
+fn segment_for_batch(segment: &mut Option<Segment>, segment_bytes_max: u64) -> &mut Segment {
+    // Buggify: a segment ends early now and then, so recovery reads many of them.
+    let full = |current: &Segment| current.size_bytes >= segment_bytes_max || crate::chaos::buggify::fires(0.02);
+    let next = segment.as_ref().map_or(Some(1), |current| full(current).then_some(current.sequence + 1));
+    match next {
+        Some(sequence) => segment.insert(Segment { sequence, size_bytes: 0, file_bytes: 0, is_new: true }),
+        None => segment.get_or_insert(Segment { sequence: 1, size_bytes: 0, file_bytes: 0, is_new: true }),
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -10,20 +11,20 @@ use super::Disk;
 
 /// The real file system under `root`.
 ///
-/// Append handles stay open in a map, so the log's appends (one per Raft batch) do not pay an
+/// Write handles stay open in a map, so the log's writes (one per Raft batch) do not pay an
 /// `open` each; every call that changes a file's identity or length by other means (truncate,
 /// rewrite, rename, remove) drops the handle first.
 pub struct RealDisk {
     /// Every path is taken relative to this directory.
     root: PathBuf,
-    /// Open append-mode handles, keyed by relative path.
-    appenders: Mutex<HashMap<PathBuf, File>>,
+    /// Open write handles, keyed by relative path.
+    writers: Mutex<HashMap<PathBuf, File>>,
 }
 
 impl RealDisk {
     /// A disk whose paths are relative to `root`. Nothing is created until asked.
     pub fn new(root: impl Into<PathBuf>) -> RealDisk {
-        RealDisk { root: root.into(), appenders: Mutex::new(HashMap::new()) }
+        RealDisk { root: root.into(), writers: Mutex::new(HashMap::new()) }
     }
 
     /// The directory every path is relative to.
@@ -37,12 +38,12 @@ impl RealDisk {
 
     /// The handle map. A panic while it was held cannot leave it inconsistent (each use is a
     /// single insert, remove or write), so a poisoned lock is taken over rather than unwrapped.
-    fn appenders(&self) -> MutexGuard<'_, HashMap<PathBuf, File>> {
-        self.appenders.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn writers(&self) -> MutexGuard<'_, HashMap<PathBuf, File>> {
+        self.writers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn forget(&self, path: &Path) {
-        self.appenders().remove(path);
+        self.writers().remove(path);
     }
 }
 
@@ -64,15 +65,16 @@ impl Disk for RealDisk {
         fs::read(self.full(path))
     }
 
-    fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut appenders = self.appenders();
-        if !appenders.contains_key(path) {
-            let file = OpenOptions::new().create(true).append(true).open(self.full(path))?;
-            appenders.insert(path.to_path_buf(), file);
+    fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut writers = self.writers();
+        if !writers.contains_key(path) {
+            // Not in append mode: Linux's pwrite ignores the offset of a file opened so.
+            let file = OpenOptions::new().create(true).truncate(false).write(true).open(self.full(path))?;
+            writers.insert(path.to_path_buf(), file);
         }
-        match appenders.get_mut(path) {
-            Some(file) => file.write_all(bytes),
-            None => Err(io::Error::other("append handle vanished")),
+        match writers.get(path) {
+            Some(file) => file.write_all_at(bytes, offset),
+            None => Err(io::Error::other("write handle vanished")),
         }
     }
 
@@ -83,7 +85,7 @@ impl Disk for RealDisk {
     }
 
     fn sync(&self, path: &Path) -> io::Result<()> {
-        if let Some(file) = self.appenders().get(path) {
+        if let Some(file) = self.writers().get(path) {
             return file.sync_data();
         }
         OpenOptions::new().write(true).open(self.full(path))?.sync_data()
@@ -127,14 +129,17 @@ mod tests {
         let disk = RealDisk::new(&root);
         let (dir, file) = (Path::new("d"), Path::new("d/f"));
         disk.create_dir_all(dir).expect("mkdir");
-        disk.append(file, b"abc").expect("append");
-        disk.append(file, b"def").expect("append");
+        disk.write_at(file, 0, b"abc").expect("write");
+        disk.write_at(file, 3, b"def").expect("write");
         disk.sync(file).expect("sync");
         disk.sync_dir(dir).expect("sync dir");
         assert_eq!(disk.read(file).expect("read"), b"abcdef");
         disk.truncate(file, 4).expect("truncate");
-        disk.append(file, b"!").expect("append after truncate");
+        disk.write_at(file, 4, b"!").expect("write after truncate");
         assert_eq!(disk.read(file).expect("read"), b"abcd!");
+        disk.write_at(file, 1, b"X").expect("overwrite");
+        disk.write_at(file, 7, b"Z").expect("write past the end");
+        assert_eq!(disk.read(file).expect("read"), b"aXcd!\0\0Z");
         disk.write_new(Path::new("d/g"), b"new").expect("write");
         disk.rename(Path::new("d/g"), Path::new("d/a")).expect("rename");
         assert_eq!(disk.list(dir).expect("list"), vec!["a".to_string(), "f".to_string()]);

@@ -36,9 +36,9 @@ struct Inode {
     data: Vec<u8>,
     /// What survives a crash.
     durable: Vec<u8>,
-    /// Whether `data` may differ from `durable` before `durable.len()` (a truncate or a
-    /// rewrite since the last sync); if not, a sync only copies the appended tail.
-    rewritten: bool,
+    /// The first offset where `data` may differ from `durable` (a write, truncate or rewrite
+    /// since the last sync), so a sync copies only from there on; `None` when they agree.
+    dirty_from: Option<usize>,
 }
 
 /// A write not yet made durable, kept so that a crash can leave the newest one torn.
@@ -151,6 +151,12 @@ fn not_found() -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, "no such file or directory")
 }
 
+impl Inode {
+    fn mark_dirty(&mut self, offset: usize) {
+        self.dirty_from = Some(self.dirty_from.map_or(offset, |from| from.min(offset)));
+    }
+}
+
 impl SimState {
     fn is_dir(&self, path: &Path) -> bool {
         path.as_os_str().is_empty() || self.names.get(path) == Some(&Node::Dir)
@@ -200,7 +206,7 @@ impl SimState {
         self.names_durable = self.names.clone();
         for file in self.inodes.values_mut() {
             file.data = file.durable.clone();
-            file.rewritten = false;
+            file.dirty_from = None;
         }
         if let (Some(random), Some(last)) = (tear, self.unsynced_writes.pop()) {
             self.keep_torn(&last, random);
@@ -269,13 +275,18 @@ impl Disk for SimDisk {
         Ok(state.inode_mut(inode)?.data.clone())
     }
 
-    fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
         let path = key(path)?;
+        let offset = usize::try_from(offset).map_err(|_| invalid("offset too large"))?;
         let mut state = self.call()?;
         let inode = state.file_or_create(&path)?;
         let file = state.inode_mut(inode)?;
-        let offset = file.data.len();
-        file.data.extend_from_slice(bytes);
+        let end = offset + bytes.len();
+        if file.data.len() < end {
+            file.data.resize(end, 0);
+        }
+        file.data[offset..end].copy_from_slice(bytes);
+        file.mark_dirty(offset);
         state.write(inode, offset, bytes);
         Ok(())
     }
@@ -286,7 +297,7 @@ impl Disk for SimDisk {
         let inode = state.file_or_create(&path)?;
         let file = state.inode_mut(inode)?;
         file.data = bytes.to_vec();
-        file.rewritten = true;
+        file.mark_dirty(0);
         state.write(inode, 0, bytes);
         Ok(())
     }
@@ -296,13 +307,9 @@ impl Disk for SimDisk {
         let mut state = self.call()?;
         let inode = state.file_inode(&path)?;
         let file = state.inode_mut(inode)?;
-        if file.rewritten {
-            file.durable = file.data.clone();
-        } else {
-            let synced = file.durable.len();
-            file.durable.extend_from_slice(&file.data[synced..]);
-        }
-        file.rewritten = false;
+        let from = file.dirty_from.take().unwrap_or(usize::MAX).min(file.durable.len()).min(file.data.len());
+        file.durable.truncate(from);
+        file.durable.extend_from_slice(&file.data[from..]);
         state.unsynced_writes.retain(|write| write.inode != inode);
         state.sync_count += 1;
         Ok(())
@@ -333,7 +340,7 @@ impl Disk for SimDisk {
         let inode = state.file_inode(&path)?;
         let file = state.inode_mut(inode)?;
         file.data.resize(len, 0);
-        file.rewritten = true;
+        file.mark_dirty(len);
         Ok(())
     }
 
@@ -378,10 +385,10 @@ mod tests {
         let disk = SimDisk::new();
         disk.create_dir_all(p("d")).expect("mkdir");
         disk.sync_dir(p("")).expect("sync root");
-        disk.append(p("d/f"), b"synced").expect("append");
+        disk.write_at(p("d/f"), 0, b"synced").expect("write");
         disk.sync(p("d/f")).expect("sync");
         disk.sync_dir(p("d")).expect("sync dir");
-        disk.append(p("d/f"), b" lost").expect("append");
+        disk.write_at(p("d/f"), 6, b" lost").expect("write");
         assert_eq!(disk.read(p("d/f")).expect("read"), b"synced lost");
         disk.crash(None);
         assert_eq!(disk.read(p("d/f")).expect("read"), b"synced");
@@ -422,20 +429,42 @@ mod tests {
     #[test]
     fn tear_keeps_a_prefix_of_the_newest_write() {
         let disk = SimDisk::new();
-        disk.append(p("f"), b"0123").expect("append");
+        disk.write_at(p("f"), 0, b"0123").expect("write");
         disk.sync(p("f")).expect("sync");
         disk.sync_dir(p("")).expect("sync root");
-        disk.append(p("f"), b"xyz").expect("append");
+        disk.write_at(p("f"), 4, b"xyz").expect("write");
         disk.crash(Some(4 + 2));
         assert_eq!(disk.read(p("f")).expect("read"), b"0123xy");
-        disk.append(p("f"), b"abc").expect("append");
-        disk.append(p("f"), b"defgh").expect("append");
+        disk.write_at(p("f"), 6, b"abc").expect("write");
+        disk.write_at(p("f"), 9, b"defgh").expect("write");
         disk.crash(Some(6));
         assert_eq!(disk.read(p("f")).expect("read"), b"0123xy", "a tear of zero bytes keeps nothing");
-        disk.append(p("f"), b"abc").expect("append");
-        disk.append(p("f"), b"defgh").expect("append");
+        disk.write_at(p("f"), 6, b"abc").expect("write");
+        disk.write_at(p("f"), 9, b"defgh").expect("write");
         disk.crash(Some(2));
         assert_eq!(disk.read(p("f")).expect("read"), b"0123xy\0\0\0de");
+    }
+
+    // Writes inside synced bytes are lost by a crash until synced, and a sync keeps them
+    // (a preallocated file overwritten in place), as does a sync after a truncate.
+    #[test]
+    fn overwrites_are_durable_only_once_synced() {
+        let disk = SimDisk::new();
+        disk.write_at(p("f"), 0, &[0; 8]).expect("preallocate");
+        disk.sync(p("f")).expect("sync");
+        disk.sync_dir(p("")).expect("sync root");
+        disk.write_at(p("f"), 2, b"ab").expect("overwrite");
+        disk.crash(None);
+        assert_eq!(disk.read(p("f")).expect("read"), vec![0; 8]);
+        disk.write_at(p("f"), 2, b"ab").expect("overwrite");
+        disk.sync(p("f")).expect("sync");
+        disk.crash(None);
+        assert_eq!(disk.read(p("f")).expect("read"), b"\0\0ab\0\0\0\0");
+        disk.truncate(p("f"), 3).expect("truncate");
+        disk.write_at(p("f"), 3, b"c").expect("write");
+        disk.sync(p("f")).expect("sync");
+        disk.crash(None);
+        assert_eq!(disk.read(p("f")).expect("read"), b"\0\0ac");
     }
 
     // An injected fault fails every call after the allowed ones until a crash heals it.
@@ -443,7 +472,7 @@ mod tests {
     fn fault_fails_calls_until_crash() {
         let disk = SimDisk::new();
         disk.fail_after(Some(1));
-        disk.append(p("f"), b"a").expect("the one allowed call");
+        disk.write_at(p("f"), 0, b"a").expect("the one allowed call");
         assert!(disk.sync(p("f")).is_err());
         assert!(disk.read(p("f")).is_err());
         disk.crash(None);

@@ -120,15 +120,18 @@ fn with_snapshot(state: &Recovered, index: u64, term: u64) -> Recovered {
 
 struct Harness {
     disk: SimDisk,
+    /// How far segments grow ahead of their records (none, less than a batch, several).
+    preallocate_bytes: u64,
     wal: Option<Wal>,
     appended: Recovered,
     synced: Recovered,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    fn new(preallocate_bytes: u64) -> Harness {
         let disk = SimDisk::new();
-        let mut harness = Harness { disk, wal: None, appended: Recovered::default(), synced: Recovered::default() };
+        let mut harness =
+            Harness { disk, preallocate_bytes, wal: None, appended: Recovered::default(), synced: Recovered::default() };
         harness.reopen(&[]);
         harness
     }
@@ -141,7 +144,7 @@ impl Harness {
     fn reopen(&mut self, candidates: &[Recovered]) {
         self.wal = None;
         let disk: Arc<dyn Disk> = Arc::new(self.disk.clone());
-        let options = WalOptions { segment_bytes_max: 96 };
+        let options = WalOptions { segment_bytes_max: 96, preallocate_bytes: self.preallocate_bytes };
         let (wal, recovered) = Wal::open(disk, DIR, options).unwrap_or_else(|e| panic!("reopen failed: {e}"));
         let known = recovered == self.synced || candidates.contains(&recovered);
         assert!(known, "recovered {recovered:?}\nsynced {:?}\ncandidates {candidates:?}", self.synced);
@@ -256,8 +259,11 @@ proptest! {
     // the last acknowledged call made durable (or, after a failed call, one of the states it
     // may have left), and the directory never holds more than one snapshot.
     #[test]
-    fn reopen_recovers_the_synced_state(ops in proptest::collection::vec(op(), 1..OPS_MAX)) {
-        let mut harness = Harness::new();
+    fn reopen_recovers_the_synced_state(
+        ops in proptest::collection::vec(op(), 1..OPS_MAX),
+        preallocate_bytes in prop_oneof![Just(0u64), Just(20), Just(300)],
+    ) {
+        let mut harness = Harness::new(preallocate_bytes);
         for op in &ops {
             harness.run(op);
         }

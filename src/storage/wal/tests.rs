@@ -38,7 +38,7 @@ fn snapshot(index: u64, term: u64) -> Snapshot {
 }
 
 fn small_segments() -> WalOptions {
-    WalOptions { segment_bytes_max: 128 }
+    WalOptions { segment_bytes_max: 128, preallocate_bytes: 64 }
 }
 
 fn open(disk: &Arc<dyn Disk>, options: WalOptions) -> (Wal, Recovered) {
@@ -153,46 +153,83 @@ fn crash_loses_unsynced_batch_keeps_synced() {
     assert_eq!(reopened, recovered(hard_state(1, 1, 2), entries(1..=3, 1), None));
 }
 
+/// The size of the records in the segment batches go to.
+fn records_bytes(wal: &Wal) -> u64 {
+    wal.segment.as_ref().map_or(0, |segment| segment.size_bytes)
+}
+
 // A torn last write is cut away on reopen whatever prefix of it survived (all but the whole
 // batch recover the synced state), and the log then takes new batches: shown for every
-// tear length of one batch, appending, syncing and reopening after each.
+// tear length of one batch, appending, syncing and reopening after each; in a segment that
+// grows by each batch, by chunks the batch fits in, and by chunks smaller than a batch.
 #[test]
 fn torn_write_is_cut_and_log_stays_usable() {
     let before = recovered(hard_state(1, 1, 2), entries(1..=2, 1), None);
     let mut after = entries(1..=2, 1);
     after.extend(entries(3..=4, 2));
     let after = recovered(hard_state(2, 1, 3), after, None);
-    let mut tear = 0;
-    loop {
-        let sim = SimDisk::new();
-        let disk: Arc<dyn Disk> = Arc::new(sim.clone());
-        let (mut wal, _) = open(&disk, WalOptions::default());
-        wal.append(&before.entries).expect("append");
-        wal.set_hard_state(&before.hard_state);
-        wal.sync().expect("sync");
-        let synced_bytes = disk.read(&path(&segment_name(1))).expect("read").len();
-        wal.append(&after.entries[2..]).expect("append");
-        wal.set_hard_state(&after.hard_state);
-        sim.fail_after(Some(1));
-        assert!(wal.sync().is_err());
-        sim.fail_after(None);
-        let batch_bytes = disk.read(&path(&segment_name(1))).expect("read").len() - synced_bytes;
-        sim.crash(Some(tear));
-        let (mut wal, reopened) = open(&disk, WalOptions::default());
-        let whole = tear as usize == batch_bytes;
-        assert_eq!(reopened, if whole { after.clone() } else { before.clone() }, "tear {tear}");
-        let kept_bytes = disk.read(&path(&segment_name(1))).expect("read").len();
-        assert_eq!(kept_bytes, if whole { synced_bytes + batch_bytes } else { synced_bytes });
-        let next = wal.last_index() + 1;
-        wal.append(&[entry(next, 5)]).expect("append after recovery");
-        wal.sync().expect("sync after recovery");
-        let (_, again) = open(&disk, WalOptions::default());
-        assert_eq!(again.entries.last(), Some(&entry(next, 5)));
-        if whole {
-            break;
+    for preallocate_bytes in [0, 10, 4096] {
+        let options = WalOptions { preallocate_bytes, ..WalOptions::default() };
+        let mut tear = 0;
+        loop {
+            let sim = SimDisk::new();
+            let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+            let (mut wal, _) = open(&disk, options.clone());
+            wal.append(&before.entries).expect("append");
+            wal.set_hard_state(&before.hard_state);
+            wal.sync().expect("sync");
+            let synced_bytes = records_bytes(&wal);
+            wal.append(&after.entries[2..]).expect("append");
+            wal.set_hard_state(&after.hard_state);
+            sim.fail_after(Some(1));
+            assert!(wal.sync().is_err());
+            sim.fail_after(None);
+            let batch_bytes = records_bytes(&wal) - synced_bytes;
+            sim.crash(Some(tear));
+            let (mut wal, reopened) = open(&disk, options.clone());
+            let whole = tear == batch_bytes;
+            let case = format!("tear {tear} with {preallocate_bytes} bytes preallocated");
+            assert_eq!(reopened, if whole { after.clone() } else { before.clone() }, "{case}");
+            let kept_bytes = disk.read(&path(&segment_name(1))).expect("read").len() as u64;
+            assert_eq!(kept_bytes, if whole { synced_bytes + batch_bytes } else { synced_bytes }, "{case}");
+            let next = wal.last_index() + 1;
+            wal.append(&[entry(next, 5)]).expect("append after recovery");
+            wal.sync().expect("sync after recovery");
+            let (_, again) = open(&disk, options.clone());
+            assert_eq!(again.entries.last(), Some(&entry(next, 5)), "{case}");
+            if whole {
+                break;
+            }
+            tear += 1;
         }
-        tear += 1;
     }
+}
+
+// A segment's file grows ahead of its records by the preallocation, so batches that fit
+// overwrite zeros and leave its size alone; a reopen reads the zeros as unused space, in
+// the last segment and in earlier ones.
+#[test]
+fn segments_grow_ahead_of_their_records() {
+    let disk: Arc<dyn Disk> = Arc::new(SimDisk::new());
+    let options = WalOptions { segment_bytes_max: 300, preallocate_bytes: 256 };
+    let (mut wal, _) = open(&disk, options.clone());
+    let mut file_sizes = Vec::new();
+    for index in 1..=12 {
+        wal.append(&[entry(index, 1)]).expect("append");
+        wal.sync().expect("sync");
+        let segment = wal.segment.as_ref().expect("a segment");
+        let file_bytes = disk.read(&path(&segment_name(segment.sequence))).expect("read").len() as u64;
+        assert_eq!(file_bytes, segment.file_bytes);
+        assert!(file_bytes >= segment.size_bytes && file_bytes <= segment.size_bytes + 256);
+        file_sizes.push((segment.sequence, file_bytes));
+    }
+    let grew = file_sizes.windows(2).filter(|pair| pair[0].0 == pair[1].0 && pair[0].1 != pair[1].1).count();
+    let same = file_sizes.windows(2).filter(|pair| pair[0] == pair[1]).count();
+    assert!(same > grew, "most batches overwrite zeros: {file_sizes:?}");
+    assert!(file_sizes.last().expect("sizes").0 > 1, "more than one segment: {file_sizes:?}");
+    drop(wal);
+    let (_, reopened) = open(&disk, options);
+    assert_eq!(reopened.entries, entries(1..=12, 1));
 }
 
 // Damage in the middle of the last segment (with records after it) is corruption, not a
@@ -217,24 +254,28 @@ fn corruption_in_middle_of_segment_is_an_error() {
 }
 
 // Damage at the very end of a segment that is not the last one is corruption too (only the
-// last segment can have a torn tail): shown by flipping the last byte of segment 1.
+// last segment can have a torn tail): shown by flipping the last byte of segment 1, which
+// is its batch end without preallocation, and a zero after its records with it.
 #[test]
 fn corruption_in_earlier_segment_is_an_error() {
-    let sim = SimDisk::new();
-    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
-    let (mut wal, _) = open(&disk, WalOptions { segment_bytes_max: 1 });
-    for index in 1..=3 {
-        wal.append(&[entry(index, 1)]).expect("append");
-        wal.sync().expect("sync");
+    for preallocate_bytes in [0, 100] {
+        let sim = SimDisk::new();
+        let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+        let (mut wal, _) = open(&disk, WalOptions { segment_bytes_max: 1, preallocate_bytes });
+        for index in 1..=3 {
+            wal.append(&[entry(index, 1)]).expect("append");
+            wal.sync().expect("sync");
+        }
+        drop(wal);
+        let first = path(&segment_name(1));
+        let len = disk.read(&first).expect("read").len() as u64;
+        sim.corrupt(&first, len - 1).expect("corrupt");
+        let message = open_error(&disk);
+        let records_end = len - preallocate_bytes;
+        let bad_record = if preallocate_bytes == 0 { records_end - HEADER_BYTES as u64 } else { records_end };
+        let expected = format!("corrupt write-ahead log data/{} at byte {bad_record}: checksum mismatch", segment_name(1));
+        assert_eq!(message, expected);
     }
-    drop(wal);
-    let first = path(&segment_name(1));
-    let len = disk.read(&first).expect("read").len() as u64;
-    sim.corrupt(&first, len - 1).expect("corrupt");
-    let message = open_error(&disk);
-    let batch_end = len - HEADER_BYTES as u64;
-    let expected = format!("corrupt write-ahead log data/{} at byte {batch_end}: checksum mismatch", segment_name(1));
-    assert_eq!(message, expected);
 }
 
 // A damaged snapshot file is an error naming it, not a reason to fall back to the log.
