@@ -10,7 +10,7 @@ use prost::Message;
 use super::codec::{decode_entry, decode_op, decode_result, encode_op_type, encode_result, DecodeError};
 use super::handle::CallerSeq;
 use crate::api::{self, ApplyOpRequest, ApplyOpResponse, OpType};
-use crate::fsm::{Fsm, FsmError, Op, ReservationEvent, Reply};
+use crate::fsm::{ClientKey, Fsm, FsmError, Op, ReservationEvent, Reply};
 
 /// Responses kept per caller for deduplication: a caller with more writes in flight than this
 /// cannot have its oldest ones deduplicated (it gets an error instead of a second apply).
@@ -130,7 +130,13 @@ impl Replicated {
         }
         let (result, events) = match op() {
             Ok(op) => {
-                let applied = self.fsm.apply(op, now_ms);
+                let asked = asked_reservation(&op);
+                let mut applied = self.fsm.apply(op, now_ms);
+                if let (Some(asked), Ok(Reply::Reserve(Some(_)))) = (asked, &applied.reply) {
+                    // Answered in its own reply: the event would only reach its front end
+                    // again, from every node, to be ignored.
+                    applied.events.retain(|e| e.client != asked.0 || e.request_id != asked.1);
+                }
                 (applied.reply, applied.events)
             }
             Err(e) => (Err(FsmError::BadArgument("malformed request")), {
@@ -229,6 +235,14 @@ impl Replicated {
     }
 }
 
+/// The client and request id of a `reserve`, whose reply answers it when a job is at hand.
+fn asked_reservation(op: &Op) -> Option<(ClientKey, String)> {
+    match op {
+        Op::Reserve { client, request_id, .. } => Some((client.clone(), request_id.clone())),
+        _ => None,
+    }
+}
+
 fn failed(e: EntryError) -> OpOutcome {
     OpOutcome { result: Err(e), events: Vec::new(), duplicate: false }
 }
@@ -277,6 +291,29 @@ mod tests {
         assert_eq!(r.fsm.job_count(), 1);
         let other = apply_one(&mut r, 3, &entry(&put(), "proxy-a", 8, 1000));
         assert_eq!(other.result, Ok(Ok(Reply::Put { id: 2 })));
+    }
+
+    /// A reserve answered in its own reply raises no event (its front end has the answer); one
+    /// that waits is answered by an event of the write that hands it a job.
+    #[test]
+    fn only_waiting_reserves_raise_events() {
+        let mut r = Replicated::default();
+        let client = ClientKey::new("proxy-a", "1");
+        let reserve = |request_id: &str| Op::Reserve {
+            client: client.clone(),
+            request_id: request_id.into(),
+            timeout_secs: None,
+            tubes: Vec::new(),
+        };
+        apply_one(&mut r, 1, &entry(&put(), "p", 1, 1000));
+        let at_once = apply_one(&mut r, 2, &entry(&reserve("r1"), "p", 2, 1000));
+        assert!(matches!(at_once.result, Ok(Ok(Reply::Reserve(Some(_))))), "{at_once:?}");
+        assert!(at_once.events.is_empty(), "{at_once:?}");
+        let waits = apply_one(&mut r, 3, &entry(&reserve("r2"), "p", 3, 1000));
+        assert_eq!(waits.result, Ok(Ok(Reply::Reserve(None))));
+        let woken = apply_one(&mut r, 4, &entry(&put(), "p", 4, 1000));
+        let asked: Vec<_> = woken.events.iter().map(|e| (e.client.clone(), e.request_id.as_str())).collect();
+        assert_eq!(asked, vec![(client.clone(), "r2")]);
     }
 
     /// A retry older than every response kept is refused rather than applied twice.
