@@ -97,7 +97,13 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    crate::rpc::serve(args.listen, node, shutdown).await.map_err(|e| format!("gRPC server on {}: {e}", args.listen))
+    let stopped = node.clone();
+    tokio::select! {
+        served = crate::rpc::serve(args.listen, node, shutdown) => {
+            served.map_err(|e| format!("gRPC server on {}: {e}", args.listen))
+        }
+        stop = stopped.stopped() => super::exit_for(args.node_id, stop),
+    }
 }
 
 /// The front end that runs beside a node: in-process while this node leads, over gRPC to the

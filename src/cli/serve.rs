@@ -108,10 +108,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         wal: WalOptions::default(),
     };
     let node = start_node(options, storage).map_err(|e| e.to_string())?;
+    let stopped = node.clone();
     let upstream = LocalUpstream::new(node, SERVE_PROXY_ID.to_string());
     // Sessions of an earlier run (with -b) had no lease: end them now.
     if let Err(e) = crate::proxy::Upstream::write(upstream.as_ref(), crate::fsm::Op::ProxyGone { proxy: SERVE_PROXY_ID.into() }).await {
         tracing::warn!(error = ?e, "could not end the previous run's sessions");
     }
-    run_front_end(listen_addr(&args), upstream, limits, identity(), None).await
+    tokio::select! {
+        served = run_front_end(listen_addr(&args), upstream, limits, identity(), None) => served,
+        stop = stopped.stopped() => super::exit_for(1, stop),
+    }
 }

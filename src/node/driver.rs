@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::clock;
 use super::codec::{encode_entry, op_request, ENTRY_FORMAT_LOCAL};
-use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, Shared, Status};
+use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, NodeStop, Shared, Status};
 use super::log_store::LogStore;
 use super::persist::{Durable, Persistence};
 use super::replicated::{EntryError, LocalOp, Replicated};
@@ -195,13 +195,13 @@ impl Driver {
         }
     }
 
-    /// Runs until every handle is dropped, or storage fails (then the node must stop: going on
-    /// could acknowledge what is not durable).
-    pub async fn run(mut self) {
+    /// Runs until every handle is dropped (then answers `None`), storage fails (the node must
+    /// stop: going on could acknowledge what is not durable), or the node is removed.
+    pub async fn run(mut self) -> Option<NodeStop> {
         let mut next_tick = Instant::now() + self.config.tick;
         observe::report(observe::Event::Started { node: self.config.id, applied: self.applied });
         self.publish_status();
-        loop {
+        let stop = loop {
             let wake = self.next_wake(next_tick);
             let turn = tokio::select! {
                 // In order: tokio picks branches at random from a process-wide seed, which would make
@@ -211,7 +211,7 @@ impl Driver {
                     self.persist.finish(done, self.raw.mut_store()).map(|durable| self.on_durable(durable))
                 }
                 input = self.inputs.recv() => {
-                    let Some(input) = input else { break };
+                    let Some(input) = input else { break None };
                     self.take_inputs(input).await
                 }
                 _ = tokio::time::sleep_until(wake) => Ok(()),
@@ -228,16 +228,17 @@ impl Driver {
                 Err(e) => Err(e),
             } {
                 tracing::error!(node = self.config.id, error = %e, "storage failed; stopping the node");
-                break;
+                break Some(NodeStop::Failed(format!("storage failed: {e}")));
             }
             // raft-rs must not step a node that applied its own removal (a leader would panic
             // looking for its own progress); the committed entry reaches the others anyway.
             if self.removed {
                 tracing::info!(node = self.config.id, "removed from the cluster; stopping the node");
-                break;
+                break Some(NodeStop::Removed);
             }
-        }
+        };
         self.fail_all(|| NodeError::Stopped);
+        stop
     }
 
     /// The earlier of the next raft tick and, on the leader, the state machine's next deadline.

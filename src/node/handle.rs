@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft::eraftpb::Message;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::replicated::{EntryError, Replicated};
 use crate::fsm::{FsmError, Op, Reply, ReservationEvent};
@@ -108,6 +108,25 @@ impl Status {
     }
 }
 
+/// Why a node's driver stopped while handles on it remained.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeStop {
+    /// The node applied its own removal from the cluster: its work is done.
+    Removed,
+    /// Storage failed, or the driver panicked: the node cannot go on, and its process should
+    /// end so that a supervisor notices (answering from the state it had would be a lie).
+    Failed(String),
+}
+
+impl std::fmt::Display for NodeStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeStop::Removed => write!(f, "removed from the cluster"),
+            NodeStop::Failed(why) => write!(f, "{why}"),
+        }
+    }
+}
+
 /// State the driver publishes and request handlers read.
 pub(crate) struct Shared {
     pub state: Mutex<Replicated>,
@@ -116,6 +135,8 @@ pub(crate) struct Shared {
     /// end in the same process, so kept apart from `status` (whose copy costs more).
     pub leading: AtomicBool,
     pub events: broadcast::Sender<Arc<AppliedEvents>>,
+    /// Set once, when the driver stops.
+    pub stopped: watch::Sender<Option<NodeStop>>,
 }
 
 /// Locks a mutex even if a panicking holder poisoned it: the data is replaced wholesale, never
@@ -192,5 +213,15 @@ impl NodeHandle {
     /// Reservation events from now on, one batch per applied entry.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedEvents>> {
         self.shared.events.subscribe()
+    }
+
+    /// Completes when the node's driver stops, with why.
+    pub async fn stopped(&self) -> NodeStop {
+        let mut stopped = self.shared.stopped.subscribe();
+        let stop = match stopped.wait_for(Option::is_some).await {
+            Ok(stop) => stop.clone(),
+            Err(_) => None,
+        };
+        stop.unwrap_or_else(|| NodeStop::Failed("the node's state was dropped".into()))
     }
 }

@@ -13,5 +13,5 @@ mod start;
 mod transport;
 
 pub use driver::DriverConfig;
-pub use handle::{AppliedEvents, CallerSeq, MemberChange, NodeError, NodeHandle, Status};
+pub use handle::{AppliedEvents, CallerSeq, MemberChange, NodeError, NodeHandle, NodeStop, Status};
 pub use start::{start_node, LogStorage, NodeOptions, StartError};

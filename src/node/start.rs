@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use prost::Message as _;
 use raft::eraftpb::{HardState, Snapshot};
 use raft::RawNode;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::driver::{Driver, DriverConfig};
-use super::handle::{Input, NodeHandle, Shared, Status};
+use super::handle::{lock, Input, NodeHandle, NodeStop, Shared, Status};
 use super::log_store::LogStore;
 use super::raft_logger;
 use super::replicated::Replicated;
@@ -179,12 +179,28 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         status: Mutex::new(Status { node_id: id, ..Status::default() }),
         leading: std::sync::atomic::AtomicBool::new(false),
         events,
+        stopped: watch::Sender::new(None),
     });
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
     let transport = Transport::new(id, options.advertise.clone(), tx.clone());
     let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied, local_entries);
-    tokio::spawn(driver.run());
+    watch_driver(tokio::spawn(driver.run()), shared.clone());
     Ok(NodeHandle { inputs: tx, shared })
+}
+
+/// Publishes why the driver stopped, a panic included (raft-rs panics on what it takes for
+/// a broken invariant), so the process can end rather than answer from a dead node's state.
+fn watch_driver(driver: tokio::task::JoinHandle<Option<NodeStop>>, shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        let stop = match driver.await {
+            Ok(Some(stop)) => stop,
+            Ok(None) => return,
+            Err(e) => NodeStop::Failed(format!("the raft driver panicked: {e}")),
+        };
+        shared.leading.store(false, std::sync::atomic::Ordering::Relaxed);
+        lock(&shared.status).leader_id = 0;
+        shared.stopped.send_replace(Some(stop));
+    });
 }
 
 #[cfg(test)]

@@ -1,0 +1,92 @@
+//! A node whose driver stops ends its process: `serve -b` whose disk fills up exits non-zero
+//! at once with the reason as its last line, rather than living on and answering from a
+//! dead node (issue 15 §1).
+#![cfg(not(madsim))]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, temp_dir};
+
+/// Files this process may grow to: past it a write fails (EFBIG), as on a full disk.
+const FILE_BYTES_MAX: u64 = 3 * 1024 * 1024;
+
+#[test]
+fn serve_exits_when_its_storage_fails() {
+    let dir = temp_dir("storage-fails");
+    let port = free_port();
+    let log_path = dir.join("serve.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coolbeans"));
+    command
+        .args(["serve", "-l", "127.0.0.1", "-p", &port.to_string(), "-b"])
+        .arg(dir.join("binlog"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: between fork and exec only async-signal-safe calls, on this child alone: a
+    // file size limit, and SIGXFSZ ignored so that a write past it fails instead of killing.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: FILE_BYTES_MAX, rlim_max: FILE_BYTES_MAX };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("spawn serve");
+    let stream = connect(port);
+    let mut stream = BufReader::new(stream);
+    let body = vec![b'x'; 60_000];
+    let mut answers = Vec::new();
+    for _ in 0..200 {
+        let mut put = format!("put 0 0 60 {}\r\n", body.len()).into_bytes();
+        put.extend_from_slice(&body);
+        put.extend_from_slice(b"\r\n");
+        if stream.get_mut().write_all(&put).is_err() {
+            break;
+        }
+        let mut line = String::new();
+        match stream.read_line(&mut line) {
+            Ok(n) if n > 0 => answers.push(line.trim_end().to_string()),
+            _ => break,
+        }
+        if !line.starts_with("INSERTED") {
+            break;
+        }
+    }
+    let inserted = answers.iter().filter(|a| a.starts_with("INSERTED")).count();
+    assert!(inserted >= 10, "puts before the disk filled: {answers:?}");
+    assert!(inserted < 200, "the file size limit never bit: {answers:?}");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "serve still runs 5 s after its storage failed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = std::fs::read_to_string(&log_path).expect("read log");
+    assert!(!status.success(), "serve exited {status} after its storage failed; log:\n{log}");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("stopped") && last.contains("storage failed"), "last log line: {last}\nlog:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn connect(port: u16) -> std::net::TcpStream {
+    let started = Instant::now();
+    loop {
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            return stream;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "serve did not listen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
