@@ -1,6 +1,6 @@
-//! A node whose driver stops ends its process: `serve -b` whose disk fills up exits non-zero
-//! at once with the reason as its last line, rather than living on and answering from a
-//! dead node (issue 15 §1).
+//! Faults that stopped a node: `serve -b` whose disk fills up exits non-zero at once with the
+//! reason as its last line, rather than living on and answering from a dead node (issue 15
+//! §1); a raft message raft-rs would panic on is refused, and the node lives on (§2).
 #![cfg(not(madsim))]
 
 mod common;
@@ -10,7 +10,11 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, temp_dir};
+use coolbeans::api::raft_transport_client::RaftTransportClient;
+use coolbeans::api::RaftBatch;
+use common::{cluster, free_port, status, temp_dir};
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
 
 /// Files this process may grow to: past it a write fails (EFBIG), as on a full disk.
 const FILE_BYTES_MAX: u64 = 3 * 1024 * 1024;
@@ -89,4 +93,39 @@ fn connect(port: u16) -> std::net::TcpStream {
         assert!(started.elapsed() < Duration::from_secs(10), "serve did not listen");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+// The audit's repro: one Send carrying a heartbeat of term 1000 committing index 10^9 made
+// raft-rs panic in the follower's driver. It is refused now: the follower stays up, in the
+// same term, following the same leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_heartbeat_is_refused() {
+    let dir = temp_dir("impossible-heartbeat");
+    let mut nodes = cluster(&dir, |_| Vec::new());
+    for n in &mut nodes {
+        n.proc.start();
+    }
+    let members: Vec<_> = nodes.iter().map(|n| (n.id, n.addr)).collect();
+    let leader = common::await_leader(&members, Duration::from_secs(15), &dir).await;
+    let follower = nodes.iter().position(|n| n.id != leader).expect("a follower");
+    let addr = nodes[follower].addr;
+    let before = status(addr).await.expect("the follower answers");
+    let mut heartbeat = Message::default();
+    heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+    (heartbeat.from, heartbeat.to, heartbeat.term, heartbeat.commit) = (leader, nodes[follower].id, 1000, 1_000_000_000);
+    let batch = RaftBatch {
+        from: leader,
+        messages: vec![heartbeat.write_to_bytes().expect("encode").into()],
+        from_addr: nodes[(leader - 1) as usize].addr.to_string(),
+    };
+    let mut client = RaftTransportClient::connect(format!("http://{addr}")).await.expect("connect");
+    client.send(batch).await.expect("the batch is delivered");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let exited = nodes[follower].proc.child.as_mut().expect("started").try_wait().expect("wait");
+    assert!(exited.is_none(), "the follower exited: {exited:?}");
+    let after = status(addr).await.expect("the follower still answers");
+    assert_eq!((after.term, after.leader_id), (before.term, leader), "{after:?}");
+    let log = std::fs::read_to_string(dir.join(format!("node-{}.log", nodes[follower].id))).expect("log");
+    assert!(log.contains("refused a raft message"), "log:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

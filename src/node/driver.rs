@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::clock;
 use super::codec::{encode_entry, op_request, ENTRY_FORMAT_LOCAL};
+use super::inbound::{self, Refusals};
 use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, NodeStop, Shared, Status};
 use super::log_store::LogStore;
 use super::persist::{Durable, Persistence};
@@ -136,6 +137,8 @@ pub(crate) struct Driver {
     term: u64,
     /// This node applied a membership without itself: it has left the cluster.
     removed: bool,
+    /// Peer messages refused before raft-rs saw them.
+    refused: Refusals,
     /// The log never leaves this process (a lone node whose log is in memory): entries hold
     /// only `ENTRY_FORMAT_LOCAL`, and their operations wait here, by index, until applied.
     local_entries: Option<BTreeMap<u64, LocalEntry>>,
@@ -192,6 +195,7 @@ impl Driver {
             failed: None,
             proposed_in_term: 0,
             persist,
+            refused: Refusals::default(),
         }
     }
 
@@ -276,6 +280,10 @@ impl Driver {
             Input::Raft { from, from_addr, messages } => {
                 self.transport.learn(from, from_addr);
                 for m in messages {
+                    if let Some(why) = inbound::refusal(self.config.id, &self.raw.raft.raft_log, &m) {
+                        self.refused.note(self.config.id, m.from, m.get_msg_type(), why);
+                        continue;
+                    }
                     if let Err(e) = self.raw.step(m) {
                         tracing::debug!(error = %e, "raft refused a message");
                     }

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod codec;
 mod driver;
 mod handle;
+mod inbound;
 mod log_store;
 mod persist;
 mod raft_logger;
