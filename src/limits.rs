@@ -25,3 +25,10 @@ pub const CONNECTION_BUFFER_BYTES_KEPT_MAX: usize = 128 * 1024;
 // A connection that writes at the output bound keeps its buffer between writes.
 const _: () = assert!(CONNECTION_OUTPUT_BYTES_MAX <= CONNECTION_BUFFER_BYTES_KEPT_MAX);
 const _: () = assert!(JOB_BODY_BYTES_MAX_DEFAULT < CONNECTION_BUFFER_BYTES_KEPT_MAX);
+
+/// File descriptors a front end leaves for everything but its clients' connections: the
+/// write-ahead log's segments and snapshot files (a rotation or a compaction opens several at
+/// once), directory syncs, the listener, the runtime's own, and connections to peers. Storage
+/// that runs out of descriptors stops the node; a front end that runs out only makes new
+/// clients wait. (A process allowed fewer than twice this keeps half of its descriptors.)
+pub const FDS_RESERVED_MAX: u64 = 64;
