@@ -78,8 +78,19 @@ fn disable_transparent_huge_pages() {
     }
 }
 
+/// The soft limit on open files raised to the hard one: each client connection takes a
+/// descriptor, and the usual soft limit of 1024 is far below what a server is allowed. A
+/// failure is not fatal: the front end keeps its connections within whatever limit holds.
+fn raise_open_files_limit() {
+    #[cfg(not(madsim))]
+    if let Err(e) = coolbeans::proxy::fds::raise_soft_limit() {
+        eprintln!("warning: could not raise the limit on open files: {e}");
+    }
+}
+
 fn main() {
     disable_transparent_huge_pages();
+    raise_open_files_limit();
     let cli = Cli::parse();
     let default_threads = if matches!(cli.command, Command::Bench(_)) { 0 } else { 1 };
     let runtime = match cli.threads.unwrap_or(default_threads) {

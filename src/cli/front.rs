@@ -29,7 +29,8 @@ pub struct FrontArgs {
 /// The front end's limits as flags (`serve` and `beanstalkd` share them).
 #[derive(Args, Debug, Clone)]
 pub struct LimitArgs {
-    /// Connections served at once; more wait in the listen backlog.
+    /// Connections served at once; more wait in the listen backlog. Fewer if the limit on open
+    /// files (raised to its hard limit at start) would leave under 64 for storage.
     #[arg(long, default_value_t = Limits::default().connections_max)]
     pub max_connections: usize,
     /// Bytes of a command line read before it is answered BAD_FORMAT (at least 224).

@@ -2,6 +2,10 @@
 //! state (used tube, watch list). A reserve that waits keeps reading, so a client that hangs
 //! up while waiting is noticed. Closing (or `quit`) ends the client's session upstream, which
 //! releases every job it had reserved.
+//!
+//! Memory stays bounded whatever the client does: answers are written once they pass
+//! `CONNECTION_OUTPUT_BYTES_MAX`, and no further command runs (nor is anything more read)
+//! until the client has taken them; buffers that grew are given back once drained.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,10 +18,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::front_end::FrontEnd;
 use super::upstream::{Answer, Query, UpstreamError};
 use crate::fsm::{ClientKey, FsmError, Op, Reply, ReserveOutcome, DEFAULT_TUBE};
+use crate::limits::{CONNECTION_BUFFER_BYTES_KEPT_MAX, CONNECTION_OUTPUT_BYTES_MAX};
 use crate::protocol::{encode, yaml_list, Command, Decoded, Decoder, ProtocolError, Response};
 
-/// Bytes read at once.
+/// Bytes read at once, and what each buffer starts with.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+const _: () = assert!(READ_CHUNK_BYTES <= CONNECTION_BUFFER_BYTES_KEPT_MAX);
 
 /// Why a connection stops.
 enum End {
@@ -99,6 +106,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 };
                 if let Some(response) = response {
                     encode(&response, &mut self.output);
+                    // Write as we go: the next command runs only once the client took these.
+                    if self.output.len() >= CONNECTION_OUTPUT_BYTES_MAX {
+                        self.flush().await?;
+                    }
                 }
             }
             self.flush().await?;
@@ -106,20 +117,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// Writes every encoded answer. It waits as long as the client does not read (that is the
+    /// backpressure), but not past the end of the front end's sessions.
     async fn flush(&mut self) -> Result<(), End> {
         if self.output.is_empty() {
             return Ok(());
         }
-        self.stream.write_all(&self.output).await.map_err(|_| End::Closed)?;
-        // Simulated sockets deliver only on flush; real ones make it a no-op.
-        self.stream.flush().await.map_err(|_| End::Closed)?;
+        let (stream, output) = (&mut self.stream, &self.output);
+        let write = async move {
+            stream.write_all(output).await?;
+            // Simulated sockets deliver only on flush; real ones make it a no-op.
+            stream.flush().await
+        };
+        tokio::select! {
+            biased;
+            written = write => written.map_err(|_| End::Closed)?,
+            _ = &mut self.sessions_lost => return Err(End::Closed),
+        }
         self.output.clear();
         Ok(())
     }
 
-    /// Reads what the client sent next; `Closed` at end of stream.
+    /// Reads what the client sent next; `Closed` at end of stream. Both buffers are drained
+    /// but for a partial command, so this is where those that grew are made small again.
     async fn read_more(&mut self) -> Result<(), End> {
+        debug_assert!(self.output.is_empty());
+        shrink(&mut self.output);
+        // After the reserve: a buffer whose earlier contents were all consumed takes its whole
+        // allocation back here, which `capacity` shows only now.
         self.input.reserve(READ_CHUNK_BYTES);
+        shrink(&mut self.input);
         tokio::select! {
             biased;
             read = self.stream.read_buf(&mut self.input) => match read {
@@ -364,6 +391,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 }
 
+/// Replaces a buffer that grew past `CONNECTION_BUFFER_BYTES_KEPT_MAX` with a small one, unless
+/// it holds much (the start of a large put, still needed).
+fn shrink(buffer: &mut BytesMut) {
+    if buffer.capacity() <= CONNECTION_BUFFER_BYTES_KEPT_MAX || buffer.len() > READ_CHUNK_BYTES {
+        return;
+    }
+    let mut small = BytesMut::with_capacity(buffer.len() + READ_CHUNK_BYTES);
+    small.extend_from_slice(buffer);
+    *buffer = small;
+}
+
 fn watching(reply: Reply) -> Response {
     match reply {
         Reply::Watching { count } => Response::Watching { count },
@@ -386,5 +424,40 @@ fn error_response(e: UpstreamError) -> Response {
             tracing::warn!(%why, "cluster unavailable");
             Response::InternalError
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A buffer that grew for a large put is made small once the put was taken out of it,
+    /// including when the space it held comes back only at the next `reserve`.
+    #[test]
+    fn drained_buffers_shrink() {
+        let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        input.extend_from_slice(&vec![b'x'; 1024 * 1024]);
+        drop(input.split_to(1024 * 1024 - 10));
+        input.reserve(READ_CHUNK_BYTES);
+        assert!(input.capacity() > CONNECTION_BUFFER_BYTES_KEPT_MAX, "the drained space came back");
+        shrink(&mut input);
+        assert_eq!(input.len(), 10, "what was left is kept");
+        assert!(input.capacity() <= 10 + READ_CHUNK_BYTES);
+
+        let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        output.extend_from_slice(&vec![b'y'; 1024 * 1024]);
+        output.clear();
+        shrink(&mut output);
+        assert_eq!(output.capacity(), READ_CHUNK_BYTES);
+    }
+
+    /// A buffer holding the start of a large put keeps its room: the rest is on its way.
+    #[test]
+    fn a_partial_put_keeps_its_buffer() {
+        let mut input = BytesMut::with_capacity(1024 * 1024);
+        input.extend_from_slice(&vec![b'x'; READ_CHUNK_BYTES + 1]);
+        shrink(&mut input);
+        assert_eq!(input.capacity(), 1024 * 1024);
+        assert_eq!(input.len(), READ_CHUNK_BYTES + 1);
     }
 }

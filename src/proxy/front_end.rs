@@ -15,7 +15,8 @@ use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome, ServerStats};
 /// The front end's limits, each one a flag.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Connections served at once; more wait in the listen backlog.
+    /// Connections served at once; more wait in the listen backlog. The accept loop serves
+    /// fewer if the limit on open files would leave storage too few (`fds`).
     pub connections_max: usize,
     /// Largest put body (beanstalkd's `-z`).
     pub job_body_bytes_max: usize,

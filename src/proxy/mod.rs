@@ -3,6 +3,7 @@
 
 pub mod colocated;
 mod conn;
+pub mod fds;
 mod forward;
 pub mod front_end;
 pub mod remote;

@@ -16,11 +16,13 @@ pub struct Proc {
     pub cwd: Option<PathBuf>,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// Limits on open files (soft, hard) to start it under; the test's own otherwise.
+    pub open_files_max: Option<(u64, u64)>,
 }
 
 impl Proc {
     pub fn new(args: Vec<String>, log: PathBuf) -> Self {
-        Proc { args, cwd: None, child: None, log }
+        Proc { args, cwd: None, child: None, log, open_files_max: None }
     }
 
     pub fn start(&mut self) {
@@ -28,6 +30,17 @@ impl Proc {
         let mut command = Command::new(env!("CARGO_BIN_EXE_coolbeans"));
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
+        }
+        if let Some((soft, hard)) = self.open_files_max {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+            // SAFETY: between fork and exec only setrlimit runs, which allocates nothing.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
         }
         let child = command
             .args(&self.args)
