@@ -100,13 +100,7 @@ fn connect(port: u16) -> std::net::TcpStream {
 // same term, following the same leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impossible_heartbeat_is_refused() {
-    let dir = temp_dir("impossible-heartbeat");
-    let mut nodes = cluster(&dir, |_| Vec::new());
-    for n in &mut nodes {
-        n.proc.start();
-    }
-    let members: Vec<_> = nodes.iter().map(|n| (n.id, n.addr)).collect();
-    let leader = common::await_leader(&members, Duration::from_secs(15), &dir).await;
+    let (dir, mut nodes, leader) = running_cluster("impossible-heartbeat").await;
     let follower = nodes.iter().position(|n| n.id != leader).expect("a follower");
     let addr = nodes[follower].addr;
     let before = status(addr).await.expect("the follower answers");
@@ -128,4 +122,52 @@ async fn impossible_heartbeat_is_refused() {
     let log = std::fs::read_to_string(dir.join(format!("node-{}.log", nodes[follower].id))).expect("log");
     assert!(log.contains("refused a raft message"), "log:\n{log}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// A follower whose data dir was wiped, restarted with the same id and --peers, bootstrapped a
+// cluster of its own and then died on the leader's first heartbeat. It refuses to start now,
+// naming the way back (Leave, then Join with a new id), and the cluster is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_member_refuses_to_start() {
+    let (dir, mut nodes, leader) = running_cluster("wiped-member").await;
+    let wiped = nodes.iter().position(|n| n.id != leader).expect("a follower");
+    let leader_addr = nodes[(leader - 1) as usize].addr;
+    let started = Instant::now();
+    loop {
+        let known = status(leader_addr).await.and_then(|s| s.members.iter().find(|m| m.node_id == nodes[wiped].id).map(|m| m.match_index));
+        if known.is_some_and(|matched| matched > 1) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the follower never acknowledged an entry: {known:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nodes[wiped].proc.kill();
+    std::fs::remove_dir_all(dir.join(format!("node-{}", nodes[wiped].id))).expect("wipe");
+    nodes[wiped].proc.start();
+    let started = Instant::now();
+    let status_code = loop {
+        if let Some(code) = nodes[wiped].proc.child.as_mut().expect("started").try_wait().expect("wait") {
+            break code;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the wiped node still runs after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = std::fs::read_to_string(dir.join(format!("node-{}.log", nodes[wiped].id))).expect("log");
+    assert!(!status_code.success(), "exited {status_code}; log:\n{log}");
+    let id = nodes[wiped].id;
+    assert!(log.contains("data was lost") && log.contains(&format!("leave --node-id {id}")), "log:\n{log}");
+    assert!(!dir.join(format!("node-{id}")).join("node-id").exists(), "nothing was written to the wiped dir");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A 3-node cluster of real processes in a fresh dir, with its leader elected.
+async fn running_cluster(name: &str) -> (std::path::PathBuf, Vec<common::Node>, u64) {
+    let dir = temp_dir(name);
+    let mut nodes = cluster(&dir, |_| Vec::new());
+    for n in &mut nodes {
+        n.proc.start();
+    }
+    let members: Vec<_> = nodes.iter().map(|n| (n.id, n.addr)).collect();
+    let leader = common::await_leader(&members, Duration::from_secs(15), &dir).await;
+    (dir, nodes, leader)
 }

@@ -206,7 +206,7 @@ mod tests {
             term: 3,
             commit_index: 10,
             applied_index: 9,
-            members: vec![MemberProto { node_id: 1, addr: "a\"b:1".into(), voter: true }],
+            members: vec![MemberProto { node_id: 1, addr: "a\"b:1".into(), voter: true, match_index: 0 }],
             snapshot_index: 0,
         };
         assert_eq!(

@@ -6,6 +6,7 @@ pub mod front;
 pub mod node;
 pub mod peers;
 pub mod put_bench;
+mod rejoin;
 pub mod serve;
 
 /// How a process whose node stopped ends: at once, so a supervisor restarts or alerts on it

@@ -63,6 +63,9 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         return Err("a new node needs --peers (to form a cluster) or --join (to join one)".into());
     }
     let peers = args.peers.as_deref().map(parse_peers).transpose()?.unwrap_or_default();
+    if !peers.is_empty() && super::rejoin::is_fresh(&args.data_dir) {
+        super::rejoin::refuse_lost_member(args.node_id, &peers).await?;
+    }
     let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.to_string());
     let options = NodeOptions {
         driver: DriverConfig {

@@ -892,6 +892,14 @@ impl Driver {
         Ok(())
     }
 
+    /// On the leader, each member's acknowledged index; empty elsewhere.
+    fn match_index(&self) -> BTreeMap<u64, u64> {
+        if self.raw.raft.state != StateRole::Leader {
+            return BTreeMap::new();
+        }
+        self.raw.raft.prs().iter().map(|(id, progress)| (*id, progress.matched)).collect()
+    }
+
     fn publish_status(&self) {
         let conf = self.raw.raft.prs().conf().to_conf_state();
         let status = Status {
@@ -904,6 +912,7 @@ impl Driver {
             learners: conf.learners.clone(),
             addresses: lock(&self.shared.state).addresses.clone(),
             snapshot_index: self.raw.store().snapshot_index(),
+            match_index: self.match_index(),
         };
         *lock(&self.shared.status) = status;
         let leading = self.raw.raft.state == StateRole::Leader;

@@ -100,6 +100,8 @@ pub struct Status {
     pub addresses: BTreeMap<u64, String>,
     /// Index of the latest snapshot.
     pub snapshot_index: u64,
+    /// On the leader: the highest index each member acknowledged holding (empty elsewhere).
+    pub match_index: BTreeMap<u64, u64>,
 }
 
 impl Status {

@@ -93,6 +93,15 @@ fn claim_data_dir(disk: &dyn Disk, dir: &Path, id: u64) -> Result<(), StartError
         }
         return Ok(());
     }
+    // A log without its owner's id: the id file was deleted, and writing ours could hand
+    // another node's log and votes to this one.
+    if let Some(found) = disk.list(dir).map_err(storage)?.first() {
+        return Err(StartError::Storage(format!(
+            "{} holds {found} but no {NODE_ID_FILE} file: write the id of the node whose data this is into {} to start it",
+            dir.display(),
+            path.display()
+        )));
+    }
     disk.write_new(&path, format!("{id}\n").as_bytes()).map_err(storage)?;
     disk.sync(&path).map_err(storage)?;
     disk.sync_dir(dir).map_err(storage)
@@ -219,6 +228,19 @@ mod tests {
         let err = claim_data_dir(&disk, dir, 4).expect_err("another node is refused");
         let message = err.to_string();
         assert!(message.contains("belongs to node 3") && message.contains("node 4") && message.contains("data"), "{message}");
+    }
+
+    /// A data dir with files but no node-id file is not claimed: its log is some node's.
+    #[test]
+    fn data_dir_without_its_id_is_refused() {
+        let disk = SimDisk::new();
+        let dir = Path::new("data");
+        disk.create_dir_all(dir).expect("mkdir");
+        disk.write_at(&dir.join("wal-00000000000000000001.log"), 0, b"records").expect("write");
+        let err = claim_data_dir(&disk, dir, 3).expect_err("refused");
+        let message = err.to_string();
+        assert!(message.contains("wal-00000000000000000001.log") && message.contains("node-id"), "{message}");
+        assert!(!disk.exists(&dir.join(NODE_ID_FILE)).expect("exists"), "no id was written");
     }
 
     /// The bootstrap snapshot is the same bytes on every member, whatever the order of start.

@@ -60,6 +60,7 @@ impl Cluster for ClusterService {
             node_id,
             addr: s.addresses.get(&node_id).cloned().unwrap_or_default(),
             voter,
+            match_index: s.match_index.get(&node_id).copied().unwrap_or(0),
         };
         let mut members: Vec<MemberProto> = s.voters.iter().map(|&id| member(id, true)).collect();
         members.extend(s.learners.iter().map(|&id| member(id, false)));
