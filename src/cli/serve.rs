@@ -33,10 +33,13 @@ pub struct ServeArgs {
     /// Largest job body in bytes.
     #[arg(short = 'z', default_value_t = crate::limits::JOB_BODY_BYTES_MAX_DEFAULT)]
     pub job_bytes_max: usize,
-    /// fsync at most once every MS milliseconds (0: every write; the default).
+    /// fsync the log at most once every MS milliseconds (0: every write, the default, when an
+    /// acknowledged write survives a power loss): a power loss may lose the writes of the
+    /// last MS ms or so; snapshots and compactions are always synced.
     #[arg(short = 'f')]
     pub fsync_ms: Option<u64>,
-    /// Never fsync.
+    /// Never fsync the log: a power loss may lose every write since the last snapshot
+    /// (snapshots and compactions are still synced); a crash of the process alone loses none.
     #[arg(short = 'F')]
     pub no_fsync: bool,
     /// Verbose: log each connection's errors and the node's progress.
@@ -64,8 +67,27 @@ fn storage_for(args: &ServeArgs) -> Result<(LogStorage, PathBuf), String> {
     };
     let name = dir.file_name().map(PathBuf::from).ok_or_else(|| format!("-b {} names no directory", dir.display()))?;
     let root = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let disk = PolicyDisk::new(RealDisk::new(root.to_path_buf()), sync_policy(args));
-    Ok((LogStorage::Disk(Arc::new(disk)), name))
+    let disk = Arc::new(PolicyDisk::new(RealDisk::new(root.to_path_buf()), sync_policy(args)));
+    if let Some(interval) = disk.interval() {
+        tokio::spawn(sync_overdue_batches(disk.clone(), interval));
+    }
+    Ok((LogStorage::Disk(disk), name))
+}
+
+/// Under `-f MS`, makes a batch left unsynced durable within about MS even when no write
+/// follows it (beanstalkd syncs on a timer too): checked every half interval.
+#[cfg_attr(madsim, allow(deprecated))] // madsim runs a blocking task as an ordinary one.
+async fn sync_overdue_batches(disk: Arc<PolicyDisk<RealDisk>>, interval: Duration) {
+    let period = (interval / 2).max(Duration::from_millis(1));
+    loop {
+        tokio::time::sleep(period).await;
+        let disk = disk.clone();
+        match tokio::task::spawn_blocking(move || disk.sync_overdue()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "syncing the log on the -f timer failed"),
+            Err(e) => tracing::error!(error = %e, "the -f timer's sync failed"),
+        }
+    }
 }
 
 /// Applied log kept in memory before it is dropped, without `-b`: compaction there encodes

@@ -88,6 +88,14 @@ impl DataDir {
         Ok(())
     }
 
+    /// Makes a batch just written to the file durable, as the disk's policy allows.
+    pub(crate) fn sync_batch(&mut self, name: &str) -> Result<(), StorageError> {
+        let path = self.path(name);
+        self.disk.sync_batch(&path).map_err(|e| StorageError::io(&path, e))?;
+        self.fsync_count += 1;
+        Ok(())
+    }
+
     /// Makes every creation, rename and removal in the directory durable.
     pub(crate) fn sync_dir(&mut self) -> Result<(), StorageError> {
         self.disk.sync_dir(&self.dir).map_err(|e| StorageError::io(&self.dir, e))?;

@@ -43,6 +43,12 @@ pub trait Disk: Send + Sync + 'static {
     /// Makes the data (and length) of the file at `path` durable.
     fn sync(&self, path: &Path) -> io::Result<()>;
 
+    /// As `sync`, for a batch of log records just written: the one sync a durability policy
+    /// (`-f MS`, `-F`) may put off. Every other sync (snapshots, compaction, recovery) is made.
+    fn sync_batch(&self, path: &Path) -> io::Result<()> {
+        self.sync(path)
+    }
+
     /// Makes every creation, rename and removal of a name in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 

@@ -388,7 +388,7 @@ impl WalBatch {
     /// Writes the batch into its segment and fsyncs it (and the directory for a new segment).
     fn write_to(self, dir: &mut DataDir) -> Result<(), StorageError> {
         dir.write_at(&self.segment, self.offset, &self.bytes)?;
-        dir.sync(&self.segment)?;
+        dir.sync_batch(&self.segment)?;
         if self.new_segment {
             dir.sync_dir()?;
         }
