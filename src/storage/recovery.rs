@@ -122,6 +122,17 @@ fn replay_segments(
         // Cut the last segment back to its records, so appends resume on a clean end (a
         // torn record longer than the next batch would otherwise linger past it).
         if is_last && valid_bytes < bytes.len() {
+            let tail = &bytes[valid_bytes..];
+            // Zeros alone are space preallocated and never written, not a torn write.
+            if !record::is_zeros(tail) {
+                let torn_bytes = tail.len() - tail.iter().rev().take_while(|&&b| b == 0).count();
+                tracing::warn!(
+                    file = %dir.path(name).display(),
+                    offset = valid_bytes,
+                    torn_bytes,
+                    "cut a write torn by a crash from the end of the log (a batch never made durable)"
+                );
+            }
             dir.truncate(name, valid_bytes as u64)?;
         }
         last_segment = Some((*sequence, valid_bytes as u64));

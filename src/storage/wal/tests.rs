@@ -580,3 +580,48 @@ fn power_loss_after_compaction_keeps_the_snapshot_under_every_policy() {
         assert_eq!(reopened.entries, entries(21..=last, 1), "{policy:?}: a prefix of the log survives");
     }
 }
+
+/// Log lines written while `f` runs.
+fn logged_while(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lines").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = lines.0.lock().expect("lines").clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+// Cutting a torn write is logged at warn with the file, offset and bytes cut; the zeros of
+// preallocated space after the log's end are not a torn write and log nothing.
+#[test]
+fn torn_tail_is_logged_and_preallocation_is_not() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    let (mut wal, _) = open(&disk, WalOptions::default());
+    wal.append(&entries(1..=2, 1)).expect("append");
+    wal.sync().expect("sync");
+    let synced_bytes = records_bytes(&wal);
+    drop(wal);
+    let quiet = logged_while(|| drop(open(&disk, WalOptions::default())));
+    assert!(!quiet.contains("torn"), "{quiet}");
+    let (mut wal, _) = open(&disk, WalOptions::default());
+    wal.append(&entries(3..=4, 1)).expect("append");
+    sim.fail_after(Some(1));
+    assert!(wal.sync().is_err());
+    sim.fail_after(None);
+    sim.crash(Some(20));
+    let logged = logged_while(|| drop(open(&disk, WalOptions::default())));
+    assert!(logged.contains("WARN") && logged.contains("torn"), "{logged}");
+    assert!(logged.contains(&format!("offset={synced_bytes}")) && logged.contains("torn_bytes=20"), "{logged}");
+}
