@@ -3,8 +3,42 @@
 /// beanstalkd's default maximum job body (`-z`): 65535 bytes.
 pub const JOB_BODY_BYTES_MAX_DEFAULT: usize = 65_535;
 
-/// The largest job body `-z` may allow: a body travels in one raft entry and one gRPC message,
-/// and tonic's default message limit is 4 MiB.
+/// The largest job body `-z` may allow: a body travels in one raft entry and in one gRPC
+/// message (a put, or a reserve's or peek's answer), which must fit in
+/// [`CLIENT_API_REQUEST_BYTES_MAX`] with the message's other fields.
 pub const JOB_BODY_BYTES_MAX_LIMIT: usize = 3 * 1024 * 1024;
 
+/// Room for the fields of a message beside one job body (a tube name of at most 200 bytes,
+/// ids, numbers, a caller id): far more than they take.
+pub const MESSAGE_FIELDS_BYTES_MAX: usize = 64 * 1024;
+
+/// The largest gRPC request the client API (`JobStateMachine`, `Cluster`) decodes: tonic's
+/// own default. A request holds at most one job body; a larger request is refused before it
+/// is buffered whole. A put whose body is within this but above the node's own `-z` is
+/// refused by the node, which names its limit.
+pub const CLIENT_API_REQUEST_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The largest answer of the client API, as a node encodes it and a front end or client
+/// decodes it (tonic's default of 4 MiB stopped a long `list-tubes` short), and the largest
+/// frame on a front end's `Forwarding` stream, either way. Most answers are small or hold one
+/// job body, and frames stop growing past [`FORWARD_FRAME_BYTES_SOFT_MAX`]; `list-tubes`
+/// grows with the tubes that exist, at most 203 bytes a tube (a 200-byte name and its
+/// framing), so it comes back for up to about 1.3 million tubes of the longest names. A
+/// longer list fails with an error rather than be buffered whole.
+pub const CLIENT_API_ANSWER_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// A frame of forwarded writes, or of their answers, takes no more once it holds this many
+/// bytes: one more write or answer (at most one job body) may still go in.
+pub const FORWARD_FRAME_BYTES_SOFT_MAX: usize = 1024 * 1024;
+
+/// The largest message the internal `RaftTransport` decodes or encodes: a batch of raft
+/// messages, or a whole snapshot in one `Send`.
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
 const _: () = assert!(JOB_BODY_BYTES_MAX_DEFAULT <= JOB_BODY_BYTES_MAX_LIMIT);
+const _: () = assert!(JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX <= CLIENT_API_REQUEST_BYTES_MAX);
+const _: () = assert!(CLIENT_API_REQUEST_BYTES_MAX <= CLIENT_API_ANSWER_BYTES_MAX);
+// A full forward frame and one more write or answer of the largest body fit the limit.
+const _: () = assert!(
+    FORWARD_FRAME_BYTES_SOFT_MAX + JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX * 2 <= CLIENT_API_ANSWER_BYTES_MAX
+);
