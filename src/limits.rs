@@ -1,5 +1,7 @@
 //! Every limit in one place, each with why it is what it is.
 
+use std::time::Duration;
+
 /// beanstalkd's default maximum job body (`-z`): 65535 bytes.
 pub const JOB_BODY_BYTES_MAX_DEFAULT: usize = 65_535;
 
@@ -31,9 +33,37 @@ pub const CLIENT_API_ANSWER_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// bytes: one more write or answer (at most one job body) may still go in.
 pub const FORWARD_FRAME_BYTES_SOFT_MAX: usize = 1024 * 1024;
 
+/// A batch of raft messages on a peer's stream takes no more once it holds this many bytes:
+/// one more message may still go in (an append of up to about 1 MiB of entries, or a single
+/// larger entry, which holds at most one job body beyond 1 MiB of operations).
+pub const RAFT_BATCH_BYTES_SOFT_MAX: usize = 8 * 1024 * 1024;
+
 /// The largest message the internal `RaftTransport` decodes or encodes: a batch of raft
-/// messages, or a whole snapshot in one `Send`.
+/// messages is far smaller (see [`RAFT_BATCH_BYTES_SOFT_MAX`]), but nodes of earlier versions
+/// send a whole snapshot in one `Send`, up to this.
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// The largest chunk of a snapshot's data on `RaftTransport.SendSnapshot`, and the size the
+/// sender cuts it into (the simulator asks for smaller ones). Each chunk is acknowledged and
+/// has its own timeout: 1 MiB takes about 8 s on a link of 1 Mbit/s and a millisecond on a
+/// LAN, while costing one message and one acknowledgement per MiB.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 1024 * 1024;
+
+/// Chunks of a snapshot sent and not yet acknowledged, at most: enough to keep a link with a
+/// round trip of several chunks' time busy, few enough that a stalled receiver holds little.
+pub const SNAPSHOT_CHUNKS_IN_FLIGHT_MAX: usize = 4;
+
+/// How long a snapshot's sender waits for the next acknowledgement, and its receiver for the
+/// next part, before the call counts as failed (raft then tries again later, and the retry
+/// resumes from the bytes received).
+pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest snapshot data a follower takes: the same as the largest a node can store (a
+/// snapshot file is one record, of at most 1 GiB), so no snapshot a leader could send is
+/// refused, and a declared size above it, damaged or hostile, is refused before any memory
+/// is taken for it. The receiver holds the data whole before raft installs it, as the state
+/// machine it restores is held whole.
+pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 30;
 
 const _: () = assert!(JOB_BODY_BYTES_MAX_DEFAULT <= JOB_BODY_BYTES_MAX_LIMIT);
 const _: () = assert!(JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX <= CLIENT_API_REQUEST_BYTES_MAX);
@@ -42,3 +72,9 @@ const _: () = assert!(CLIENT_API_REQUEST_BYTES_MAX <= CLIENT_API_ANSWER_BYTES_MA
 const _: () = assert!(
     FORWARD_FRAME_BYTES_SOFT_MAX + JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX * 2 <= CLIENT_API_ANSWER_BYTES_MAX
 );
+// A full raft batch and one more message of the largest entry fit, as does a chunk.
+const _: () = assert!(
+    RAFT_BATCH_BYTES_SOFT_MAX + 1024 * 1024 + JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX
+);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX + MESSAGE_FIELDS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX as u64 <= SNAPSHOT_BYTES_MAX);

@@ -49,6 +49,9 @@ pub struct DriverConfig {
     /// The largest job body a put may carry (`-z`): a larger one is refused before it is
     /// proposed, whichever way it came.
     pub job_body_bytes_max: usize,
+    /// The size snapshots sent to followers are cut into (at most
+    /// `limits::SNAPSHOT_CHUNK_BYTES_MAX`; the simulator cuts them small).
+    pub snapshot_chunk_bytes: usize,
 }
 
 /// Writes proposed together in one entry at most: the entry is applied under one lock of the
@@ -69,6 +72,7 @@ impl Default for DriverConfig {
             snapshot_log_bytes: 64 * 1024 * 1024,
             pending_max: 65_536,
             job_body_bytes_max: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT,
+            snapshot_chunk_bytes: crate::limits::SNAPSHOT_CHUNK_BYTES_MAX,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod forward;
 pub mod job_client;
 pub mod jsm;
+mod snapshot;
 pub mod status;
 
 use std::future::Future;
@@ -43,6 +44,10 @@ pub async fn serve(
         .max_decoding_message_size(CLIENT_API_REQUEST_BYTES_MAX)
         .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
     tonic::transport::Server::builder()
+        // Flow-control windows grow with the link's bandwidth-delay product, so that a
+        // snapshot's chunks keep a long, fast link busy (the default window, 1 MiB, lets one
+        // chunk through per round trip).
+        .http2_adaptive_window(Some(true))
         .add_service(cluster)
         .add_service(forwarding)
         .add_service(jobs)
