@@ -1,11 +1,69 @@
 //! Every limit in one place, each with why it is what it is.
 
+use std::time::Duration;
+
 /// beanstalkd's default maximum job body (`-z`): 65535 bytes.
 pub const JOB_BODY_BYTES_MAX_DEFAULT: usize = 65_535;
 
-/// The largest job body `-z` may allow: a body travels in one raft entry and one gRPC message,
-/// and tonic's default message limit is 4 MiB.
+/// The largest job body `-z` may allow: a body travels in one raft entry and in one gRPC
+/// message (a put, or a reserve's or peek's answer), which must fit in
+/// [`CLIENT_API_REQUEST_BYTES_MAX`] with the message's other fields.
 pub const JOB_BODY_BYTES_MAX_LIMIT: usize = 3 * 1024 * 1024;
+
+/// Room for the fields of a message beside one job body (a tube name of at most 200 bytes,
+/// ids, numbers, a caller id): far more than they take.
+pub const MESSAGE_FIELDS_BYTES_MAX: usize = 64 * 1024;
+
+/// The largest gRPC request the client API (`JobStateMachine`, `Cluster`) decodes: tonic's
+/// own default. A request holds at most one job body; a larger request is refused before it
+/// is buffered whole. A put whose body is within this but above the node's own `-z` is
+/// refused by the node, which names its limit.
+pub const CLIENT_API_REQUEST_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The largest answer of the client API, as a node encodes it and a front end or client
+/// decodes it (tonic's default of 4 MiB stopped a long `list-tubes` short), and the largest
+/// frame on a front end's `Forwarding` stream, either way. Most answers are small or hold one
+/// job body, and frames stop growing past [`FORWARD_FRAME_BYTES_SOFT_MAX`]; `list-tubes`
+/// grows with the tubes that exist, at most 203 bytes a tube (a 200-byte name and its
+/// framing), so it comes back for up to about 1.3 million tubes of the longest names. A
+/// longer list fails with an error rather than be buffered whole.
+pub const CLIENT_API_ANSWER_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// A frame of forwarded writes, or of their answers, takes no more once it holds this many
+/// bytes: one more write or answer (at most one job body) may still go in.
+pub const FORWARD_FRAME_BYTES_SOFT_MAX: usize = 1024 * 1024;
+
+/// A batch of raft messages on a peer's stream takes no more once it holds this many bytes:
+/// one more message may still go in (an append of up to about 1 MiB of entries, or a single
+/// larger entry, which holds at most one job body beyond 1 MiB of operations).
+pub const RAFT_BATCH_BYTES_SOFT_MAX: usize = 8 * 1024 * 1024;
+
+/// The largest message the internal `RaftTransport` decodes or encodes: a batch of raft
+/// messages is far smaller (see [`RAFT_BATCH_BYTES_SOFT_MAX`]), but nodes of earlier versions
+/// send a whole snapshot in one `Send`, up to this.
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// The largest chunk of a snapshot's data on `RaftTransport.SendSnapshot`, and the size the
+/// sender cuts it into (the simulator asks for smaller ones). Each chunk is acknowledged and
+/// has its own timeout: 1 MiB takes about 8 s on a link of 1 Mbit/s and a millisecond on a
+/// LAN, while costing one message and one acknowledgement per MiB.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 1024 * 1024;
+
+/// Chunks of a snapshot sent and not yet acknowledged, at most: enough to keep a link with a
+/// round trip of several chunks' time busy, few enough that a stalled receiver holds little.
+pub const SNAPSHOT_CHUNKS_IN_FLIGHT_MAX: usize = 4;
+
+/// How long a snapshot's sender waits for the next acknowledgement, and its receiver for the
+/// next part, before the call counts as failed (raft then tries again later, and the retry
+/// resumes from the bytes received).
+pub const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest snapshot data a follower takes: the same as the largest a node can store (a
+/// snapshot file is one record, of at most 1 GiB), so no snapshot a leader could send is
+/// refused, and a declared size above it, damaged or hostile, is refused before any memory
+/// is taken for it. The receiver holds the data whole before raft installs it, as the state
+/// machine it restores is held whole.
+pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 30;
 
 const _: () = assert!(JOB_BODY_BYTES_MAX_DEFAULT <= JOB_BODY_BYTES_MAX_LIMIT);
 
@@ -32,3 +90,15 @@ const _: () = assert!(JOB_BODY_BYTES_MAX_DEFAULT < CONNECTION_BUFFER_BYTES_KEPT_
 /// that runs out of descriptors stops the node; a front end that runs out only makes new
 /// clients wait. (A process allowed fewer than twice this keeps half of its descriptors.)
 pub const FDS_RESERVED_MAX: u64 = 64;
+const _: () = assert!(JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX <= CLIENT_API_REQUEST_BYTES_MAX);
+const _: () = assert!(CLIENT_API_REQUEST_BYTES_MAX <= CLIENT_API_ANSWER_BYTES_MAX);
+// A full forward frame and one more write or answer of the largest body fit the limit.
+const _: () = assert!(
+    FORWARD_FRAME_BYTES_SOFT_MAX + JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX * 2 <= CLIENT_API_ANSWER_BYTES_MAX
+);
+// A full raft batch and one more message of the largest entry fit, as does a chunk.
+const _: () = assert!(
+    RAFT_BATCH_BYTES_SOFT_MAX + 1024 * 1024 + JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX
+);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX + MESSAGE_FIELDS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX as u64 <= SNAPSHOT_BYTES_MAX);

@@ -39,6 +39,9 @@ pub struct RunStats {
     pub unknown: u64,
     pub entries: u64,
     pub sim_time: Duration,
+    /// Snapshots followers received in chunks, and how many of them resumed a cut-off call.
+    pub snapshots: u64,
+    pub snapshots_resumed: u64,
 }
 
 fn host_ip(net: u8, index: u32) -> IpAddr {
@@ -55,6 +58,7 @@ pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
         front_end_nodes: if config.front_ends_in_nodes { u64::from(config.front_ends) } else { 0 },
         front_end_lease: config.lease,
         node_ids_max,
+        snapshot_chunk_bytes: config.snapshot_chunk_bytes,
         ..NodeSetup::default()
     };
     let cluster = Cluster::start(config.nodes, setup, trace.clone());
@@ -134,7 +138,9 @@ pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
     trace.event(format!("drained {expected} jobs"));
 
     let unknown = history.records.iter().filter(|r| r.answer.is_none()).count() as u64;
-    Ok(RunStats { calls: history.records.len() as u64, unknown, entries: raft.entries_seen(), sim_time: now() })
+    let (snapshots, snapshots_resumed) = raft.snapshots_received();
+    let entries = raft.entries_seen();
+    Ok(RunStats { calls: history.records.len() as u64, unknown, entries, sim_time: now(), snapshots, snapshots_resumed })
 }
 
 /// Asks every client to stop and feeds a job to each client still waiting in a blocking

@@ -81,6 +81,10 @@ pub struct SeedConfig {
     /// Whether the front ends run inside nodes (front end i in node i + 1, as
     /// `cluster-node --beanstalkd-listen` runs them) rather than on hosts of their own.
     pub front_ends_in_nodes: bool,
+    /// The size snapshots are cut into on their way to a follower: small, so that a seed's
+    /// snapshots (tens of KiB) take from a few chunks to hundreds, and calls cut off midway
+    /// resume.
+    pub snapshot_chunk_bytes: usize,
 }
 
 impl SeedConfig {
@@ -113,6 +117,8 @@ impl SeedConfig {
             buggify: rng.gen_bool(0.5),
             think_time_mean: Duration::from_millis(rng.gen_range(100..400)),
             front_ends_in_nodes: rng.gen_bool(0.4),
+            // Drawn last: the fields before it keep the values earlier versions drew.
+            snapshot_chunk_bytes: [256, 4096, 65_536][rng.gen_range(0..3)],
         }
     }
 
@@ -127,7 +133,7 @@ impl fmt::Display for SeedConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "seed={} nodes={} front_ends={}{} clients={} tubes={} snapshot_entries={} lease={:?} buggify={}",
+            "seed={} nodes={} front_ends={}{} clients={} tubes={} snapshot_entries={} chunk_bytes={} lease={:?} buggify={}",
             self.seed,
             self.nodes,
             self.front_ends,
@@ -135,6 +141,7 @@ impl fmt::Display for SeedConfig {
             self.clients,
             self.tubes,
             self.snapshot_entries,
+            self.snapshot_chunk_bytes,
             self.lease,
             self.buggify
         )?;

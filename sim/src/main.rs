@@ -74,7 +74,10 @@ fn run_here(seed: u64, shape: Option<&str>) -> i32 {
     match coolbeans_sim::run_config(config) {
         Ok((trace, stats)) => {
             let sim_s = stats.sim_time.as_secs_f64();
-            println!("ok: {} calls ({} unknown), {} entries, {sim_s:.1} simulated s", stats.calls, stats.unknown, stats.entries);
+            println!(
+                "ok: {} calls ({} unknown), {} entries, {} snapshots received in chunks ({} resumed), {sim_s:.1} simulated s",
+                stats.calls, stats.unknown, stats.entries, stats.snapshots, stats.snapshots_resumed
+            );
             println!("seed={seed} trace={trace:016x}");
             0
         }

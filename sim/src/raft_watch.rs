@@ -25,6 +25,9 @@ struct Inner {
     /// Each node's last applied index since it started.
     last: BTreeMap<u64, u64>,
     violations: Vec<String>,
+    /// Snapshots received in chunks, and how many of them resumed data an earlier call left.
+    snapshots: u64,
+    snapshots_resumed: u64,
 }
 
 /// The observer's findings, shared with the hook.
@@ -63,6 +66,12 @@ impl RaftWatch {
     pub fn entries_seen(&self) -> u64 {
         self.inner.borrow().entries.len() as u64
     }
+
+    /// Snapshots received in chunks, and how many of them resumed a cut-off call.
+    pub fn snapshots_received(&self) -> (u64, u64) {
+        let inner = self.inner.borrow();
+        (inner.snapshots, inner.snapshots_resumed)
+    }
 }
 
 impl Inner {
@@ -79,6 +88,11 @@ impl Inner {
                 self.last.insert(node, index);
             }
             Event::Applied { node, index, term, kind, data } => self.applied(node, index, term, kind, data),
+            Event::SnapshotProgress { .. } => {}
+            Event::SnapshotReceived { resumed_from, .. } => {
+                self.snapshots += 1;
+                self.snapshots_resumed += u64::from(resumed_from > 0);
+            }
         }
     }
 

@@ -30,6 +30,8 @@ pub struct NodeSetup {
     /// included).
     pub front_end_lease: Duration,
     pub node_ids_max: u64,
+    /// The size snapshots are cut into on their way to a follower.
+    pub snapshot_chunk_bytes: usize,
 }
 
 impl Default for NodeSetup {
@@ -40,6 +42,7 @@ impl Default for NodeSetup {
             front_end_nodes: 0,
             front_end_lease: Duration::from_secs(30),
             node_ids_max: 0,
+            snapshot_chunk_bytes: coolbeans::limits::SNAPSHOT_CHUNK_BYTES_MAX,
         }
     }
 }
@@ -184,7 +187,13 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
         .init(move || {
             let (disk, slot, peers, setup) = (init_disk.clone(), slot.clone(), peers.clone(), setup.clone());
             let options = NodeOptions {
-                driver: DriverConfig { id, tick: setup.tick, snapshot_entries: setup.snapshot_entries, ..DriverConfig::default() },
+                driver: DriverConfig {
+                    id,
+                    tick: setup.tick,
+                    snapshot_entries: setup.snapshot_entries,
+                    snapshot_chunk_bytes: setup.snapshot_chunk_bytes,
+                    ..DriverConfig::default()
+                },
                 advertise: addr.to_string(),
                 peers,
                 data_dir: PathBuf::from("data"),

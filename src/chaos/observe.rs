@@ -1,5 +1,5 @@
 //! What the simulator's Raft checkers see of each node: every entry it applies, every
-//! snapshot it installs, and each start. The simulator installs one observer per run (a
+//! snapshot it receives and installs, and each start. The simulator installs one observer per run (a
 //! thread-local: madsim runs a whole world on one thread). Outside the simulator build these
 //! calls do nothing.
 
@@ -19,6 +19,11 @@ pub enum Event<'a> {
     Applied { node: u64, index: u64, term: u64, kind: EntryKind, data: &'a [u8] },
     /// The node replaced its state by a snapshot taken at `index`.
     Installed { node: u64, index: u64 },
+    /// The node holds `received_bytes` of the data of the snapshot it is receiving.
+    SnapshotProgress { node: u64, received_bytes: u64 },
+    /// The node received a snapshot's `bytes` of data in chunks and handed it to raft; the
+    /// call that ended it resumed from `resumed_from` bytes that an earlier call left.
+    SnapshotReceived { node: u64, index: u64, bytes: u64, resumed_from: u64 },
 }
 
 /// The installed observer, if any.

@@ -38,6 +38,10 @@ pub struct NodeArgs {
     /// ...or after this many bytes of entries.
     #[arg(long, default_value_t = DriverConfig::default().snapshot_log_bytes)]
     pub snapshot_log_bytes: u64,
+    /// Largest job body in bytes: a put with a larger one is refused, whichever way it comes
+    /// (a front end before the cluster takes its own `-z`; give both the same).
+    #[arg(short = 'z', long, default_value_t = crate::limits::JOB_BODY_BYTES_MAX_DEFAULT)]
+    pub job_bytes_max: usize,
     /// One raft tick, in milliseconds (elections take 10 to 20 ticks).
     #[arg(long, default_value_t = 100)]
     pub tick_ms: u64,
@@ -59,6 +63,9 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     if args.node_id == 0 {
         return Err("--node-id must be a positive integer".into());
     }
+    if args.job_bytes_max > crate::limits::JOB_BODY_BYTES_MAX_LIMIT {
+        return Err(format!("-z {} is above the limit of {} bytes", args.job_bytes_max, crate::limits::JOB_BODY_BYTES_MAX_LIMIT));
+    }
     if args.peers.is_none() && args.join.is_none() && !args.data_dir.join("node-id").exists() {
         return Err("a new node needs --peers (to form a cluster) or --join (to join one)".into());
     }
@@ -73,6 +80,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
             tick: Duration::from_millis(args.tick_ms.max(1)),
             snapshot_entries: args.snapshot_entries.max(1),
             snapshot_log_bytes: args.snapshot_log_bytes.max(1),
+            job_body_bytes_max: args.job_bytes_max,
             ..DriverConfig::default()
         },
         advertise: advertise.clone(),
@@ -118,11 +126,11 @@ fn co_located_front_end(listen: String, args: &NodeArgs, advertise: &str, node: 
     upstreams.extend(args.join.clone());
     let proxy_id = format!("node-{}-{}", args.node_id, crate::node::clock::now_ms());
     let lease = Duration::from_secs(args.lease_secs.max(1));
+    let limits = crate::proxy::Limits { job_body_bytes_max: args.job_bytes_max, ..crate::proxy::Limits::default() };
     async move {
         let result = match crate::proxy::RemoteUpstream::new(upstreams, proxy_id) {
             Ok(remote) => {
                 let upstream = crate::proxy::CoLocatedUpstream::new(node, remote);
-                let limits = crate::proxy::Limits::default();
                 let listen = crate::proxy::ListenAddr::parse(&listen);
                 super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease)).await
             }

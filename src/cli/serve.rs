@@ -95,8 +95,8 @@ async fn sync_overdue_batches(disk: Arc<PolicyDisk<RealDisk>>, interval: Duratio
 /// still in the cache instead of growing into fresh pages the kernel must zero.
 const MEMORY_LOG_BYTES_MAX: u64 = 1024 * 1024;
 
-fn driver_config(storage: &LogStorage) -> DriverConfig {
-    let config = DriverConfig { id: 1, ..DriverConfig::default() };
+fn driver_config(storage: &LogStorage, job_body_bytes_max: usize) -> DriverConfig {
+    let config = DriverConfig { id: 1, job_body_bytes_max, ..DriverConfig::default() };
     match storage {
         LogStorage::Memory => DriverConfig { snapshot_log_bytes: MEMORY_LOG_BYTES_MAX, ..config },
         LogStorage::Disk(_) => config,
@@ -123,7 +123,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let limits = args.limits.limits(args.job_bytes_max)?;
     let (storage, data_dir) = storage_for(&args)?;
     let options = NodeOptions {
-        driver: driver_config(&storage),
+        driver: driver_config(&storage, limits.job_body_bytes_max),
         advertise: "127.0.0.1:0".into(),
         peers: BTreeMap::from([(1, "127.0.0.1:0".to_string())]),
         data_dir,

@@ -47,6 +47,12 @@ pub struct DriverConfig {
     pub snapshot_log_bytes: u64,
     /// Proposals and reads in flight at most.
     pub pending_max: usize,
+    /// The largest job body a put may carry (`-z`): a larger one is refused before it is
+    /// proposed, whichever way it came.
+    pub job_body_bytes_max: usize,
+    /// The size snapshots sent to followers are cut into (at most
+    /// `limits::SNAPSHOT_CHUNK_BYTES_MAX`; the simulator cuts them small).
+    pub snapshot_chunk_bytes: usize,
 }
 
 /// Writes proposed together in one entry at most: the entry is applied under one lock of the
@@ -66,6 +72,8 @@ impl Default for DriverConfig {
             snapshot_entries: 1_000_000,
             snapshot_log_bytes: 64 * 1024 * 1024,
             pending_max: 65_536,
+            job_body_bytes_max: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT,
+            snapshot_chunk_bytes: crate::limits::SNAPSHOT_CHUNK_BYTES_MAX,
         }
     }
 }

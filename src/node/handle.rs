@@ -139,6 +139,8 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<Arc<AppliedEvents>>,
     /// Set once, when the driver stops.
     pub stopped: watch::Sender<Option<NodeStop>>,
+    /// The largest job body a put may carry (`DriverConfig::job_body_bytes_max`).
+    pub job_body_bytes_max: usize,
 }
 
 /// Locks a mutex even if a panicking holder poisoned it: the data is replaced wholesale, never
@@ -161,8 +163,15 @@ impl NodeHandle {
         rx.await.map_err(|_| NodeError::Stopped)?
     }
 
-    /// Proposes a write on the leader and waits until it is applied.
+    /// Proposes a write on the leader and waits until it is applied. A put whose body is
+    /// above this node's job size max is refused here, whichever way it came.
     pub async fn propose(&self, op: Op, caller: Option<CallerSeq>) -> Result<Reply, NodeError> {
+        if let Op::Put { body, .. } = &op {
+            let max = self.shared.job_body_bytes_max;
+            if body.len() > max {
+                return Err(NodeError::Invalid(format!("a job body of {} bytes is above this node's job size max of {max} bytes (-z)", body.len())));
+            }
+        }
         let deduplicated = caller.is_some();
         let result = self.ask(|reply| Input::Propose { op, caller, reply }).await;
         // Buggify: the write applied but its answer is lost, so the caller retries it with the
@@ -210,6 +219,11 @@ impl NodeHandle {
     /// find it no longer does).
     pub fn is_leader(&self) -> bool {
         self.shared.leading.load(Ordering::Relaxed)
+    }
+
+    /// The largest job body a put may carry here (`-z`).
+    pub fn job_body_bytes_max(&self) -> usize {
+        self.shared.job_body_bytes_max
     }
 
     /// Reservation events from now on, one batch per applied entry.

@@ -10,6 +10,7 @@ mod log_store;
 mod persist;
 mod raft_logger;
 pub mod replicated;
+pub(crate) mod snapshot_chunks;
 mod start;
 mod transport;
 

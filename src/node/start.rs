@@ -189,9 +189,10 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         leading: std::sync::atomic::AtomicBool::new(false),
         events,
         stopped: watch::Sender::new(None),
+        job_body_bytes_max: options.driver.job_body_bytes_max,
     });
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
-    let transport = Transport::new(id, options.advertise.clone(), tx.clone());
+    let transport = Transport::new(id, options.advertise.clone(), tx.clone(), options.driver.snapshot_chunk_bytes);
     let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied, local_entries);
     watch_driver(tokio::spawn(driver.run()), shared.clone());
     Ok(NodeHandle { inputs: tx, shared })

@@ -1,27 +1,32 @@
 //! Outgoing raft traffic: one task per peer drains a bounded queue and sends its batches on one
-//! long-lived `RaftTransport.Stream` call (no call and no headers per batch); a snapshot goes
-//! as a call of its own, so that a large one does not hold heartbeats behind it. A full queue
-//! drops messages (raft retransmits); a stream that broke or stalled, or a failed call, is
-//! reported to raft as an unreachable peer and the stream is opened again.
+//! long-lived `RaftTransport.Stream` call (no call and no headers per batch). A snapshot goes
+//! apart, by a task of its own on a `SendSnapshot` call, in chunks (`snapshot_chunks`), so
+//! that heartbeats and appends never wait behind it. A full queue drops messages (raft
+//! retransmits); a stream that broke or stalled is reported to raft as an unreachable peer and
+//! opened again; a snapshot's outcome is reported to raft once it is known.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
 use super::handle::Input;
-use crate::chaos::buggify;
+use super::snapshot_chunks::{Outgoing, SnapshotKey};
 use crate::api::raft_transport_client::RaftTransportClient;
-use crate::api::RaftBatch;
+use crate::api::{RaftBatch, SnapshotProgress};
+use crate::chaos::buggify;
+use crate::limits::{RAFT_BATCH_BYTES_SOFT_MAX, RAFT_MESSAGE_BYTES_MAX, SNAPSHOT_CHUNKS_IN_FLIGHT_MAX, SNAPSHOT_CHUNK_TIMEOUT};
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
 /// Messages sent in one batch.
 const BATCH_MESSAGES_MAX: usize = 256;
-/// How long one send may take before the peer counts as unreachable.
+/// How long connecting to a peer may take before it counts as unreachable.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Batches waiting to go out on a peer's stream: past this the peer has stopped reading (it
 /// is paused or cut off though its connection looks open), and the stream is dropped.
@@ -42,11 +47,16 @@ pub(crate) struct Transport {
     peers: BTreeMap<u64, Peer>,
     /// Where send failures are reported (the driver's own input channel).
     reports: mpsc::Sender<Input>,
+    /// The size snapshots are cut into (`limits::SNAPSHOT_CHUNK_BYTES_MAX` but in the
+    /// simulator, which cuts them small so that its snapshots take many chunks).
+    snapshot_chunk_bytes: usize,
 }
 
 impl Transport {
-    pub fn new(from: u64, from_addr: String, reports: mpsc::Sender<Input>) -> Self {
-        Transport { from, from_addr, learned: BTreeMap::new(), peers: BTreeMap::new(), reports }
+    pub fn new(from: u64, from_addr: String, reports: mpsc::Sender<Input>, snapshot_chunk_bytes: usize) -> Self {
+        assert!(snapshot_chunk_bytes > 0);
+        assert!(snapshot_chunk_bytes <= crate::limits::SNAPSHOT_CHUNK_BYTES_MAX);
+        Transport { from, from_addr, learned: BTreeMap::new(), peers: BTreeMap::new(), reports, snapshot_chunk_bytes }
     }
 
     /// The driver's own input channel, for other work that reports back to it (weak: a
@@ -86,20 +96,23 @@ impl Transport {
         let stale = self.peers.get(&to).is_some_and(|p| p.addr != addr);
         if stale || !self.peers.contains_key(&to) {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
-            tokio::spawn(run_peer((self.from, self.from_addr.clone()), to, addr.to_string(), rx, self.reports.clone()));
+            let from = (self.from, self.from_addr.clone());
+            tokio::spawn(run_peer(from, to, addr.to_string(), rx, self.reports.clone(), self.snapshot_chunk_bytes));
             self.peers.insert(to, Peer { addr: addr.to_string(), queue: tx });
         }
         &self.peers[&to]
     }
 }
 
-/// Sends everything queued for one peer until the queue is dropped.
+/// Sends everything queued for one peer until the queue is dropped: snapshots by a task of
+/// their own, everything else on the peer's stream, in batches.
 async fn run_peer(
     (from, from_addr): (u64, String),
     to: u64,
     addr: String,
     mut queue: mpsc::Receiver<Message>,
     reports: mpsc::Sender<Input>,
+    snapshot_chunk_bytes: usize,
 ) {
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e.connect_timeout(SEND_TIMEOUT),
@@ -108,42 +121,164 @@ async fn run_peer(
             return;
         }
     };
-    let mut client: Option<RaftTransportClient<tonic::transport::Channel>> = None;
     let mut stream: Option<PeerStream> = None;
+    let mut snapshot: Option<SnapshotSend> = None;
     while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MESSAGES_MAX {
-            match queue.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
+        let (messages, snapshots) = take_batch(first, &mut queue);
+        for m in snapshots {
+            let outgoing = Outgoing::new(from, from_addr.clone(), m, snapshot_chunk_bytes);
+            start_snapshot(&mut snapshot, outgoing, to, &endpoint, &reports);
         }
-        let snapshots: Vec<u64> =
-            batch.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(|m| m.to).collect();
         // Buggify: a batch lost or late on the wire (raft must cope with both).
-        if snapshots.is_empty() && buggify::fires(0.01) {
+        if messages.is_empty() || buggify::fires(0.01) {
             continue;
         }
         if let Some(pause) = buggify::delay(0.01, Duration::from_millis(300)) {
             tokio::time::sleep(pause).await;
         }
-        let encoded = batch.iter().filter_map(|m| m.write_to_bytes().ok()).map(Into::into).collect();
-        let batch = RaftBatch { from, messages: encoded, from_addr: from_addr.clone() };
-        let ok = if snapshots.is_empty() {
-            send_on_stream(&endpoint, &mut stream, batch).await
-        } else {
-            let ok = send_batch(&endpoint.clone().timeout(SEND_TIMEOUT), &mut client, batch).await;
-            if !ok {
-                client = None;
-            }
-            ok
-        };
+        let batch = RaftBatch { from, messages, from_addr: from_addr.clone() };
+        if !send_on_stream(&endpoint, &mut stream, batch).await {
+            let _ = reports.try_send(Input::Unreachable { peer: to });
+        }
+    }
+}
+
+/// Takes `first` and the messages queued behind it, up to a batch's count and bytes: the
+/// snapshots apart, the others encoded.
+fn take_batch(first: Message, queue: &mut mpsc::Receiver<Message>) -> (Vec<Bytes>, Vec<Message>) {
+    let mut encoded: Vec<Bytes> = Vec::new();
+    let mut snapshots = Vec::new();
+    let mut bytes = 0;
+    let mut next = Some(first);
+    while let Some(m) = next.take() {
+        if m.get_msg_type() == MessageType::MsgSnapshot {
+            snapshots.push(m);
+        } else if let Ok(e) = m.write_to_bytes() {
+            bytes += e.len();
+            encoded.push(e.into());
+        }
+        if encoded.len() + snapshots.len() < BATCH_MESSAGES_MAX && bytes < RAFT_BATCH_BYTES_SOFT_MAX {
+            next = queue.try_recv().ok();
+        }
+    }
+    (encoded, snapshots)
+}
+
+/// A snapshot being sent to a peer, by a task of its own, so that the peer's heartbeats and
+/// appends never wait behind it. The task tells raft how it ended (`SnapshotSent`), unless a
+/// newer snapshot to the same peer took its place.
+struct SnapshotSend {
+    key: SnapshotKey,
+    message_term: u64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts sending `outgoing` to peer `to`. One snapshot is sent to a peer at a time: the same
+/// one asked again while it is sent goes on (its outcome answers both asks); another takes
+/// the place of the one being sent, whose outcome then no longer matters to raft.
+fn start_snapshot(
+    current: &mut Option<SnapshotSend>,
+    outgoing: Outgoing,
+    to: u64,
+    endpoint: &Endpoint,
+    reports: &mpsc::Sender<Input>,
+) {
+    if let Some(sending) = current.as_ref().filter(|s| !s.task.is_finished()) {
+        if sending.key == outgoing.key() && sending.message_term == outgoing.message_term() {
+            tracing::debug!(to, index = sending.key.index, "snapshot already being sent");
+            return;
+        }
+        sending.task.abort();
+    }
+    let (key, message_term) = (outgoing.key(), outgoing.message_term());
+    let (endpoint, reports) = (endpoint.clone(), reports.clone());
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        let outcome = send_snapshot(&endpoint, outgoing).await;
+        let ok = outcome.is_ok();
+        match outcome {
+            Ok(resumed_from) => tracing::info!(
+                to,
+                index = key.index,
+                bytes = key.data_bytes,
+                resumed_from,
+                took_ms = started.elapsed().as_millis() as u64,
+                "snapshot sent"
+            ),
+            Err(why) => tracing::warn!(to, index = key.index, bytes = key.data_bytes, %why, "snapshot not sent; raft will retry"),
+        }
         if !ok {
             let _ = reports.try_send(Input::Unreachable { peer: to });
         }
-        for peer in snapshots {
-            let _ = reports.send(Input::SnapshotSent { peer, ok }).await;
+        let _ = reports.send(Input::SnapshotSent { peer: to, ok }).await;
+    });
+    *current = Some(SnapshotSend { key, message_term, task });
+}
+
+/// Sends one snapshot on a `SendSnapshot` call: the header, then the chunks from where the
+/// receiver already holds (a retry resumes), a few ahead of its acknowledgements, then the
+/// end; done once the receiver has handed the whole message to raft. Every wait (to
+/// connect, to send a part, for an acknowledgement) has its own timeout, so a large snapshot
+/// takes as long as it needs while a stalled one fails. Answers where the data resumed from.
+async fn send_snapshot(endpoint: &Endpoint, mut outgoing: Outgoing) -> Result<u64, String> {
+    let channel = within(endpoint.connect(), "connecting").await?.map_err(|e| format!("connecting: {e}"))?;
+    let mut client = RaftTransportClient::new(channel)
+        .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+    let (parts, parts_rx) = mpsc::channel(SNAPSHOT_CHUNKS_IN_FLIGHT_MAX + 2);
+    parts.try_send(outgoing.header()).map_err(|_| "the header did not queue")?;
+    let call = client.send_snapshot(tokio_stream::wrappers::ReceiverStream::new(parts_rx));
+    let mut progress = within(call, "opening the call").await?.map_err(|s| format!("refused: {}", s.message()))?.into_inner();
+    let held = next_progress(&mut progress).await?.received_bytes;
+    let total = outgoing.data_bytes();
+    if held > total {
+        return Err(format!("the receiver holds {held} bytes of {total}"));
+    }
+    while outgoing.hash_toward(held) {
+        tokio::task::yield_now().await;
+    }
+    let window = (SNAPSHOT_CHUNKS_IN_FLIGHT_MAX * outgoing.chunk_bytes()) as u64;
+    let (mut sent, mut acked, mut ended) = (held, held, false);
+    loop {
+        while !ended && sent - acked < window {
+            let part = if sent < total {
+                let part = outgoing.chunk(sent);
+                sent = outgoing.chunk_end(sent);
+                part
+            } else {
+                ended = true;
+                outgoing.end()
+            };
+            // Buggify: the call cut off midway (the retry resumes), or a pause before a part.
+            if buggify::fires(0.02) {
+                return Err("buggify: cut off".into());
+            }
+            if let Some(pause) = buggify::delay(0.02, Duration::from_millis(300)) {
+                tokio::time::sleep(pause).await;
+            }
+            within(parts.send(part), "sending a part").await?.map_err(|_| "the call ended")?;
         }
+        let answer = next_progress(&mut progress).await?;
+        if answer.delivered {
+            return Ok(held);
+        }
+        if answer.received_bytes < acked || answer.received_bytes > sent {
+            return Err(format!("acknowledged {} bytes, with {acked} to {sent} possible", answer.received_bytes));
+        }
+        acked = answer.received_bytes;
+    }
+}
+
+/// `future`, or an error naming `what` if it takes longer than a chunk may.
+async fn within<T>(future: impl std::future::Future<Output = T>, what: &str) -> Result<T, String> {
+    tokio::time::timeout(SNAPSHOT_CHUNK_TIMEOUT, future).await.map_err(|_| format!("{what} took over {SNAPSHOT_CHUNK_TIMEOUT:?}"))
+}
+
+async fn next_progress(progress: &mut tonic::Streaming<SnapshotProgress>) -> Result<SnapshotProgress, String> {
+    match within(progress.message(), "waiting for an acknowledgement").await? {
+        Ok(Some(answer)) => Ok(answer),
+        Ok(None) => Err("the receiver ended the call".into()),
+        Err(status) => Err(format!("refused: {}", status.message())),
     }
 }
 
@@ -182,29 +317,4 @@ async fn send_on_stream(endpoint: &Endpoint, stream: &mut Option<PeerStream>, ba
         *stream = None;
     }
     sent && !broken
-}
-
-async fn send_batch(
-    endpoint: &Endpoint,
-    client: &mut Option<RaftTransportClient<tonic::transport::Channel>>,
-    batch: RaftBatch,
-) -> bool {
-    if client.is_none() {
-        match endpoint.connect().await {
-            Ok(channel) => *client = Some(RaftTransportClient::new(channel)),
-            Err(e) => {
-                tracing::debug!(error = %e, "peer connect failed");
-                return false;
-            }
-        }
-    }
-    let Some(c) = client.as_mut() else { return false };
-    match tokio::time::timeout(SEND_TIMEOUT, c.send(batch)).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(status)) => {
-            tracing::debug!(%status, "peer refused raft batch");
-            false
-        }
-        Err(_) => false,
-    }
 }

@@ -15,15 +15,15 @@ use tonic::Status;
 
 use crate::api::forwarding_client::ForwardingClient;
 use crate::api::{self, ForwardRequest, ForwardedWrite};
+use crate::limits::{CLIENT_API_ANSWER_BYTES_MAX, FORWARD_FRAME_BYTES_SOFT_MAX};
 use crate::rpc::forward::outcome;
 
 /// Writes waiting for the stream task before callers wait.
 const CALLS_QUEUED_MAX: usize = 16_384;
 /// Frames waiting to be sent on the stream: past this, the stream counts as stalled.
 const FRAMES_QUEUED_MAX: usize = 64;
-/// Writes in one frame at most, and their bytes (a larger write goes alone).
+/// Writes in one frame at most (and bytes: `FORWARD_FRAME_BYTES_SOFT_MAX`).
 const FRAME_WRITES_MAX: usize = 1024;
-const FRAME_BYTES_MAX: usize = 1024 * 1024;
 /// How long a write waits for its answer before its caller tries elsewhere (as a unary call's
 /// own limit does).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,8 +34,6 @@ const STREAM_SILENCE_MAX: Duration = Duration::from_secs(6);
 const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
-/// The largest frame accepted back.
-const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 type Answer = Result<api::ApplyOpResponse, Status>;
 
@@ -83,7 +81,9 @@ async fn run(channel: Channel, mut calls: mpsc::Receiver<Call>) {
             continue;
         }
         let (frames, frames_rx) = mpsc::channel(FRAMES_QUEUED_MAX);
-        let mut client = ForwardingClient::new(channel.clone()).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX);
+        let mut client = ForwardingClient::new(channel.clone())
+            .max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX)
+            .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
         let request = tokio_stream::wrappers::ReceiverStream::new(frames_rx);
         let answers = match tokio::time::timeout(OPEN_TIMEOUT, client.forward(request)).await {
             Ok(Ok(response)) => response.into_inner(),
@@ -158,7 +158,7 @@ impl Stream {
             bytes += call.op.encoded_len();
             writes.push(ForwardedWrite { id, op: Some(call.op) });
             self.out.insert(id, call.reply);
-            if writes.len() < FRAME_WRITES_MAX && bytes < FRAME_BYTES_MAX {
+            if writes.len() < FRAME_WRITES_MAX && bytes < FORWARD_FRAME_BYTES_SOFT_MAX {
                 next = calls.try_recv().ok();
             }
         }

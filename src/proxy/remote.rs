@@ -17,6 +17,7 @@ use crate::api::job_state_machine_client::JobStateMachineClient;
 use crate::api::{self, ReservationStatus};
 use crate::fsm::{add_to_yaml_count, front_end_fields, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent, ReserveOutcome};
 use crate::chaos::mutant;
+use crate::limits::CLIENT_API_ANSWER_BYTES_MAX;
 use crate::node::codec::{decode_result, op_request};
 use crate::node::CallerSeq;
 use crate::rpc::status::{is_not_leader, leader_hint, set_caller};
@@ -107,7 +108,7 @@ impl RemoteUpstream {
     }
 
     fn client(&self, index: usize) -> JobStateMachineClient<Channel> {
-        JobStateMachineClient::new(self.channels[index].clone())
+        JobStateMachineClient::new(self.channels[index].clone()).max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX)
     }
 
     /// Where to go after a failed attempt at node `tried`.

@@ -1,5 +1,7 @@
 //! The `Cluster` service (membership, leadership, snapshots) and the internal `RaftTransport`.
 
+use std::sync::{Arc, Mutex};
+
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -7,7 +9,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::status::status_of;
 use crate::api::cluster_server::Cluster;
 use crate::api::raft_transport_server::RaftTransport;
-use crate::api::{Empty, IsNodeLeaderResponse, JoinRequest, LeaveRequest, MemberProto, NodeStatusResponse, RaftBatch};
+use crate::api::{Empty, IsNodeLeaderResponse, JoinRequest, LeaveRequest, MemberProto, NodeStatusResponse, RaftBatch, SnapshotPart};
+use crate::node::snapshot_chunks::Receiving;
 use crate::node::{MemberChange, NodeHandle};
 
 pub struct ClusterService {
@@ -81,11 +84,13 @@ pub struct RaftService {
     node: NodeHandle,
     /// Changes when the server begins to shut down: streams end then.
     stopping: tokio::sync::watch::Receiver<()>,
+    /// The snapshot being received in chunks, shared by the calls that carry it.
+    receiving: Arc<Mutex<Receiving>>,
 }
 
 impl RaftService {
     pub fn new(node: NodeHandle, stopping: tokio::sync::watch::Receiver<()>) -> Self {
-        RaftService { node, stopping }
+        RaftService { node, stopping, receiving: Arc::default() }
     }
 }
 
@@ -111,6 +116,14 @@ impl RaftTransport for RaftService {
             let Some(batch) = batch else { return Ok(Response::new(Empty {})) };
             self.step(batch).await?;
         }
+    }
+
+    type SendSnapshotStream = super::snapshot::Progress;
+
+    /// Receives a snapshot in parts, apart from the peer's stream (see `snapshot`).
+    async fn send_snapshot(&self, request: Request<Streaming<SnapshotPart>>) -> Result<Response<Self::SendSnapshotStream>, Status> {
+        let (node, receiving, stopping) = (self.node.clone(), self.receiving.clone(), self.stopping.clone());
+        Ok(Response::new(super::snapshot::receive(node, receiving, stopping, request.into_inner())))
     }
 }
 

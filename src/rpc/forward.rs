@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use prost::Message as _;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -13,6 +14,7 @@ use super::status::status_of;
 use crate::api::forwarding_server::Forwarding;
 use crate::api::{self, ForwardedAnswer};
 use crate::fsm::Op;
+use crate::limits::FORWARD_FRAME_BYTES_SOFT_MAX;
 use crate::node::codec::{decode_op, encode_result};
 use crate::node::{CallerSeq, NodeError, NodeHandle};
 
@@ -22,7 +24,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answers waiting to go back on one stream; past this, writes wait to answer (back-pressure
 /// on a front end that stops reading).
 const ANSWERS_BUFFERED_MAX: usize = 16_384;
-/// Answers in one response frame at most.
+/// Answers in one response frame at most (and bytes: `FORWARD_FRAME_BYTES_SOFT_MAX`).
 pub const FRAME_ANSWERS_MAX: usize = 1024;
 
 pub struct ForwardService {
@@ -134,10 +136,14 @@ impl tokio_stream::Stream for Answers {
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => return Poll::Pending,
         };
+        let mut bytes = first.encoded_len();
         let mut answers = vec![first];
-        while answers.len() < FRAME_ANSWERS_MAX {
+        while answers.len() < FRAME_ANSWERS_MAX && bytes < FORWARD_FRAME_BYTES_SOFT_MAX {
             match self.rx.try_recv() {
-                Ok(answer) => answers.push(answer),
+                Ok(answer) => {
+                    bytes += answer.encoded_len();
+                    answers.push(answer);
+                }
                 Err(_) => break,
             }
         }

@@ -54,7 +54,7 @@ impl JobService {
         ServerStats {
             pid: u64::from(std::process::id()),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            max_job_size: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT as u64,
+            max_job_size: self.node.job_body_bytes_max() as u64,
             binlog_oldest_index: status.snapshot_index,
             binlog_current_index: status.applied_index,
             id: format!("{:016x}", status.node_id),

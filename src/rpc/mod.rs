@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod forward;
 pub mod job_client;
 pub mod jsm;
+mod snapshot;
 pub mod status;
 
 use std::future::Future;
@@ -14,10 +15,8 @@ use crate::api::cluster_server::ClusterServer;
 use crate::api::forwarding_server::ForwardingServer;
 use crate::api::job_state_machine_server::JobStateMachineServer;
 use crate::api::raft_transport_server::RaftTransportServer;
+use crate::limits::{CLIENT_API_ANSWER_BYTES_MAX, CLIENT_API_REQUEST_BYTES_MAX, RAFT_MESSAGE_BYTES_MAX};
 use crate::node::NodeHandle;
-
-/// The largest gRPC message accepted: a snapshot travels inside raft messages.
-const GRPC_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Serves the node's gRPC API on `addr` until `shutdown` completes.
 pub async fn serve(
@@ -33,15 +32,25 @@ pub async fn serve(
         let _ = stopping_tx.send(());
     };
     let raft = RaftTransportServer::new(cluster::RaftService::new(node.clone(), stopping.clone()))
-        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
     let forwarding = ForwardingServer::new(forward::ForwardService::new(node.clone(), stopping.clone()))
-        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        .max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX)
+        .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
+    let cluster = ClusterServer::new(cluster::ClusterService::new(node.clone()))
+        .max_decoding_message_size(CLIENT_API_REQUEST_BYTES_MAX)
+        .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
+    let jobs = JobStateMachineServer::new(jsm::JobService::new(node, stopping.clone()))
+        .max_decoding_message_size(CLIENT_API_REQUEST_BYTES_MAX)
+        .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
     tonic::transport::Server::builder()
-        .add_service(ClusterServer::new(cluster::ClusterService::new(node.clone())))
+        // Flow-control windows grow with the link's bandwidth-delay product, so that a
+        // snapshot's chunks keep a long, fast link busy (the default window, 1 MiB, lets one
+        // chunk through per round trip).
+        .http2_adaptive_window(Some(true))
+        .add_service(cluster)
         .add_service(forwarding)
-        .add_service(JobStateMachineServer::new(jsm::JobService::new(node, stopping.clone())))
+        .add_service(jobs)
         .add_service(raft)
         .serve_with_shutdown(addr, shutdown)
         .await

@@ -26,6 +26,9 @@ const HEADER_CRC_AT: usize = 9;
 /// rather than trusted and read past.
 pub(crate) const RECORD_PAYLOAD_BYTES_MAX: u32 = 1 << 30;
 const _: () = assert!(RECORD_PAYLOAD_BYTES_MAX as u64 <= u32::MAX as u64);
+// A snapshot whose data a follower takes fits in the record of a snapshot file (the largest
+// a leader can store is a little less: the record holds the snapshot's metadata too).
+const _: () = assert!(crate::limits::SNAPSHOT_BYTES_MAX <= RECORD_PAYLOAD_BYTES_MAX as u64);
 // A job body travels in one entry, with room to spare for the entry's other fields.
 const _: () = assert!(crate::limits::JOB_BODY_BYTES_MAX_LIMIT * 2 <= RECORD_PAYLOAD_BYTES_MAX as usize);
 
