@@ -1,6 +1,7 @@
 //! Faults that stopped a node: `serve -b` whose disk fills up exits non-zero at once with the
 //! reason as its last line, rather than living on and answering from a dead node (issue 15
-//! §1); a raft message raft-rs would panic on is refused, and the node lives on (§2).
+//! §1); a raft message raft-rs would panic on, or one from another cluster, is refused, and
+//! the node lives on (§2).
 #![cfg(not(madsim))]
 
 mod common;
@@ -111,6 +112,7 @@ async fn impossible_heartbeat_is_refused() {
         from: leader,
         messages: vec![heartbeat.write_to_bytes().expect("encode").into()],
         from_addr: nodes[(leader - 1) as usize].addr.to_string(),
+        cluster_id: 0,
     };
     let mut client = RaftTransportClient::connect(format!("http://{addr}")).await.expect("connect");
     client.send(batch).await.expect("the batch is delivered");
@@ -170,4 +172,27 @@ async fn running_cluster(name: &str) -> (std::path::PathBuf, Vec<common::Node>, 
     let members: Vec<_> = nodes.iter().map(|n| (n.id, n.addr)).collect();
     let leader = common::await_leader(&members, Duration::from_secs(15), &dir).await;
     (dir, nodes, leader)
+}
+
+// Raft traffic stamped with another cluster's id is refused before it reaches raft; traffic of
+// the node's own cluster, or unstamped (an earlier version), is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_of_another_cluster_is_refused() {
+    let (dir, nodes, leader) = running_cluster("other-cluster").await;
+    let peers: std::collections::BTreeMap<u64, String> = nodes.iter().map(|n| (n.id, n.addr.to_string())).collect();
+    let ours = coolbeans::node::replicated::cluster_id_for(&peers);
+    let follower = nodes.iter().find(|n| n.id != leader).expect("a follower");
+    let mut client = RaftTransportClient::connect(format!("http://{}", follower.addr)).await.expect("connect");
+    let batch = |cluster_id: u64| {
+        let mut vote = Message::default();
+        vote.set_msg_type(MessageType::MsgRequestPreVote);
+        (vote.from, vote.to, vote.term) = (leader, follower.id, 1);
+        RaftBatch { from: leader, messages: vec![vote.write_to_bytes().expect("encode").into()], from_addr: String::new(), cluster_id }
+    };
+    let refused = client.send(batch(ours ^ 1)).await.expect_err("another cluster's traffic is refused");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("between clusters"), "{refused:?}");
+    client.send(batch(ours)).await.expect("the node's own cluster is heard");
+    client.send(batch(0)).await.expect("an unstamped batch is heard");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -908,6 +908,14 @@ impl Driver {
         self.raw.raft.prs().iter().map(|(id, progress)| (*id, progress.matched)).collect()
     }
 
+    /// The members' addresses; and the cluster's id, published for the transport (a snapshot
+    /// installed may have brought it).
+    fn read_membership(&self) -> BTreeMap<u64, String> {
+        let state = lock(&self.shared.state);
+        self.shared.cluster_id.store(state.cluster_id, std::sync::atomic::Ordering::Relaxed);
+        state.addresses.clone()
+    }
+
     fn publish_status(&self) {
         let conf = self.raw.raft.prs().conf().to_conf_state();
         let status = Status {
@@ -918,7 +926,7 @@ impl Driver {
             applied_index: self.applied,
             voters: conf.voters.clone(),
             learners: conf.learners.clone(),
-            addresses: lock(&self.shared.state).addresses.clone(),
+            addresses: self.read_membership(),
             snapshot_index: self.raw.store().snapshot_index(),
             match_index: self.match_index(),
         };

@@ -139,6 +139,9 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<Arc<AppliedEvents>>,
     /// Set once, when the driver stops.
     pub stopped: watch::Sender<Option<NodeStop>>,
+    /// The cluster's id as the replicated state holds it (0: not known yet): stamped on raft
+    /// traffic, and traffic of another cluster is refused.
+    pub cluster_id: Arc<std::sync::atomic::AtomicU64>,
     /// The largest job body a put may carry (`DriverConfig::job_body_bytes_max`).
     pub job_body_bytes_max: usize,
 }
@@ -229,6 +232,11 @@ impl NodeHandle {
     /// Reservation events from now on, one batch per applied entry.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedEvents>> {
         self.shared.events.subscribe()
+    }
+
+    /// The node's cluster, as far as it knows (0: not known yet).
+    pub fn cluster_id(&self) -> u64 {
+        self.shared.cluster_id.load(Ordering::Relaxed)
     }
 
     /// Completes when the node's driver stops, with why.

@@ -74,11 +74,13 @@ pub struct Replicated {
     callers: BTreeMap<String, Caller>,
     /// Member addresses by node id, as the conf changes that added them said.
     pub addresses: BTreeMap<u64, String>,
+    /// The cluster's id (see `cluster_id_for`); 0 in a state from before clusters had ids.
+    pub cluster_id: u64,
 }
 
 impl Replicated {
     pub fn new(addresses: BTreeMap<u64, String>) -> Self {
-        Replicated { fsm: Fsm::new(), callers: BTreeMap::new(), addresses }
+        Replicated { fsm: Fsm::new(), callers: BTreeMap::new(), addresses, cluster_id: 0 }
     }
 
     /// Applies one normal entry's data at log index `index`: its operations, in order, one
@@ -201,6 +203,7 @@ impl Replicated {
             fsm: Some(self.fsm.snapshot()),
             callers,
             addresses: self.addresses.iter().map(|(&id, a)| (id, a.clone())).collect(),
+            cluster_id: self.cluster_id,
         }
     }
 
@@ -220,7 +223,7 @@ impl Replicated {
             callers.insert(c.caller_id.clone(), Caller { last_index: c.last_index, responses });
         }
         let addresses = snap.addresses.iter().map(|(&id, a)| (id, a.clone())).collect();
-        Ok(Replicated { fsm, callers, addresses })
+        Ok(Replicated { fsm, callers, addresses, cluster_id: snap.cluster_id })
     }
 
     /// A digest of everything replicated: equal on replicas at the same applied index.
@@ -233,6 +236,19 @@ impl Replicated {
         }
         h
     }
+}
+
+/// The id of a cluster bootstrapped with `peers`: the same on each of its first members
+/// (which agree on nothing else before they start), different for clusters of other members
+/// or addresses, and never 0 (which means "not known"). A hash, FNV-1a, of the peer list.
+pub fn cluster_id_for(peers: &BTreeMap<u64, String>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (id, addr) in peers {
+        for b in format!("{id}={addr},").bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+    h.max(1)
 }
 
 /// The client and request id of a `reserve`, whose reply answers it when a job is at hand.
@@ -314,6 +330,18 @@ mod tests {
         let woken = apply_one(&mut r, 4, &entry(&put(), "p", 4, 1000));
         let asked: Vec<_> = woken.events.iter().map(|e| (e.client.clone(), e.request_id.as_str())).collect();
         assert_eq!(asked, vec![(client.clone(), "r2")]);
+    }
+
+    /// A cluster's id is the same for the same first members, whatever the map's order, and
+    /// differs for another member or address.
+    #[test]
+    fn cluster_id_follows_the_first_members() {
+        let peers: BTreeMap<u64, String> = [(1, "a:1".to_string()), (2, "b:2".to_string())].into();
+        let again: BTreeMap<u64, String> = [(2, "b:2".to_string()), (1, "a:1".to_string())].into();
+        let moved: BTreeMap<u64, String> = [(1, "a:1".to_string()), (2, "b:3".to_string())].into();
+        assert_eq!(cluster_id_for(&peers), cluster_id_for(&again));
+        assert_ne!(cluster_id_for(&peers), cluster_id_for(&moved));
+        assert_ne!(cluster_id_for(&BTreeMap::new()), 0);
     }
 
     /// A retry older than every response kept is refused rather than applied twice.

@@ -100,8 +100,15 @@ impl Outgoing {
         let metadata = message.get_snapshot().get_metadata();
         let key = SnapshotKey { index: metadata.index, term: metadata.term, data_bytes: data.len() as u64 };
         let encoded = message.write_to_bytes().expect("raft-rs messages always encode");
-        let header = SnapshotHeader { from, from_addr, message: encoded.into(), data_bytes: key.data_bytes };
+        let header =
+            SnapshotHeader { from, from_addr, message: encoded.into(), data_bytes: key.data_bytes, ..SnapshotHeader::default() };
         Outgoing { header, key, message_term: message.term, data, chunk_bytes, hasher: crc32fast::Hasher::new(), hashed_bytes: 0 }
+    }
+
+    /// Stamps the header with the sender's cluster (0: not known).
+    pub fn in_cluster(mut self, cluster_id: u64) -> Outgoing {
+        self.header.cluster_id = cluster_id;
+        self
     }
 
     pub fn key(&self) -> SnapshotKey {

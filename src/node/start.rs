@@ -110,7 +110,8 @@ fn claim_data_dir(disk: &dyn Disk, dir: &Path, id: u64) -> Result<(), StartError
 /// The state every member of a new cluster starts from: the same snapshot at index 1 on each,
 /// holding the members and their addresses.
 fn bootstrap_snapshot(peers: &BTreeMap<u64, String>) -> Snapshot {
-    let state = Replicated::new(peers.clone());
+    let mut state = Replicated::new(peers.clone());
+    state.cluster_id = super::replicated::cluster_id_for(peers);
     let mut snapshot = Snapshot::default();
     snapshot.set_data(state.snapshot().encode_to_vec().into());
     let meta = snapshot.mut_metadata();
@@ -182,6 +183,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
     if raw.raft.prs().conf().to_conf_state().voters == [id] {
         raw.campaign().map_err(|e| StartError::Raft(e.to_string()))?;
     }
+    let cluster_id = state.cluster_id;
     let (events, _) = broadcast::channel(EVENT_BUFFER_MAX);
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
@@ -190,9 +192,11 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         events,
         stopped: watch::Sender::new(None),
         job_body_bytes_max: options.driver.job_body_bytes_max,
+        cluster_id: Arc::new(std::sync::atomic::AtomicU64::new(cluster_id)),
     });
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
-    let transport = Transport::new(id, options.advertise.clone(), tx.clone(), options.driver.snapshot_chunk_bytes);
+    let transport =
+        Transport::new(id, options.advertise.clone(), tx.clone(), options.driver.snapshot_chunk_bytes, shared.cluster_id.clone());
     let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied, local_entries);
     watch_driver(tokio::spawn(driver.run()), shared.clone());
     Ok(NodeHandle { inputs: tx, shared })

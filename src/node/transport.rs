@@ -6,6 +6,9 @@
 //! opened again; a snapshot's outcome is reported to raft once it is known.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,13 +53,23 @@ pub(crate) struct Transport {
     /// The size snapshots are cut into (`limits::SNAPSHOT_CHUNK_BYTES_MAX` but in the
     /// simulator, which cuts them small so that its snapshots take many chunks).
     snapshot_chunk_bytes: usize,
+    /// This node's cluster as far as it knows (0: not yet), stamped on what it sends.
+    cluster_id: Arc<AtomicU64>,
 }
 
 impl Transport {
-    pub fn new(from: u64, from_addr: String, reports: mpsc::Sender<Input>, snapshot_chunk_bytes: usize) -> Self {
+    /// `cluster_id` is the node's cluster, as far as it knows, stamped on what it sends.
+    pub fn new(
+        from: u64,
+        from_addr: String,
+        reports: mpsc::Sender<Input>,
+        snapshot_chunk_bytes: usize,
+        cluster_id: Arc<AtomicU64>,
+    ) -> Self {
         assert!(snapshot_chunk_bytes > 0);
         assert!(snapshot_chunk_bytes <= crate::limits::SNAPSHOT_CHUNK_BYTES_MAX);
-        Transport { from, from_addr, learned: BTreeMap::new(), peers: BTreeMap::new(), reports, snapshot_chunk_bytes }
+        let (learned, peers) = (BTreeMap::new(), BTreeMap::new());
+        Transport { from, from_addr, learned, peers, reports, snapshot_chunk_bytes, cluster_id }
     }
 
     /// The driver's own input channel, for other work that reports back to it (weak: a
@@ -97,7 +110,8 @@ impl Transport {
         if stale || !self.peers.contains_key(&to) {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
             let from = (self.from, self.from_addr.clone());
-            tokio::spawn(run_peer(from, to, addr.to_string(), rx, self.reports.clone(), self.snapshot_chunk_bytes));
+            let cluster_id = self.cluster_id.clone();
+            tokio::spawn(run_peer(from, to, addr.to_string(), rx, self.reports.clone(), self.snapshot_chunk_bytes, cluster_id));
             self.peers.insert(to, Peer { addr: addr.to_string(), queue: tx });
         }
         &self.peers[&to]
@@ -113,6 +127,7 @@ async fn run_peer(
     mut queue: mpsc::Receiver<Message>,
     reports: mpsc::Sender<Input>,
     snapshot_chunk_bytes: usize,
+    cluster_id: Arc<AtomicU64>,
 ) {
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e.connect_timeout(SEND_TIMEOUT),
@@ -126,7 +141,7 @@ async fn run_peer(
     while let Some(first) = queue.recv().await {
         let (messages, snapshots) = take_batch(first, &mut queue);
         for m in snapshots {
-            let outgoing = Outgoing::new(from, from_addr.clone(), m, snapshot_chunk_bytes);
+            let outgoing = Outgoing::new(from, from_addr.clone(), m, snapshot_chunk_bytes).in_cluster(cluster_id.load(Relaxed));
             start_snapshot(&mut snapshot, outgoing, to, &endpoint, &reports);
         }
         // Buggify: a batch lost or late on the wire (raft must cope with both).
@@ -136,7 +151,7 @@ async fn run_peer(
         if let Some(pause) = buggify::delay(0.01, Duration::from_millis(300)) {
             tokio::time::sleep(pause).await;
         }
-        let batch = RaftBatch { from, messages, from_addr: from_addr.clone() };
+        let batch = RaftBatch { from, messages, from_addr: from_addr.clone(), cluster_id: cluster_id.load(Relaxed) };
         if !send_on_stream(&endpoint, &mut stream, batch).await {
             let _ = reports.try_send(Input::Unreachable { peer: to });
         }

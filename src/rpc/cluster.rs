@@ -127,8 +127,22 @@ impl RaftTransport for RaftService {
     }
 }
 
+/// Refuses raft traffic from node `from` of another cluster than `node`'s (an id of 0, not
+/// known yet or from an earlier version, is taken on trust): a node pointed at the wrong
+/// cluster's address must not vote in it or take its log.
+pub(super) fn same_cluster(node: &NodeHandle, from: u64, theirs: u64) -> Result<(), Status> {
+    let ours = node.cluster_id();
+    if theirs == 0 || ours == 0 || theirs == ours {
+        return Ok(());
+    }
+    let why = format!("node {from} is in cluster {theirs:016x}, this node in cluster {ours:016x}: traffic between clusters is refused");
+    tracing::warn!(from, "{why}");
+    Err(Status::failed_precondition(why))
+}
+
 impl RaftService {
     async fn step(&self, batch: RaftBatch) -> Result<(), Status> {
+        same_cluster(&self.node, batch.from, batch.cluster_id)?;
         let mut messages = Vec::with_capacity(batch.messages.len());
         for bytes in &batch.messages {
             let m = Message::parse_from_bytes(bytes)

@@ -53,6 +53,7 @@ async fn carry(
     let Part::Header(header) = next_part(&mut parts, &mut stopping).await? else {
         return Err(Status::invalid_argument("a snapshot call starts with its header"));
     };
+    super::cluster::same_cluster(node, header.from, header.cluster_id)?;
     let (call, held) = {
         let mut slot = lock(receiving);
         // Buggify: the data an earlier call left is lost (the snapshot starts over).
