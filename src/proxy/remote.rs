@@ -20,7 +20,7 @@ use crate::chaos::mutant;
 use crate::limits::CLIENT_API_ANSWER_BYTES_MAX;
 use crate::node::codec::{decode_result, op_request};
 use crate::node::CallerSeq;
-use crate::rpc::status::{is_not_leader, leader_hint, set_caller};
+use crate::rpc::status::{is_not_leader, is_state_machine, leader_hint, set_caller};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A call's own limit; a reserve's wait is not a call (results come on the stream).
@@ -46,7 +46,8 @@ fn fsm_error(status: &Status) -> Option<FsmError> {
         Code::NotFound => Some(FsmError::NotFound),
         Code::FailedPrecondition if !is_not_leader(status) => Some(FsmError::WrongState),
         Code::PermissionDenied => Some(FsmError::NotYours),
-        Code::OutOfRange => Some(FsmError::LastWatchedTube),
+        // Only the state machine's: tonic's own OutOfRange is an answer over the size limit.
+        Code::OutOfRange if is_state_machine(status) => Some(FsmError::LastWatchedTube),
         Code::InvalidArgument => Some(FsmError::BadArgument("refused by the cluster")),
         _ => None,
     }

@@ -119,7 +119,13 @@ pub fn outcome(answer: ForwardedAnswer) -> Result<api::ApplyOpResponse, Status> 
         let leader_addr = (!answer.leader_addr.is_empty()).then_some(answer.leader_addr);
         return Err(status_of(NodeError::NotLeader { leader_id, leader_addr }));
     }
-    Err(Status::new(code, answer.status_message))
+    let mut status = Status::new(code, answer.status_message);
+    // One answer's OutOfRange is the state machine's ("last watched tube"): tonic's own, for a
+    // message over the size limit, would have failed the whole stream.
+    if code == tonic::Code::OutOfRange {
+        status.metadata_mut().insert(super::status::STATE_MACHINE_KEY, tonic::metadata::MetadataValue::from_static("1"));
+    }
+    Err(status)
 }
 
 /// The answers of one stream, as many to a frame as are ready when it is sent.
@@ -169,6 +175,9 @@ mod tests {
         let busy = outcome(refused(9, status_of(NodeError::Overloaded))).expect_err("refused");
         assert_eq!(busy.code(), tonic::Code::ResourceExhausted);
         assert!(!super::super::status::is_not_leader(&busy));
+        let last_tube = outcome(refused(11, status_of(NodeError::Fsm(crate::fsm::FsmError::LastWatchedTube)))).expect_err("refused");
+        assert_eq!(last_tube.code(), tonic::Code::OutOfRange);
+        assert!(super::super::status::is_state_machine(&last_tube), "the state machine's answer keeps its mark");
         let answer = answered(10, encode_result(&Ok(crate::fsm::Reply::Put { id: 5 })));
         assert_eq!(outcome(answer).expect("answered").error_code, 0);
     }

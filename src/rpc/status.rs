@@ -15,6 +15,9 @@ pub const LEADER_ID_KEY: &str = "x-coolbeans-leader-id";
 pub const LEADER_ADDR_KEY: &str = "x-coolbeans-leader-addr";
 /// Marks a FailedPrecondition that means "not the leader" (not a job in the wrong state).
 pub const NOT_LEADER_KEY: &str = "x-coolbeans-not-leader";
+/// Marks a status that is the state machine's answer, not the transport's: tonic answers a
+/// message over its size limit with OutOfRange, the code of "last watched tube".
+pub const STATE_MACHINE_KEY: &str = "x-coolbeans-state-machine";
 
 fn code_of(code: crate::api::ResultCode) -> Code {
     Code::from_i32(code as i32)
@@ -37,7 +40,11 @@ pub fn status_of(e: NodeError) -> Status {
             status
         }
         NodeError::Dropped(_) | NodeError::Stopped => Status::unavailable(message),
-        NodeError::Fsm(e) => Status::new(code_of(result_code(&e)), message),
+        NodeError::Fsm(e) => {
+            let mut status = Status::new(code_of(result_code(&e)), message);
+            status.metadata_mut().insert(STATE_MACHINE_KEY, tonic::metadata::MetadataValue::from_static("1"));
+            status
+        }
         NodeError::Entry(EntryError::Malformed(_)) => Status::internal(message),
         NodeError::Entry(EntryError::TooOldToDeduplicate { .. }) => Status::aborted(message),
         NodeError::Overloaded => Status::resource_exhausted(message),
@@ -47,6 +54,11 @@ pub fn status_of(e: NodeError) -> Status {
 
 pub fn invalid(e: DecodeError) -> Status {
     Status::invalid_argument(e.0)
+}
+
+/// Whether a status is the state machine's answer (see `STATE_MACHINE_KEY`).
+pub fn is_state_machine(status: &Status) -> bool {
+    status.metadata().contains_key(STATE_MACHINE_KEY)
 }
 
 /// Whether a status says "not the leader".
