@@ -662,6 +662,8 @@ impl Driver {
             .map_err(|e| format!("snapshot {index} does not decode: {e}"))
             .and_then(|p| Replicated::restore(&p).map_err(|e| format!("snapshot {index}: {e}")))?;
         self.raw.mut_store().apply_snapshot(snapshot).map_err(|e| e.to_string())?;
+        // A node that joined learns its cluster's id here, and stamps its traffic with it.
+        self.shared.cluster_id.store(state.cluster_id, std::sync::atomic::Ordering::Relaxed);
         *lock(&self.shared.state) = state;
         self.applied = index;
         self.log_bytes_since_snapshot = 0;
@@ -908,14 +910,6 @@ impl Driver {
         self.raw.raft.prs().iter().map(|(id, progress)| (*id, progress.matched)).collect()
     }
 
-    /// The members' addresses; and the cluster's id, published for the transport (a snapshot
-    /// installed may have brought it).
-    fn read_membership(&self) -> BTreeMap<u64, String> {
-        let state = lock(&self.shared.state);
-        self.shared.cluster_id.store(state.cluster_id, std::sync::atomic::Ordering::Relaxed);
-        state.addresses.clone()
-    }
-
     fn publish_status(&self) {
         let conf = self.raw.raft.prs().conf().to_conf_state();
         let status = Status {
@@ -926,7 +920,7 @@ impl Driver {
             applied_index: self.applied,
             voters: conf.voters.clone(),
             learners: conf.learners.clone(),
-            addresses: self.read_membership(),
+            addresses: lock(&self.shared.state).addresses.clone(),
             snapshot_index: self.raw.store().snapshot_index(),
             match_index: self.match_index(),
         };

@@ -7,7 +7,6 @@
 //! at most the unsynced tail of the log, never what a compaction promised, and never leaves
 //! a torn segment before another (which recovery would take for damage).
 
-use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -38,10 +37,9 @@ pub struct PolicyDisk<D> {
 struct Skipped {
     /// When a batch sync last reached the disk (`AtMostEvery` only).
     last_sync: Option<tokio::time::Instant>,
-    /// When the oldest batch sync put off was asked for, if one is owed.
-    since: Option<tokio::time::Instant>,
-    /// The files whose batch syncs were put off.
-    paths: BTreeSet<PathBuf>,
+    /// The file whose batch syncs were put off, and since when: one at most, as a batch of
+    /// another file first syncs it.
+    owed: Option<(PathBuf, tokio::time::Instant)>,
 }
 
 impl<D: Disk> PolicyDisk<D> {
@@ -64,8 +62,8 @@ impl<D: Disk> PolicyDisk<D> {
         let Some(interval) = self.interval() else { return Ok(()) };
         let mut skipped = self.skipped();
         let now = tokio::time::Instant::now();
-        if skipped.since.is_some_and(|since| now.duration_since(since) >= interval) {
-            self.sync_skipped(&mut skipped)?;
+        if let Some((path, _)) = skipped.owed.take_if(|(_, since)| now.duration_since(*since) >= interval) {
+            self.inner.sync(&path)?;
             skipped.last_sync = Some(now);
         }
         Ok(())
@@ -73,15 +71,6 @@ impl<D: Disk> PolicyDisk<D> {
 
     fn skipped(&self) -> MutexGuard<'_, Skipped> {
         self.skipped.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn sync_skipped(&self, skipped: &mut Skipped) -> io::Result<()> {
-        while let Some(path) = skipped.paths.first().cloned() {
-            self.inner.sync(&path)?;
-            skipped.paths.remove(&path);
-        }
-        skipped.since = None;
-        Ok(())
     }
 
     /// Whether the batch sync asked for now is made.
@@ -116,22 +105,16 @@ impl<D: Disk> Disk for PolicyDisk<D> {
     fn sync_batch(&self, path: &Path) -> io::Result<()> {
         let mut skipped = self.skipped();
         // The log moved on to another segment: the one it left is made whole first.
-        if skipped.paths.iter().any(|p| p != path) {
-            let others: Vec<PathBuf> = skipped.paths.iter().filter(|p| *p != path).cloned().collect();
-            for other in others {
-                self.inner.sync(&other)?;
-                skipped.paths.remove(&other);
-            }
+        if let Some((left, _)) = skipped.owed.take_if(|(owed, _)| owed != path) {
+            self.inner.sync(&left)?;
         }
         let now = tokio::time::Instant::now();
         if self.batch_sync_due(&skipped, now) {
             self.inner.sync(path)?;
-            skipped.paths.clear();
-            skipped.since = None;
+            skipped.owed = None;
             skipped.last_sync = Some(now);
         } else {
-            skipped.paths.insert(path.to_path_buf());
-            skipped.since.get_or_insert(now);
+            skipped.owed.get_or_insert_with(|| (path.to_path_buf(), now));
         }
         Ok(())
     }
@@ -142,15 +125,14 @@ impl<D: Disk> Disk for PolicyDisk<D> {
         self.inner.truncate(path, len_bytes)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut skipped = self.skipped();
-        if skipped.paths.remove(from) {
-            skipped.paths.insert(to.to_path_buf());
+        if let Some((owed, _)) = self.skipped().owed.as_mut().filter(|(owed, _)| owed == from) {
+            *owed = to.to_path_buf();
         }
         self.inner.rename(from, to)
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         // A file compaction removed owes no sync.
-        self.skipped().paths.remove(path);
+        self.skipped().owed.take_if(|(owed, _)| owed == path);
         self.inner.remove(path)
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
