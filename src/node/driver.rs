@@ -5,7 +5,7 @@
 //! own fsync, as Raft allows), install snapshot, apply, hand the entries and hard state to the
 //! log, advance. The log's batches are written and fsynced apart (`persist.rs`); when one is
 //! durable, raft learns it and the messages that waited on it (a follower's acknowledgements)
-//! go. One write is out at a time, and the next covers everything that waited meanwhile.
+//! go. The writer takes everything that waited while it wrote, so one fsync covers it all.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,49 +1,55 @@
-//! Persistence apart from the driver: the log's batches are written and fsynced by a blocking
-//! task while the driver goes on (raft-rs's asynchronous Ready). The driver hands over each
-//! Ready's number with the messages that must wait until it is durable (a follower's append
-//! and vote answers); a write covers every Ready handled before it started, so one fsync
-//! covers all that waited, and the next write starts when it is done. Readies are durable in
-//! the order they were handled: one write is out at a time.
+//! Persistence apart from the driver: the log's batches are written and fsynced by a writer of
+//! their own while the driver goes on (raft-rs's asynchronous Ready). The driver hands over
+//! each Ready's number with the messages that must wait until it is durable (a follower's
+//! append and vote answers), and passes the log's batch to the writer at once. The writer
+//! takes every batch waiting when it becomes free and makes them durable together, so one
+//! fsync covers all that waited and the disk never waits on the driver's turn. Readies become
+//! durable in the order they were handled.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 
 use raft::eraftpb::Message;
+use tokio::sync::mpsc;
 
 use super::log_store::LogStore;
 use crate::storage::{WalBatch, WalWriter};
 
-/// The writer back from a finished write, and how the write went.
-type WriteDone = (Option<WalWriter>, Result<(), String>);
-
-/// A write on its way to the disk: the highest Ready number it makes durable.
-struct InFlight {
-    number: u64,
-    done: Pin<Box<dyn Future<Output = WriteDone> + Send>>,
-}
-
 /// Readies become durable: everything up to `number`, and the messages that waited on them.
+#[derive(Default)]
 pub(crate) struct Durable {
     pub number: u64,
     pub messages: Vec<Message>,
 }
 
+impl Durable {
+    fn join(&mut self, later: Durable) {
+        self.number = self.number.max(later.number);
+        self.messages.extend(later.messages);
+    }
+}
+
+/// What the writer says after a write: how many batches it made durable, or why it failed.
+type Written = Result<usize, String>;
+
 pub(crate) struct Persistence {
-    /// Writes batches apart; `None` while a write has it, and always for a log in memory,
-    /// whose Readies are durable at once.
-    writer: Option<WalWriter>,
-    /// Whether the log has a writer at all (it is on disk).
-    on_disk: bool,
-    in_flight: Option<InFlight>,
+    /// The writer's ends; `None` for a log in memory, whose Readies are durable at once.
+    writer: Option<WriterLink>,
     /// Readies handled but not yet durable, oldest first, with the messages waiting on them.
     waiting: VecDeque<(u64, Vec<Message>)>,
+    /// For each batch with the writer, oldest first: the highest Ready number durable once
+    /// it is (a Ready with nothing to write rides with the batch before it).
+    out: VecDeque<u64>,
+}
+
+struct WriterLink {
+    batches: mpsc::UnboundedSender<WalBatch>,
+    written: mpsc::UnboundedReceiver<Written>,
 }
 
 impl Persistence {
+    /// Starts the log's writer, if it has one (it is on disk).
     pub fn new(store: &LogStore) -> Self {
-        let writer = store.writer();
-        Persistence { on_disk: writer.is_some(), writer, in_flight: None, waiting: VecDeque::new() }
+        Persistence { writer: store.writer().map(spawn_writer), waiting: VecDeque::new(), out: VecDeque::new() }
     }
 
     /// Ready `number` was handled: its entries and hard state are in the log's next batch,
@@ -53,20 +59,30 @@ impl Persistence {
         self.waiting.push_back((number, messages));
     }
 
-    /// Starts writing what waits, unless a write is out. Answers the Readies that are durable
-    /// at once: all that wait, when there was nothing to write (or the log is in memory).
+    /// Hands what the log has pending to the writer. Answers the Readies that are durable at
+    /// once: all that wait, when there was nothing to write and no batch is out (or the log is
+    /// in memory).
     pub fn start(&mut self, store: &mut LogStore) -> Result<Option<Durable>, String> {
-        if self.in_flight.is_some() || self.waiting.is_empty() {
+        let Some(&(newest, _)) = self.waiting.back() else { return Ok(None) };
+        if self.out.back() == Some(&newest) {
             return Ok(None);
         }
         let Some(batch) = store.take_batch().map_err(|e| e.to_string())? else {
-            return Ok(Some(self.durable_up_to(u64::MAX)));
+            return Ok(match self.out.back_mut() {
+                Some(last) => {
+                    *last = newest;
+                    None
+                }
+                None => Some(self.durable_up_to(u64::MAX)),
+            });
         };
-        let Some(writer) = self.writer.take() else {
+        let Some(writer) = self.writer.as_ref() else {
             return Err("the log has a batch to write but no writer".into());
         };
-        let number = self.waiting.back().map_or(0, |(n, _)| *n);
-        self.in_flight = Some(InFlight { number, done: Box::pin(write(writer, batch)) });
+        if writer.batches.send(batch).is_err() {
+            return Err("the log writer stopped".into());
+        }
+        self.out.push_back(newest);
         Ok(None)
     }
 
@@ -76,74 +92,112 @@ impl Persistence {
         (!self.waiting.is_empty()).then(|| self.durable_up_to(u64::MAX))
     }
 
-    /// Completes when the write out finishes; never, when none is.
-    pub async fn completion(&mut self) -> WriteDone {
-        match self.in_flight.as_mut() {
-            Some(in_flight) => in_flight.done.as_mut().await,
-            None => std::future::pending().await,
+    /// Completes when the writer reports a write; never, while no batch is out.
+    pub async fn completion(&mut self) -> Option<Written> {
+        match self.writer.as_mut() {
+            Some(writer) if !self.out.is_empty() => writer.written.recv().await,
+            _ => std::future::pending().await,
         }
     }
 
-    /// Takes a finished write's result: the Readies it made durable, or why it failed (the
-    /// log is then poisoned and the node must stop).
-    pub fn finish(&mut self, (writer, result): WriteDone, store: &mut LogStore) -> Result<Durable, String> {
-        let Some(in_flight) = self.in_flight.take() else {
-            return Err("a write finished that was never started".into());
+    /// Takes the writer's report: the Readies it made durable, or why it failed (the log is
+    /// then poisoned and the node must stop).
+    pub fn finish(&mut self, written: Option<Written>, store: &mut LogStore) -> Result<Durable, String> {
+        let count = match written.unwrap_or_else(|| Err("the log writer stopped".into())) {
+            Ok(count) => count,
+            Err(e) => {
+                store.poison();
+                return Err(e);
+            }
         };
-        self.writer = writer;
-        if let Err(e) = result {
-            store.poison();
-            return Err(e);
-        }
-        Ok(self.durable_up_to(in_flight.number))
+        assert!(count > 0 && count <= self.out.len(), "the writer reports {count} of the {} batches out", self.out.len());
+        let number = self.out.drain(..count).next_back().expect("at least one batch");
+        Ok(self.durable_up_to(number))
     }
 
-    /// Waits for the write out, if any, to finish: before anything else writes the log (a
+    /// Waits until every batch out is durable: before anything else writes the log (a
     /// snapshot installed or adopted).
     pub async fn settle(&mut self, store: &mut LogStore) -> Result<Option<Durable>, String> {
-        if self.in_flight.is_none() {
-            return Ok(None);
+        let mut settled: Option<Durable> = None;
+        while !self.out.is_empty() {
+            let written = self.completion().await;
+            let durable = self.finish(written, store)?;
+            settled.get_or_insert_with(Durable::default).join(durable);
         }
-        let done = self.completion().await;
-        self.finish(done, store).map(Some)
+        Ok(settled)
     }
 
-    /// Whether a write is out.
+    /// Whether a batch is with the writer.
     pub fn writing(&self) -> bool {
-        self.in_flight.is_some()
+        !self.out.is_empty()
     }
 
     fn durable_up_to(&mut self, number: u64) -> Durable {
-        let mut durable = Durable { number: 0, messages: Vec::new() };
-        while let Some((n, _)) = self.waiting.front() {
-            if *n > number {
-                break;
-            }
+        let mut durable = Durable::default();
+        while self.waiting.front().is_some_and(|(n, _)| *n <= number) {
             let (n, messages) = self.waiting.pop_front().expect("front exists");
-            durable.number = n;
-            if durable.messages.is_empty() {
-                durable.messages = messages;
-            } else {
-                durable.messages.extend(messages);
-            }
+            durable.join(Durable { number: n, messages });
         }
-        assert!(self.on_disk || self.waiting.is_empty(), "a log in memory leaves nothing waiting");
+        assert!(self.writer.is_some() || self.waiting.is_empty(), "a log in memory leaves nothing waiting");
         durable
     }
 }
 
-/// Writes and fsyncs one batch on a blocking thread (the disk must never hold a runtime
-/// worker), then, in the simulator, takes as long as a disk might.
-#[cfg_attr(madsim, allow(deprecated))] // madsim runs a blocking task as an ordinary one.
-async fn write(mut writer: WalWriter, batch: WalBatch) -> WriteDone {
-    let written = tokio::task::spawn_blocking(move || {
-        let result = writer.write(batch).map_err(|e| e.to_string());
-        (Some(writer), result)
-    })
-    .await
-    .unwrap_or_else(|e| (None, Err(format!("the log writer failed: {e}"))));
-    if let Some(pause) = crate::chaos::buggify::fsync_latency() {
-        tokio::time::sleep(pause).await;
+/// Writes every batch waiting behind `first`, as one write per segment; answers how many.
+fn write_waiting(writer: &mut WalWriter, first: WalBatch, batches: &mut mpsc::UnboundedReceiver<WalBatch>) -> Written {
+    let mut taken = vec![first];
+    while let Ok(batch) = batches.try_recv() {
+        taken.push(batch);
     }
-    written
+    let count = taken.len();
+    writer.write_all(taken).map(|()| count).map_err(|e| e.to_string())
+}
+
+/// The writer's queue and report channels: the driver's ends, and the writer's.
+fn channels() -> (WriterLink, mpsc::UnboundedReceiver<WalBatch>, mpsc::UnboundedSender<Written>) {
+    let (batches, batches_out) = mpsc::unbounded_channel();
+    let (written_in, written) = mpsc::unbounded_channel();
+    (WriterLink { batches, written }, batches_out, written_in)
+}
+
+/// Reports a write to the driver; false when the writer must stop (the driver is gone, or
+/// the write failed and the log is poisoned).
+fn report(written: &mpsc::UnboundedSender<Written>, result: Written) -> bool {
+    let failed = result.is_err();
+    written.send(result).is_ok() && !failed
+}
+
+/// The writer runs on a thread of its own that blocks on the disk and on its queue, so the
+/// next write starts the moment one ends, whatever the runtime is busy with. It ends when the
+/// driver drops its end, or after a failed write.
+#[cfg(not(madsim))]
+fn spawn_writer(mut writer: WalWriter) -> WriterLink {
+    let (link, mut batches, written) = channels();
+    tokio::task::spawn_blocking(move || {
+        while let Some(first) = batches.blocking_recv() {
+            if !report(&written, write_waiting(&mut writer, first, &mut batches)) {
+                break;
+            }
+        }
+    });
+    link
+}
+
+/// In the simulator the writer is a task of its node (killed with it), and each write takes
+/// as long as a disk might, so completions come late and batches pile up behind them.
+#[cfg(madsim)]
+fn spawn_writer(mut writer: WalWriter) -> WriterLink {
+    let (link, mut batches, written) = channels();
+    tokio::spawn(async move {
+        while let Some(first) = batches.recv().await {
+            let result = write_waiting(&mut writer, first, &mut batches);
+            if let Some(pause) = crate::chaos::buggify::fsync_latency() {
+                tokio::time::sleep(pause).await;
+            }
+            if !report(&written, result) {
+                break;
+            }
+        }
+    });
+    link
 }

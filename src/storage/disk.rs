@@ -5,8 +5,9 @@
 //! keeps files in memory and can lose everything not yet synced, as a power loss does.
 //! [`RealDisk`] is the same calls on the real file system.
 //!
-//! The trait is synchronous on purpose: one task (the Raft driver) owns the log and waits
-//! for each fsync before it sends anything that depends on it.
+//! The trait is synchronous on purpose: the log's writer runs apart from the Raft driver, on
+//! a thread of its own that blocks on each fsync, and nothing that depends on a write is sent
+//! until it returns.
 
 use std::io;
 use std::path::Path;

@@ -385,6 +385,24 @@ impl WalBatch {
         self.records_bytes
     }
 
+    /// Whether `next` goes right after this batch's records, in the same segment: the two
+    /// can then be written as one.
+    fn continued_by(&self, next: &WalBatch) -> bool {
+        !next.new_segment && next.segment == self.segment && next.offset == self.offset + self.records_bytes as u64
+    }
+
+    /// Takes `next` (which continues this batch) into this one: its bytes over this one's
+    /// zeros, the file grown as far as either grows it.
+    fn absorb(&mut self, next: WalBatch) {
+        let at = self.records_bytes;
+        let end = at + next.bytes.len();
+        if end > self.bytes.len() {
+            self.bytes.resize(end, 0);
+        }
+        self.bytes[at..end].copy_from_slice(&next.bytes);
+        self.records_bytes = at + next.records_bytes;
+    }
+
     /// Writes the batch into its segment and fsyncs it (and the directory for a new segment).
     fn write_to(self, dir: &mut DataDir) -> Result<(), StorageError> {
         dir.write_at(&self.segment, self.offset, &self.bytes)?;
@@ -402,9 +420,22 @@ pub struct WalWriter {
 }
 
 impl WalWriter {
-    /// Writes `batch` and makes it durable; returns when it is.
-    pub fn write(&mut self, batch: WalBatch) -> Result<(), StorageError> {
-        batch.write_to(&mut self.dir)
+    /// Writes `batches`, taken in this order, and makes them durable: those that follow each
+    /// other in a segment as one write and one fsync. A segment is durable before the next
+    /// one is written, so recovery never finds a torn segment before a whole one.
+    pub fn write_all(&mut self, batches: impl IntoIterator<Item = WalBatch>) -> Result<(), StorageError> {
+        let mut run: Option<WalBatch> = None;
+        for batch in batches {
+            match run.as_mut() {
+                Some(current) if current.continued_by(&batch) => current.absorb(batch),
+                _ => {
+                    if let Some(done) = run.replace(batch) {
+                        done.write_to(&mut self.dir)?;
+                    }
+                }
+            }
+        }
+        run.map_or(Ok(()), |last| last.write_to(&mut self.dir))
     }
 
     /// File and directory fsyncs done through this writer.

@@ -493,14 +493,51 @@ fn batches_written_apart_are_durable_once_written() {
     wal.append(&entries(5..=6, 1)).expect("append while the first batch is out");
     let second = wal.take_batch().expect("taken").expect("something to write");
     assert!(wal.take_batch().expect("taken").is_none(), "nothing left pending");
-    writer.write(first).expect("written");
-    writer.write(second).expect("written");
+    writer.write_all([first]).expect("written");
+    writer.write_all([second]).expect("written");
     assert!(writer.fsync_count() >= 2, "each batch is fsynced");
     wal.append(&entries(7..=7, 1)).expect("append");
     let _lost = wal.take_batch().expect("taken").expect("something to write");
     sim.crash(None);
     let (_, reopened) = open(&disk, small_segments());
     assert_eq!(reopened, recovered(hard_state(1, 1, 2), entries(1..=6, 1), None));
+}
+
+/// Batches that waited while the writer was busy go out together: those that follow each
+/// other in a segment as one write and one fsync, each segment durable before the next, and
+/// the file grown as far as the furthest of them grew it. Recovery finds every one.
+#[test]
+fn batches_written_together_share_an_fsync_per_segment() {
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    let options = WalOptions { segment_bytes_max: 400, preallocate_bytes: 100 };
+    let (mut wal, _) = open(&disk, options.clone());
+    let mut writer = wal.writer().expect("a log on disk has a writer");
+    let mut batches = Vec::new();
+    for index in 1..=12 {
+        wal.append(&[entry(index, 1)]).expect("append");
+        wal.set_hard_state(&hard_state(1, 1, index - 1));
+        batches.push(wal.take_batch().expect("taken").expect("something to write"));
+    }
+    let segments = wal.segment.as_ref().expect("a segment").sequence;
+    assert!(segments > 1, "the batches span segments");
+    let before = sim.sync_count();
+    writer.write_all(batches).expect("written");
+    let syncs = sim.sync_count() - before;
+    // One data fsync per segment, and one of the directory per new segment.
+    assert_eq!(syncs, 2 * segments, "fsyncs for {segments} segments");
+    for sequence in 1..=segments {
+        let file_bytes = disk.read(&path(&segment_name(sequence))).expect("read").len() as u64;
+        assert!(file_bytes > 0, "segment {sequence} written");
+    }
+    let last = wal.segment.as_ref().expect("a segment");
+    let file_bytes = disk.read(&path(&segment_name(last.sequence))).expect("read").len() as u64;
+    assert_eq!(file_bytes, last.file_bytes, "the last segment grown ahead as the log expects");
+    wal.append(&entries(13..=13, 1)).expect("append after");
+    writer.write_all(wal.take_batch().expect("taken")).expect("written");
+    sim.crash(None);
+    let (_, reopened) = open(&disk, options);
+    assert_eq!(reopened, recovered(hard_state(1, 1, 11), entries(1..=13, 1), None));
 }
 
 /// A log in memory has no writer and never has a batch to write.
