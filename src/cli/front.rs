@@ -1,6 +1,7 @@
 //! `coolbeans beanstalkd`: the front end before a cluster; and what every way of running a
 //! front end shares.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,13 +76,16 @@ pub fn unique_proxy_id() -> String {
     format!("{}-{}-{}", identity().hostname, std::process::id(), crate::node::clock::now_ms())
 }
 
-/// Binds the listener and serves clients through `upstream` until interrupted.
+/// Binds the listener and serves clients through `upstream` until `stop` completes, then
+/// stops gracefully: no new connections, puts answer DRAINING, and the clients connected get
+/// `stop::CONNECTIONS_LIMIT` to finish and hang up before their sessions end.
 pub async fn run_front_end(
     listen: ListenAddr,
     upstream: Arc<dyn Upstream>,
     limits: Limits,
     identity: Identity,
     lease: Option<Duration>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     let listener = Listener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let front = FrontEnd::start(upstream.clone(), limits, identity);
@@ -95,12 +99,28 @@ pub async fn run_front_end(
         // In order: tokio picks branches at random from a process-wide seed, which would make
         // a simulated run depend on how many ran before it in the same process.
         biased;
-        _ = serve(listener, front) => Ok(()),
-        _ = tokio::signal::ctrl_c() => {
-            let proxy = upstream.proxy_id().to_string();
-            let _ = tokio::time::timeout(Duration::from_secs(2), upstream.write(crate::fsm::Op::ProxyGone { proxy })).await;
-            Ok(())
-        }
+        _ = serve(listener, front.clone()) => return Ok(()),
+        _ = stop => {}
+    }
+    finish_connections(&front, super::stop::CONNECTIONS_LIMIT).await;
+    let proxy = upstream.proxy_id().to_string();
+    let _ = tokio::time::timeout(Duration::from_secs(2), upstream.write(crate::fsm::Op::ProxyGone { proxy })).await;
+    Ok(())
+}
+
+/// Puts the front end in drain mode and waits until its clients hang up, at most `limit`.
+async fn finish_connections(front: &FrontEnd, limit: Duration) {
+    front.draining.store(true, Ordering::Relaxed);
+    let connected = || front.counters.current_connections.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + limit;
+    if connected() > 0 {
+        tracing::info!(connections = connected(), "stopping: no new connections, puts answer DRAINING; waiting for clients to finish");
+    }
+    while connected() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if connected() > 0 {
+        tracing::info!(connections = connected(), "stopping: clients still connected are cut off");
     }
 }
 
@@ -108,5 +128,11 @@ pub async fn run(args: FrontArgs) -> Result<(), String> {
     let upstream = RemoteUpstream::new(args.upstreams.clone(), unique_proxy_id())?;
     let limits = args.limits.limits(args.job_bytes_max)?;
     let lease = Duration::from_secs(args.lease_secs.max(1));
-    run_front_end(ListenAddr::parse(&args.listen), upstream, limits, identity(), Some(lease)).await
+    let stop = async {
+        let signal = super::stop::signalled().await;
+        tracing::info!(signal, "stopping");
+    };
+    run_front_end(ListenAddr::parse(&args.listen), upstream, limits, identity(), Some(lease), stop).await?;
+    tracing::info!("stopped");
+    Ok(())
 }

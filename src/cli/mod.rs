@@ -8,6 +8,7 @@ pub mod peers;
 pub mod put_bench;
 mod rejoin;
 pub mod serve;
+pub mod stop;
 
 /// How a process whose node stopped ends: at once, so a supervisor restarts or alerts on it
 /// rather than the process answering from a dead node. A removed node ends cleanly (its
@@ -17,6 +18,10 @@ pub(crate) fn exit_for(node_id: u64, stop: crate::node::NodeStop) -> Result<(), 
     match stop {
         crate::node::NodeStop::Removed => {
             tracing::info!(node = node_id, "removed from the cluster; exiting");
+            Ok(())
+        }
+        crate::node::NodeStop::Stopped => {
+            tracing::info!(node = node_id, "stopped; everything written is durable");
             Ok(())
         }
         crate::node::NodeStop::Failed(why) => {

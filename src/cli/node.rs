@@ -102,24 +102,47 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
             }
         });
     }
-    if let Some(listen) = args.beanstalkd_listen.clone() {
-        tokio::spawn(co_located_front_end(listen, &args, &advertise, node.clone()));
-    }
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // A graceful stop: leadership handed over first (the gRPC server still carries raft
+    // traffic meanwhile), then the front end inside finishes its connections (forwarding to
+    // the new leader), then the server and last the node stop.
+    let (stop_front, front_stopping) = tokio::sync::watch::channel(false);
+    let front = args.beanstalkd_listen.clone().map(|listen| {
+        let stop = async move {
+            let mut stopping = front_stopping;
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(co_located_front_end(listen, &args, &advertise, node.clone(), stop))
+    });
+    let stepping = node.clone();
+    let id = args.node_id;
+    let shutdown = async move {
+        let signal = super::stop::signalled().await;
+        tracing::info!(node = id, signal, "stopping");
+        super::stop::step_down(&stepping, super::stop::STEP_DOWN_LIMIT).await;
+        let _ = stop_front.send(true);
+        if let Some(front) = front {
+            let _ = front.await;
+        }
     };
     let stopped = node.clone();
     tokio::select! {
         served = crate::rpc::serve(args.listen, node, shutdown) => {
-            served.map_err(|e| format!("gRPC server on {}: {e}", args.listen))
+            served.map_err(|e| format!("gRPC server on {}: {e}", args.listen))?;
         }
-        stop = stopped.stopped() => super::exit_for(args.node_id, stop),
+        stop = stopped.stopped() => return super::exit_for(args.node_id, stop),
     }
+    super::exit_for(args.node_id, stopped.stop().await)
 }
 
 /// The front end that runs beside a node: in-process while this node leads, over gRPC to the
 /// leader otherwise (this node's address first, as `CoLocatedUpstream` expects).
-fn co_located_front_end(listen: String, args: &NodeArgs, advertise: &str, node: NodeHandle) -> impl std::future::Future<Output = ()> {
+fn co_located_front_end(
+    listen: String,
+    args: &NodeArgs,
+    advertise: &str,
+    node: NodeHandle,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl std::future::Future<Output = ()> {
     let mut upstreams = vec![advertise.to_string()];
     let others = args.peers.as_deref().map(parse_peers).and_then(Result::ok).unwrap_or_default();
     upstreams.extend(others.into_values().filter(|a| a != advertise));
@@ -132,7 +155,7 @@ fn co_located_front_end(listen: String, args: &NodeArgs, advertise: &str, node: 
             Ok(remote) => {
                 let upstream = crate::proxy::CoLocatedUpstream::new(node, remote);
                 let listen = crate::proxy::ListenAddr::parse(&listen);
-                super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease)).await
+                super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease), stop).await
             }
             Err(e) => Err(e),
         };

@@ -136,8 +136,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Err(e) = crate::proxy::Upstream::write(upstream.as_ref(), crate::fsm::Op::ProxyGone { proxy: SERVE_PROXY_ID.into() }).await {
         tracing::warn!(error = ?e, "could not end the previous run's sessions");
     }
+    let stop = async {
+        let signal = super::stop::signalled().await;
+        tracing::info!(signal, "stopping");
+    };
     tokio::select! {
-        served = run_front_end(listen_addr(&args), upstream, limits, identity(), None) => served,
-        stop = stopped.stopped() => super::exit_for(1, stop),
+        served = run_front_end(listen_addr(&args), upstream, limits, identity(), None, stop) => served?,
+        stop = stopped.stopped() => return super::exit_for(1, stop),
     }
+    super::exit_for(1, stopped.stop().await)
 }

@@ -163,6 +163,8 @@ pub(crate) struct Driver {
     proposed_in_term: u64,
     /// The log's writes, apart from the driver.
     persist: Persistence,
+    /// A graceful stop was asked: the driver ends after this turn, its writes durable.
+    stop_asked: bool,
 }
 
 impl Driver {
@@ -204,6 +206,7 @@ impl Driver {
             proposed_in_term: 0,
             persist,
             refused: Refusals::default(),
+            stop_asked: false,
         }
     }
 
@@ -241,6 +244,13 @@ impl Driver {
             } {
                 tracing::error!(node = self.config.id, error = %e, "storage failed; stopping the node");
                 break Some(NodeStop::Failed(format!("storage failed: {e}")));
+            }
+            if self.stop_asked {
+                if let Err(e) = self.settle_writes().await {
+                    tracing::error!(node = self.config.id, error = %e, "storage failed while stopping");
+                    break Some(NodeStop::Failed(format!("storage failed: {e}")));
+                }
+                break Some(NodeStop::Stopped);
             }
             // raft-rs must not step a node that applied its own removal (a leader would panic
             // looking for its own progress); the committed entry reaches the others anyway.
@@ -301,6 +311,7 @@ impl Driver {
             Input::Member { change, reply } => self.propose_member_change(change, reply),
             Input::Snapshot { reply } => self.snapshot_asked(reply),
             Input::SnapshotSaved { saved } => self.adopt_snapshot(saved),
+            Input::Stop => self.stop_asked = true,
             Input::TransferLeader { to } => self.raw.transfer_leader(to),
             Input::Unreachable { peer } => self.raw.report_unreachable(peer),
             Input::SnapshotSent { peer, ok } => {

@@ -78,6 +78,8 @@ pub(crate) enum Input {
     SnapshotSent { peer: u64, ok: bool },
     /// A snapshot of our own state was encoded and written apart from the driver.
     SnapshotSaved { saved: Result<raft::eraftpb::Snapshot, String> },
+    /// Stop once every log write out is durable (a graceful stop).
+    Stop,
 }
 
 /// Reservation events of one applied entry, for the streams to proxies.
@@ -118,6 +120,8 @@ pub enum NodeStop {
     /// Storage failed, or the driver panicked: the node cannot go on, and its process should
     /// end so that a supervisor notices (answering from the state it had would be a lie).
     Failed(String),
+    /// Stopped when asked (`NodeHandle::stop`), everything it wrote durable. It stays a member.
+    Stopped,
 }
 
 impl std::fmt::Display for NodeStop {
@@ -125,6 +129,7 @@ impl std::fmt::Display for NodeStop {
         match self {
             NodeStop::Removed => write!(f, "removed from the cluster"),
             NodeStop::Failed(why) => write!(f, "{why}"),
+            NodeStop::Stopped => write!(f, "stopped"),
         }
     }
 }
@@ -237,6 +242,13 @@ impl NodeHandle {
     /// The node's cluster, as far as it knows (0: not known yet).
     pub fn cluster_id(&self) -> u64 {
         self.shared.cluster_id.load(Ordering::Relaxed)
+    }
+
+    /// Stops the node once every log write out is durable, and waits until it has stopped:
+    /// the end of a graceful stop. Answers why it stopped (another reason may come first).
+    pub async fn stop(&self) -> NodeStop {
+        let _ = self.inputs.send(Input::Stop).await;
+        self.stopped().await
     }
 
     /// Completes when the node's driver stops, with why.

@@ -159,3 +159,12 @@ pub async fn await_leader(nodes: &[(u64, SocketAddr)], limit: Duration, dir: &Pa
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until something accepts connections at `addr`, failing the test after `limit`.
+pub async fn wait_for_port(addr: SocketAddr, limit: Duration) {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(started.elapsed() < limit, "nothing listens at {addr} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
