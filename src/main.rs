@@ -21,6 +21,16 @@ struct Cli {
     /// to one per core.
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Log lines as human-readable text, or as one JSON object per line (its fields at the
+    /// top level). RUST_LOG filters both.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,28 +53,30 @@ enum Command {
     Bench(cli::bench::BenchArgs),
 }
 
-fn init_logging() {
-    init_logging_with("info,raft=warn");
+fn init_logging(format: LogFormat) {
+    init_logging_with("info,raft=warn", format);
 }
 
-/// `serve` is quiet like beanstalkd unless asked (-V, or RUST_LOG).
-fn init_logging_verbose(verbose: u8) {
-    init_logging_with(match verbose {
-        0 => "warn,raft=error",
+/// `serve` is quiet like beanstalkd unless asked (-V, or RUST_LOG), but for the lines of its
+/// start and stop.
+fn init_logging_verbose(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "warn,raft=error,coolbeans::cli=info",
         1 => "info,raft=warn",
         _ => "debug",
-    });
+    };
+    init_logging_with(default, format);
 }
 
-fn init_logging_with(default: &str) {
+fn init_logging_with(default: &str, format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
 }
 
 /// Transparent huge pages off for this process. The allocator hands freed memory back to
@@ -102,26 +114,28 @@ fn main() {
         eprintln!("error: cannot start the async runtime: {e}");
         std::process::exit(1);
     });
+    let format = cli.log_format;
     if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("error: {e}");
+        match format {
+            LogFormat::Text => eprintln!("error: {e}"),
+            // The last line stays JSON, for whatever reads the log.
+            LogFormat::Json => tracing::error!(error = %e, "exiting"),
+        }
         std::process::exit(1);
     }
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    match &cli.command {
+        Command::Serve(args) => init_logging_verbose(args.verbose, cli.log_format),
+        Command::Beanstalkd(_) | Command::ClusterNode(_) => init_logging(cli.log_format),
+        // Their output is what they print; only trouble is logged.
+        Command::ClusterClient { .. } | Command::Bench(_) => init_logging_with("warn", cli.log_format),
+    }
     match cli.command {
-        Command::Serve(args) => {
-            init_logging_verbose(args.verbose);
-            cli::serve::run(args).await
-        }
-        Command::Beanstalkd(args) => {
-            init_logging();
-            cli::front::run(args).await
-        }
-        Command::ClusterNode(args) => {
-            init_logging();
-            cli::node::run(args).await
-        }
+        Command::Serve(args) => cli::serve::run(args).await,
+        Command::Beanstalkd(args) => cli::front::run(args).await,
+        Command::ClusterNode(args) => cli::node::run(args).await,
         Command::ClusterClient { command, node_addr } => {
             cli::client::run(command, &node_addr).await.map(|out| println!("{out}"))
         }

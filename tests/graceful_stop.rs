@@ -60,10 +60,29 @@ fn client(addr: SocketAddr, name: usize, stop: Arc<AtomicBool>, seen: Arc<Seen>)
     }
 }
 
+/// A node's log written with `--log-format json`: one object per line.
+struct Log(Vec<serde_json::Value>);
+
+impl Log {
+    fn read(path: &std::path::Path) -> Log {
+        let text = std::fs::read_to_string(path).expect("the node's log");
+        Log(text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))).collect())
+    }
+
+    fn position(&self, message: &str) -> Option<usize> {
+        self.0.iter().position(|event| event["message"] == message)
+    }
+
+    fn event(&self, message: &str) -> &serde_json::Value {
+        let at = self.position(message).unwrap_or_else(|| panic!("no {message:?} in the log: {:?}", self.0));
+        &self.0[at]
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hands_leadership_over_and_no_client_sees_an_error() {
     let dir = temp_dir("graceful-stop");
-    let mut nodes = cluster(&dir, |_| Vec::new());
+    let mut nodes = cluster(&dir, |_| vec!["--log-format".into(), "json".into()]);
     for n in &mut nodes {
         n.proc.start();
     }
@@ -106,14 +125,21 @@ async fn sigterm_hands_leadership_over_and_no_client_sees_an_error() {
     let stopped_in = signalled.elapsed();
     assert!(exit.success(), "the old leader exits 0 after SIGTERM, not {exit}; logs in {}", dir.display());
     // The old leader logs the leader it saw take over, before it stops; the survivors agree.
-    let log = std::fs::read_to_string(dir.join(format!("node-{old}.log"))).expect("the old leader's log");
-    let handed = log.lines().find(|l| l.contains("leadership handed over")).unwrap_or_else(|| panic!("no hand-over before the exit:\n{log}"));
-    let field = |name: &str| handed.split(' ').find_map(|w| w.strip_prefix(name)).and_then(|v| v.parse::<u64>().ok()).expect("a field of the line");
-    let (new, term) = (field("leader="), field("term="));
+    let log = Log::read(&dir.join(format!("node-{old}.log")));
+    let handed = log.event("leadership handed over");
+    let (new, term) = (handed["leader"].as_u64().expect("leader"), handed["term"].as_u64().expect("term"));
     assert!(new != old && new != 0, "{handed}");
     let survivors = common::await_leader(&others, Duration::from_secs(10), &dir).await;
     assert_eq!(survivors, new, "the survivors follow the leader the old one handed over to");
-    assert!(log.find("leadership handed over") < log.find("stopped; everything written is durable"), "handed over, then stopped:\n{log}");
+    assert!(log.position("leadership handed over") < log.position("stopped; everything written is durable"), "handed over, then stopped");
+    // Each line a JSON object; the events an operator follows carry the node and its term.
+    for message in ["log recovered", "leadership changed", "snapshot taken; log compacted", "handing leadership over before stopping", "stopped; everything written is durable"] {
+        let event = log.event(message);
+        assert_eq!(event["node"].as_u64(), Some(old), "{event}");
+        assert!(event["term"].as_u64().is_some_and(|t| t > 0), "{event}");
+    }
+    assert!(log.event("log recovered")["entries"].is_u64() && log.event("log recovered")["ms"].is_u64());
+    assert_eq!(log.event("stopping")["signal"], "SIGTERM");
     let status = status(others[0].1).await.expect("a survivor's status");
     assert!(status.term >= term);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -126,7 +152,6 @@ async fn sigterm_hands_leadership_over_and_no_client_sees_an_error() {
     assert!(errors.is_empty(), "clients saw errors: {errors:?}; logs in {}", dir.display());
     assert!(after > before, "the clients go on after the stop ({before} then {after} rounds)");
 
-    assert!(log.contains("handing leadership over"), "the old leader says it hands over:\n{log}");
     assert!(status.members.iter().any(|m| m.node_id == old && m.voter), "the stopped node is still a voter: {status:?}");
     println!("leader {old} stopped in {stopped_in:?}; {new} leads; clients did {before} rounds before and {after} in all");
 }

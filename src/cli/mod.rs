@@ -11,22 +11,24 @@ pub mod serve;
 pub mod stop;
 
 /// How a process whose node stopped ends: at once, so a supervisor restarts or alerts on it
-/// rather than the process answering from a dead node. A removed node ends cleanly (its
-/// work is done, and restarting it would not make it a member again); any other stop is a
-/// failure, the error `main` prints last before exiting non-zero.
-pub(crate) fn exit_for(node_id: u64, stop: crate::node::NodeStop) -> Result<(), String> {
+/// rather than the process answering from a dead node. A node removed or stopped on request
+/// ends cleanly (a removed one's work is done, and restarting it would not make it a member
+/// again); any other stop is a failure, the error `main` prints last before exiting non-zero.
+pub(crate) fn exit_for(node: &crate::node::NodeHandle, stop: crate::node::NodeStop) -> Result<(), String> {
+    let status = node.status();
+    let (node, term) = (status.node_id, status.term);
     match stop {
         crate::node::NodeStop::Removed => {
-            tracing::info!(node = node_id, "removed from the cluster; exiting");
+            tracing::info!(node, term, "removed from the cluster; exiting");
             Ok(())
         }
         crate::node::NodeStop::Stopped => {
-            tracing::info!(node = node_id, "stopped; everything written is durable");
+            tracing::info!(node, term, "stopped; everything written is durable");
             Ok(())
         }
         crate::node::NodeStop::Failed(why) => {
-            tracing::error!(node = node_id, error = %why, "the node stopped; exiting");
-            Err(format!("node {node_id} stopped: {why}"))
+            tracing::error!(node, term, error = %why, "the node stopped; exiting");
+            Err(format!("node {node} stopped: {why}"))
         }
     }
 }

@@ -129,9 +129,9 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         served = crate::rpc::serve(args.listen, node, shutdown) => {
             served.map_err(|e| format!("gRPC server on {}: {e}", args.listen))?;
         }
-        stop = stopped.stopped() => return super::exit_for(args.node_id, stop),
+        stop = stopped.stopped() => return super::exit_for(&stopped, stop),
     }
-    super::exit_for(args.node_id, stopped.stop().await)
+    super::exit_for(&stopped, stopped.stop().await)
 }
 
 /// The front end that runs beside a node: in-process while this node leads, over gRPC to the

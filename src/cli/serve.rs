@@ -142,7 +142,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     };
     tokio::select! {
         served = run_front_end(listen_addr(&args), upstream, limits, identity(), None, stop) => served?,
-        stop = stopped.stopped() => return super::exit_for(1, stop),
+        stop = stopped.stopped() => return super::exit_for(&stopped, stop),
     }
-    super::exit_for(1, stopped.stop().await)
+    super::exit_for(&stopped, stopped.stop().await)
 }

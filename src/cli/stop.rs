@@ -50,21 +50,27 @@ pub async fn step_down(node: &NodeHandle, limit: Duration) {
     let mut asked: Option<(u64, Instant)> = None;
     loop {
         let status = node.status();
-        if !status.is_leader() {
+        let follows_another = status.leader_id != 0 && status.leader_id != status.node_id;
+        if follows_another || (asked.is_none() && !status.is_leader()) {
             if asked.is_some() {
                 tracing::info!(node = status.node_id, leader = status.leader_id, term = status.term, "leadership handed over");
             }
             return;
         }
-        let Some(to) = successor(&status) else {
-            tracing::info!(node = status.node_id, "no other voter to hand leadership to");
-            return;
-        };
         let now = Instant::now();
         if now >= deadline {
-            tracing::warn!(node = status.node_id, term = status.term, "no peer took leadership in time; stopping as leader");
+            tracing::warn!(node = status.node_id, term = status.term, "no other leader in time; stopping");
             return;
         }
+        // Between the hand-over and the new leader's first message, no leader is known.
+        let Some(to) = successor(&status).filter(|_| status.is_leader()) else {
+            if asked.is_none() {
+                tracing::info!(node = status.node_id, "no other voter to hand leadership to");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
         if asked.is_none_or(|(_, at)| now >= at + TRANSFER_RETRY) {
             tracing::info!(node = status.node_id, to, term = status.term, "handing leadership over before stopping");
             if node.transfer_leader(to).await.is_err() {

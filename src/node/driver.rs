@@ -255,7 +255,7 @@ impl Driver {
             // raft-rs must not step a node that applied its own removal (a leader would panic
             // looking for its own progress); the committed entry reaches the others anyway.
             if self.removed {
-                tracing::info!(node = self.config.id, "removed from the cluster; stopping the node");
+                tracing::info!(node = self.config.id, term = self.raw.raft.term, "removed from the cluster; stopping the node");
                 break Some(NodeStop::Removed);
             }
         };
@@ -679,7 +679,7 @@ impl Driver {
         self.applied = index;
         self.log_bytes_since_snapshot = 0;
         observe::report(observe::Event::Installed { node: self.config.id, index });
-        tracing::info!(node = self.config.id, index, "installed snapshot");
+        tracing::info!(node = self.config.id, term = self.raw.raft.term, index, "installed snapshot");
         Ok(())
     }
 
@@ -782,6 +782,7 @@ impl Driver {
             drop(state);
             self.transport.retain(&addresses);
             let id = self.config.id;
+            tracing::info!(node = id, term = self.raw.raft.term, index = entry.index, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
             self.removed = !cs.voters.contains(&id) && !cs.learners.contains(&id);
             self.raw.mut_store().set_conf_state(cs);
             Ok(())
@@ -887,7 +888,7 @@ impl Driver {
         let answer = match adopted {
             Ok((index, fresh)) => {
                 if fresh {
-                    tracing::info!(node = self.config.id, index, "snapshot taken; log compacted");
+                    tracing::info!(node = self.config.id, term = self.raw.raft.term, index, "snapshot taken; log compacted");
                 }
                 Ok(self.raw.store().snapshot_index().max(index))
             }

@@ -136,7 +136,9 @@ fn open_log(options: &NodeOptions, storage: LogStorage) -> Result<(Wal, Recovere
 pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandle, StartError> {
     let id = options.driver.id;
     let local_entries = matches!(storage, LogStorage::Memory);
+    let opening = tokio::time::Instant::now();
     let (mut wal, mut recovered) = open_log(&options, storage)?;
+    let recovery = opening.elapsed();
     let fresh = recovered.snapshot.is_none() && recovered.entries.is_empty() && recovered.hard_state == HardState::default();
     if fresh && !options.peers.is_empty() {
         if !options.peers.contains_key(&id) {
@@ -166,6 +168,14 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         );
     }
     let applied = recovered.snapshot.as_ref().map_or(0, |s| s.get_metadata().index);
+    tracing::info!(
+        node = id,
+        term = recovered.hard_state.term,
+        snapshot_index = applied,
+        entries = recovered.entries.len(),
+        ms = recovery.as_millis() as u64,
+        "log recovered"
+    );
     let store = LogStore::new(wal, recovered);
     let config = raft::Config {
         id,
