@@ -113,6 +113,7 @@ async fn impossible_heartbeat_is_refused() {
         messages: vec![heartbeat.write_to_bytes().expect("encode").into()],
         from_addr: nodes[(leader - 1) as usize].addr.to_string(),
         cluster_id: 0,
+        version: 0,
     };
     let mut client = RaftTransportClient::connect(format!("http://{addr}")).await.expect("connect");
     client.send(batch).await.expect("the batch is delivered");
@@ -187,7 +188,7 @@ async fn traffic_of_another_cluster_is_refused() {
         let mut vote = Message::default();
         vote.set_msg_type(MessageType::MsgRequestPreVote);
         (vote.from, vote.to, vote.term) = (leader, follower.id, 1);
-        RaftBatch { from: leader, messages: vec![vote.write_to_bytes().expect("encode").into()], from_addr: String::new(), cluster_id }
+        RaftBatch { from: leader, messages: vec![vote.write_to_bytes().expect("encode").into()], from_addr: String::new(), cluster_id, version: 0 }
     };
     let refused = client.send(batch(ours ^ 1)).await.expect_err("another cluster's traffic is refused");
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");

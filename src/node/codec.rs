@@ -192,6 +192,7 @@ pub const ENTRY_FORMAT_LOCAL: u8 = 2;
 
 /// A normal entry's data: the format byte, then the batch of operations.
 pub fn encode_entry(batch: &api::ApplyOpBatch) -> Vec<u8> {
+    debug_assert!(batch.version == super::version::STATE_MACHINE_VERSION, "entries are written with this build's version");
     let mut data = Vec::with_capacity(1 + batch.encoded_len());
     data.push(ENTRY_FORMAT_OP_BATCH);
     // Cannot fail: the vector grows as needed.
@@ -474,6 +475,7 @@ mod tests {
     #[test]
     fn entries_round_trip_and_refuse_other_formats() {
         let batch = api::ApplyOpBatch {
+            version: crate::node::version::STATE_MACHINE_VERSION,
             ops: vec![op_request(&Op::KickJob { id: 3 }, String::new(), 0), op_request(&Op::Tick, "p".into(), 9)],
         };
         let data = encode_entry(&batch);

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::clock;
 use super::codec::{encode_entry, op_request, ENTRY_FORMAT_LOCAL};
+use super::version::STATE_MACHINE_VERSION;
 use super::inbound::{self, Refusals};
 use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, NodeStop, Shared, Status};
 use super::log_store::LogStore;
@@ -165,6 +166,8 @@ pub(crate) struct Driver {
     persist: Persistence,
     /// A graceful stop was asked: the driver ends after this turn, its writes durable.
     stop_asked: bool,
+    /// A committed entry this node cannot apply (written by a newer version): it stops.
+    cannot_apply: Option<String>,
 }
 
 impl Driver {
@@ -207,6 +210,7 @@ impl Driver {
             persist,
             refused: Refusals::default(),
             stop_asked: false,
+            cannot_apply: None,
         }
     }
 
@@ -244,6 +248,10 @@ impl Driver {
             } {
                 tracing::error!(node = self.config.id, error = %e, "storage failed; stopping the node");
                 break Some(NodeStop::Failed(format!("storage failed: {e}")));
+            }
+            if let Some(why) = self.cannot_apply.take() {
+                tracing::error!(node = self.config.id, term = self.raw.raft.term, error = %why, "cannot apply the log; stopping the node");
+                break Some(NodeStop::Failed(why));
             }
             if self.stop_asked {
                 if let Err(e) = self.settle_writes().await {
@@ -415,7 +423,7 @@ impl Driver {
                 op.now_ms = now_ms as i64;
                 op.now_secs = (now_ms / 1000) as i64;
             }
-            encode_entry(&ApplyOpBatch { ops })
+            encode_entry(&ApplyOpBatch { ops, version: STATE_MACHINE_VERSION })
         };
         let before = self.raw.raft.raft_log.last_index();
         self.raw.propose(Vec::new(), data).map_err(|e| NodeError::Dropped(e.to_string()))?;
@@ -697,7 +705,15 @@ impl Driver {
             self.report_applied(&entry);
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {}
-                EntryType::EntryNormal => self.apply_normal(&entry),
+                EntryType::EntryNormal => {
+                    if let Err(why) = self.apply_normal(&entry) {
+                        // Not applied: the node stops here, and stops here again after a
+                        // restart, until it is upgraded.
+                        self.applied = entry.index - 1;
+                        self.cannot_apply = Some(why);
+                        return;
+                    }
+                }
                 EntryType::EntryConfChange => {
                     let cc = ConfChange::parse_from_bytes(&entry.data).map(v2);
                     self.apply_conf_change(&entry, cc.map_err(|e| e.to_string()));
@@ -719,18 +735,22 @@ impl Driver {
         observe::report(observe::Event::Applied { node, index, term, kind, data: &entry.data });
     }
 
-    fn apply_normal(&mut self, entry: &Entry) {
+    /// Applies a normal entry; refuses one written by a newer state machine, changing nothing.
+    fn apply_normal(&mut self, entry: &Entry) -> Result<(), String> {
         let local = self.local_entries.as_mut().filter(|_| entry.data[..] == [ENTRY_FORMAT_LOCAL]).map(|e| e.remove(&entry.index));
         let mut applied = match local {
             None => lock(&self.shared.state).apply_entry(entry.index, &entry.data),
             Some(Some(LocalEntry { now_ms, ops })) => Ok(lock(&self.shared.state).apply_local(entry.index, now_ms, ops)),
             Some(None) => Err(EntryError::Malformed(format!("the operations of entry {} are no longer in memory", entry.index))),
         };
+        if let Err(EntryError::Unsupported(why)) = applied {
+            return Err(why);
+        }
         let events: Vec<_> = applied.iter_mut().flatten().flat_map(|outcome| std::mem::take(&mut outcome.events)).collect();
         if !events.is_empty() {
             let _ = self.shared.events.send(Arc::new(AppliedEvents { index: entry.index, events }));
         }
-        let Some(pending) = self.pending.remove(&entry.index) else { return };
+        let Some(pending) = self.pending.remove(&entry.index) else { return Ok(()) };
         let replies = match pending {
             Pending::Writes { term, replies } if term == entry.term => replies,
             Pending::Writes { replies, .. } => {
@@ -738,11 +758,11 @@ impl Driver {
                 for reply in replies {
                     let _ = reply.send(Err(NodeError::Dropped("overwritten by a new leader".into())));
                 }
-                return;
+                return Ok(());
             }
             Pending::Member { reply, .. } => {
                 let _ = reply.send(Err(NodeError::Dropped("overwritten by a new leader".into())));
-                return;
+                return Ok(());
             }
         };
         self.writes_in_flight -= replies.len();
@@ -760,6 +780,7 @@ impl Driver {
             };
             let _ = reply.send(result);
         }
+        Ok(())
     }
 
     fn apply_conf_change(&mut self, entry: &Entry, cc: Result<ConfChangeV2, String>) {

@@ -13,6 +13,7 @@ pub mod replicated;
 pub(crate) mod snapshot_chunks;
 mod start;
 mod transport;
+pub mod version;
 
 pub use driver::DriverConfig;
 pub use handle::{AppliedEvents, CallerSeq, MemberChange, NodeError, NodeHandle, NodeStop, Status};

@@ -9,6 +9,7 @@ use prost::Message;
 
 use super::codec::{decode_entry, decode_op, decode_result, encode_op_type, encode_result, DecodeError};
 use super::handle::CallerSeq;
+use super::version::{self, STATE_MACHINE_VERSION};
 use crate::api::{self, ApplyOpRequest, ApplyOpResponse, OpType};
 use crate::fsm::{ClientKey, Fsm, FsmError, Op, ReservationEvent, Reply};
 
@@ -35,12 +36,16 @@ pub enum EntryError {
     Malformed(String),
     /// A retried write older than the responses kept for its caller: it may have applied.
     TooOldToDeduplicate { caller: String, seq: u64 },
+    /// Written by a newer state machine (a newer version, or an operation this node does not
+    /// know): nothing of it was applied, and the node must stop rather than diverge.
+    Unsupported(String),
 }
 
 impl std::fmt::Display for EntryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EntryError::Malformed(why) => write!(f, "malformed log entry: {why}"),
+            EntryError::Unsupported(why) => write!(f, "{why}"),
             EntryError::TooOldToDeduplicate { caller, seq } => {
                 write!(f, "write {seq} of {caller} is too old to deduplicate; it may have applied")
             }
@@ -87,6 +92,16 @@ impl Replicated {
     /// outcome each. Data that does not decode as a batch changes nothing.
     pub fn apply_entry(&mut self, index: u64, data: &Bytes) -> Result<Vec<OpOutcome>, EntryError> {
         let batch = decode_entry(data).map_err(|e| EntryError::Malformed(e.0))?;
+        if let Some(why) = version::unsupported(&format!("log entry {index}"), batch.version) {
+            return Err(EntryError::Unsupported(why));
+        }
+        if let Some(unknown) = batch.ops.iter().find(|request| OpType::try_from(request.op).is_err()) {
+            return Err(EntryError::Unsupported(format!(
+                "log entry {index} holds operation type {}, which state machine version {STATE_MACHINE_VERSION} does not know (the entry is of version {}): upgrade this node before it applies it",
+                unknown.op,
+                version::written_with(batch.version)
+            )));
+        }
         Ok(batch.ops.into_iter().map(|request| self.apply_op(index, request)).collect())
     }
 
@@ -204,11 +219,15 @@ impl Replicated {
             callers,
             addresses: self.addresses.iter().map(|(&id, a)| (id, a.clone())).collect(),
             cluster_id: self.cluster_id,
+            version: STATE_MACHINE_VERSION,
         }
     }
 
     /// Rebuilds the replicated state from a snapshot payload.
     pub fn restore(snap: &api::ReplicatedStateProto) -> Result<Self, String> {
+        if let Some(why) = version::unsupported("the snapshot", snap.version) {
+            return Err(why);
+        }
         let fsm = match &snap.fsm {
             Some(f) => Fsm::restore(f).map_err(|e| e.to_string())?,
             None => return Err("snapshot holds no job state".into()),
@@ -280,7 +299,7 @@ mod tests {
 
     /// An entry of one operation.
     fn entry(op: &Op, caller: &str, seq: u64, now_ms: i64) -> Bytes {
-        encode_entry(&api::ApplyOpBatch { ops: vec![request(op, caller, seq, now_ms)] }).into()
+        encode_entry(&api::ApplyOpBatch { ops: vec![request(op, caller, seq, now_ms)], version: STATE_MACHINE_VERSION }).into()
     }
 
     /// Applies an entry of one operation and answers its outcome.
@@ -369,11 +388,52 @@ mod tests {
 
     /// The operations of one entry apply in order, each answered on its own, a repeat of a
     /// write earlier in the same entry included.
+    /// An entry's bytes as a proposer of `version` writes them.
+    fn entry_of_version(ops: Vec<ApplyOpRequest>, version: u32) -> Bytes {
+        let mut data = vec![ENTRY_FORMAT_OP_BATCH];
+        api::ApplyOpBatch { ops, version }.encode(&mut data).expect("encoded");
+        data.into()
+    }
+
+    /// An entry of a newer state machine, or with an operation this version does not know, is
+    /// refused whole, naming both versions, and changes nothing (a put before the unknown
+    /// operation included); an entry from before versions (0) applies as version 1.
+    #[test]
+    fn newer_entries_are_refused_whole() {
+        let mut r = Replicated::default();
+        let before = r.digest();
+        let put = request(&put(), "proxy-a", 1, 1000);
+        let newer = r.apply_entry(5, &entry_of_version(vec![put.clone()], STATE_MACHINE_VERSION + 1));
+        let Err(EntryError::Unsupported(why)) = newer else { panic!("{newer:?}") };
+        assert!(why.contains("log entry 5") && why.contains(&format!("version {}", STATE_MACHINE_VERSION + 1)), "{why}");
+        assert!(why.contains(&format!("up to version {STATE_MACHINE_VERSION}")), "{why}");
+        let unknown = ApplyOpRequest { op: 999, ..put.clone() };
+        let refused = r.apply_entry(6, &entry_of_version(vec![put.clone(), unknown], STATE_MACHINE_VERSION));
+        let Err(EntryError::Unsupported(why)) = refused else { panic!("{refused:?}") };
+        assert!(why.contains("operation type 999") && why.contains(&format!("version {STATE_MACHINE_VERSION}")), "{why}");
+        assert_eq!(r.digest(), before, "nothing applied");
+        let old = r.apply_entry(7, &entry_of_version(vec![put], 0)).expect("an entry from before versions applies");
+        assert_eq!(old[0].result, Ok(Ok(Reply::Put { id: 1 })));
+    }
+
+    /// A snapshot of a newer state machine is refused, naming both versions; one from before
+    /// versions restores.
+    #[test]
+    fn newer_snapshots_are_refused() {
+        let mut snapshot = Replicated::default().snapshot();
+        assert_eq!(snapshot.version, STATE_MACHINE_VERSION);
+        snapshot.version = 0;
+        Replicated::restore(&snapshot).expect("a snapshot from before versions restores");
+        snapshot.version = STATE_MACHINE_VERSION + 1;
+        let why = Replicated::restore(&snapshot).map(|_| ()).expect_err("a newer snapshot is refused");
+        assert!(why.contains(&format!("version {}", STATE_MACHINE_VERSION + 1)) && why.contains(&format!("up to version {STATE_MACHINE_VERSION}")), "{why}");
+    }
+
     #[test]
     fn batch_applies_in_order() {
         let mut r = Replicated::default();
         let ops = vec![request(&put(), "p", 1, 1000), request(&put(), "", 0, 1000), request(&put(), "p", 1, 1000)];
-        let outcomes = r.apply_entry(1, &encode_entry(&api::ApplyOpBatch { ops }).into()).unwrap();
+        let outcomes = r.apply_entry(1, &encode_entry(&api::ApplyOpBatch { ops, version: STATE_MACHINE_VERSION }).into()).unwrap();
         let results: Vec<_> = outcomes.iter().map(|o| o.result.clone()).collect();
         assert_eq!(results, vec![Ok(Ok(Reply::Put { id: 1 })), Ok(Ok(Reply::Put { id: 2 })), Ok(Ok(Reply::Put { id: 1 }))]);
         assert_eq!(outcomes.iter().map(|o| o.duplicate).collect::<Vec<_>>(), vec![false, false, true]);

@@ -151,7 +151,13 @@ async fn run_peer(
         if let Some(pause) = buggify::delay(0.01, Duration::from_millis(300)) {
             tokio::time::sleep(pause).await;
         }
-        let batch = RaftBatch { from, messages, from_addr: from_addr.clone(), cluster_id: cluster_id.load(Relaxed) };
+        let batch = RaftBatch {
+            from,
+            messages,
+            from_addr: from_addr.clone(),
+            cluster_id: cluster_id.load(Relaxed),
+            version: super::version::STATE_MACHINE_VERSION,
+        };
         if !send_on_stream(&endpoint, &mut stream, batch).await {
             let _ = reports.try_send(Input::Unreachable { peer: to });
         }

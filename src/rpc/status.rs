@@ -45,7 +45,7 @@ pub fn status_of(e: NodeError) -> Status {
             status.metadata_mut().insert(STATE_MACHINE_KEY, tonic::metadata::MetadataValue::from_static("1"));
             status
         }
-        NodeError::Entry(EntryError::Malformed(_)) => Status::internal(message),
+        NodeError::Entry(EntryError::Malformed(_) | EntryError::Unsupported(_)) => Status::internal(message),
         NodeError::Entry(EntryError::TooOldToDeduplicate { .. }) => Status::aborted(message),
         NodeError::Overloaded => Status::resource_exhausted(message),
         NodeError::Invalid(_) => Status::invalid_argument(message),
