@@ -8,15 +8,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{cluster, free_port, loopback, temp_dir, Proc};
-
-fn client_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_coolbeans")).arg("cluster-client").args(args).output().expect("run cluster-client");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use common::{client_cli, cluster, free_port, loopback, temp_dir, Proc};
 
 /// A blocking beanstalkd-protocol connection with line helpers.
 struct Beanstalk {

@@ -8,6 +8,8 @@ pub mod peers;
 pub mod put_bench;
 mod rejoin;
 pub mod serve;
+pub mod status;
+pub mod table;
 
 /// How a process whose node stopped ends: at once, so a supervisor restarts or alerts on it
 /// rather than the process answering from a dead node. A removed node ends cleanly (its

@@ -147,6 +147,8 @@ pub(crate) struct Driver {
     removed: bool,
     /// Peer messages refused before raft-rs saw them.
     refused: Refusals,
+    /// When raft messages from each member last reached the driver (published in the status).
+    heard_at: BTreeMap<u64, Instant>,
     /// The log never leaves this process (a lone node whose log is in memory): entries hold
     /// only `ENTRY_FORMAT_LOCAL`, and their operations wait here, by index, until applied.
     local_entries: Option<BTreeMap<u64, LocalEntry>>,
@@ -204,6 +206,7 @@ impl Driver {
             proposed_in_term: 0,
             persist,
             refused: Refusals::default(),
+            heard_at: BTreeMap::new(),
         }
     }
 
@@ -287,6 +290,7 @@ impl Driver {
             Input::Propose { op, caller, reply } => self.queue_write(op, caller, reply),
             Input::Raft { from, from_addr, messages } => {
                 self.transport.learn(from, from_addr);
+                self.heard_at.insert(from, Instant::now());
                 for m in messages {
                     if let Some(why) = inbound::refusal(self.config.id, &self.raw.raft.raft_log, &m) {
                         self.refused.note(self.config.id, m.from, m.get_msg_type(), why);
@@ -770,6 +774,7 @@ impl Driver {
             let addresses = state.addresses.clone();
             drop(state);
             self.transport.retain(&addresses);
+            self.heard_at.retain(|id, _| addresses.contains_key(id));
             let id = self.config.id;
             self.removed = !cs.voters.contains(&id) && !cs.learners.contains(&id);
             self.raw.mut_store().set_conf_state(cs);
@@ -923,6 +928,9 @@ impl Driver {
             addresses: lock(&self.shared.state).addresses.clone(),
             snapshot_index: self.raw.store().snapshot_index(),
             match_index: self.match_index(),
+            role: self.raw.raft.state,
+            last_index: self.raw.raft.raft_log.last_index(),
+            heard_at: self.heard_at.clone(),
         };
         *lock(&self.shared.status) = status;
         let leading = self.raw.raft.state == StateRole::Leader;

@@ -127,6 +127,12 @@ pub fn cluster(dir: &Path, extra: impl Fn(u64) -> Vec<String>) -> Vec<Node> {
         .collect()
 }
 
+/// Runs `coolbeans cluster-client ARGS`: its exit code, stdout and stderr.
+pub fn client_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coolbeans")).arg("cluster-client").args(args).output().expect("run cluster-client");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 pub async fn status(addr: SocketAddr) -> Option<NodeStatusResponse> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.timeout(Duration::from_millis(500));
     let channel = tokio::time::timeout(Duration::from_millis(500), endpoint.connect()).await.ok()?.ok()?;
