@@ -41,6 +41,12 @@ enum Command {
     },
     /// Benchmark a beanstalkd-protocol server (ours or beanstalkd itself).
     Bench(cli::bench::BenchArgs),
+    /// A live view of a beanstalkd-protocol server (ours or beanstalkd itself).
+    ///
+    /// Each second: every tube's jobs in each state, its waiting clients, and its puts and
+    /// deletes per second, under the server's totals. s switches the order (name, activity);
+    /// q, Esc or Ctrl-C quits.
+    Top(cli::top::TopArgs),
 }
 
 fn init_logging() {
@@ -126,5 +132,6 @@ async fn run(cli: Cli) -> Result<(), String> {
             cli::client::run(command, &node_addr).await.map(|out| println!("{out}"))
         }
         Command::Bench(args) => cli::bench::run(args).await.map(|out| println!("{out}")),
+        Command::Top(args) => cli::top::run(args).await,
     }
 }

@@ -10,6 +10,7 @@ mod rejoin;
 pub mod serve;
 pub mod status;
 pub mod table;
+pub mod top;
 
 /// How a process whose node stopped ends: at once, so a supervisor restarts or alerts on it
 /// rather than the process answering from a dead node. A removed node ends cleanly (its
