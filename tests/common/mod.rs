@@ -1,6 +1,8 @@
 //! Real `coolbeans` processes on loopback, for the integration tests.
 #![allow(dead_code)]
 
+pub mod beanstalk;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
