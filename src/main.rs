@@ -51,6 +51,12 @@ enum Command {
     },
     /// Benchmark a beanstalkd-protocol server (ours or beanstalkd itself).
     Bench(cli::bench::BenchArgs),
+    /// A live view of a beanstalkd-protocol server (ours or beanstalkd itself).
+    ///
+    /// Each second: every tube's jobs in each state, its waiting clients, and its puts and
+    /// deletes per second, under the server's totals. s switches the order (name, activity);
+    /// q, Esc or Ctrl-C quits.
+    Top(cli::top::TopArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -130,7 +136,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve(args) => init_logging_verbose(args.verbose, cli.log_format),
         Command::Beanstalkd(_) | Command::ClusterNode(_) => init_logging(cli.log_format),
         // Their output is what they print; only trouble is logged.
-        Command::ClusterClient { .. } | Command::Bench(_) => init_logging_with("warn", cli.log_format),
+        Command::ClusterClient { .. } | Command::Bench(_) | Command::Top(_) => init_logging_with("warn", cli.log_format),
     }
     match cli.command {
         Command::Serve(args) => cli::serve::run(args).await,
@@ -140,5 +146,6 @@ async fn run(cli: Cli) -> Result<(), String> {
             cli::client::run(command, &node_addr).await.map(|out| println!("{out}"))
         }
         Command::Bench(args) => cli::bench::run(args).await.map(|out| println!("{out}")),
+        Command::Top(args) => cli::top::run(args).await,
     }
 }

@@ -10,8 +10,9 @@
 //!
 //! Timing uses `std::time::Instant`: this is a measuring tool, not the product's clock.
 
-mod answer;
-mod conn;
+// A client's side of the text protocol, which `top` speaks too.
+pub(crate) mod answer;
+pub(crate) mod conn;
 mod drain;
 mod fsync;
 mod measure;

@@ -7,7 +7,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 use crate::api::cluster_client::ClusterClient;
-use crate::api::{Empty, JoinRequest, LeaveRequest, NodeStatusResponse};
+use crate::api::{Empty, JoinRequest, LeaveRequest};
 use crate::rpc::status::leader_hint;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -19,9 +19,11 @@ const REDIRECTS_MAX: usize = 5;
 pub enum ClientCommand {
     /// Print `true` if the node is the leader, else `false`.
     IsLeader,
-    /// Print node id, leader id, term, commit and applied index, and members.
+    /// Print every member as the leader sees it: address, voter or learner, its own role and
+    /// term, match index, lag behind the leader and last contact (the node's own view if the
+    /// leader cannot be reached).
     Status {
-        /// One JSON object instead of lines.
+        /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
     },
@@ -54,10 +56,16 @@ pub enum ClientCommand {
 }
 
 async fn connect(addr: &str) -> Result<ClusterClient<Channel>, String> {
+    connect_within(addr, CONNECT_TIMEOUT, CALL_TIMEOUT).await
+}
+
+/// A client of the node at `addr`, which must connect within `connect_timeout`, and whose
+/// calls fail after `call_timeout`.
+pub(super) async fn connect_within(addr: &str, connect_timeout: Duration, call_timeout: Duration) -> Result<ClusterClient<Channel>, String> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad node address {addr:?}: {e}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT);
+        .connect_timeout(connect_timeout)
+        .timeout(call_timeout);
     let channel = endpoint.connect().await.map_err(|e| format!("cannot reach node at {addr}: {e}"))?;
     Ok(ClusterClient::new(channel))
 }
@@ -104,55 +112,6 @@ pub async fn join_with_retry(via: &str, node_id: u64, addr: &str) -> Result<(), 
     }
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// `status --json`: one object with the keys the issue names.
-pub fn status_json(s: &NodeStatusResponse) -> String {
-    let members: Vec<String> = s
-        .members
-        .iter()
-        .map(|m| format!("{{\"id\":{},\"addr\":{},\"voter\":{}}}", m.node_id, json_string(&m.addr), m.voter))
-        .collect();
-    format!(
-        "{{\"node_id\":{},\"leader_id\":{},\"term\":{},\"commit_index\":{},\"applied_index\":{},\"members\":[{}]}}",
-        s.node_id,
-        s.leader_id,
-        s.term,
-        s.commit_index,
-        s.applied_index,
-        members.join(",")
-    )
-}
-
-fn status_lines(s: &NodeStatusResponse) -> String {
-    let members: Vec<String> = s
-        .members
-        .iter()
-        .map(|m| format!("{}={}{}", m.node_id, m.addr, if m.voter { "" } else { " (learner)" }))
-        .collect();
-    format!(
-        "node_id: {}\nleader_id: {}\nterm: {}\ncommit_index: {}\napplied_index: {}\nmembers: {}",
-        s.node_id,
-        s.leader_id,
-        s.term,
-        s.commit_index,
-        s.applied_index,
-        members.join(", ")
-    )
-}
-
 /// Runs one client command against `addr` and returns what to print.
 pub async fn run(command: ClientCommand, addr: &str) -> Result<String, String> {
     match command {
@@ -161,9 +120,8 @@ pub async fn run(command: ClientCommand, addr: &str) -> Result<String, String> {
             Ok(r.into_inner().is_leader.to_string())
         }
         ClientCommand::Status { json } => {
-            let r = connect(addr).await?.status(Empty {}).await.map_err(|s| format!("{addr}: {}", s.message()))?;
-            let s = r.into_inner();
-            Ok(if json { status_json(&s) } else { status_lines(&s) })
+            let view = super::status::gather(addr).await?;
+            Ok(if json { super::status::json(&view) } else { super::status::text(&view) })
         }
         ClientCommand::Join { node_id, addr: new_addr } => {
             let request = JoinRequest { node_id: node_id.to_string(), addr: new_addr };
@@ -189,29 +147,5 @@ pub async fn run(command: ClientCommand, addr: &str) -> Result<String, String> {
             connect(addr).await?.snapshot(Empty {}).await.map_err(|s| format!("{addr}: {}", s.message()))?;
             Ok("snapshot taken".into())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::MemberProto;
-
-    /// The JSON has exactly the named keys and escapes strings.
-    #[test]
-    fn status_json_shape() {
-        let s = NodeStatusResponse {
-            node_id: 2,
-            leader_id: 1,
-            term: 3,
-            commit_index: 10,
-            applied_index: 9,
-            members: vec![MemberProto { node_id: 1, addr: "a\"b:1".into(), voter: true, match_index: 0 }],
-            snapshot_index: 0,
-        };
-        assert_eq!(
-            status_json(&s),
-            r#"{"node_id":2,"leader_id":1,"term":3,"commit_index":10,"applied_index":9,"members":[{"id":1,"addr":"a\"b:1","voter":true}]}"#
-        );
     }
 }

@@ -9,6 +9,9 @@ pub mod put_bench;
 mod rejoin;
 pub mod serve;
 pub mod stop;
+pub mod status;
+pub mod table;
+pub mod top;
 
 /// How a process whose node stopped ends: at once, so a supervisor restarts or alerts on it
 /// rather than the process answering from a dead node. A node removed or stopped on request

@@ -148,6 +148,8 @@ pub(crate) struct Driver {
     removed: bool,
     /// Peer messages refused before raft-rs saw them.
     refused: Refusals,
+    /// When raft messages from each member last reached the driver (published in the status).
+    heard_at: BTreeMap<u64, Instant>,
     /// The log never leaves this process (a lone node whose log is in memory): entries hold
     /// only `ENTRY_FORMAT_LOCAL`, and their operations wait here, by index, until applied.
     local_entries: Option<BTreeMap<u64, LocalEntry>>,
@@ -211,6 +213,7 @@ impl Driver {
             refused: Refusals::default(),
             stop_asked: false,
             cannot_apply: None,
+            heard_at: BTreeMap::new(),
         }
     }
 
@@ -305,6 +308,7 @@ impl Driver {
             Input::Propose { op, caller, reply } => self.queue_write(op, caller, reply),
             Input::Raft { from, from_addr, messages } => {
                 self.transport.learn(from, from_addr);
+                self.heard_at.insert(from, Instant::now());
                 for m in messages {
                     if let Some(why) = inbound::refusal(self.config.id, &self.raw.raft.raft_log, &m) {
                         self.refused.note(self.config.id, m.from, m.get_msg_type(), why);
@@ -802,6 +806,7 @@ impl Driver {
             let addresses = state.addresses.clone();
             drop(state);
             self.transport.retain(&addresses);
+            self.heard_at.retain(|id, _| addresses.contains_key(id));
             let id = self.config.id;
             tracing::info!(node = id, term = self.raw.raft.term, index = entry.index, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
             self.removed = !cs.voters.contains(&id) && !cs.learners.contains(&id);
@@ -956,6 +961,9 @@ impl Driver {
             addresses: lock(&self.shared.state).addresses.clone(),
             snapshot_index: self.raw.store().snapshot_index(),
             match_index: self.match_index(),
+            role: self.raw.raft.state,
+            last_index: self.raw.raft.raft_log.last_index(),
+            heard_at: self.heard_at.clone(),
         };
         *lock(&self.shared.status) = status;
         let leading = self.raw.raft.state == StateRole::Leader;

@@ -104,6 +104,14 @@ pub struct Status {
     pub snapshot_index: u64,
     /// On the leader: the highest index each member acknowledged holding (empty elsewhere).
     pub match_index: BTreeMap<u64, u64>,
+    /// This node's part in raft.
+    pub role: raft::StateRole,
+    /// The last index of this node's log: on the leader, what a member's lag is counted from.
+    pub last_index: u64,
+    /// When this node's driver last took raft messages from each peer: the status's "last
+    /// contact". Taken as the driver handles them, so a busy driver makes it a little late,
+    /// never early.
+    pub heard_at: BTreeMap<u64, tokio::time::Instant>,
 }
 
 impl Status {

@@ -4,12 +4,13 @@ use std::sync::{Arc, Mutex};
 
 use protobuf::Message as _;
 use raft::eraftpb::Message;
+use raft::StateRole;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::status_of;
 use crate::api::cluster_server::Cluster;
 use crate::api::raft_transport_server::RaftTransport;
-use crate::api::{Empty, IsNodeLeaderResponse, JoinRequest, LeaveRequest, MemberProto, NodeStatusResponse, RaftBatch, SnapshotPart};
+use crate::api::{Empty, IsNodeLeaderResponse, JoinRequest, LeaveRequest, MemberProto, NodeRole, NodeStatusResponse, RaftBatch, SnapshotPart};
 use crate::node::snapshot_chunks::Receiving;
 use crate::node::{MemberChange, NodeHandle};
 
@@ -58,25 +59,38 @@ impl Cluster for ClusterService {
     }
 
     async fn status(&self, _request: Request<Empty>) -> Result<Response<NodeStatusResponse>, Status> {
-        let s = self.node.status();
-        let member = |node_id: u64, voter: bool| MemberProto {
-            node_id,
-            addr: s.addresses.get(&node_id).cloned().unwrap_or_default(),
-            voter,
-            match_index: s.match_index.get(&node_id).copied().unwrap_or(0),
-        };
-        let mut members: Vec<MemberProto> = s.voters.iter().map(|&id| member(id, true)).collect();
-        members.extend(s.learners.iter().map(|&id| member(id, false)));
-        members.sort_by_key(|m| m.node_id);
-        Ok(Response::new(NodeStatusResponse {
-            node_id: s.node_id,
-            leader_id: s.leader_id,
-            term: s.term,
-            commit_index: s.commit_index,
-            applied_index: s.applied_index,
-            members,
-            snapshot_index: s.snapshot_index,
-        }))
+        Ok(Response::new(status_response(&self.node.status(), tokio::time::Instant::now())))
+    }
+}
+
+/// A node's status as the API gives it, with each member's last contact as of `now`.
+fn status_response(s: &crate::node::Status, now: tokio::time::Instant) -> NodeStatusResponse {
+    let member = |node_id: u64, voter: bool| MemberProto {
+        node_id,
+        addr: s.addresses.get(&node_id).cloned().unwrap_or_default(),
+        voter,
+        match_index: s.match_index.get(&node_id).copied().unwrap_or(0),
+        last_contact_ms: s.heard_at.get(&node_id).map(|at| now.saturating_duration_since(*at).as_millis() as u64),
+    };
+    let mut members: Vec<MemberProto> = s.voters.iter().map(|&id| member(id, true)).collect();
+    members.extend(s.learners.iter().map(|&id| member(id, false)));
+    members.sort_by_key(|m| m.node_id);
+    let role = match s.role {
+        StateRole::Follower => NodeRole::Follower,
+        StateRole::PreCandidate => NodeRole::PreCandidate,
+        StateRole::Candidate => NodeRole::Candidate,
+        StateRole::Leader => NodeRole::Leader,
+    };
+    NodeStatusResponse {
+        node_id: s.node_id,
+        leader_id: s.leader_id,
+        term: s.term,
+        commit_index: s.commit_index,
+        applied_index: s.applied_index,
+        members,
+        snapshot_index: s.snapshot_index,
+        role: role as i32,
+        last_index: s.last_index,
     }
 }
 
@@ -150,5 +164,35 @@ impl RaftService {
             messages.push(m);
         }
         self.node.step(batch.from, batch.from_addr, messages).await.map_err(status_of)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A leader's status gives its role, its last index, each member's match index and how
+    /// long ago each peer was heard from (none for itself), members in id order.
+    #[test]
+    fn status_response_of_a_leader() {
+        let now = tokio::time::Instant::now();
+        let s = crate::node::Status {
+            node_id: 1,
+            leader_id: 1,
+            term: 4,
+            voters: vec![3, 1],
+            learners: vec![2],
+            addresses: [(1, "a:1".to_string()), (2, "a:2".to_string()), (3, "a:3".to_string())].into(),
+            match_index: [(1, 10), (2, 7), (3, 9)].into(),
+            role: StateRole::Leader,
+            last_index: 10,
+            heard_at: [(3, now - Duration::from_millis(250))].into(),
+            ..Default::default()
+        };
+        let r = status_response(&s, now);
+        assert_eq!((r.role, r.last_index, r.term), (NodeRole::Leader as i32, 10, 4));
+        let rows: Vec<_> = r.members.iter().map(|m| (m.node_id, m.addr.as_str(), m.voter, m.match_index, m.last_contact_ms)).collect();
+        assert_eq!(rows, [(1, "a:1", true, 10, None), (2, "a:2", false, 7, None), (3, "a:3", true, 9, Some(250))]);
     }
 }

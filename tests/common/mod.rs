@@ -1,6 +1,8 @@
 //! Real `coolbeans` processes on loopback, for the integration tests.
 #![allow(dead_code)]
 
+pub mod beanstalk;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -125,6 +127,12 @@ pub fn cluster(dir: &Path, extra: impl Fn(u64) -> Vec<String>) -> Vec<Node> {
             Node { id, addr: *addr, proc: Proc::new(args, dir.join(format!("node-{id}.log"))) }
         })
         .collect()
+}
+
+/// Runs `coolbeans cluster-client ARGS`: its exit code, stdout and stderr.
+pub fn client_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coolbeans")).arg("cluster-client").args(args).output().expect("run cluster-client");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 pub async fn status(addr: SocketAddr) -> Option<NodeStatusResponse> {
