@@ -92,9 +92,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 let response = match decoded {
                     Decoded::Error(ProtocolError::ExpectedCrlf) => Some(self.discard_put(Response::ExpectedCrlf).await),
                     Decoded::Error(e) => {
-                        // beanstalkd counts a put whose body was too big as a put.
-                        if e == ProtocolError::JobTooBig {
-                            self.front.count(|c| &c.cmd_put_unlogged);
+                        if let Some(command) = e.counted() {
+                            self.front.count(|c| c.unlogged(command));
                         }
                         Some(e.response())
                     }
