@@ -206,7 +206,7 @@ pub struct ClientStates {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServerStats {
     /// Puts answered by the front end without reaching the log (JOB_TOO_BIG, bytes after the
-    /// numbers): beanstalkd counts them in `cmd-put`.
+    /// numbers, a body cut short by the client leaving): beanstalkd counts them in `cmd-put`.
     pub cmd_put_unlogged: u64,
     /// Pause-tubes refused for a bad name after the delay read: beanstalkd counts those too.
     pub cmd_pause_tube_unlogged: u64,

@@ -429,3 +429,22 @@ fn raised_line_limit_still_refuses_long_lines() {
     assert_eq!(decoder.decode(&mut buf), Some(Decoded::Command(Command::Stats)));
     assert_eq!(decoder.buffered_bytes_max(), 1024.max(JOB_BODY_BYTES_MAX_DEFAULT + 2) - 1);
 }
+
+/// A put is in progress from its line until its body is taken or skipped: what a connection
+/// that ends meanwhile counts as a put, as beanstalkd counts it at its line.
+#[test]
+fn mid_put_lasts_from_line_to_body() {
+    let mut decoder = Decoder::new(10);
+    let mut buf = BytesMut::from(&b"put 0 0 1 3\r\nab"[..]);
+    assert_eq!(decoder.decode(&mut buf), None);
+    assert!(decoder.mid_put(), "the body has not all come");
+    buf.extend_from_slice(b"c\r\nput 0 0 1 11\r\nxyz");
+    assert_eq!(decoder.decode(&mut buf), Some(put(0, 0, 1, b"abc")));
+    assert!(!decoder.mid_put());
+    assert_eq!(decoder.decode(&mut buf), None);
+    assert!(decoder.mid_put(), "a too-big body being skipped");
+    buf.extend_from_slice(b"01234567\r\nstats x\r\n");
+    assert_eq!(decoder.decode(&mut buf), Some(TOO_BIG));
+    assert_eq!(decoder.decode(&mut buf), Some(BAD));
+    assert!(!decoder.mid_put());
+}

@@ -19,7 +19,7 @@ use super::front_end::FrontEnd;
 use super::upstream::{Answer, Query, UpstreamError};
 use crate::fsm::{ClientKey, FsmError, Op, Reply, ReserveOutcome, DEFAULT_TUBE};
 use crate::limits::{CONNECTION_BUFFER_BYTES_KEPT_MAX, CONNECTION_OUTPUT_BYTES_MAX};
-use crate::protocol::{encode, yaml_list, Command, Decoded, Decoder, ProtocolError, Response};
+use crate::protocol::{encode, yaml_list, Command, Counted, Decoded, Decoder, ProtocolError, Response};
 
 /// Bytes read at once, and what each buffer starts with.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -79,6 +79,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Serves the connection until it closes, then ends its session upstream.
     pub async fn run(mut self) {
         let _ = self.serve().await;
+        // beanstalkd counts a put at its line: one whose body never came counts too.
+        if self.decoder.mid_put() {
+            self.front.count(|c| c.unlogged(Counted::Put));
+        }
         if self.said_hello {
             if let Err(e) = self.front.upstream.write(Op::ClientGone { client: self.client.clone() }).await {
                 tracing::warn!(client = %self.client, error = ?e, "could not end the session; the lease will");
