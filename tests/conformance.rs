@@ -42,6 +42,9 @@ const SERVE_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A cluster elects a leader before the front end can answer.
 const CLUSTER_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Starts of a target on fresh ports before its failure counts.
+const PORT_TRIES: usize = 3;
+
 /// coolbeans follows beanstalkd 1.13.
 const COOLBEANS_DIALECT: Dialect = Dialect { version: (1, 13), quote_bare_strings: false, loses_ttr_timers: false };
 
@@ -131,22 +134,35 @@ fn beanstalkd_dialect() -> Option<Dialect> {
     Some(Dialect { version, quote_bare_strings: version < (1, 13), loses_ttr_timers: true })
 }
 
-fn start_beanstalkd(logs: &Path, name: &str) -> Result<Server, StartError> {
+/// Starts a target again on fresh ports when it fails, at most `PORT_TRIES` times in all: a
+/// port can be taken by another process between its choice and its bind (the server then
+/// exits). `start` gets the name to give this try's logs and data.
+fn on_fresh_ports(name: &str, start: impl Fn(&str) -> Result<Server, StartError>) -> Result<Server, StartError> {
     let mut last_error = String::new();
-    // A port can be taken by another process between choosing it and binding it: retry.
-    for port_try in 0..3 {
-        let port = server::free_port();
-        let args: Vec<String> = ["-l", "127.0.0.1", "-p", &port.to_string()].iter().map(|s| s.to_string()).collect();
-        let log = logs.join(format!("{name}.port-{port_try}.log"));
-        let spawned = server::spawn(&beanstalkd_program(), &args, &log)?;
-        let addr = ([127, 0, 0, 1], port).into();
-        match server::wait_until_serving(addr, vec![spawned], 0, SERVE_STARTUP_TIMEOUT) {
-            Ok(server) => return Ok(server),
+    for port_try in 0..PORT_TRIES {
+        let try_name = if port_try == 0 { name.to_string() } else { format!("{name}.port-{port_try}") };
+        match start(&try_name) {
             Err(StartError::Failed(e)) => last_error = e,
-            Err(e) => return Err(e),
+            started => return started,
         }
     }
     Err(StartError::Failed(last_error))
+}
+
+/// One process that listens where beanstalkd's `-l 127.0.0.1 -p PORT` say, after `leading`
+/// arguments.
+fn start_single(program: &Path, leading: &[&str], logs: &Path, name: &str) -> Result<Server, StartError> {
+    on_fresh_ports(name, |name| {
+        let port = server::free_port();
+        let mut args: Vec<String> = leading.iter().map(|s| s.to_string()).collect();
+        args.extend(["-l".into(), "127.0.0.1".into(), "-p".into(), port.to_string()]);
+        let spawned = server::spawn(program, &args, &logs.join(format!("{name}.log")))?;
+        server::wait_until_serving(([127, 0, 0, 1], port).into(), vec![spawned], 0, SERVE_STARTUP_TIMEOUT)
+    })
+}
+
+fn start_beanstalkd(logs: &Path, name: &str) -> Result<Server, StartError> {
+    start_single(&beanstalkd_program(), &[], logs, name)
 }
 
 fn coolbeans_binary() -> &'static Path {
@@ -154,21 +170,7 @@ fn coolbeans_binary() -> &'static Path {
 }
 
 fn start_coolbeans_serve(logs: &Path, name: &str) -> Result<Server, StartError> {
-    let mut last_error = String::new();
-    // A port can be taken by another process between choosing it and binding it: retry.
-    for port_try in 0..3 {
-        let port = server::free_port();
-        let args: Vec<String> =
-            ["serve", "-l", "127.0.0.1", "-p", &port.to_string()].iter().map(|s| s.to_string()).collect();
-        let log = if port_try == 0 { logs.join(format!("{name}.log")) } else { logs.join(format!("{name}.port-{port_try}.log")) };
-        let spawned = server::spawn(coolbeans_binary(), &args, &log)?;
-        match server::wait_until_serving(([127, 0, 0, 1], port).into(), vec![spawned], 0, SERVE_STARTUP_TIMEOUT) {
-            Ok(server) => return Ok(server),
-            Err(StartError::Failed(e)) => last_error = e,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StartError::Failed(last_error))
+    start_single(coolbeans_binary(), &["serve"], logs, name)
 }
 
 /// CLUSTER TARGET: three `cluster-node`s (flags as in `tests/cluster_failover.rs`) and the
@@ -177,6 +179,10 @@ fn start_coolbeans_serve(logs: &Path, name: &str) -> Result<Server, StartError> 
 /// they change. The conversation starts once a node says it leads, so that an election does not
 /// count against the conversation's timers.
 fn start_coolbeans_cluster(logs: &Path, name: &str) -> Result<Server, StartError> {
+    on_fresh_ports(name, |name| start_cluster_once(logs, name))
+}
+
+fn start_cluster_once(logs: &Path, name: &str) -> Result<Server, StartError> {
     let front_port = server::free_port();
     let node_addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", server::free_port())).collect();
     // Start the front end first: if the subcommand does not exist, no node is started at all.

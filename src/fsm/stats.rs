@@ -166,7 +166,7 @@ impl Fsm {
             .field("cmd-list-tubes", server.cmd_list_tubes)
             .field("cmd-list-tube-used", server.cmd_list_tube_used)
             .field("cmd-list-tubes-watched", server.cmd_list_tubes_watched)
-            .field("cmd-pause-tube", c.cmd_pause_tube)
+            .field("cmd-pause-tube", c.cmd_pause_tube + server.cmd_pause_tube_unlogged)
             .field("job-timeouts", c.job_timeouts)
             .field("total-jobs", c.total_jobs)
             .field("max-job-size", server.max_job_size)
@@ -227,14 +227,21 @@ pub fn front_end_fields(server: &ServerStats) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Adds `extra` to the number a YAML body gives for `key` (a front end's own share of a
-/// counter the cluster keeps, e.g. its unlogged puts in `cmd-put`).
-pub fn add_to_yaml_count(yaml: &str, key: &str, extra: u64) -> String {
+/// A front end's own shares of counters the cluster keeps: the commands it refused before
+/// they reached the log, which beanstalkd counts all the same. `stats_yaml` adds them too.
+pub fn front_end_shares(server: &ServerStats) -> [(&'static str, u64); 2] {
+    [("cmd-put", server.cmd_put_unlogged), ("cmd-pause-tube", server.cmd_pause_tube_unlogged)]
+}
+
+/// Adds to the numbers a YAML body gives for some keys (`front_end_shares`, say).
+pub fn add_to_yaml_counts(yaml: &str, extras: &[(&str, u64)]) -> String {
     let fields: Vec<(&str, String)> = yaml
         .lines()
         .filter_map(|line| line.split_once(": "))
-        .filter(|(k, _)| *k == key)
-        .filter_map(|(k, v)| v.parse::<u64>().ok().map(|n| (k, (n + extra).to_string())))
+        .filter_map(|(k, v)| {
+            let (key, extra) = extras.iter().find(|(key, _)| *key == k)?;
+            v.parse::<u64>().ok().map(|n| (*key, (n + extra).to_string()))
+        })
         .collect();
     patch_yaml(yaml, &fields)
 }

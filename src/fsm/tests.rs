@@ -1027,6 +1027,7 @@ fn stats_yaml_is_exact() {
     let f = known_state();
     let server = ServerStats {
         cmd_put_unlogged: 0,
+        cmd_pause_tube_unlogged: 0,
         cmd_peek: 11,
         cmd_peek_ready: 12,
         cmd_peek_delayed: 13,

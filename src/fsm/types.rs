@@ -205,9 +205,11 @@ pub struct ClientStates {
 /// reach the log and facts about the serving process. Filled by the front end.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServerStats {
-    /// Puts answered by the front end without reaching the log (DRAINING, JOB_TOO_BIG,
-    /// EXPECTED_CRLF, a bad put line): beanstalkd counts them in `cmd-put` too.
+    /// Puts answered by the front end without reaching the log (JOB_TOO_BIG, bytes after the
+    /// numbers, a body cut short by the client leaving): beanstalkd counts them in `cmd-put`.
     pub cmd_put_unlogged: u64,
+    /// Pause-tubes refused for a bad name after the delay read: beanstalkd counts those too.
+    pub cmd_pause_tube_unlogged: u64,
     pub cmd_peek: u64,
     pub cmd_peek_ready: u64,
     pub cmd_peek_delayed: u64,

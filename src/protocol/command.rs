@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::fsm::{is_tube_name_byte, JobId};
 
 use super::args::{end_of_line, leading_u32, leading_u64, skip_spaces, whole_tube_name, whole_u32, whole_u64};
-use super::error::ProtocolError;
+use super::error::{Counted, ProtocolError};
 use super::limits::{CRLF, LINE_BYTES_MAX, RESERVE_TIMEOUT_SECS_MAX};
 
 /// A client's request, its arguments checked. Durations are whole seconds, as sent.
@@ -171,7 +171,7 @@ fn tube_only(rest: &[u8], command: fn(String) -> Command) -> Result<Line, Protoc
 
 /// `put`: four u32s. As in beanstalkd, a too-big `bytes` is judged before trailing bytes, so
 /// `put 0 0 1 99999 x` skips the body; other trailing bytes are `BAD_FORMAT` and the body is
-/// then read as commands.
+/// then read as commands. Both count as a put, since beanstalkd counts once the numbers read.
 fn put(rest: &[u8], job_body_bytes_max: usize) -> Result<Line, ProtocolError> {
     let (pri, rest) = leading_u32(rest)?;
     let (delay_secs, rest) = leading_u32(rest)?;
@@ -182,7 +182,7 @@ fn put(rest: &[u8], job_body_bytes_max: usize) -> Result<Line, ProtocolError> {
         let skip_bytes = body_bytes as u64 + CRLF.len() as u64;
         return Ok(Line::PutTooBig { skip_bytes });
     }
-    end_of_line(rest)?;
+    end_of_line(rest).map_err(|_| ProtocolError::CountedBadFormat(Counted::Put))?;
     Ok(Line::Put(PutHeader { pri, delay_secs, ttr_secs, body_bytes }))
 }
 
@@ -265,7 +265,8 @@ fn stats_tube(rest: &[u8], _: usize) -> Result<Line, ProtocolError> {
 
 /// `pause-tube`: the name is `pause-tube` without a space, then spaces, a run of tube-name
 /// bytes, spaces, and a u32 that ends the line. So `pause-tubefoo 1` pauses `foo`, as in
-/// beanstalkd.
+/// beanstalkd. That run is judged as a name (length, leading `-`) only after the delay has
+/// read, and beanstalkd counts the command in between.
 fn pause_tube(rest: &[u8], _: usize) -> Result<Line, ProtocolError> {
     let rest = skip_spaces(rest);
     let name_bytes = rest.iter().position(|&b| !is_tube_name_byte(b)).unwrap_or(rest.len());
@@ -273,7 +274,7 @@ fn pause_tube(rest: &[u8], _: usize) -> Result<Line, ProtocolError> {
         return Err(ProtocolError::BadFormat);
     }
     let delay_secs = whole_u32(&rest[name_bytes..])?;
-    let tube = whole_tube_name(&rest[..name_bytes])?;
+    let tube = whole_tube_name(&rest[..name_bytes]).map_err(|_| ProtocolError::CountedBadFormat(Counted::PauseTube))?;
     Ok(Line::Command(Command::PauseTube { tube, delay_secs }))
 }
 

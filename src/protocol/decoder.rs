@@ -75,6 +75,11 @@ impl Decoder {
         self
     }
 
+    /// Whether a put's line was read and its body has not all arrived (nor been skipped).
+    pub fn mid_put(&self) -> bool {
+        matches!(self.state, State::Body(_) | State::SkipBody { .. })
+    }
+
     /// The largest put body this decoder accepts.
     pub fn job_body_bytes_max(&self) -> usize {
         self.job_body_bytes_max

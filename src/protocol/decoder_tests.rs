@@ -9,9 +9,12 @@ use bytes::{Bytes, BytesMut};
 use crate::limits::{JOB_BODY_BYTES_MAX_DEFAULT, JOB_BODY_BYTES_MAX_LIMIT};
 
 use super::split_check::decode_pieces;
-use super::{Command, Decoded, Decoder, ProtocolError, LINE_BYTES_MAX};
+use super::{Command, Counted, Decoded, Decoder, ProtocolError, LINE_BYTES_MAX};
 
 const BAD: Decoded = Decoded::Error(ProtocolError::BadFormat);
+/// BAD_FORMAT that beanstalkd counts in `cmd-put` or `cmd-pause-tube` all the same.
+const BAD_PUT: Decoded = Decoded::Error(ProtocolError::CountedBadFormat(Counted::Put));
+const BAD_PAUSE: Decoded = Decoded::Error(ProtocolError::CountedBadFormat(Counted::PauseTube));
 const UNKNOWN: Decoded = Decoded::Error(ProtocolError::UnknownCommand);
 const EXPECTED_CRLF: Decoded = Decoded::Error(ProtocolError::ExpectedCrlf);
 const TOO_BIG: Decoded = Decoded::Error(ProtocolError::JobTooBig);
@@ -122,12 +125,12 @@ fn spaces_before_arguments() {
 
 /// Trailing bytes, even one space, are BAD_FORMAT for every command but kick,
 /// reserve-with-timeout and quit (live); a refused put line leaves its body to be read as a
-/// command (live).
+/// command, and counts as a put (live).
 #[test]
 fn trailing_bytes() {
     check(&[
-        (b"put 0 0 1 5 \r\nhello\r\n", vec![BAD, UNKNOWN]),
-        (b"put 0 0 1 5x\r\nhello\r\n", vec![BAD, UNKNOWN]),
+        (b"put 0 0 1 5 \r\nhello\r\n", vec![BAD_PUT, UNKNOWN]),
+        (b"put 0 0 1 5x\r\nhello\r\n", vec![BAD_PUT, UNKNOWN]),
         (b"peek 1 \r\npeek 1x\r\n", vec![BAD, BAD]),
         (b"delete 999 \r\ntouch 999 x\r\nkick-job 999x\r\n", vec![BAD, BAD, BAD]),
         (b"stats-job 999 \r\nreserve-job 999 \r\n", vec![BAD, BAD]),
@@ -212,7 +215,8 @@ fn integers() {
 }
 
 /// Tube names follow the shared rule: 1 to 200 name bytes, no leading hyphen (live); the
-/// pause-tube name is the run of name bytes after the command (live).
+/// pause-tube name is the run of name bytes after the command, judged as a name once the
+/// delay has read, and then counted as a pause-tube (live).
 #[test]
 fn tube_names() {
     let name_200 = "a".repeat(200);
@@ -222,10 +226,11 @@ fn tube_names() {
     check(&[
         (use_200.as_bytes(), vec![ok(Command::Use { tube: name_200.clone() })]),
         (use_201.as_bytes(), vec![BAD]),
-        (pause_201.as_bytes(), vec![BAD]),
+        (pause_201.as_bytes(), vec![BAD_PAUSE]),
         (b"use -foo\r\nuse a*\r\nuse \xc3\xa9\r\n", vec![BAD, BAD, BAD]),
         (b"use f-oo\r\n", vec![ok(Command::Use { tube: tube("f-oo") })]),
-        (b"pause-tube -foo 0\r\npause-tube default*1\r\npause-tube default0\r\n", vec![BAD, BAD, BAD]),
+        (b"pause-tube -foo 0\r\npause-tube default*1\r\npause-tube default0\r\n", vec![BAD_PAUSE, BAD, BAD]),
+        (b"pause-tube-foo 0\r\npause-tube -foo x\r\n", vec![BAD_PAUSE, BAD]),
     ]);
 }
 
@@ -423,4 +428,23 @@ fn raised_line_limit_still_refuses_long_lines() {
     assert_eq!(decoder.decode(&mut buf), Some(Decoded::Error(ProtocolError::BadFormat)));
     assert_eq!(decoder.decode(&mut buf), Some(Decoded::Command(Command::Stats)));
     assert_eq!(decoder.buffered_bytes_max(), 1024.max(JOB_BODY_BYTES_MAX_DEFAULT + 2) - 1);
+}
+
+/// A put is in progress from its line until its body is taken or skipped: what a connection
+/// that ends meanwhile counts as a put, as beanstalkd counts it at its line.
+#[test]
+fn mid_put_lasts_from_line_to_body() {
+    let mut decoder = Decoder::new(10);
+    let mut buf = BytesMut::from(&b"put 0 0 1 3\r\nab"[..]);
+    assert_eq!(decoder.decode(&mut buf), None);
+    assert!(decoder.mid_put(), "the body has not all come");
+    buf.extend_from_slice(b"c\r\nput 0 0 1 11\r\nxyz");
+    assert_eq!(decoder.decode(&mut buf), Some(put(0, 0, 1, b"abc")));
+    assert!(!decoder.mid_put());
+    assert_eq!(decoder.decode(&mut buf), None);
+    assert!(decoder.mid_put(), "a too-big body being skipped");
+    buf.extend_from_slice(b"01234567\r\nstats x\r\n");
+    assert_eq!(decoder.decode(&mut buf), Some(TOO_BIG));
+    assert_eq!(decoder.decode(&mut buf), Some(BAD));
+    assert!(!decoder.mid_put());
 }

@@ -10,6 +10,11 @@ pub enum ProtocolError {
     /// `BAD_FORMAT`: an overlong line, a NUL or stray `\r` in a line, a malformed or missing
     /// argument, or trailing bytes where the command allows none.
     BadFormat,
+    /// `BAD_FORMAT` for a command beanstalkd counts in `stats` before refusing it: it counts
+    /// once the arguments read as numbers and name bytes, and only then checks the rest
+    /// (bytes after a put's four numbers; a pause-tube name of name bytes that is not a valid
+    /// name).
+    CountedBadFormat(Counted),
     /// `UNKNOWN_COMMAND`: no command name matches the start of the line (names are
     /// case-sensitive; an empty line is unknown too).
     UnknownCommand,
@@ -19,14 +24,31 @@ pub enum ProtocolError {
     JobTooBig,
 }
 
+/// A command whose `cmd-*` counter a refusal still counts in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Counted {
+    Put,
+    PauseTube,
+}
+
 impl ProtocolError {
     /// The answer that tells the client.
     pub fn response(self) -> Response {
         match self {
-            ProtocolError::BadFormat => Response::BadFormat,
+            ProtocolError::BadFormat | ProtocolError::CountedBadFormat(_) => Response::BadFormat,
             ProtocolError::UnknownCommand => Response::UnknownCommand,
             ProtocolError::ExpectedCrlf => Response::ExpectedCrlf,
             ProtocolError::JobTooBig => Response::JobTooBig,
+        }
+    }
+
+    /// The command this refusal counts as in `stats`, as beanstalkd counts it. `None` for
+    /// EXPECTED_CRLF too: its put is counted by the state machine, as it uses up a job id.
+    pub fn counted(self) -> Option<Counted> {
+        match self {
+            ProtocolError::CountedBadFormat(counted) => Some(counted),
+            ProtocolError::JobTooBig => Some(Counted::Put),
+            ProtocolError::BadFormat | ProtocolError::UnknownCommand | ProtocolError::ExpectedCrlf => None,
         }
     }
 }
@@ -34,7 +56,7 @@ impl ProtocolError {
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ProtocolError::BadFormat => "bad format",
+            ProtocolError::BadFormat | ProtocolError::CountedBadFormat(_) => "bad format",
             ProtocolError::UnknownCommand => "unknown command",
             ProtocolError::ExpectedCrlf => "expected CRLF after the job body",
             ProtocolError::JobTooBig => "job body larger than the limit",

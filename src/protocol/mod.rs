@@ -23,7 +23,7 @@ pub mod split_check;
 
 pub use command::Command;
 pub use decoder::{Decoded, Decoder};
-pub use error::ProtocolError;
+pub use error::{Counted, ProtocolError};
 pub use limits::{CRLF, LINE_BYTES_MAX, RESERVE_TIMEOUT_SECS_MAX, U32_DIGITS_MAX};
 pub use response::{encode, yaml_list, Response};
 

@@ -194,6 +194,7 @@ mod tests {
     fn errors_answer() {
         use super::super::error::ProtocolError;
         assert_eq!(ProtocolError::BadFormat.response(), Response::BadFormat);
+        assert_eq!(ProtocolError::CountedBadFormat(super::super::Counted::Put).response(), Response::BadFormat);
         assert_eq!(ProtocolError::UnknownCommand.response(), Response::UnknownCommand);
         assert_eq!(ProtocolError::ExpectedCrlf.response(), Response::ExpectedCrlf);
         assert_eq!(ProtocolError::JobTooBig.response(), Response::JobTooBig);

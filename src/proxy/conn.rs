@@ -19,7 +19,7 @@ use super::front_end::FrontEnd;
 use super::upstream::{Answer, Query, UpstreamError};
 use crate::fsm::{ClientKey, FsmError, Op, Reply, ReserveOutcome, DEFAULT_TUBE};
 use crate::limits::{CONNECTION_BUFFER_BYTES_KEPT_MAX, CONNECTION_OUTPUT_BYTES_MAX};
-use crate::protocol::{encode, yaml_list, Command, Decoded, Decoder, ProtocolError, Response};
+use crate::protocol::{encode, yaml_list, Command, Counted, Decoded, Decoder, ProtocolError, Response};
 
 /// Bytes read at once, and what each buffer starts with.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -79,6 +79,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Serves the connection until it closes, then ends its session upstream.
     pub async fn run(mut self) {
         let _ = self.serve().await;
+        // beanstalkd counts a put at its line: one whose body never came counts too.
+        if self.decoder.mid_put() {
+            self.front.count(|c| c.unlogged(Counted::Put));
+        }
         if self.said_hello {
             if let Err(e) = self.front.upstream.write(Op::ClientGone { client: self.client.clone() }).await {
                 tracing::warn!(client = %self.client, error = ?e, "could not end the session; the lease will");
@@ -92,9 +96,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 let response = match decoded {
                     Decoded::Error(ProtocolError::ExpectedCrlf) => Some(self.discard_put(Response::ExpectedCrlf).await),
                     Decoded::Error(e) => {
-                        // beanstalkd counts a put whose body was too big as a put.
-                        if e == ProtocolError::JobTooBig {
-                            self.front.count(|c| &c.cmd_put_unlogged);
+                        if let Some(command) = e.counted() {
+                            self.front.count(|c| c.unlogged(command));
                         }
                         Some(e.response())
                     }

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use super::upstream::{Answer, Query, Upstream};
 use crate::chaos::mutant::{self, Mutant};
 use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome, ServerStats};
+use crate::protocol::Counted;
 
 /// The front end's limits, each one a flag.
 #[derive(Clone, Debug)]
@@ -42,6 +43,7 @@ impl Default for Limits {
 #[derive(Default)]
 pub struct Counters {
     pub cmd_put_unlogged: AtomicU64,
+    pub cmd_pause_tube_unlogged: AtomicU64,
     pub cmd_peek: AtomicU64,
     pub cmd_peek_ready: AtomicU64,
     pub cmd_peek_delayed: AtomicU64,
@@ -59,6 +61,16 @@ pub struct Counters {
 /// Locks a mutex even if a panicking holder poisoned it (the map stays whole either way).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Counters {
+    /// Where a command refused before the log counts.
+    pub fn unlogged(&self, command: Counted) -> &AtomicU64 {
+        match command {
+            Counted::Put => &self.cmd_put_unlogged,
+            Counted::PauseTube => &self.cmd_pause_tube_unlogged,
+        }
+    }
 }
 
 fn bump(counter: &AtomicU64) {
@@ -229,6 +241,7 @@ impl FrontEnd {
         let (utime, stime) = rusage_us();
         ServerStats {
             cmd_put_unlogged: get(&c.cmd_put_unlogged),
+            cmd_pause_tube_unlogged: get(&c.cmd_pause_tube_unlogged),
             cmd_peek: get(&c.cmd_peek),
             cmd_peek_ready: get(&c.cmd_peek_ready),
             cmd_peek_delayed: get(&c.cmd_peek_delayed),

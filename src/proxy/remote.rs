@@ -15,7 +15,7 @@ use super::forward::Forwarder;
 use super::upstream::{next_backoff, Answer, Query, Upstream, UpstreamError, PATIENCE};
 use crate::api::job_state_machine_client::JobStateMachineClient;
 use crate::api::{self, ReservationStatus};
-use crate::fsm::{add_to_yaml_count, front_end_fields, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent, ReserveOutcome};
+use crate::fsm::{add_to_yaml_counts, front_end_fields, front_end_shares, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent, ReserveOutcome};
 use crate::chaos::mutant;
 use crate::limits::CLIENT_API_ANSWER_BYTES_MAX;
 use crate::node::codec::{decode_result, op_request};
@@ -264,7 +264,7 @@ impl Upstream for RemoteUpstream {
                 let r = self.on_leader(api::Empty {}, None, |mut c, r| async move { c.get_stats_yaml(r).await }).await?;
                 let cluster = String::from_utf8_lossy(&r.stats_yaml).into_owned();
                 let patched = patch_yaml(&cluster, &front_end_fields(&server));
-                Ok(Answer::Yaml(Some(add_to_yaml_count(&patched, "cmd-put", server.cmd_put_unlogged))))
+                Ok(Answer::Yaml(Some(add_to_yaml_counts(&patched, &front_end_shares(&server)))))
             }
             Query::NotWaiting(client_ids) => {
                 let m = api::CheckClientStateRequest { proxy_id: self.proxy_id.clone(), client_ids };

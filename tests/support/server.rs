@@ -120,8 +120,14 @@ pub fn exited(processes: &mut [Spawned]) -> Option<StartError> {
     None
 }
 
-/// Waits until `addr` accepts a connection, while every process keeps running; a process
-/// that exits first is diagnosed from its status and log.
+/// Waits until the process at `signal_index` listens on `addr` and accepts a connection
+/// there, while every process keeps running; a process that exits first (one that could not
+/// bind the port, say) is diagnosed from its status and log.
+///
+/// It connects only once /proc shows that process listening: before that the port may be
+/// another's for a moment (one that took it after its choice, or one about to exit), and a
+/// connection that one accepted closes under the conversation as it exits, even if ours binds
+/// the port right after. Once ours listens, no other process can take the port.
 pub fn wait_until_serving(
     addr: SocketAddr,
     mut processes: Vec<Spawned>,
@@ -135,16 +141,12 @@ pub fn wait_until_serving(
             kill_all(&mut processes);
             return Err(error);
         }
-        if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            let signal_pid = processes[signal_index].child.id();
-            // Another process may have taken the port between its choice and our bind: then
-            // it, not ours, accepted. The caller retries on another port.
-            if !listens_on(signal_pid, addr.port()) {
-                kill_all(&mut processes);
-                return Err(StartError::Failed(format!("another process took port {} before ours bound it; logs: {logs:?}", addr.port())));
+        let signal_pid = processes[signal_index].child.id();
+        if listens_on(signal_pid, addr.port()) {
+            if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                let children = processes.into_iter().map(|p| p.child).collect();
+                return Ok(Server { addr, signal_pid, logs, children, first_connection: Some(stream) });
             }
-            let children = processes.into_iter().map(|p| p.child).collect();
-            return Ok(Server { addr, signal_pid, logs, children, first_connection: Some(stream) });
         }
         if started.elapsed() > timeout {
             kill_all(&mut processes);
@@ -169,7 +171,7 @@ fn diagnose_exit(status: std::process::ExitStatus, log: &str, path: &Path) -> St
 
 /// Whether process `pid` holds a TCP socket listening on `port` (its own socket inodes,
 /// matched against the kernel's table of listening sockets). Where /proc cannot tell (not
-/// Linux), it is taken to.
+/// Linux), it is taken to, and a connection made to another process goes unnoticed.
 fn listens_on(pid: u32, port: u16) -> bool {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return true };
     let inodes: std::collections::BTreeSet<String> = fds
