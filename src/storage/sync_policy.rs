@@ -118,6 +118,9 @@ impl<D: Disk> Disk for PolicyDisk<D> {
         }
         Ok(())
     }
+    fn puts_batch_syncs_off(&self) -> bool {
+        self.policy != SyncPolicy::Always
+    }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.inner.sync_dir(dir)
     }
