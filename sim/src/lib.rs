@@ -37,7 +37,7 @@ pub type SeedResult = Result<(u64, chaos::RunStats), (String, u64)>;
 /// thread: a reused thread would carry one seed's state into the next). A panic anywhere in
 /// the world is the run's error.
 #[cfg(madsim)]
-fn in_fresh_world<T: Send + 'static, F>(seed: u64, body: impl FnOnce() -> F + Send + 'static) -> Result<T, String>
+pub fn in_fresh_world<T: Send + 'static, F>(seed: u64, body: impl FnOnce() -> F + Send + 'static) -> Result<T, String>
 where
     F: std::future::Future<Output = Result<T, String>> + 'static,
 {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coolbeans::node::{start_node, DriverConfig, LogStorage, NodeHandle, NodeOptions, Status};
-use coolbeans::storage::{Disk, SimDisk, WalOptions};
+use coolbeans::storage::{spawn_overdue_timer, Disk, PolicyDisk, SimDisk, SyncPolicy, WalOptions};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use rand::Rng;
@@ -32,6 +32,9 @@ pub struct NodeSetup {
     pub node_ids_max: u64,
     /// The size snapshots are cut into on their way to a follower.
     pub snapshot_chunk_bytes: usize,
+    /// When the log's batches are synced (`serve -f`, `-F`): anything but `Always` only for a
+    /// lone node, since raft counts a member's votes and appends as durable.
+    pub sync_policy: SyncPolicy,
 }
 
 impl Default for NodeSetup {
@@ -43,6 +46,7 @@ impl Default for NodeSetup {
             front_end_lease: Duration::from_secs(30),
             node_ids_max: 0,
             snapshot_chunk_bytes: coolbeans::limits::SNAPSHOT_CHUNK_BYTES_MAX,
+            sync_policy: SyncPolicy::Always,
         }
     }
 }
@@ -202,7 +206,10 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
                 wal: WalOptions { preallocate_bytes: 1024, ..WalOptions::default() },
             };
             async move {
-                let disk: Arc<dyn Disk> = Arc::new(disk);
+                // A fresh policy disk (and -f timer) each start, as a restarted process has.
+                let disk = Arc::new(PolicyDisk::new(disk, setup.sync_policy));
+                spawn_overdue_timer(&disk);
+                let disk: Arc<dyn Disk> = disk;
                 let node = match start_node(options, LogStorage::Disk(disk)) {
                     Ok(node) => node,
                     Err(e) => panic!("node {id} failed to start: {e}"),

@@ -12,7 +12,7 @@ use clap::Args;
 use super::front::{identity, run_front_end};
 use crate::node::{start_node, DriverConfig, LogStorage, NodeOptions};
 use crate::proxy::{ListenAddr, LocalUpstream};
-use crate::storage::{PolicyDisk, RealDisk, SyncPolicy, WalOptions};
+use crate::storage::{spawn_overdue_timer, PolicyDisk, RealDisk, SyncPolicy, WalOptions};
 
 /// The front end's proxy id in `serve`: fixed, so a restart can end the sessions of the run
 /// before it at once.
@@ -68,26 +68,8 @@ fn storage_for(args: &ServeArgs) -> Result<(LogStorage, PathBuf), String> {
     let name = dir.file_name().map(PathBuf::from).ok_or_else(|| format!("-b {} names no directory", dir.display()))?;
     let root = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let disk = Arc::new(PolicyDisk::new(RealDisk::new(root.to_path_buf()), sync_policy(args)));
-    if let Some(interval) = disk.interval() {
-        tokio::spawn(sync_overdue_batches(disk.clone(), interval));
-    }
+    spawn_overdue_timer(&disk);
     Ok((LogStorage::Disk(disk), name))
-}
-
-/// Under `-f MS`, makes a batch left unsynced durable within about MS even when no write
-/// follows it (beanstalkd syncs on a timer too): checked every half interval.
-#[cfg_attr(madsim, allow(deprecated))] // madsim runs a blocking task as an ordinary one.
-async fn sync_overdue_batches(disk: Arc<PolicyDisk<RealDisk>>, interval: Duration) {
-    let period = (interval / 2).max(Duration::from_millis(1));
-    loop {
-        tokio::time::sleep(period).await;
-        let disk = disk.clone();
-        match tokio::task::spawn_blocking(move || disk.sync_overdue()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "syncing the log on the -f timer failed"),
-            Err(e) => tracing::error!(error = %e, "the -f timer's sync failed"),
-        }
-    }
 }
 
 /// Applied log kept in memory before it is dropped, without `-b`: compaction there encodes

@@ -46,6 +46,16 @@ impl DataDir {
         self.fsync_count
     }
 
+    /// Whether the disk may put batch syncs off (see [`Disk::puts_batch_syncs_off`]).
+    pub(crate) fn puts_batch_syncs_off(&self) -> bool {
+        self.disk.puts_batch_syncs_off()
+    }
+
+    pub(crate) fn exists(&self, name: &str) -> Result<bool, StorageError> {
+        let path = self.path(name);
+        self.disk.exists(&path).map_err(|e| StorageError::io(&path, e))
+    }
+
     pub(crate) fn list(&self) -> Result<Vec<String>, StorageError> {
         self.disk.list(&self.dir).map_err(|e| StorageError::io(&self.dir, e))
     }

@@ -50,6 +50,13 @@ pub trait Disk: Send + Sync + 'static {
         self.sync(path)
     }
 
+    /// Whether `sync_batch` may put syncs off (`-f MS`, `-F`): several batches may then be
+    /// unsynced at a power loss, which can leave holes before the last of them, not just a
+    /// torn end.
+    fn puts_batch_syncs_off(&self) -> bool {
+        false
+    }
+
     /// Makes every creation, rename and removal of a name in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 

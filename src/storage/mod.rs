@@ -25,5 +25,5 @@ mod wal;
 
 pub use disk::{Disk, RealDisk, SimDisk};
 pub use error::{Corruption, StorageError};
-pub use sync_policy::{PolicyDisk, SyncPolicy};
+pub use sync_policy::{spawn_overdue_timer, PolicyDisk, SyncPolicy};
 pub use wal::{Recovered, SnapshotWriter, Wal, WalBatch, WalOptions, WalWriter};

@@ -5,6 +5,10 @@ pub(crate) const SEGMENT_PREFIX: &str = "wal-";
 pub(crate) const SEGMENT_SUFFIX: &str = ".log";
 pub(crate) const SNAPSHOT_PREFIX: &str = "snap-";
 pub(crate) const SNAPSHOT_SUFFIX: &str = ".snap";
+/// Present while the log's last segment may hold batches never synced (a process ran with
+/// `-f MS` or `-F` since the log was last made wholly durable): a power loss may then have
+/// left holes anywhere after its last synced batch, not just a torn end.
+pub(crate) const UNSYNCED_BATCHES_MARK: &str = "unsynced-batches";
 /// A file being written that is not yet in place: a crash may leave one, open removes it.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 

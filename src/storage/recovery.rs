@@ -8,6 +8,11 @@
 //! (one per `Wal::sync`, closed by a batch-end record), so a crash in the middle of writing a
 //! batch loses the whole unacknowledged batch rather than leaving half of it.
 //!
+//! Under `-f MS` or `-F` several batches at the end of the last segment may be unsynced at a
+//! power loss, and the file system may have kept some of their blocks and not others: while
+//! the data dir holds the mark of such a process, damage in the last segment is taken for that
+//! and cut away with everything after it, even when whole records follow.
+//!
 //! Segments are preallocated with zeros (see `Wal::take_batch`), so a segment's records may
 //! end before its file does: zeros from the end of a whole batch to the end of the file are
 //! space never used, in any segment.
@@ -17,7 +22,7 @@ use raft::eraftpb::{Entry, HardState, Snapshot, SnapshotMetadata};
 use super::compaction::{dropped_count, settle_hard_state};
 use super::data_dir::DataDir;
 use super::error::{Corruption, StorageError};
-use super::names::{classify, segment_name, FileName};
+use super::names::{classify, segment_name, FileName, UNSYNCED_BATCHES_MARK};
 use super::record::{self, RecordKind};
 use super::replace::replace_log;
 use super::snapshot_file;
@@ -78,7 +83,8 @@ pub(crate) fn recover(dir: &mut DataDir) -> Result<Found, StorageError> {
         dir.remove(temp)?;
     }
     let metadata = snapshot.as_ref().map(|s| s.get_metadata().clone()).unwrap_or_default();
-    let (replay, mut last_segment) = replay_segments(dir, &segments)?;
+    let unsynced_batches = dir.exists(UNSYNCED_BATCHES_MARK)?;
+    let (replay, mut last_segment) = replay_segments(dir, &segments, unsynced_batches)?;
     check_log_start(dir, &segments, &replay, &metadata)?;
     let (entries, dropped) = entries_after_snapshot(dir, &segments, replay.entries, &metadata)?;
     let hard_state = settle_hard_state(&replay.hard_state, &metadata);
@@ -93,7 +99,25 @@ pub(crate) fn recover(dir: &mut DataDir) -> Result<Found, StorageError> {
         let size_bytes = replace_log(dir, sequence, &metadata, &hard_state, &entries)?;
         last_segment = Some((sequence, size_bytes));
     }
+    mark_unsynced_batches(dir, unsynced_batches)?;
     Ok(Found { hard_state, entries, snapshot, last_segment })
+}
+
+/// Leaves the mark of unsynced batches exactly while the disk may put batch syncs off: made
+/// durable before the first batch this process writes, and removed only once the log found
+/// is durable (by then it is).
+fn mark_unsynced_batches(dir: &mut DataDir, marked: bool) -> Result<(), StorageError> {
+    let wanted = dir.puts_batch_syncs_off();
+    if wanted == marked {
+        return Ok(());
+    }
+    if wanted {
+        dir.write_new(UNSYNCED_BATCHES_MARK, b"")?;
+        dir.sync(UNSYNCED_BATCHES_MARK)?;
+    } else {
+        dir.remove(UNSYNCED_BATCHES_MARK)?;
+    }
+    dir.sync_dir()
 }
 
 /// Loads the newest snapshot and removes the older ones (a crash may leave them between
@@ -109,16 +133,23 @@ fn load_newest_snapshot(dir: &mut DataDir, snapshots: &[(u64, String)]) -> Resul
 }
 
 /// Replays every segment in order. Returns the log and the last segment with its valid size.
+/// With `unsynced_batches`, any damage in the last segment ends the log there.
 fn replay_segments(
     dir: &mut DataDir,
     segments: &[(u64, String)],
+    unsynced_batches: bool,
 ) -> Result<(Replay, Option<(u64, u64)>), StorageError> {
     let mut replay = Replay::default();
     let mut last_segment = None;
     for (position, (sequence, name)) in segments.iter().enumerate() {
         let is_last = position + 1 == segments.len();
         let bytes = dir.read(name)?;
-        let valid_bytes = replay.segment(dir, segments, position, &bytes, is_last)?;
+        let tail = match (is_last, unsynced_batches) {
+            (false, _) => Tail::Whole,
+            (true, false) => Tail::MayBeTorn,
+            (true, true) => Tail::MayHaveHoles,
+        };
+        let valid_bytes = replay.segment(dir, segments, position, &bytes, tail)?;
         // Cut the last segment back to its records, so appends resume on a clean end (a
         // torn record longer than the next batch would otherwise linger past it).
         if is_last && valid_bytes < bytes.len() {
@@ -126,18 +157,28 @@ fn replay_segments(
             // Zeros alone are space preallocated and never written, not a torn write.
             if !record::is_zeros(tail) {
                 let torn_bytes = tail.len() - tail.iter().rev().take_while(|&&b| b == 0).count();
-                tracing::warn!(
-                    file = %dir.path(name).display(),
-                    offset = valid_bytes,
-                    torn_bytes,
-                    "cut a write torn by a crash from the end of the log (a batch never made durable)"
-                );
+                let file = dir.path(name);
+                let why = "cut a write torn by a crash from the end of the log (a batch never made durable)";
+                let why_unsynced = "cut what a power loss left of batches never synced (-f, -F) from the end of the log";
+                let why = if unsynced_batches { why_unsynced } else { why };
+                tracing::warn!(file = %file.display(), offset = valid_bytes, torn_bytes, "{why}");
             }
             dir.truncate(name, valid_bytes as u64)?;
         }
         last_segment = Some((*sequence, valid_bytes as u64));
     }
     Ok((replay, last_segment))
+}
+
+/// What a crash may have done to a segment's end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// Nothing: a segment before the last was synced whole before the next began.
+    Whole,
+    /// Cut its last batch short (every batch before it was synced).
+    MayBeTorn,
+    /// Kept any part of the batches after the last synced one (see the module's doc).
+    MayHaveHoles,
 }
 
 impl Replay {
@@ -148,7 +189,7 @@ impl Replay {
         segments: &[(u64, String)],
         segment: usize,
         bytes: &[u8],
-        is_last: bool,
+        tail: Tail,
     ) -> Result<usize, StorageError> {
         let path = dir.path(&segments[segment].1);
         let mut batch = Vec::new();
@@ -160,7 +201,8 @@ impl Replay {
             }
             let record = match record::decode(&bytes[offset..]) {
                 Ok(record) => record,
-                Err((error, claimed)) if is_last && error.may_be_torn(&bytes[offset..], claimed) => break,
+                Err(_) if tail == Tail::MayHaveHoles => break,
+                Err((error, claimed)) if tail == Tail::MayBeTorn && error.may_be_torn(&bytes[offset..], claimed) => break,
                 Err((error, _)) => return Err(StorageError::corrupt(&path, offset as u64, error.corruption())),
             };
             let at = Position { segment, offset: offset as u64 };
@@ -178,7 +220,7 @@ impl Replay {
             }
             offset += record.record_bytes;
         }
-        if !batch.is_empty() && !is_last {
+        if !batch.is_empty() && tail == Tail::Whole {
             return Err(StorageError::corrupt(&path, batch_end as u64, Corruption::UnfinishedBatch));
         }
         Ok(batch_end)

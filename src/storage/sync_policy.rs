@@ -9,7 +9,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::disk::Disk;
@@ -23,6 +23,24 @@ pub enum SyncPolicy {
     AtMostEvery(Duration),
     /// None (`-F`).
     Never,
+}
+
+impl SyncPolicy {
+    /// How long an acknowledged write may stay unsynced while the `-f` timer runs: a batch put
+    /// off falls due an interval later, and the timer finds it within one of its periods.
+    /// `None` when no bound holds (`-F`).
+    pub fn unsynced_at_most(&self) -> Option<Duration> {
+        match *self {
+            SyncPolicy::Always => Some(Duration::ZERO),
+            SyncPolicy::AtMostEvery(interval) => Some(interval + overdue_check_period(interval)),
+            SyncPolicy::Never => None,
+        }
+    }
+}
+
+/// How often the `-f` timer looks for overdue batches.
+fn overdue_check_period(interval: Duration) -> Duration {
+    (interval / 2).max(Duration::from_millis(1))
 }
 
 /// A disk whose batch syncs follow a policy.
@@ -118,6 +136,9 @@ impl<D: Disk> Disk for PolicyDisk<D> {
         }
         Ok(())
     }
+    fn puts_batch_syncs_off(&self) -> bool {
+        self.policy != SyncPolicy::Always
+    }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.inner.sync_dir(dir)
     }
@@ -137,6 +158,30 @@ impl<D: Disk> Disk for PolicyDisk<D> {
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         self.inner.exists(path)
+    }
+}
+
+/// Under `-f MS`, spawns the timer that makes a batch left unsynced durable within about MS
+/// even when no write follows it (beanstalkd syncs on a timer too); under other policies,
+/// nothing. The timer lives as long as the runtime (or simulated node) that spawned it.
+pub fn spawn_overdue_timer<D: Disk>(disk: &Arc<PolicyDisk<D>>) {
+    if let Some(interval) = disk.interval() {
+        tokio::spawn(sync_overdue_batches(disk.clone(), interval));
+    }
+}
+
+/// Syncs the batches overdue every period, until dropped.
+#[cfg_attr(madsim, allow(deprecated))] // madsim runs a blocking task as an ordinary one.
+async fn sync_overdue_batches<D: Disk>(disk: Arc<PolicyDisk<D>>, interval: Duration) {
+    let period = overdue_check_period(interval);
+    loop {
+        tokio::time::sleep(period).await;
+        let disk = disk.clone();
+        match tokio::task::spawn_blocking(move || disk.sync_overdue()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "syncing the log on the -f timer failed"),
+            Err(e) => tracing::error!(error = %e, "the -f timer's sync failed"),
+        }
     }
 }
 

@@ -618,6 +618,44 @@ fn power_loss_after_compaction_keeps_the_snapshot_under_every_policy() {
     }
 }
 
+// Under -F a power loss may keep the last of several unsynced batches and lose those before
+// it, leaving a hole of zeros: the log opens at its last synced batch, under the policy that
+// wrote it and under the default one after it, which then drops the data dir's mark. Without
+// the mark (every batch synced) the same damage is corruption.
+#[test]
+fn power_loss_amid_unsynced_batches_opens_at_the_last_synced_one() {
+    use crate::storage::names::UNSYNCED_BATCHES_MARK;
+    use crate::storage::{PolicyDisk, SyncPolicy};
+    let unsynced_batches_then_power_loss = |sim: &SimDisk| {
+        let disk: Arc<dyn Disk> = Arc::new(PolicyDisk::new(sim.clone(), SyncPolicy::Always));
+        let (mut wal, _) = open(&disk, WalOptions::default());
+        wal.append(&entries(1..=2, 1)).expect("append");
+        wal.sync().expect("sync");
+        drop(wal);
+        let disk: Arc<dyn Disk> = Arc::new(PolicyDisk::new(sim.clone(), SyncPolicy::Never));
+        let (mut wal, _) = open(&disk, WalOptions::default());
+        for index in 3..=6 {
+            wal.append(&[entry(index, 1)]).expect("append");
+            wal.sync().expect("sync");
+        }
+        sim.crash(Some(u64::MAX));
+    };
+    for reopened_under in [SyncPolicy::Never, SyncPolicy::Always] {
+        let sim = SimDisk::new();
+        unsynced_batches_then_power_loss(&sim);
+        let disk: Arc<dyn Disk> = Arc::new(PolicyDisk::new(sim.clone(), reopened_under));
+        let (_, reopened) = open(&disk, WalOptions::default());
+        assert_eq!(reopened.entries, entries(1..=2, 1), "{reopened_under:?}");
+        let marked = sim.exists(&path(UNSYNCED_BATCHES_MARK)).expect("exists");
+        assert_eq!(marked, reopened_under == SyncPolicy::Never, "{reopened_under:?}");
+    }
+    let sim = SimDisk::new();
+    unsynced_batches_then_power_loss(&sim);
+    sim.remove(&path(UNSYNCED_BATCHES_MARK)).expect("remove the mark");
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    assert!(open_error(&disk).contains("corrupt"), "damage before whole records is corruption without the mark");
+}
+
 /// Log lines written while `f` runs.
 fn logged_while(f: impl FnOnce()) -> String {
     #[derive(Clone, Default)]
