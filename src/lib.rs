@@ -1,5 +1,6 @@
 //! coolbeans: a beanstalkd-compatible work queue replicated through Raft.
 
+pub mod accept;
 pub mod api;
 pub mod chaos;
 pub mod fsm;

@@ -84,11 +84,12 @@ pub const CONNECTION_BUFFER_BYTES_KEPT_MAX: usize = 128 * 1024;
 const _: () = assert!(CONNECTION_OUTPUT_BYTES_MAX <= CONNECTION_BUFFER_BYTES_KEPT_MAX);
 const _: () = assert!(JOB_BODY_BYTES_MAX_DEFAULT < CONNECTION_BUFFER_BYTES_KEPT_MAX);
 
-/// File descriptors a front end leaves for everything but its clients' connections: the
-/// write-ahead log's segments and snapshot files (a rotation or a compaction opens several at
-/// once), directory syncs, the listener, the runtime's own, and connections to peers. Storage
-/// that runs out of descriptors stops the node; a front end that runs out only makes new
-/// clients wait. (A process allowed fewer than twice this keeps half of its descriptors.)
+/// File descriptors a process leaves for everything but the connections it accepts (a front
+/// end's clients, and gRPC callers: front ends, peers, clients): the write-ahead log's
+/// segments and snapshot files (a rotation or a compaction opens several at once), directory
+/// syncs, the listeners, the runtime's own, and connections to peers. Storage that runs out of
+/// descriptors stops the node; a listener that runs out only makes new callers wait. (A
+/// process allowed fewer than twice this keeps half of its descriptors.)
 pub const FDS_RESERVED_MAX: u64 = 64;
 const _: () = assert!(JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX <= CLIENT_API_REQUEST_BYTES_MAX);
 const _: () = assert!(CLIENT_API_REQUEST_BYTES_MAX <= CLIENT_API_ANSWER_BYTES_MAX);

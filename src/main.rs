@@ -101,7 +101,7 @@ fn disable_transparent_huge_pages() {
 /// failure is not fatal: the front end keeps its connections within whatever limit holds.
 fn raise_open_files_limit() {
     #[cfg(not(madsim))]
-    if let Err(e) = coolbeans::proxy::fds::raise_soft_limit() {
+    if let Err(e) = coolbeans::accept::fds::raise_soft_limit() {
         eprintln!("warning: could not raise the limit on open files: {e}");
     }
 }

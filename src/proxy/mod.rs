@@ -3,7 +3,6 @@
 
 pub mod colocated;
 mod conn;
-pub mod fds;
 mod forward;
 pub mod front_end;
 pub mod remote;

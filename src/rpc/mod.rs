@@ -3,6 +3,8 @@
 
 pub mod cluster;
 pub mod forward;
+#[cfg(not(madsim))]
+mod incoming;
 pub mod job_client;
 pub mod jsm;
 mod snapshot;
@@ -23,7 +25,7 @@ pub async fn serve(
     addr: SocketAddr,
     node: NodeHandle,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Streams from peers and front ends never end by themselves, and a graceful shutdown waits
     // for every call to finish: they are ended when it begins.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(());
@@ -43,7 +45,7 @@ pub async fn serve(
     let jobs = JobStateMachineServer::new(jsm::JobService::new(node, stopping.clone()))
         .max_decoding_message_size(CLIENT_API_REQUEST_BYTES_MAX)
         .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         // Flow-control windows grow with the link's bandwidth-delay product, so that a
         // snapshot's chunks keep a long, fast link busy (the default window, 1 MiB, lets one
         // chunk through per round trip).
@@ -51,7 +53,10 @@ pub async fn serve(
         .add_service(cluster)
         .add_service(forwarding)
         .add_service(jobs)
-        .add_service(raft)
-        .serve_with_shutdown(addr, shutdown)
-        .await
+        .add_service(raft);
+    #[cfg(not(madsim))]
+    router.serve_with_incoming_shutdown(incoming::Incoming::bind(addr).await?, shutdown).await?;
+    #[cfg(madsim)]
+    router.serve_with_shutdown(addr, shutdown).await?;
+    Ok(())
 }

@@ -1,5 +1,5 @@
-//! How many connections a front end may hold without taking the descriptors storage needs:
-//! a node that cannot open its next log segment stops, while a client turned away waits in the
+//! How many connections a process may hold without taking the descriptors storage needs: a
+//! node that cannot open its next log segment stops, while a client turned away waits in the
 //! listen backlog until another leaves.
 
 use crate::limits::FDS_RESERVED_MAX;
