@@ -56,6 +56,7 @@ mod types;
 
 pub use types::*;
 mod digest;
+mod encoded;
 mod index;
 mod invariants;
 mod machine;
@@ -68,6 +69,7 @@ mod reference;
 #[cfg(test)]
 mod proptests;
 
+pub use encoded::{fields, Field};
 pub use machine::{Fsm, DEFAULT_TUBE};
 pub use snapshot::{job_to_proto, RestoreError};
 pub use stats::{add_to_yaml_counts, front_end_fields, front_end_shares, patch_yaml};

@@ -2,10 +2,13 @@
 //! what replay would rebuild and cannot be derived; indexes, counts and timers are derived on
 //! restore, and the result is checked against every invariant before it is used.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use prost::Message;
+
+use super::encoded;
 use super::index::{
     Answered, AnsweredOutcome, Counters, Job, Lease, Pause, Session, State, Timer, TimerKind, Tube, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
     URGENT_PRI_MAX_EXCLUSIVE,
@@ -201,24 +204,66 @@ impl Fsm {
 
     /// Rebuilds a machine from a snapshot, refusing one that breaks any invariant.
     pub fn restore(snap: &SnapshotProto) -> Result<Fsm, RestoreError> {
-        let mut s = State {
-            clock: ms(snap.now_ms, "now_ms")?,
-            next_job_id: snap.next_job_id,
-            next_bury_seq: snap.next_bury_seq,
-            next_wait_seq: snap.next_wait_seq,
-            next_tube_id: snap.next_tube_seq,
-            next_lease_id: snap.next_lease_id,
-            counters: snap.counters.as_ref().map(Counters::from_proto).unwrap_or_default(),
-            ..State::default()
-        };
-        restore_tubes(&mut s, &snap.tubes)?;
-        restore_sessions(&mut s, &snap.reservations)?;
-        restore_jobs(&mut s, &snap.jobs)?;
-        restore_leases(&mut s, &snap.leases)?;
-        let fsm = Fsm::from_state(s);
-        fsm.check_invariants().map_err(RestoreError)?;
-        Ok(fsm)
+        restore_around(snap, |s| {
+            s.jobs.reserve(snap.jobs.len());
+            snap.jobs.iter().try_for_each(|p| restore_job(s, p))
+        })
     }
+
+    /// As `restore`, from the snapshot's encoding, decoding one job at a time. Decoded whole
+    /// first, every job would be held twice at the peak of a restore, and an allocator keeps
+    /// much of what a peak took: `serve -b` held 689 MB after restarting with 930k jobs,
+    /// against 503 MB before.
+    pub fn restore_encoded(bytes: &Bytes) -> Result<Fsm, RestoreError> {
+        let mut others = Vec::new();
+        let mut jobs_count = 0;
+        for field in encoded::fields(bytes) {
+            let field = field.map_err(bad)?;
+            match field.number {
+                JOBS_FIELD if !field.delimited => return Err(bad("a job is not a message")),
+                JOBS_FIELD => jobs_count += 1,
+                _ => others.extend_from_slice(field.raw),
+            }
+        }
+        let snap = SnapshotProto::decode(&others[..]).map_err(|e| bad(format!("does not decode: {e}")))?;
+        restore_around(&snap, |s| {
+            s.jobs.reserve(jobs_count);
+            for field in encoded::fields(bytes).flatten().filter(|f| f.number == JOBS_FIELD) {
+                // A slice of `bytes`: the body is not copied twice.
+                let job = JobProto::decode(bytes.slice_ref(field.content)).map_err(|e| bad(format!("a job does not decode: {e}")))?;
+                restore_job(s, &job)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The field number of `SnapshotProto.jobs`.
+const JOBS_FIELD: u32 = 1;
+
+/// A machine from a snapshot's other parts and its jobs, which `restore_jobs` adds to the state
+/// once the tubes and sessions they name are in place; refused if it breaks any invariant.
+fn restore_around(
+    snap: &SnapshotProto,
+    restore_jobs: impl FnOnce(&mut State) -> Result<(), RestoreError>,
+) -> Result<Fsm, RestoreError> {
+    let mut s = State {
+        clock: ms(snap.now_ms, "now_ms")?,
+        next_job_id: snap.next_job_id,
+        next_bury_seq: snap.next_bury_seq,
+        next_wait_seq: snap.next_wait_seq,
+        next_tube_id: snap.next_tube_seq,
+        next_lease_id: snap.next_lease_id,
+        counters: snap.counters.as_ref().map(Counters::from_proto).unwrap_or_default(),
+        ..State::default()
+    };
+    restore_tubes(&mut s, &snap.tubes)?;
+    restore_sessions(&mut s, &snap.reservations)?;
+    restore_jobs(&mut s)?;
+    restore_leases(&mut s, &snap.leases)?;
+    let fsm = Fsm::from_state(s);
+    fsm.check_invariants().map_err(RestoreError)?;
+    Ok(fsm)
 }
 
 fn restore_leases(s: &mut State, leases: &[LeaseProto]) -> Result<(), RestoreError> {
@@ -331,36 +376,31 @@ fn restore_sessions(s: &mut State, entries: &[ClientResvEntryProto]) -> Result<(
     Ok(())
 }
 
-fn restore_jobs(s: &mut State, jobs: &[JobProto]) -> Result<(), RestoreError> {
-    let mut by_id = BTreeMap::new();
-    for p in jobs {
-        let id = u64::try_from(p.id).map_err(|_| bad(format!("job id {} is negative", p.id)))?;
-        let tube = tube_named(s, &p.tube_name)?;
-        let state = job_state_from_proto(p)?;
-        let job = Job {
-            id,
-            tube,
-            pri: p.priority,
-            delay_secs: secs_u32(p.delay, "delay")?,
-            ttr_secs: p.ttr as u32,
-            created: ms(p.created_at, "created_at")?,
-            body: p.body.clone(),
-            timer: None,
-            state,
-            reserves: p.reserve_count,
-            timeouts: p.timeout_count,
-            releases: p.release_count,
-            buries: p.bury_count,
-            kicks: p.kick_count,
-        };
-        if by_id.insert(id, job).is_some() {
-            return Err(bad(format!("job {id} is listed twice")));
-        }
+/// Adds one job to the state, in the index of its state. Its body is a copy, as a put's is,
+/// so the job does not keep alive the buffer it was decoded from.
+fn restore_job(s: &mut State, p: &JobProto) -> Result<(), RestoreError> {
+    let id = u64::try_from(p.id).map_err(|_| bad(format!("job id {} is negative", p.id)))?;
+    if s.jobs.contains_key(&id) {
+        return Err(bad(format!("job {id} is listed twice")));
     }
-    for (id, mut job) in by_id {
-        index_restored_job(s, &mut job)?;
-        s.jobs.insert(id, Box::new(job));
-    }
+    let mut job = Job {
+        id,
+        tube: tube_named(s, &p.tube_name)?,
+        pri: p.priority,
+        delay_secs: secs_u32(p.delay, "delay")?,
+        ttr_secs: p.ttr as u32,
+        created: ms(p.created_at, "created_at")?,
+        body: Bytes::copy_from_slice(&p.body),
+        timer: None,
+        state: job_state_from_proto(p)?,
+        reserves: p.reserve_count,
+        timeouts: p.timeout_count,
+        releases: p.release_count,
+        buries: p.bury_count,
+        kicks: p.kick_count,
+    };
+    index_restored_job(s, &mut job)?;
+    s.jobs.insert(id, Box::new(job));
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! is followed by a full invariant check.
 
 use bytes::Bytes;
+use prost::Message;
 
 use super::*;
 use crate::api::{JobStateProto, SnapshotProto};
@@ -1233,6 +1234,32 @@ fn restore_rejects_corrupt_snapshots() {
         let mut snap = good.clone();
         corrupt(&mut snap);
         assert!(Fsm::restore(&snap).is_err(), "restore accepted a snapshot with {what}");
+        assert!(Fsm::restore_encoded(&snap.encode_to_vec().into()).is_err(), "restore_encoded accepted a snapshot with {what}");
+    }
+    let bytes = good.encode_to_vec();
+    let cut = bytes.len() - 3;
+    assert!(Fsm::restore_encoded(&Bytes::copy_from_slice(&bytes[..cut])).is_err(), "a cut encoding restored");
+    let mut not_a_message = bytes.clone();
+    not_a_message.extend_from_slice(&[1 << 3, 5]);
+    assert!(Fsm::restore_encoded(&not_a_message.into()).is_err(), "a job that is a number restored");
+}
+
+/// A snapshot restores from its encoding, a job at a time, to the machine it restores to once
+/// decoded, and every body restored is a copy: no job keeps the encoding's buffer alive.
+#[test]
+fn restore_from_the_encoding_copies_bodies() {
+    let f = known_state();
+    let bytes = Bytes::from(f.snapshot().encode_to_vec());
+    let g = Fsm::restore_encoded(&bytes).expect("restores");
+    assert_eq!(g.digest(), f.digest());
+    assert_eq!(g.snapshot(), f.snapshot());
+    assert_eq!(g.next_deadline(), f.next_deadline());
+    let buffer = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
+    for id in 1..=f.snapshot().next_job_id {
+        if let Some(job) = g.job(id) {
+            assert_eq!(Some(&job.body), f.job(id).as_ref().map(|j| &j.body));
+            assert!(!buffer.contains(&(job.body.as_ptr() as usize)), "job {id}'s body points into the snapshot");
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use super::log_store::LogStore;
 use super::persist::{Durable, Persistence};
 use super::replicated::{EntryError, LocalOp, Replicated};
 use super::transport::Transport;
-use crate::api::{ApplyOpBatch, ApplyOpRequest, ReplicatedStateProto};
+use crate::api::{ApplyOpBatch, ApplyOpRequest};
 use crate::fsm::{Op, Reply};
 use crate::chaos::mutant::{self, Mutant};
 use crate::chaos::observe;
@@ -681,9 +681,7 @@ impl Driver {
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {
         let index = snapshot.get_metadata().index;
-        let state = ReplicatedStateProto::decode(snapshot.get_data())
-            .map_err(|e| format!("snapshot {index} does not decode: {e}"))
-            .and_then(|p| Replicated::restore(&p).map_err(|e| format!("snapshot {index}: {e}")))?;
+        let state = Replicated::restore_encoded(&snapshot.data).map_err(|e| format!("snapshot {index}: {e}"))?;
         self.raw.mut_store().apply_snapshot(snapshot).map_err(|e| e.to_string())?;
         // A node that joined learns its cluster's id here, and stamps its traffic with it.
         self.shared.cluster_id.store(state.cluster_id, std::sync::atomic::Ordering::Relaxed);

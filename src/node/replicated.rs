@@ -11,7 +11,7 @@ use super::codec::{decode_entry, decode_op, decode_result, encode_op_type, encod
 use super::handle::CallerSeq;
 use super::version::{self, STATE_MACHINE_VERSION};
 use crate::api::{self, ApplyOpRequest, ApplyOpResponse, OpType};
-use crate::fsm::{ClientKey, Fsm, FsmError, Op, ReservationEvent, Reply};
+use crate::fsm::{fields, ClientKey, Fsm, FsmError, Op, ReservationEvent, Reply};
 
 /// Responses kept per caller for deduplication: a caller with more writes in flight than this
 /// cannot have its oldest ones deduplicated (it gets an error instead of a second apply).
@@ -19,6 +19,9 @@ pub const CALLER_RESPONSES_MAX: usize = 1024;
 
 /// Callers remembered at once; the one whose last write is oldest is forgotten first.
 pub const CALLERS_MAX: usize = 4096;
+
+/// The field number of `ReplicatedStateProto.fsm`.
+const FSM_FIELD: u32 = 1;
 
 /// One caller's recent responses.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -232,6 +235,30 @@ impl Replicated {
             Some(f) => Fsm::restore(f).map_err(|e| e.to_string())?,
             None => return Err("snapshot holds no job state".into()),
         };
+        Self::around(fsm, snap)
+    }
+
+    /// As `restore`, from the payload's encoding, with the state machine's jobs decoded one at
+    /// a time (`Fsm::restore_encoded`), which keeps the peak of a large restore low.
+    pub fn restore_encoded(bytes: &Bytes) -> Result<Self, String> {
+        let mut fsm = None;
+        let mut others = Vec::new();
+        for field in fields(bytes) {
+            let field = field?;
+            if field.number != FSM_FIELD {
+                others.extend_from_slice(field.raw);
+            } else if fsm.is_some() || !field.delimited {
+                return Err("the job state is not one message".into());
+            } else {
+                fsm = Some(Fsm::restore_encoded(&bytes.slice_ref(field.content)).map_err(|e| e.to_string())?);
+            }
+        }
+        let rest = api::ReplicatedStateProto::decode(&others[..]).map_err(|e| format!("does not decode: {e}"))?;
+        Self::around(fsm.ok_or("snapshot holds no job state")?, &rest)
+    }
+
+    /// The state around a restored machine: the payload's callers, addresses and cluster id.
+    fn around(fsm: Fsm, snap: &api::ReplicatedStateProto) -> Result<Self, String> {
         let mut callers = BTreeMap::new();
         for c in &snap.callers {
             let mut responses = BTreeMap::new();
@@ -466,7 +493,8 @@ mod tests {
         assert_eq!(local.fsm.job_count(), 1);
     }
 
-    /// Snapshot then restore keeps the state machine, the caller cache and the addresses.
+    /// Snapshot then restore, decoded or from the encoding, keeps the state machine, the caller
+    /// cache and the addresses.
     #[test]
     fn snapshot_round_trip() {
         let mut r = Replicated::new([(1, "a:1".to_string()), (2, "b:2".to_string())].into());
@@ -474,6 +502,8 @@ mod tests {
         apply_one(&mut r, 2, &entry(&Op::KickJob { id: 9 }, "p", 2, 6000));
         let bytes = r.snapshot().encode_to_vec();
         let restored = Replicated::restore(&api::ReplicatedStateProto::decode(&bytes[..]).unwrap()).unwrap();
+        assert_eq!(restored.digest(), r.digest());
+        let restored = Replicated::restore_encoded(&bytes.into()).unwrap();
         assert_eq!(restored.digest(), r.digest());
         let mut restored = restored;
         let again = apply_one(&mut restored, 3, &entry(&put(), "p", 1, 7000));

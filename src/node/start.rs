@@ -16,7 +16,6 @@ use super::log_store::LogStore;
 use super::raft_logger;
 use super::replicated::Replicated;
 use super::transport::Transport;
-use crate::api::ReplicatedStateProto;
 use crate::storage::{Disk, Recovered, Wal, WalOptions};
 
 /// Inputs waiting for the driver before senders wait.
@@ -153,9 +152,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         recovered.hard_state = hs;
     }
     let state = match &recovered.snapshot {
-        Some(s) => ReplicatedStateProto::decode(s.get_data())
-            .map_err(|e| e.to_string())
-            .and_then(|p| Replicated::restore(&p))
+        Some(s) => Replicated::restore_encoded(&s.data)
             .map_err(|e| StartError::Storage(format!("snapshot in {}: {e}", options.data_dir.display())))?,
         None => Replicated::default(),
     };
