@@ -70,7 +70,7 @@ mod proptests;
 
 pub use machine::{Fsm, DEFAULT_TUBE};
 pub use snapshot::{job_to_proto, RestoreError};
-pub use stats::{add_to_yaml_count, front_end_fields, patch_yaml};
+pub use stats::{add_to_yaml_count, front_end_fields, patch_yaml, JobCounts};
 pub use tube_name::{is_tube_name_byte, validate_tube_name, TUBE_NAME_BYTES_MAX};
 #[cfg(test)]
 mod tests;
