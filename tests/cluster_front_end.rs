@@ -6,77 +6,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::beanstalk::Beanstalk;
 use common::{cluster, free_port, loopback, temp_dir, Proc};
 
 fn client_cli(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_coolbeans")).arg("cluster-client").args(args).output().expect("run cluster-client");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-/// A blocking beanstalkd-protocol connection with line helpers.
-struct Beanstalk {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Beanstalk {
-    fn connect(addr: SocketAddr) -> Beanstalk {
-        let started = Instant::now();
-        let stream = loop {
-            match TcpStream::connect(addr) {
-                Ok(s) => break s,
-                Err(e) if started.elapsed() > Duration::from_secs(10) => panic!("cannot connect to {addr}: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Beanstalk { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).expect("write");
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("read answer");
-        assert!(line.ends_with("\r\n"), "answer {line:?} does not end in CRLF");
-        line.trim_end().to_string()
-    }
-
-    fn ask(&mut self, command: &str) -> String {
-        self.send(format!("{command}\r\n").as_bytes());
-        self.line()
-    }
-
-    /// Reads a body of `len` bytes plus its CRLF.
-    fn body(&mut self, len: usize) -> Vec<u8> {
-        let mut body = vec![0; len + 2];
-        self.reader.read_exact(&mut body).expect("read body");
-        assert_eq!(&body[len..], b"\r\n");
-        body.truncate(len);
-        body
-    }
-
-    fn put(&mut self, body: &str) -> u64 {
-        let answer = self.ask(&format!("put 10 0 60 {}\r\n{body}", body.len()));
-        answer.strip_prefix("INSERTED ").and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("put answered {answer}"))
-    }
-
-    /// Reads a RESERVED answer; returns (id, body).
-    fn reserved(&mut self) -> (u64, String) {
-        let line = self.line();
-        let parts: Vec<&str> = line.split(' ').collect();
-        assert_eq!(parts.first(), Some(&"RESERVED"), "expected RESERVED, got {line}");
-        let id = parts[1].parse().unwrap();
-        let body = self.body(parts[2].parse().unwrap());
-        (id, String::from_utf8(body).unwrap())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,14 +102,7 @@ async fn cluster_cli_and_front_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn co_located_front_ends_follow_the_leader() {
     let dir = temp_dir("co-located");
-    let fronts: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
-    let listen = fronts.clone();
-    let mut nodes = cluster(&dir, move |id| vec!["--beanstalkd-listen".into(), listen[id as usize - 1].to_string()]);
-    for n in &mut nodes {
-        n.proc.start();
-    }
-    let members: Vec<(u64, SocketAddr)> = nodes.iter().map(|n| (n.id, n.addr)).collect();
-    let leader = common::await_leader(&members, Duration::from_secs(15), &dir).await;
+    let common::Led { mut nodes, members, leader, flagged: fronts } = common::start_cluster_with(&dir, "--beanstalkd-listen").await;
     let follower = members.iter().map(|(id, _)| *id).find(|id| *id != leader).expect("a follower");
     let front = |id: u64| fronts[id as usize - 1];
 

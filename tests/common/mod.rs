@@ -1,6 +1,8 @@
 //! Real `coolbeans` processes on loopback, for the integration tests.
 #![allow(dead_code)]
 
+pub mod beanstalk;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -125,6 +127,30 @@ pub fn cluster(dir: &Path, extra: impl Fn(u64) -> Vec<String>) -> Vec<Node> {
             Node { id, addr: *addr, proc: Proc::new(args, dir.join(format!("node-{id}.log"))) }
         })
         .collect()
+}
+
+/// A cluster started, with the leader it elected.
+pub struct Led {
+    pub nodes: Vec<Node>,
+    /// Each node's id and gRPC address.
+    pub members: Vec<(u64, SocketAddr)>,
+    pub leader: u64,
+    /// Each node's address given with the flag, by id less one.
+    pub flagged: Vec<SocketAddr>,
+}
+
+/// Starts `cluster` with `flag ADDR` on each node, an address of its own each, and waits for a
+/// leader.
+pub async fn start_cluster_with(dir: &Path, flag: &'static str) -> Led {
+    let flagged: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
+    let listen = flagged.clone();
+    let mut nodes = cluster(dir, move |id| vec![flag.into(), listen[id as usize - 1].to_string()]);
+    for node in &mut nodes {
+        node.proc.start();
+    }
+    let members: Vec<(u64, SocketAddr)> = nodes.iter().map(|n| (n.id, n.addr)).collect();
+    let leader = await_leader(&members, Duration::from_secs(15), dir).await;
+    Led { nodes, members, leader, flagged }
 }
 
 pub async fn status(addr: SocketAddr) -> Option<NodeStatusResponse> {
