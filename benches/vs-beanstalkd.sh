@@ -8,11 +8,14 @@
 #   benches/vs-beanstalkd.sh [ROUNDS] [pin]
 #
 # With `pin`, the server runs on core 0 and the bench on core 1 (taskset), so neither takes
-# CPU from the other. A benchmark, not a test: single rounds vary by about 15% here.
+# CPU from the other. SERVE_ARGS adds flags to every `serve` (e.g. "--metrics-listen
+# 127.0.0.1:0", to measure what metrics cost). A benchmark, not a test: single rounds vary by
+# about 15% here.
 set -euo pipefail
 rounds=${1:-6}
 pin=${2:-}
 bin=${COOLBEANS:-target/release/coolbeans}
+read -r -a serve_args <<< "${SERVE_ARGS:-}"
 seconds=3
 command -v beanstalkd >/dev/null || { echo "beanstalkd is not installed" >&2; exit 1; }
 server_cpu=() bench_cpu=()
@@ -34,9 +37,9 @@ for durability in memory durable; do
       dir="$work/$durability-$round-$server"
       mkdir -p "$dir"
       if [ $durability = memory ]; then
-        if [ $server = beanstalkd ]; then args=(beanstalkd -l 127.0.0.1 -p $port); else args=("$bin" serve -l 127.0.0.1 -p $port); fi
+        if [ $server = beanstalkd ]; then args=(beanstalkd -l 127.0.0.1 -p $port); else args=("$bin" serve -l 127.0.0.1 -p $port "${serve_args[@]}"); fi
       else
-        if [ $server = beanstalkd ]; then args=(beanstalkd -l 127.0.0.1 -p $port -b "$dir" -f0); else args=("$bin" serve -l 127.0.0.1 -p $port -b "$dir"); fi
+        if [ $server = beanstalkd ]; then args=(beanstalkd -l 127.0.0.1 -p $port -b "$dir" -f0); else args=("$bin" serve -l 127.0.0.1 -p $port -b "$dir" "${serve_args[@]}"); fi
       fi
       "${server_cpu[@]}" "${args[@]}" &
       pid=$!

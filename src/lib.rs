@@ -7,6 +7,7 @@ pub mod fsm;
 pub mod node;
 pub mod protocol;
 pub mod limits;
+pub mod metrics;
 pub mod rpc;
 pub mod cli;
 pub mod storage;

@@ -96,14 +96,7 @@ async fn cluster_cli_and_front_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn co_located_front_ends_follow_the_leader() {
     let dir = temp_dir("co-located");
-    let fronts: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
-    let listen = fronts.clone();
-    let mut nodes = cluster(&dir, move |id| vec!["--beanstalkd-listen".into(), listen[id as usize - 1].to_string()]);
-    for n in &mut nodes {
-        n.proc.start();
-    }
-    let members: Vec<(u64, SocketAddr)> = nodes.iter().map(|n| (n.id, n.addr)).collect();
-    let leader = common::await_leader(&members, Duration::from_secs(15), &dir).await;
+    let common::Led { mut nodes, members, leader, flagged: fronts } = common::start_cluster_with(&dir, "--beanstalkd-listen").await;
     let follower = members.iter().map(|(id, _)| *id).find(|id| *id != leader).expect("a follower");
     let front = |id: u64| fronts[id as usize - 1];
 

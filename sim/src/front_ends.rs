@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coolbeans::node::NodeHandle;
-use coolbeans::proxy::{serve, CoLocatedUpstream, FrontEnd, Identity, Limits, ListenAddr, Listener, RemoteUpstream, Upstream};
+use coolbeans::proxy::{serve, CoLocatedUpstream, FrontEnd, Identity, Limits, ListenAddr, Listener, ProxyMetrics, RemoteUpstream, Upstream};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use tokio::sync::watch;
@@ -110,6 +110,11 @@ impl FrontEnds {
     }
 }
 
+/// A front end's metrics, recorded but never read: the recording runs as in a real process.
+fn recorded_metrics() -> Option<Arc<ProxyMetrics>> {
+    Some(ProxyMetrics::register(&mut coolbeans::metrics::Registry::default()))
+}
+
 fn spawn(index: u32, upstreams: Vec<String>, lease: Duration) -> SimFrontEnd {
     let incarnation = Arc::new(Mutex::new(0u64));
     let counter = incarnation.clone();
@@ -125,9 +130,10 @@ fn spawn(index: u32, upstreams: Vec<String>, lease: Duration) -> SimFrontEnd {
                 format!("fe{index}.{n}")
             };
             async move {
-                let upstream = RemoteUpstream::new(upstreams, proxy_id.clone()).expect("node addresses are valid");
+                let metrics = recorded_metrics();
+                let upstream = RemoteUpstream::with_metrics(upstreams, proxy_id.clone(), metrics.clone()).expect("node addresses are valid");
                 let identity = Identity { version: "sim".into(), id: proxy_id, hostname: format!("front-end-{index}"), binlog_max_size: 0 };
-                let front = FrontEnd::start(upstream, Limits::default(), identity);
+                let front = FrontEnd::start(upstream, Limits::default(), identity, metrics);
                 front.keep_lease(lease);
                 let listen = ListenAddr::Tcp(front_end_addr(index).to_string());
                 let listener = Listener::bind(&listen).await.expect("front end binds its port");
@@ -146,10 +152,11 @@ pub async fn serve_in_node(id: u64, node: NodeHandle, node_ids_max: u64, lease: 
     let mut upstreams = vec![node_addr(id).to_string()];
     upstreams.extend((1..=node_ids_max).filter(|n| *n != id).map(|n| node_addr(n).to_string()));
     let proxy_id = format!("n{id}.{}", coolbeans::node::clock::now_ms());
-    let remote = RemoteUpstream::new(upstreams, proxy_id.clone()).expect("node addresses are valid");
+    let metrics = recorded_metrics();
+    let remote = RemoteUpstream::with_metrics(upstreams, proxy_id.clone(), metrics.clone()).expect("node addresses are valid");
     let upstream: std::sync::Arc<dyn Upstream> = CoLocatedUpstream::new(node, remote);
     let identity = Identity { version: "sim".into(), id: proxy_id, hostname: format!("node-{id}"), binlog_max_size: 0 };
-    let front = FrontEnd::start(upstream, Limits::default(), identity);
+    let front = FrontEnd::start(upstream, Limits::default(), identity, metrics);
     front.keep_lease(lease);
     let listen = ListenAddr::Tcp(SocketAddr::new(crate::world::node_ip(id), FRONT_END_PORT).to_string());
     let listener = Listener::bind(&listen).await.expect("the front end binds its port");

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coolbeans::node::{start_node, DriverConfig, LogStorage, NodeHandle, NodeOptions, Status};
+use coolbeans::metrics::Registry;
+use coolbeans::node::{start_node, DriverConfig, LogStorage, NodeHandle, NodeMetrics, NodeOptions, Status};
 use coolbeans::storage::{spawn_overdue_timer, Disk, PolicyDisk, SimDisk, SyncPolicy, WalOptions};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -204,6 +205,8 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
                 // Small chunks, so batches both overwrite preallocated zeros and grow files, and
                 // crashes tear writes of either kind.
                 wal: WalOptions { preallocate_bytes: 1024, ..WalOptions::default() },
+                // Recorded but never read: the recording runs as it does in a real process.
+                metrics: Some(NodeMetrics::register(&mut Registry::default())),
             };
             async move {
                 // A fresh policy disk (and -f timer) each start, as a restarted process has.

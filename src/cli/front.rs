@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::proxy::{serve, FrontEnd, Identity, Limits, ListenAddr, Listener, RemoteUpstream, Upstream};
+use crate::proxy::{serve, FrontEnd, Identity, Limits, ListenAddr, Listener, ProxyMetrics, RemoteUpstream, Upstream};
 
 #[derive(Args, Debug, Clone)]
 pub struct FrontArgs {
@@ -25,6 +25,8 @@ pub struct FrontArgs {
     pub job_bytes_max: usize,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub metrics: super::metrics::MetricsArgs,
 }
 
 /// The front end's limits as flags (`serve` and `beanstalkd` share them).
@@ -78,17 +80,19 @@ pub fn unique_proxy_id() -> String {
 
 /// Binds the listener and serves clients through `upstream` until `stop` completes, then
 /// stops gracefully: no new connections, puts answer DRAINING, and the clients connected get
-/// `stop::CONNECTIONS_LIMIT` to finish and hang up before their sessions end.
+/// `stop::CONNECTIONS_LIMIT` to finish and hang up before their sessions end. Commands are
+/// timed into `metrics` if given.
 pub async fn run_front_end(
     listen: ListenAddr,
     upstream: Arc<dyn Upstream>,
     limits: Limits,
     identity: Identity,
     lease: Option<Duration>,
+    metrics: Option<Arc<ProxyMetrics>>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     let listener = Listener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let front = FrontEnd::start(upstream.clone(), limits, identity);
+    let front = FrontEnd::start(upstream.clone(), limits, identity, metrics);
     if let Some(lease) = lease {
         front.keep_lease(lease);
     }
@@ -125,14 +129,19 @@ async fn finish_connections(front: &FrontEnd, limit: Duration) {
 }
 
 pub async fn run(args: FrontArgs) -> Result<(), String> {
-    let upstream = RemoteUpstream::new(args.upstreams.clone(), unique_proxy_id())?;
+    let mut metrics = args.metrics.bind().await?;
+    let proxy_metrics = metrics.as_mut().map(super::metrics::Metrics::proxy);
+    let upstream = RemoteUpstream::with_metrics(args.upstreams.clone(), unique_proxy_id(), proxy_metrics.clone())?;
+    if let Some(metrics) = metrics {
+        metrics.serve();
+    }
     let limits = args.limits.limits(args.job_bytes_max)?;
     let lease = Duration::from_secs(args.lease_secs.max(1));
     let stop = async {
         let signal = super::stop::signalled().await;
         tracing::info!(signal, "stopping");
     };
-    run_front_end(ListenAddr::parse(&args.listen), upstream, limits, identity(), Some(lease), stop).await?;
+    run_front_end(ListenAddr::parse(&args.listen), upstream, limits, identity(), Some(lease), proxy_metrics, stop).await?;
     tracing::info!("stopped");
     Ok(())
 }

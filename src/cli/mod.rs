@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod client;
 pub mod front;
+pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod put_bench;

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::metrics::Metrics;
 use super::peers::parse_peers;
-use crate::node::{start_node, DriverConfig, LogStorage, NodeHandle, NodeOptions};
+use crate::node::{start_node, DriverConfig, LogStorage, NodeHandle, NodeMetrics, NodeOptions};
+use crate::proxy::ProxyMetrics;
 use crate::storage::{RealDisk, WalOptions};
 
 #[derive(Args, Debug, Clone)]
@@ -52,6 +54,8 @@ pub struct NodeArgs {
     /// released this long after.
     #[arg(long, default_value_t = 10)]
     pub lease_secs: u64,
+    #[command(flatten)]
+    pub metrics: super::metrics::MetricsArgs,
 }
 
 fn data_dir_name(dir: &std::path::Path) -> Result<PathBuf, String> {
@@ -74,6 +78,9 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         super::rejoin::refuse_lost_member(args.node_id, &peers).await?;
     }
     let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.to_string());
+    let mut metrics = args.metrics.bind().await?;
+    let node_metrics = metrics.as_mut().map(Metrics::node);
+    let proxy_metrics = if args.beanstalkd_listen.is_some() { metrics.as_mut().map(Metrics::proxy) } else { None };
     let options = NodeOptions {
         driver: DriverConfig {
             id: args.node_id,
@@ -87,11 +94,15 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         peers,
         data_dir: data_dir_name(&args.data_dir)?,
         wal: WalOptions::default(),
+        metrics: node_metrics.clone(),
     };
     // The disk is rooted at the data dir's parent, so creating the data dir is synced too.
     let root = args.data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let disk = Arc::new(RealDisk::new(root.to_path_buf()));
+    let disk = Arc::new(RealDisk::new(root.to_path_buf()).observing_syncs(node_metrics.as_deref().map(NodeMetrics::fsync_observer)));
     let node = start_node(options, LogStorage::Disk(disk)).map_err(|e| e.to_string())?;
+    if let Some(metrics) = metrics {
+        metrics.serve();
+    }
     tracing::info!(node = args.node_id, listen = %args.listen, "node started");
     if let Some(join) = args.join.clone() {
         let (id, advertise) = (args.node_id, advertise.clone());
@@ -111,7 +122,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
             let mut stopping = front_stopping;
             let _ = stopping.wait_for(|stop| *stop).await;
         };
-        tokio::spawn(co_located_front_end(listen, &args, &advertise, node.clone(), stop))
+        tokio::spawn(co_located_front_end(listen, &args, &advertise, node.clone(), proxy_metrics, stop))
     });
     let stepping = node.clone();
     let id = args.node_id;
@@ -141,6 +152,7 @@ fn co_located_front_end(
     args: &NodeArgs,
     advertise: &str,
     node: NodeHandle,
+    metrics: Option<Arc<ProxyMetrics>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> impl std::future::Future<Output = ()> {
     let mut upstreams = vec![advertise.to_string()];
@@ -151,11 +163,11 @@ fn co_located_front_end(
     let lease = Duration::from_secs(args.lease_secs.max(1));
     let limits = crate::proxy::Limits { job_body_bytes_max: args.job_bytes_max, ..crate::proxy::Limits::default() };
     async move {
-        let result = match crate::proxy::RemoteUpstream::new(upstreams, proxy_id) {
+        let result = match crate::proxy::RemoteUpstream::with_metrics(upstreams, proxy_id, metrics.clone()) {
             Ok(remote) => {
                 let upstream = crate::proxy::CoLocatedUpstream::new(node, remote);
                 let listen = crate::proxy::ListenAddr::parse(&listen);
-                super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease), stop).await
+                super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease), metrics, stop).await
             }
             Err(e) => Err(e),
         };

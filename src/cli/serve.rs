@@ -10,7 +10,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::front::{identity, run_front_end};
-use crate::node::{start_node, DriverConfig, LogStorage, NodeOptions};
+use super::metrics::Metrics;
+use crate::node::{start_node, DriverConfig, LogStorage, NodeMetrics, NodeOptions};
 use crate::proxy::{ListenAddr, LocalUpstream};
 use crate::storage::{spawn_overdue_timer, PolicyDisk, RealDisk, SyncPolicy, WalOptions};
 
@@ -50,6 +51,8 @@ pub struct ServeArgs {
     pub version: bool,
     #[command(flatten)]
     pub limits: super::front::LimitArgs,
+    #[command(flatten)]
+    pub metrics: super::metrics::MetricsArgs,
 }
 
 fn sync_policy(args: &ServeArgs) -> SyncPolicy {
@@ -60,14 +63,16 @@ fn sync_policy(args: &ServeArgs) -> SyncPolicy {
     }
 }
 
-/// Where the log goes and the data dir's name: in memory only without `-b`.
-fn storage_for(args: &ServeArgs) -> Result<(LogStorage, PathBuf), String> {
+/// Where the log goes and the data dir's name: in memory only without `-b`; its fsyncs are
+/// timed into `metrics` if given.
+fn storage_for(args: &ServeArgs, metrics: Option<&NodeMetrics>) -> Result<(LogStorage, PathBuf), String> {
     let Some(dir) = &args.data_dir else {
         return Ok((LogStorage::Memory, PathBuf::new()));
     };
     let name = dir.file_name().map(PathBuf::from).ok_or_else(|| format!("-b {} names no directory", dir.display()))?;
     let root = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let disk = Arc::new(PolicyDisk::new(RealDisk::new(root.to_path_buf()), sync_policy(args)));
+    let real = RealDisk::new(root.to_path_buf()).observing_syncs(metrics.map(NodeMetrics::fsync_observer));
+    let disk = Arc::new(PolicyDisk::new(real, sync_policy(args)));
     spawn_overdue_timer(&disk);
     Ok((LogStorage::Disk(disk), name))
 }
@@ -103,15 +108,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         return Ok(());
     }
     let limits = args.limits.limits(args.job_bytes_max)?;
-    let (storage, data_dir) = storage_for(&args)?;
+    let mut metrics = args.metrics.bind().await?;
+    let node_metrics = metrics.as_mut().map(Metrics::node);
+    let proxy_metrics = metrics.as_mut().map(Metrics::proxy);
+    let (storage, data_dir) = storage_for(&args, node_metrics.as_deref())?;
     let options = NodeOptions {
         driver: driver_config(&storage, limits.job_body_bytes_max),
         advertise: "127.0.0.1:0".into(),
         peers: BTreeMap::from([(1, "127.0.0.1:0".to_string())]),
         data_dir,
         wal: WalOptions::default(),
+        metrics: node_metrics,
     };
     let node = start_node(options, storage).map_err(|e| e.to_string())?;
+    if let Some(metrics) = metrics {
+        metrics.serve();
+    }
     let stopped = node.clone();
     let upstream = LocalUpstream::new(node, SERVE_PROXY_ID.to_string());
     // Sessions of an earlier run (with -b) had no lease: end them now.
@@ -123,7 +135,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         tracing::info!(signal, "stopping");
     };
     tokio::select! {
-        served = run_front_end(listen_addr(&args), upstream, limits, identity(), None, stop) => served?,
+        served = run_front_end(listen_addr(&args), upstream, limits, identity(), None, proxy_metrics, stop) => served?,
         stop = stopped.stopped() => return super::exit_for(&stopped, stop),
     }
     super::exit_for(&stopped, stopped.stop().await)

@@ -72,7 +72,7 @@ mod proptests;
 pub use encoded::{fields, Field};
 pub use machine::{Fsm, DEFAULT_TUBE};
 pub use snapshot::{job_to_proto, RestoreError};
-pub use stats::{add_to_yaml_counts, front_end_fields, front_end_shares, patch_yaml};
+pub use stats::{add_to_yaml_counts, front_end_fields, front_end_shares, patch_yaml, JobCounts};
 pub use tube_name::{is_tube_name_byte, validate_tube_name, TUBE_NAME_BYTES_MAX};
 #[cfg(test)]
 mod tests;

@@ -45,16 +45,23 @@ impl Yaml {
 }
 
 /// Jobs of each state, over one tube or all of them.
-#[derive(Default)]
-struct JobCounts {
-    urgent: u64,
-    ready: u64,
-    reserved: u64,
-    delayed: u64,
-    buried: u64,
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    /// Ready jobs with priority below 1024 (counted in `ready` too).
+    pub urgent: u64,
+    pub ready: u64,
+    pub reserved: u64,
+    pub delayed: u64,
+    pub buried: u64,
 }
 
 impl JobCounts {
+    fn of(tube: &Tube) -> Self {
+        let mut counts = JobCounts::default();
+        counts.add(tube);
+        counts
+    }
+
     fn add(&mut self, tube: &Tube) {
         self.urgent += tube.urgent_count;
         self.ready += tube.ready.len() as u64;
@@ -99,9 +106,7 @@ fn job_yaml(job: &Job, tube: &str, now: Millis) -> String {
 fn tube_yaml(tube: &Tube, now: Millis) -> String {
     let mut yaml = Yaml::new();
     yaml.quoted("name", &tube.name);
-    let mut counts = JobCounts::default();
-    counts.add(tube);
-    counts.write(&mut yaml);
+    JobCounts::of(tube).write(&mut yaml);
     let (pause_secs, pause_left) = match tube.pause {
         Some(pause) => (pause.secs, secs_until(pause.until, now)),
         None => (0, 0),
@@ -122,6 +127,11 @@ fn micros(us: u64) -> String {
 }
 
 impl Fsm {
+    /// Each tube's jobs by state, in tube creation order.
+    pub fn tube_job_counts(&self) -> Vec<(std::sync::Arc<str>, JobCounts)> {
+        self.s.tubes.values().map(|tube| (tube.name.clone(), JobCounts::of(tube))).collect()
+    }
+
     /// `stats-job <id>` at time `now_ms` (the machine's clock if that is later).
     pub fn stats_job_yaml(&self, id: JobId, now_ms: Millis) -> Option<String> {
         let job = self.s.jobs.get(&id)?;

@@ -24,6 +24,7 @@ use super::version::STATE_MACHINE_VERSION;
 use super::inbound::{self, Refusals};
 use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, NodeStop, Shared, Status};
 use super::log_store::LogStore;
+use super::metrics::SnapshotKind;
 use super::persist::{Durable, Persistence};
 use super::replicated::{EntryError, LocalOp, Replicated};
 use super::transport::Transport;
@@ -94,8 +95,9 @@ type WriteReply = oneshot::Sender<Result<Reply, NodeError>>;
 
 /// Replies owed once the entry at some index applies.
 enum Pending {
-    /// One reply for each operation of the entry, in its order.
-    Writes { term: u64, replies: Vec<WriteReply> },
+    /// One reply for each operation of the entry, in its order; when it was proposed, if
+    /// metrics time entries.
+    Writes { term: u64, replies: Vec<WriteReply>, proposed: Option<Instant> },
     Member { term: u64, reply: oneshot::Sender<Result<(), NodeError>> },
 }
 
@@ -183,7 +185,7 @@ impl Driver {
         local_entries: bool,
     ) -> Self {
         let inputs_back = transport.reports();
-        let persist = Persistence::new(raw.store());
+        let persist = Persistence::new(raw.store(), shared.metrics.clone());
         Driver {
             raw,
             config,
@@ -385,7 +387,8 @@ impl Driver {
         match self.propose_ops(ops, local) {
             Ok(index) => {
                 self.writes_in_flight += replies.len();
-                self.pending.insert(index, Pending::Writes { term: self.raw.raft.term, replies });
+                let proposed = self.shared.metrics.as_ref().map(|_| Instant::now());
+                self.pending.insert(index, Pending::Writes { term: self.raw.raft.term, replies, proposed });
             }
             Err(e) => {
                 for reply in replies {
@@ -680,7 +683,8 @@ impl Driver {
     }
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {
-        let index = snapshot.get_metadata().index;
+        let started = Instant::now();
+        let (index, bytes) = (snapshot.get_metadata().index, snapshot.get_data().len());
         let state = Replicated::restore_encoded(&snapshot.data).map_err(|e| format!("snapshot {index}: {e}"))?;
         self.raw.mut_store().apply_snapshot(snapshot).map_err(|e| e.to_string())?;
         // A node that joined learns its cluster's id here, and stamps its traffic with it.
@@ -688,6 +692,9 @@ impl Driver {
         *lock(&self.shared.state) = state;
         self.applied = index;
         self.log_bytes_since_snapshot = 0;
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.snapshot(SnapshotKind::Installed, started, bytes);
+        }
         observe::report(observe::Event::Installed { node: self.config.id, index });
         tracing::info!(node = self.config.id, term = self.raw.raft.term, index, "installed snapshot");
         Ok(())
@@ -754,7 +761,12 @@ impl Driver {
         }
         let Some(pending) = self.pending.remove(&entry.index) else { return Ok(()) };
         let replies = match pending {
-            Pending::Writes { term, replies } if term == entry.term => replies,
+            Pending::Writes { term, replies, proposed } if term == entry.term => {
+                if let (Some(metrics), Some(proposed)) = (&self.shared.metrics, proposed) {
+                    metrics.applied(proposed);
+                }
+                replies
+            }
             Pending::Writes { replies, .. } => {
                 self.writes_in_flight -= replies.len();
                 for reply in replies {
@@ -882,6 +894,7 @@ impl Driver {
         let Some((metadata, mut writer)) = self.raw.store().snapshot_plan(index) else {
             return self.compact_in_memory();
         };
+        let (started, metrics) = (Instant::now(), self.shared.metrics.clone());
         let state = lock(&self.shared.state).snapshot();
         self.snapshot_in_flight = true;
         self.log_bytes_since_snapshot = 0;
@@ -894,6 +907,9 @@ impl Driver {
                 writer.write(&snapshot).map(|()| snapshot).map_err(|e| e.to_string())
             };
             let saved = tokio::task::spawn_blocking(write).await.unwrap_or_else(|e| Err(format!("the snapshot writer failed: {e}")));
+            if let (Some(metrics), Ok(snapshot)) = (&metrics, &saved) {
+                metrics.snapshot(SnapshotKind::Taken, started, snapshot.get_data().len());
+            }
             if let Some(inputs) = back.upgrade() {
                 let _ = inputs.send(Input::SnapshotSaved { saved }).await;
             }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use raft::eraftpb::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::metrics::NodeMetrics;
 use super::replicated::{EntryError, Replicated};
 use crate::fsm::{FsmError, Op, Reply, ReservationEvent};
 
@@ -157,6 +158,8 @@ pub(crate) struct Shared {
     pub cluster_id: Arc<std::sync::atomic::AtomicU64>,
     /// The largest job body a put may carry (`DriverConfig::job_body_bytes_max`).
     pub job_body_bytes_max: usize,
+    /// Where proposals, reads, log writes and snapshots are recorded, when metrics are on.
+    pub metrics: Option<Arc<NodeMetrics>>,
 }
 
 /// Locks a mutex even if a panicking holder poisoned it: the data is replaced wholesale, never
@@ -189,7 +192,13 @@ impl NodeHandle {
             }
         }
         let deduplicated = caller.is_some();
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.proposing(&op);
+        }
         let result = self.ask(|reply| Input::Propose { op, caller, reply }).await;
+        if let (Some(metrics), Err(e)) = (&self.shared.metrics, &result) {
+            metrics.failed(e);
+        }
         // Buggify: the write applied but its answer is lost, so the caller retries it with the
         // same sequence number and the response cache must answer the retry.
         if result.is_ok() && deduplicated && crate::chaos::buggify::fires(0.01) {
@@ -201,7 +210,12 @@ impl NodeHandle {
     /// Waits until this node has applied everything committed when the call was made
     /// (ReadIndex): a read after it is linearizable.
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
-        self.ask(|reply| Input::ReadIndex { reply }).await
+        let started = self.shared.metrics.as_ref().map(|_| tokio::time::Instant::now());
+        let result = self.ask(|reply| Input::ReadIndex { reply }).await;
+        if let (Some(metrics), Some(started)) = (&self.shared.metrics, started) {
+            metrics.read(started);
+        }
+        result
     }
 
     /// Reads the replicated state (call `read_barrier` first for a linearizable read).

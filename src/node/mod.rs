@@ -7,6 +7,7 @@ mod driver;
 mod handle;
 mod inbound;
 mod log_store;
+mod metrics;
 mod persist;
 mod raft_logger;
 pub mod replicated;
@@ -16,5 +17,6 @@ mod transport;
 pub mod version;
 
 pub use driver::DriverConfig;
+pub use metrics::NodeMetrics;
 pub use handle::{AppliedEvents, CallerSeq, MemberChange, NodeError, NodeHandle, NodeStop, Status};
 pub use start::{start_node, LogStorage, NodeOptions, StartError};

@@ -7,11 +7,13 @@
 //! durable in the order they were handled.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
 
 use super::log_store::LogStore;
+use super::metrics::NodeMetrics;
 use crate::storage::{WalBatch, WalWriter};
 
 /// Readies become durable: everything up to `number`, and the messages that waited on them.
@@ -47,9 +49,11 @@ struct WriterLink {
 }
 
 impl Persistence {
-    /// Starts the log's writer, if it has one (it is on disk).
-    pub fn new(store: &LogStore) -> Self {
-        Persistence { writer: store.writer().map(spawn_writer), waiting: VecDeque::new(), out: VecDeque::new() }
+    /// Starts the log's writer, if it has one (it is on disk), recording its writes into
+    /// `metrics` if given.
+    pub fn new(store: &LogStore, metrics: Option<Arc<NodeMetrics>>) -> Self {
+        let writer = store.writer().map(|writer| spawn_writer(writer, metrics));
+        Persistence { writer, waiting: VecDeque::new(), out: VecDeque::new() }
     }
 
     /// Ready `number` was handled: its entries and hard state are in the log's next batch,
@@ -143,14 +147,26 @@ impl Persistence {
     }
 }
 
-/// Writes every batch waiting behind `first`, as one write per segment; answers how many.
-fn write_waiting(writer: &mut WalWriter, first: WalBatch, batches: &mut mpsc::UnboundedReceiver<WalBatch>) -> Written {
-    let mut taken = vec![first];
-    while let Ok(batch) = batches.try_recv() {
-        taken.push(batch);
+/// The log's writer: the disk's, and where its writes are counted.
+struct Writer {
+    wal: WalWriter,
+    metrics: Option<Arc<NodeMetrics>>,
+}
+
+impl Writer {
+    /// Writes every batch waiting behind `first`, as one write per segment; answers how many.
+    fn write_waiting(&mut self, first: WalBatch, batches: &mut mpsc::UnboundedReceiver<WalBatch>) -> Written {
+        let mut taken = vec![first];
+        while let Ok(batch) = batches.try_recv() {
+            taken.push(batch);
+        }
+        let (count, bytes) = (taken.len(), taken.iter().map(WalBatch::len_bytes).sum());
+        self.wal.write_all(taken).map_err(|e| e.to_string())?;
+        if let Some(metrics) = &self.metrics {
+            metrics.written(count, bytes);
+        }
+        Ok(count)
     }
-    let count = taken.len();
-    writer.write_all(taken).map(|()| count).map_err(|e| e.to_string())
 }
 
 /// The writer's queue and report channels: the driver's ends, and the writer's.
@@ -171,11 +187,12 @@ fn report(written: &mpsc::UnboundedSender<Written>, result: Written) -> bool {
 /// next write starts the moment one ends, whatever the runtime is busy with. It ends when the
 /// driver drops its end, or after a failed write.
 #[cfg(not(madsim))]
-fn spawn_writer(mut writer: WalWriter) -> WriterLink {
+fn spawn_writer(wal: WalWriter, metrics: Option<Arc<NodeMetrics>>) -> WriterLink {
     let (link, mut batches, written) = channels();
+    let mut writer = Writer { wal, metrics };
     tokio::task::spawn_blocking(move || {
         while let Some(first) = batches.blocking_recv() {
-            if !report(&written, write_waiting(&mut writer, first, &mut batches)) {
+            if !report(&written, writer.write_waiting(first, &mut batches)) {
                 break;
             }
         }
@@ -186,11 +203,12 @@ fn spawn_writer(mut writer: WalWriter) -> WriterLink {
 /// In the simulator the writer is a task of its node (killed with it), and each write takes
 /// as long as a disk might, so completions come late and batches pile up behind them.
 #[cfg(madsim)]
-fn spawn_writer(mut writer: WalWriter) -> WriterLink {
+fn spawn_writer(wal: WalWriter, metrics: Option<Arc<NodeMetrics>>) -> WriterLink {
     let (link, mut batches, written) = channels();
+    let mut writer = Writer { wal, metrics };
     tokio::spawn(async move {
         while let Some(first) = batches.recv().await {
-            let result = write_waiting(&mut writer, first, &mut batches);
+            let result = writer.write_waiting(first, &mut batches);
             if let Some(pause) = crate::chaos::buggify::fsync_latency() {
                 tokio::time::sleep(pause).await;
             }

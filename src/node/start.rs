@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::driver::{Driver, DriverConfig};
 use super::handle::{lock, Input, NodeHandle, NodeStop, Shared, Status};
 use super::log_store::LogStore;
+use super::metrics::NodeMetrics;
 use super::raft_logger;
 use super::replicated::Replicated;
 use super::transport::Transport;
@@ -45,6 +46,8 @@ pub struct NodeOptions {
     /// The data directory, relative to the disk's root (unused in memory).
     pub data_dir: PathBuf,
     pub wal: WalOptions,
+    /// Where the node records its metrics, when they are on.
+    pub metrics: Option<Arc<NodeMetrics>>,
 }
 
 /// Why a node did not start.
@@ -200,7 +203,11 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         stopped: watch::Sender::new(None),
         job_body_bytes_max: options.driver.job_body_bytes_max,
         cluster_id: Arc::new(std::sync::atomic::AtomicU64::new(cluster_id)),
+        metrics: options.metrics.clone(),
     });
+    if let Some(metrics) = &shared.metrics {
+        metrics.watch(&shared);
+    }
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
     let transport =
         Transport::new(id, options.advertise.clone(), tx.clone(), options.driver.snapshot_chunk_bytes, shared.cluster_id.clone());

@@ -93,6 +93,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn serve(&mut self) -> Result<(), End> {
         loop {
             while let Some(decoded) = self.decoder.decode(&mut self.input) {
+                if let (Decoded::Error(_), Some(metrics)) = (&decoded, &self.front.metrics) {
+                    metrics.bad_command();
+                }
                 let response = match decoded {
                     Decoded::Error(ProtocolError::ExpectedCrlf) => Some(self.discard_put(Response::ExpectedCrlf).await),
                     Decoded::Error(e) => {
@@ -105,7 +108,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         self.flush().await?;
                         return Err(End::Closed);
                     }
-                    Decoded::Command(command) => self.execute(command).await?,
+                    Decoded::Command(command) => {
+                        let timing = self.front.metrics.as_ref().map(|m| m.time(&command));
+                        let response = self.execute(command).await?;
+                        if let (Some(metrics), Some(timing)) = (&self.front.metrics, timing) {
+                            metrics.answered(timing, response.as_ref());
+                        }
+                        response
+                    }
                 };
                 if let Some(response) = response {
                     encode(&response, &mut self.output);

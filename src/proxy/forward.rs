@@ -16,6 +16,7 @@ use tonic::Status;
 use crate::api::forwarding_client::ForwardingClient;
 use crate::api::{self, ForwardRequest, ForwardedWrite};
 use crate::limits::{CLIENT_API_ANSWER_BYTES_MAX, FORWARD_FRAME_BYTES_SOFT_MAX};
+use crate::metrics::Counter;
 use crate::rpc::forward::outcome;
 
 /// Writes waiting for the stream task before callers wait.
@@ -49,9 +50,10 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// Forwards to the node at the end of `channel`; its stream task lives as long as this.
-    pub fn new(channel: Channel) -> Forwarder {
+    /// Each stream it opens is counted in `opened`, if given.
+    pub fn new(channel: Channel, opened: Option<Counter>) -> Forwarder {
         let (calls, rx) = mpsc::channel(CALLS_QUEUED_MAX);
-        tokio::spawn(run(channel, rx));
+        tokio::spawn(run(channel, rx, opened));
         Forwarder { calls }
     }
 
@@ -70,7 +72,7 @@ impl Forwarder {
 
 /// Opens a stream when there is a write to send, and runs it until it breaks; again and again
 /// until the forwarder is dropped.
-async fn run(channel: Channel, mut calls: mpsc::Receiver<Call>) {
+async fn run(channel: Channel, mut calls: mpsc::Receiver<Call>, opened: Option<Counter>) {
     let mut backoff = RETRY_BACKOFF_MIN;
     // After a failed open, writes are refused at once until this time (their callers try
     // another node meanwhile), rather than wait behind the backoff.
@@ -99,6 +101,9 @@ async fn run(channel: Channel, mut calls: mpsc::Receiver<Call>) {
             }
         };
         (backoff, down_until) = (RETRY_BACKOFF_MIN, None);
+        if let Some(opened) = &opened {
+            opened.inc();
+        }
         let mut stream = Stream { frames, out: BTreeMap::new(), next_id: 1, last_heard: Instant::now() };
         let why = stream.carry(first, &mut calls, answers).await;
         stream.fail_all(&why);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::metrics::ProxyMetrics;
 use super::upstream::{Answer, Query, Upstream};
 use crate::chaos::mutant::{self, Mutant};
 use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome, ServerStats};
@@ -132,6 +133,11 @@ impl Waiters {
         lock(&self.waiting).insert((client, request), waiter);
     }
 
+    /// Reserves the state machine made wait (not those still on their way to it).
+    pub fn waiting_count(&self) -> usize {
+        lock(&self.waiting).values().filter(|w| w.waiting_since.is_some()).count()
+    }
+
     pub fn forget(&self, client: &str, request: &str) {
         lock(&self.waiting).remove(&(client.to_string(), request.to_string()));
     }
@@ -159,6 +165,8 @@ pub struct FrontEnd {
     /// Bumped when the cluster ended this front end's sessions (its lease ran out): every
     /// connection then closes, since its state upstream is gone.
     pub sessions_lost: tokio::sync::watch::Sender<u64>,
+    /// Where commands are timed, when metrics are on.
+    pub metrics: Option<Arc<ProxyMetrics>>,
 }
 
 /// The facts `stats` reports about the serving process.
@@ -171,8 +179,9 @@ pub struct Identity {
 }
 
 impl FrontEnd {
-    /// A front end over `upstream`, with its reservation feed running.
-    pub fn start(upstream: Arc<dyn Upstream>, limits: Limits, identity: Identity) -> Arc<Self> {
+    /// A front end over `upstream`, with its reservation feed running, recording into
+    /// `metrics` if given.
+    pub fn start(upstream: Arc<dyn Upstream>, limits: Limits, identity: Identity, metrics: Option<Arc<ProxyMetrics>>) -> Arc<Self> {
         let front = Arc::new(FrontEnd {
             upstream,
             waiters: Waiters::default(),
@@ -183,7 +192,11 @@ impl FrontEnd {
             started: tokio::time::Instant::now(),
             identity,
             sessions_lost: tokio::sync::watch::Sender::new(0),
+            metrics,
         });
+        if let Some(metrics) = &front.metrics {
+            metrics.watch(&front);
+        }
         let mut feed = front.upstream.reservations();
         let weak = Arc::downgrade(&front);
         tokio::spawn(async move {

@@ -5,11 +5,13 @@ pub mod colocated;
 mod conn;
 mod forward;
 pub mod front_end;
+pub mod metrics;
 pub mod remote;
 pub mod server;
 pub mod upstream;
 
 pub use front_end::{FrontEnd, Identity, Limits};
+pub use metrics::ProxyMetrics;
 pub use colocated::CoLocatedUpstream;
 pub use remote::RemoteUpstream;
 pub use server::{serve, ListenAddr, Listener};

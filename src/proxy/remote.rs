@@ -12,6 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use super::forward::Forwarder;
+use super::metrics::{Call, ProxyMetrics};
 use super::upstream::{next_backoff, Answer, Query, Upstream, UpstreamError, PATIENCE};
 use crate::api::job_state_machine_client::JobStateMachineClient;
 use crate::api::{self, ReservationStatus};
@@ -39,6 +40,8 @@ pub struct RemoteUpstream {
     proxy_id: String,
     caller: String,
     next_seq: AtomicU64,
+    /// Where forwarded calls and their retries are counted, when metrics are on.
+    metrics: Option<Arc<ProxyMetrics>>,
 }
 
 fn fsm_error(status: &Status) -> Option<FsmError> {
@@ -84,6 +87,11 @@ fn outcome(r: Option<api::Reservation>) -> Option<ReserveOutcome> {
 impl RemoteUpstream {
     /// A front end before the cluster at `addrs` (HOST:PORT of each node's gRPC port).
     pub fn new(addrs: Vec<String>, proxy_id: String) -> Result<Arc<Self>, String> {
+        Self::with_metrics(addrs, proxy_id, None)
+    }
+
+    /// As `new`, counting forwarded calls into `metrics` if given.
+    pub fn with_metrics(addrs: Vec<String>, proxy_id: String, metrics: Option<Arc<ProxyMetrics>>) -> Result<Arc<Self>, String> {
         if addrs.is_empty() {
             return Err("no upstream address".into());
         }
@@ -96,7 +104,8 @@ impl RemoteUpstream {
             channels.push(endpoint.connect_lazy());
         }
         let caller = format!("{proxy_id}@{}", crate::node::clock::now_ms());
-        let forwarders = channels.iter().cloned().map(Forwarder::new).collect();
+        let opened = metrics.as_ref().map(|m| m.streams_opened());
+        let forwarders = channels.iter().map(|channel| Forwarder::new(channel.clone(), opened.clone())).collect();
         Ok(Arc::new(RemoteUpstream {
             addrs,
             channels,
@@ -105,6 +114,7 @@ impl RemoteUpstream {
             proxy_id,
             caller,
             next_seq: AtomicU64::new(1),
+            metrics,
         }))
     }
 
@@ -145,6 +155,7 @@ impl RemoteUpstream {
         let (caller, seq) = caller.map(|c| (c.caller, c.seq)).unwrap_or_default();
         let request = op_request(&op, caller, seq);
         let kind = request.op();
+        self.count(Call::Write);
         let response = self.retry_on_leader(|index| self.forwarders[index].write(request.clone())).await?;
         match decode_result(kind, &response) {
             Ok(Ok(reply)) => Ok(reply),
@@ -170,6 +181,7 @@ impl RemoteUpstream {
         F: Fn(JobStateMachineClient<Channel>, Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
     {
+        self.count(Call::Read);
         self.retry_on_leader(|index| {
             let mut req = Request::new(request.clone());
             if let Some(c) = &caller {
@@ -212,6 +224,15 @@ impl RemoteUpstream {
                 tokio::time::sleep(backoff).await;
                 backoff = next_backoff(backoff);
             }
+            if let Some(metrics) = &self.metrics {
+                metrics.retried();
+            }
+        }
+    }
+
+    fn count(&self, call: Call) {
+        if let Some(metrics) = &self.metrics {
+            metrics.forwarded(call);
         }
     }
 

@@ -15,7 +15,7 @@ use std::path::Path;
 mod real;
 mod sim;
 
-pub use real::RealDisk;
+pub use real::{RealDisk, SyncObserver};
 pub use sim::SimDisk;
 
 /// The file operations the write-ahead log needs. Paths are relative to the disk's root; the

@@ -23,7 +23,7 @@ mod snapshot_file;
 mod sync_policy;
 mod wal;
 
-pub use disk::{Disk, RealDisk, SimDisk};
+pub use disk::{Disk, RealDisk, SimDisk, SyncObserver};
 pub use error::{Corruption, StorageError};
 pub use sync_policy::{spawn_overdue_timer, PolicyDisk, SyncPolicy};
 pub use wal::{Recovered, SnapshotWriter, Wal, WalBatch, WalOptions, WalWriter};

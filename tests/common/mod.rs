@@ -135,6 +135,30 @@ pub fn client_cli(args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A cluster started, with the leader it elected.
+pub struct Led {
+    pub nodes: Vec<Node>,
+    /// Each node's id and gRPC address.
+    pub members: Vec<(u64, SocketAddr)>,
+    pub leader: u64,
+    /// Each node's address given with the flag, by id less one.
+    pub flagged: Vec<SocketAddr>,
+}
+
+/// Starts `cluster` with `flag ADDR` on each node, an address of its own each, and waits for a
+/// leader.
+pub async fn start_cluster_with(dir: &Path, flag: &'static str) -> Led {
+    let flagged: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
+    let listen = flagged.clone();
+    let mut nodes = cluster(dir, move |id| vec![flag.into(), listen[id as usize - 1].to_string()]);
+    for node in &mut nodes {
+        node.proc.start();
+    }
+    let members: Vec<(u64, SocketAddr)> = nodes.iter().map(|n| (n.id, n.addr)).collect();
+    let leader = await_leader(&members, Duration::from_secs(15), dir).await;
+    Led { nodes, members, leader, flagged }
+}
+
 pub async fn status(addr: SocketAddr) -> Option<NodeStatusResponse> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.timeout(Duration::from_millis(500));
     let channel = tokio::time::timeout(Duration::from_millis(500), endpoint.connect()).await.ok()?.ok()?;

@@ -5,7 +5,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::Disk;
 
@@ -19,12 +20,31 @@ pub struct RealDisk {
     root: PathBuf,
     /// Open write handles, keyed by relative path.
     writers: Mutex<HashMap<PathBuf, File>>,
+    /// Told each fsync's duration (for metrics), if set.
+    sync_observer: Option<SyncObserver>,
 }
+
+/// What a [`RealDisk`] tells each fsync's duration.
+pub type SyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 impl RealDisk {
     /// A disk whose paths are relative to `root`. Nothing is created until asked.
     pub fn new(root: impl Into<PathBuf>) -> RealDisk {
-        RealDisk { root: root.into(), writers: Mutex::new(HashMap::new()) }
+        RealDisk { root: root.into(), writers: Mutex::new(HashMap::new()), sync_observer: None }
+    }
+
+    /// This disk, telling `observer` how long each fsync took.
+    pub fn observing_syncs(self, observer: Option<SyncObserver>) -> RealDisk {
+        RealDisk { sync_observer: observer, ..self }
+    }
+
+    /// Runs `sync`, timed on tokio's clock when an observer wants it.
+    fn timed(&self, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        let Some(observer) = &self.sync_observer else { return sync() };
+        let started = tokio::time::Instant::now();
+        let result = sync();
+        observer(started.elapsed());
+        result
     }
 
     /// The directory every path is relative to.
@@ -86,13 +106,15 @@ impl Disk for RealDisk {
 
     fn sync(&self, path: &Path) -> io::Result<()> {
         if let Some(file) = self.writers().get(path) {
-            return file.sync_data();
+            return self.timed(|| file.sync_data());
         }
-        OpenOptions::new().write(true).open(self.full(path))?.sync_data()
+        let file = OpenOptions::new().write(true).open(self.full(path))?;
+        self.timed(|| file.sync_data())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(self.full(dir))?.sync_all()
+        let dir = File::open(self.full(dir))?;
+        self.timed(|| dir.sync_all())
     }
 
     fn truncate(&self, path: &Path, len_bytes: u64) -> io::Result<()> {
