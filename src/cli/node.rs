@@ -11,7 +11,7 @@ use super::metrics::Metrics;
 use super::peers::parse_peers;
 use crate::node::{start_node, DriverConfig, LogStorage, NodeHandle, NodeMetrics, NodeOptions};
 use crate::proxy::ProxyMetrics;
-use crate::storage::{RealDisk, WalOptions};
+use crate::storage::{DirLock, RealDisk, WalOptions};
 
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {
@@ -70,6 +70,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     if args.job_bytes_max > crate::limits::JOB_BODY_BYTES_MAX_LIMIT {
         return Err(format!("-z {} is above the limit of {} bytes", args.job_bytes_max, crate::limits::JOB_BODY_BYTES_MAX_LIMIT));
     }
+    let _lock = DirLock::acquire(&args.data_dir)?;
     if args.peers.is_none() && args.join.is_none() && !args.data_dir.join("node-id").exists() {
         return Err("a new node needs --peers (to form a cluster) or --join (to join one)".into());
     }

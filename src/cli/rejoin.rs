@@ -17,9 +17,10 @@ use crate::api::{Empty, NodeStatusResponse};
 /// be up yet, and waiting for them is not needed.
 const PEER_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Whether the data dir holds nothing yet (a first start, or a dir that was lost).
+/// Whether the data dir holds nothing yet but its lock (a first start, or a dir that was lost).
 pub(crate) fn is_fresh(data_dir: &Path) -> bool {
-    std::fs::read_dir(data_dir).map_or(true, |mut entries| entries.next().is_none())
+    let lock = std::ffi::OsStr::new(crate::storage::names::LOCK_FILE);
+    std::fs::read_dir(data_dir).map_or(true, |mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == lock)))
 }
 
 /// Refuses a fresh data dir for node `id` when the leader among `peers` knows it held entries
@@ -67,13 +68,16 @@ mod tests {
         }
     }
 
-    // A missing or empty dir is fresh; one with any file is not.
+    // A missing or empty dir is fresh, as is one with only its lock; one with any other file
+    // is not.
     #[test]
     fn fresh_means_empty() {
         let dir = std::env::temp_dir().join(format!("coolbeans-fresh-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         assert!(is_fresh(&dir));
         std::fs::create_dir_all(&dir).expect("mkdir");
+        assert!(is_fresh(&dir));
+        std::fs::write(dir.join(crate::storage::names::LOCK_FILE), "1\n").expect("write");
         assert!(is_fresh(&dir));
         std::fs::write(dir.join("node-id"), "3\n").expect("write");
         assert!(!is_fresh(&dir));

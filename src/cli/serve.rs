@@ -13,7 +13,7 @@ use super::front::{identity, run_front_end};
 use super::metrics::Metrics;
 use crate::node::{start_node, DriverConfig, LogStorage, NodeMetrics, NodeOptions};
 use crate::proxy::{ListenAddr, LocalUpstream};
-use crate::storage::{spawn_overdue_timer, PolicyDisk, RealDisk, SyncPolicy, WalOptions};
+use crate::storage::{spawn_overdue_timer, DirLock, PolicyDisk, RealDisk, SyncPolicy, WalOptions};
 
 /// The front end's proxy id in `serve`: fixed, so a restart can end the sessions of the run
 /// before it at once.
@@ -108,6 +108,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         return Ok(());
     }
     let limits = args.limits.limits(args.job_bytes_max)?;
+    let _lock = args.data_dir.as_deref().map(DirLock::acquire).transpose()?;
     let mut metrics = args.metrics.bind().await?;
     let node_metrics = metrics.as_mut().map(Metrics::node);
     let proxy_metrics = metrics.as_mut().map(Metrics::proxy);

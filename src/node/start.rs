@@ -97,7 +97,8 @@ fn claim_data_dir(disk: &dyn Disk, dir: &Path, id: u64) -> Result<(), StartError
     }
     // A log without its owner's id: the id file was deleted, and writing ours could hand
     // another node's log and votes to this one.
-    if let Some(found) = disk.list(dir).map_err(storage)?.first() {
+    let names = disk.list(dir).map_err(storage)?;
+    if let Some(found) = names.iter().find(|name| *name != crate::storage::names::LOCK_FILE) {
         return Err(StartError::Storage(format!(
             "{} holds {found} but no {NODE_ID_FILE} file: write the id of the node whose data this is into {} to start it",
             dir.display(),

@@ -6,6 +6,7 @@
 //!   batches of records (entries, hard states, a batch end), one batch per [`Wal::sync`].
 //! - `snap-<index>.snap`: the newest snapshot, one checksummed record.
 //! - `*.tmp`: a snapshot being written; a crash may leave one, and open removes it.
+//! - `lock`: locked by the process using the dir ([`DirLock`]), which wrote its id in it.
 //!
 //! Durability contract: what [`Wal::sync`] or [`Wal::save_snapshot`] acknowledged survives any
 //! crash; a torn write at the end of the log is cut away on open; damage anywhere else is
@@ -13,9 +14,10 @@
 
 mod compaction;
 mod data_dir;
+mod dir_lock;
 pub mod disk;
 mod error;
-mod names;
+pub(crate) mod names;
 mod record;
 mod recovery;
 mod replace;
@@ -23,6 +25,7 @@ mod snapshot_file;
 mod sync_policy;
 mod wal;
 
+pub use dir_lock::DirLock;
 pub use disk::{Disk, RealDisk, SimDisk, SyncObserver};
 pub use error::{Corruption, StorageError};
 pub use sync_policy::{spawn_overdue_timer, PolicyDisk, SyncPolicy};

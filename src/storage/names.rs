@@ -9,6 +9,8 @@ pub(crate) const SNAPSHOT_SUFFIX: &str = ".snap";
 /// `-f MS` or `-F` since the log was last made wholly durable): a power loss may then have
 /// left holes anywhere after its last synced batch, not just a torn end.
 pub(crate) const UNSYNCED_BATCHES_MARK: &str = "unsynced-batches";
+/// The file a running process holds locked (`flock`), with its process id in it.
+pub(crate) const LOCK_FILE: &str = "lock";
 /// A file being written that is not yet in place: a crash may leave one, open removes it.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 
