@@ -2,6 +2,25 @@
 
 use std::time::Duration;
 
+/// What a job counts for against `--max-jobs-bytes`: its body, its tube's name and this much
+/// beside, about what it takes in a snapshot (its id, numbers and counters, and reserved-by;
+/// the proto encoding of them stays under 100 bytes).
+pub const JOB_OVERHEAD_BYTES: u64 = 128;
+
+/// The bytes a job of `body_bytes` in tube `tube_bytes` long counts for.
+pub fn job_bytes(body_bytes: usize, tube_bytes: usize) -> u64 {
+    (body_bytes + tube_bytes) as u64 + JOB_OVERHEAD_BYTES
+}
+
+/// The default of `--max-jobs-bytes`, the jobs a node holds before puts get `OUT_OF_MEMORY`:
+/// three quarters of [`SNAPSHOT_BYTES_MAX`], which must hold every job (a state too large to
+/// snapshot stops the node at its next snapshot), leaving a quarter for sessions, tubes and the
+/// table of answered writes.
+pub const JOBS_BYTES_MAX_DEFAULT: u64 = SNAPSHOT_BYTES_MAX / 4 * 3;
+/// The most `--max-jobs-bytes` may allow: seven eighths of a snapshot.
+pub const JOBS_BYTES_MAX_LIMIT: u64 = SNAPSHOT_BYTES_MAX / 8 * 7;
+const _: () = assert!(JOBS_BYTES_MAX_DEFAULT <= JOBS_BYTES_MAX_LIMIT);
+
 /// beanstalkd's default maximum job body (`-z`): 65535 bytes.
 pub const JOB_BODY_BYTES_MAX_DEFAULT: usize = 65_535;
 

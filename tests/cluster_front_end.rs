@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::beanstalk::Beanstalk;
-use common::{client_cli, cluster, free_port, loopback, temp_dir, Proc};
+use common::{client_cli, cluster, free_port, loopback, temp_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_cli_and_front_ends() {
@@ -47,13 +47,7 @@ async fn cluster_cli_and_front_ends() {
     assert_eq!(err.trim_end().lines().count(), 1, "one line of error: {err:?}");
 
     // A standalone front end before the cluster.
-    let standalone = loopback(free_port());
-    let upstreams = members.iter().map(|(_, a)| a.to_string()).collect::<Vec<_>>().join(",");
-    let mut front = Proc::new(
-        vec!["beanstalkd".into(), "--listen".into(), standalone.to_string(), "--upstreams".into(), upstreams],
-        dir.join("front.log"),
-    );
-    front.start();
+    let (front, standalone) = common::start_front_end(&dir, &members).await;
 
     let mut producer = Beanstalk::connect(standalone);
     let mut worker = Beanstalk::connect(co_located);

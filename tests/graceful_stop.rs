@@ -88,14 +88,7 @@ async fn sigterm_hands_leadership_over_and_no_client_sees_an_error() {
     }
     let members: Vec<(u64, SocketAddr)> = nodes.iter().map(|n| (n.id, n.addr)).collect();
     let old = common::await_leader(&members, Duration::from_secs(15), &dir).await;
-    let front_addr = loopback(free_port());
-    let upstreams = members.iter().map(|(_, a)| a.to_string()).collect::<Vec<_>>().join(",");
-    let mut front = Proc::new(
-        vec!["beanstalkd".into(), "--listen".into(), front_addr.to_string(), "--upstreams".into(), upstreams],
-        dir.join("front.log"),
-    );
-    front.start();
-    common::wait_for_port(front_addr, Duration::from_secs(10)).await;
+    let (_front, front_addr) = common::start_front_end(&dir, &members).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());

@@ -44,6 +44,11 @@ pub struct NodeArgs {
     /// (a front end before the cluster takes its own `-z`; give both the same).
     #[arg(short = 'z', long, default_value_t = crate::limits::JOB_BODY_BYTES_MAX_DEFAULT)]
     pub job_bytes_max: usize,
+    /// What the jobs held may take, in bytes: each job counts its body, its tube's name and
+    /// 128 bytes. Past it a put gets OUT_OF_MEMORY, as beanstalkd's does when memory runs
+    /// out, rather than the process being killed (at most 7/8 of the 1 GiB a snapshot holds).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::limits::JOBS_BYTES_MAX_DEFAULT)]
+    pub max_jobs_bytes: u64,
     /// One raft tick, in milliseconds (elections take 10 to 20 ticks).
     #[arg(long, default_value_t = 100)]
     pub tick_ms: u64,
@@ -58,6 +63,14 @@ pub struct NodeArgs {
     pub metrics: super::metrics::MetricsArgs,
 }
 
+/// Refuses a `--max-jobs-bytes` whose jobs a snapshot could not hold.
+pub(crate) fn check_jobs_bytes_max(bytes: u64) -> Result<(), String> {
+    match bytes <= crate::limits::JOBS_BYTES_MAX_LIMIT {
+        true => Ok(()),
+        false => Err(format!("--max-jobs-bytes {bytes} is above the limit of {} bytes", crate::limits::JOBS_BYTES_MAX_LIMIT)),
+    }
+}
+
 fn data_dir_name(dir: &std::path::Path) -> Result<PathBuf, String> {
     dir.file_name().map(PathBuf::from).ok_or_else(|| format!("--data-dir {} names no directory", dir.display()))
 }
@@ -70,6 +83,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     if args.job_bytes_max > crate::limits::JOB_BODY_BYTES_MAX_LIMIT {
         return Err(format!("-z {} is above the limit of {} bytes", args.job_bytes_max, crate::limits::JOB_BODY_BYTES_MAX_LIMIT));
     }
+    check_jobs_bytes_max(args.max_jobs_bytes)?;
     let _lock = DirLock::acquire(&args.data_dir)?;
     if args.peers.is_none() && args.join.is_none() && !args.data_dir.join("node-id").exists() {
         return Err("a new node needs --peers (to form a cluster) or --join (to join one)".into());
@@ -89,6 +103,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
             snapshot_entries: args.snapshot_entries.max(1),
             snapshot_log_bytes: args.snapshot_log_bytes.max(1),
             job_body_bytes_max: args.job_bytes_max,
+            jobs_bytes_max: args.max_jobs_bytes,
             ..DriverConfig::default()
         },
         advertise: advertise.clone(),

@@ -34,6 +34,11 @@ pub struct ServeArgs {
     /// Largest job body in bytes.
     #[arg(short = 'z', default_value_t = crate::limits::JOB_BODY_BYTES_MAX_DEFAULT)]
     pub job_bytes_max: usize,
+    /// What the jobs held may take, in bytes: each job counts its body, its tube's name and
+    /// 128 bytes. Past it a put gets OUT_OF_MEMORY, as beanstalkd's does when memory runs
+    /// out, rather than the process being killed (at most 7/8 of the 1 GiB a snapshot holds).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::limits::JOBS_BYTES_MAX_DEFAULT)]
+    pub max_jobs_bytes: u64,
     /// fsync the log at most once every MS milliseconds (0: every write, the default, when an
     /// acknowledged write survives a power loss): a power loss may lose the writes of the
     /// last MS ms or so; snapshots and compactions are always synced.
@@ -82,8 +87,8 @@ fn storage_for(args: &ServeArgs, metrics: Option<&NodeMetrics>) -> Result<(LogSt
 /// still in the cache instead of growing into fresh pages the kernel must zero.
 const MEMORY_LOG_BYTES_MAX: u64 = 1024 * 1024;
 
-fn driver_config(storage: &LogStorage, job_body_bytes_max: usize) -> DriverConfig {
-    let config = DriverConfig { id: 1, job_body_bytes_max, ..DriverConfig::default() };
+fn driver_config(storage: &LogStorage, job_body_bytes_max: usize, jobs_bytes_max: u64) -> DriverConfig {
+    let config = DriverConfig { id: 1, job_body_bytes_max, jobs_bytes_max, ..DriverConfig::default() };
     match storage {
         LogStorage::Memory => DriverConfig { snapshot_log_bytes: MEMORY_LOG_BYTES_MAX, ..config },
         LogStorage::Disk(_) => config,
@@ -108,13 +113,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         return Ok(());
     }
     let limits = args.limits.limits(args.job_bytes_max)?;
+    super::node::check_jobs_bytes_max(args.max_jobs_bytes)?;
     let _lock = args.data_dir.as_deref().map(DirLock::acquire).transpose()?;
     let mut metrics = args.metrics.bind().await?;
     let node_metrics = metrics.as_mut().map(Metrics::node);
     let proxy_metrics = metrics.as_mut().map(Metrics::proxy);
     let (storage, data_dir) = storage_for(&args, node_metrics.as_deref())?;
     let options = NodeOptions {
-        driver: driver_config(&storage, limits.job_body_bytes_max),
+        driver: driver_config(&storage, limits.job_body_bytes_max, args.max_jobs_bytes),
         advertise: "127.0.0.1:0".into(),
         peers: BTreeMap::from([(1, "127.0.0.1:0".to_string())]),
         data_dir,

@@ -282,4 +282,7 @@ pub(crate) struct State {
     pub leases: BTreeMap<String, Lease>,
     pub lease_proxies: BTreeMap<u64, String>,
     pub next_lease_id: u64,
+    /// What the jobs count for against the node's limit (`limits::job_bytes`); derived, never
+    /// in output.
+    pub jobs_bytes: u64,
 }

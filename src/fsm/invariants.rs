@@ -43,6 +43,8 @@ impl Fsm {
             ensure(indexed, || format!("job {id} is missing from the index of its state"))?;
             ensure(job.ttr_secs >= 1, || format!("job {id} has ttr 0"))?;
         }
+        let counted: u64 = s.jobs.values().map(|job| crate::limits::job_bytes(job.body.len(), s.tubes[&job.tube].name.len())).sum();
+        ensure(counted == s.jobs_bytes, || format!("jobs count for {counted} bytes, not the {} kept", s.jobs_bytes))?;
         Ok(())
     }
 

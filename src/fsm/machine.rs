@@ -154,7 +154,9 @@ impl Fsm {
         if let Some(client) = client {
             self.session(client).producer = true;
         }
+        let tube_name_bytes = tube.len();
         let tube = self.tube_or_create(tube);
+        self.s.jobs_bytes += crate::limits::job_bytes(body.len(), tube_name_bytes);
         let id = self.s.next_job_id;
         self.s.next_job_id += 1;
         self.s.counters.total_jobs += 1;
@@ -250,7 +252,10 @@ impl Fsm {
             self.unindex(id);
         }
         let job = self.s.jobs.remove(&id).expect("job exists");
-        self.tube_mut(job.tube).cmd_delete += 1;
+        let tube = self.tube_mut(job.tube);
+        tube.cmd_delete += 1;
+        let counted = crate::limits::job_bytes(job.body.len(), tube.name.len());
+        self.s.jobs_bytes -= counted;
         self.drop_tube_if_unused(job.tube);
         Ok(Reply::Done)
     }

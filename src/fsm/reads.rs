@@ -113,4 +113,9 @@ impl Fsm {
     pub fn job_count(&self) -> usize {
         self.s.jobs.len()
     }
+
+    /// What the jobs held count for against a node's limit (`limits::job_bytes`).
+    pub fn jobs_bytes(&self) -> u64 {
+        self.s.jobs_bytes
+    }
 }

@@ -400,6 +400,7 @@ fn restore_job(s: &mut State, p: &JobProto) -> Result<(), RestoreError> {
         kicks: p.kick_count,
     };
     index_restored_job(s, &mut job)?;
+    s.jobs_bytes += crate::limits::job_bytes(job.body.len(), s.tubes[&job.tube].name.len());
     s.jobs.insert(id, Box::new(job));
     Ok(())
 }

@@ -1391,3 +1391,21 @@ fn asking_again_answers_the_same_job_while_it_exists() {
     assert_eq!(given(&run(&mut f, 1_500, reserve(&c, "r1"))), Some(next), "the job is gone: served afresh");
     assert_eq!(state(&f, next), held(&c, 2_500));
 }
+
+/// What the jobs count for against a node's `--max-jobs-bytes` follows puts and deletes, and
+/// a restored machine counts the same.
+#[test]
+fn jobs_bytes_count_bodies_tube_names_and_overhead() {
+    let mut f = Fsm::new();
+    assert_eq!(f.jobs_bytes(), 0);
+    let body = Bytes::from_static(b"0123456789");
+    let put = |tube: &str| Op::Put { client: None, tube: tube.into(), pri: 0, delay_secs: 0, ttr_secs: 5, body: body.clone() };
+    let Ok(Reply::Put { id: first }) = quiet(&mut f, 0, put("default")) else { panic!("put") };
+    quiet(&mut f, 0, put("emails")).expect("put");
+    let both = crate::limits::job_bytes(10, 7) + crate::limits::job_bytes(10, 6);
+    assert_eq!(f.jobs_bytes(), both);
+    assert_eq!(Fsm::restore(&f.snapshot()).expect("restore").jobs_bytes(), both);
+    quiet(&mut f, 0, Op::Delete { client: None, id: first }).expect("delete");
+    assert_eq!(f.jobs_bytes(), crate::limits::job_bytes(10, 6));
+    f.check_invariants().expect("the count is the jobs'");
+}

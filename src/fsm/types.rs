@@ -138,6 +138,9 @@ pub enum FsmError {
     LastWatchedTube,
     /// An argument no command could carry (a bad tube name).
     BadArgument(&'static str),
+    /// A put refused before the log: the node's jobs are at its `--max-jobs-bytes`. The
+    /// machine never answers it; the node's admission does, through the same paths.
+    OutOfMemory,
 }
 
 impl fmt::Display for FsmError {
@@ -148,6 +151,7 @@ impl fmt::Display for FsmError {
             FsmError::NotYours => f.write_str("job is reserved by another client"),
             FsmError::LastWatchedTube => f.write_str("cannot ignore the only watched tube"),
             FsmError::BadArgument(why) => write!(f, "bad argument: {why}"),
+            FsmError::OutOfMemory => f.write_str("the node holds as many job bytes as --max-jobs-bytes allows"),
         }
     }
 }

@@ -332,6 +332,7 @@ pub fn result_code(e: &FsmError) -> ResultCode {
         FsmError::NotYours => ResultCode::PermissionDenied,
         FsmError::LastWatchedTube => ResultCode::OutOfRange,
         FsmError::BadArgument(_) => ResultCode::InvalidArgument,
+        FsmError::OutOfMemory => ResultCode::ResourceExhausted,
     }
 }
 
@@ -399,6 +400,7 @@ pub fn decode_result(op: OpType, response: &api::ApplyOpResponse) -> Result<Resu
         ResultCode::PermissionDenied => Some(FsmError::NotYours),
         ResultCode::OutOfRange => Some(FsmError::LastWatchedTube),
         ResultCode::InvalidArgument => Some(FsmError::BadArgument("invalid argument")),
+        ResultCode::ResourceExhausted => Some(FsmError::OutOfMemory),
         other => return Err(invalid(format!("result code {other:?} in a cached result"))),
     };
     if let Some(e) = error {
@@ -505,6 +507,7 @@ mod tests {
             (OpType::Release, Err(FsmError::WrongState)),
             (OpType::Release, Err(FsmError::NotYours)),
             (OpType::IgnoreTube, Err(FsmError::LastWatchedTube)),
+            (OpType::Put, Err(FsmError::OutOfMemory)),
         ];
         for (op, result) in cases {
             assert_eq!(decode_result(op, &encode_result(&result)), Ok(result));
@@ -514,7 +517,14 @@ mod tests {
     /// Each state-machine error has its own wire code.
     #[test]
     fn error_codes_are_distinct() {
-        let errors = [FsmError::NotFound, FsmError::WrongState, FsmError::NotYours, FsmError::LastWatchedTube, FsmError::BadArgument("x")];
+        let errors = [
+            FsmError::NotFound,
+            FsmError::WrongState,
+            FsmError::NotYours,
+            FsmError::LastWatchedTube,
+            FsmError::BadArgument("x"),
+            FsmError::OutOfMemory,
+        ];
         let codes: std::collections::BTreeSet<i32> = errors.iter().map(|e| result_code(e) as i32).collect();
         assert_eq!(codes.len(), errors.len());
     }

@@ -29,7 +29,7 @@ use super::persist::{Durable, Persistence};
 use super::replicated::{EntryError, LocalOp, Replicated};
 use super::transport::Transport;
 use crate::api::{ApplyOpBatch, ApplyOpRequest};
-use crate::fsm::{Op, Reply};
+use crate::fsm::{FsmError, Op, Reply};
 use crate::chaos::mutant::{self, Mutant};
 use crate::chaos::observe;
 
@@ -52,6 +52,10 @@ pub struct DriverConfig {
     /// The largest job body a put may carry (`-z`): a larger one is refused before it is
     /// proposed, whichever way it came.
     pub job_body_bytes_max: usize,
+    /// What the jobs held may count for (`limits::job_bytes`) before a put is refused with
+    /// `OUT_OF_MEMORY` (`--max-jobs-bytes`). The leader decides, before the log: the limit is
+    /// the node's, and replicas never refuse an entry they are given.
+    pub jobs_bytes_max: u64,
     /// The size snapshots sent to followers are cut into (at most
     /// `limits::SNAPSHOT_CHUNK_BYTES_MAX`; the simulator cuts them small).
     pub snapshot_chunk_bytes: usize,
@@ -74,6 +78,7 @@ impl Default for DriverConfig {
             snapshot_entries: 1_000_000,
             snapshot_log_bytes: 64 * 1024 * 1024,
             pending_max: 65_536,
+            jobs_bytes_max: crate::limits::JOBS_BYTES_MAX_DEFAULT,
             job_body_bytes_max: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT,
             snapshot_chunk_bytes: crate::limits::SNAPSHOT_CHUNK_BYTES_MAX,
         }
@@ -97,7 +102,8 @@ type WriteReply = oneshot::Sender<Result<Reply, NodeError>>;
 enum Pending {
     /// One reply for each operation of the entry, in its order; when it was proposed, if
     /// metrics time entries.
-    Writes { term: u64, replies: Vec<WriteReply>, proposed: Option<Instant> },
+    /// `put_bytes`: what its puts count for against `jobs_bytes_max`.
+    Writes { term: u64, replies: Vec<WriteReply>, proposed: Option<Instant>, put_bytes: u64 },
     Member { term: u64, reply: oneshot::Sender<Result<(), NodeError>> },
 }
 
@@ -111,6 +117,8 @@ struct Batch {
     replies: Vec<WriteReply>,
     /// The encoded size of `ops`, in bytes.
     bytes: usize,
+    /// What its puts count for against `jobs_bytes_max`.
+    put_bytes: u64,
 }
 
 /// The operations of a proposed entry kept in memory, with the time stamped on them.
@@ -129,6 +137,8 @@ pub(crate) struct Driver {
     pending: BTreeMap<u64, Pending>,
     /// Write replies owed in `pending`, counted against `pending_max`.
     writes_in_flight: usize,
+    /// What the puts proposed and not yet applied count for against `jobs_bytes_max`.
+    put_bytes_in_flight: u64,
     /// Writes received this turn, proposed together at its end (or before any other input,
     /// so that inputs keep their order).
     batch: Batch,
@@ -194,6 +204,7 @@ impl Driver {
             transport,
             pending: BTreeMap::new(),
             writes_in_flight: 0,
+            put_bytes_in_flight: 0,
             batch: Batch::default(),
             reads_asked: BTreeMap::new(),
             reads_ready: Vec::new(),
@@ -358,12 +369,25 @@ impl Driver {
             let _ = reply.send(Err(NodeError::Overloaded));
             return;
         }
+        let put_bytes = match &op {
+            Op::Put { tube, body, .. } => crate::limits::job_bytes(body.len(), tube.len()),
+            _ => 0,
+        };
+        if put_bytes > 0 {
+            // Counted with the puts on their way to the log, or a burst would pass the limit.
+            let held = lock(&self.shared.state).fsm.jobs_bytes() + self.put_bytes_in_flight + self.batch.put_bytes;
+            if held + put_bytes > self.config.jobs_bytes_max {
+                let _ = reply.send(Err(NodeError::Fsm(FsmError::OutOfMemory)));
+                return;
+            }
+        }
         if self.local_entries.is_some() {
             if self.batch.replies.len() >= ENTRY_OPS_MAX {
                 self.propose_batch();
             }
             self.batch.local.push(LocalOp { op, caller });
             self.batch.replies.push(reply);
+            self.batch.put_bytes += put_bytes;
             return;
         }
         let (caller_id, caller_seq) = caller.map(|c| (c.caller, c.seq)).unwrap_or_default();
@@ -376,6 +400,7 @@ impl Driver {
         self.batch.ops.push(request);
         self.batch.replies.push(reply);
         self.batch.bytes += bytes;
+        self.batch.put_bytes += put_bytes;
     }
 
     /// Proposes this turn's writes as one entry; their replies are owed once it applies.
@@ -383,12 +408,13 @@ impl Driver {
         if self.batch.replies.is_empty() {
             return;
         }
-        let Batch { ops, local, replies, .. } = std::mem::take(&mut self.batch);
+        let Batch { ops, local, replies, put_bytes, .. } = std::mem::take(&mut self.batch);
         match self.propose_ops(ops, local) {
             Ok(index) => {
                 self.writes_in_flight += replies.len();
+                self.put_bytes_in_flight += put_bytes;
                 let proposed = self.shared.metrics.as_ref().map(|_| Instant::now());
-                self.pending.insert(index, Pending::Writes { term: self.raw.raft.term, replies, proposed });
+                self.pending.insert(index, Pending::Writes { term: self.raw.raft.term, replies, proposed, put_bytes });
             }
             Err(e) => {
                 for reply in replies {
@@ -655,6 +681,7 @@ impl Driver {
 
     fn fail_all(&mut self, error: impl Fn() -> NodeError) {
         self.writes_in_flight = 0;
+        self.put_bytes_in_flight = 0;
         if let Some(entries) = &mut self.local_entries {
             entries.clear();
         }
@@ -760,8 +787,11 @@ impl Driver {
             let _ = self.shared.events.send(Arc::new(AppliedEvents { index: entry.index, events }));
         }
         let Some(pending) = self.pending.remove(&entry.index) else { return Ok(()) };
+        if let Pending::Writes { put_bytes, .. } = &pending {
+            self.put_bytes_in_flight -= put_bytes;
+        }
         let replies = match pending {
-            Pending::Writes { term, replies, proposed } if term == entry.term => {
+            Pending::Writes { term, replies, proposed, .. } if term == entry.term => {
                 if let (Some(metrics), Some(proposed)) = (&self.shared.metrics, proposed) {
                     metrics.applied(proposed);
                 }

@@ -433,6 +433,7 @@ fn error_response(e: UpstreamError) -> Response {
         UpstreamError::Fsm(FsmError::NotFound | FsmError::WrongState | FsmError::NotYours) => Response::NotFound,
         UpstreamError::Fsm(FsmError::LastWatchedTube) => Response::NotIgnored,
         UpstreamError::Fsm(FsmError::BadArgument(_)) => Response::BadFormat,
+        UpstreamError::Fsm(FsmError::OutOfMemory) => Response::OutOfMemory,
         UpstreamError::Unavailable(why) => {
             tracing::warn!(%why, "cluster unavailable");
             Response::InternalError

@@ -52,6 +52,8 @@ fn fsm_error(status: &Status) -> Option<FsmError> {
         // Only the state machine's: tonic's own OutOfRange is an answer over the size limit.
         Code::OutOfRange if is_state_machine(status) => Some(FsmError::LastWatchedTube),
         Code::InvalidArgument => Some(FsmError::BadArgument("refused by the cluster")),
+        // Only the state machine's: a node's own ResourceExhausted is "overloaded, retry".
+        Code::ResourceExhausted if is_state_machine(status) => Some(FsmError::OutOfMemory),
         _ => None,
     }
 }
