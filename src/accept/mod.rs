@@ -4,6 +4,8 @@
 //! accepts, so past its limit or the budget new connections wait in the kernel's backlog.
 
 pub mod fds;
+#[cfg(not(madsim))]
+pub mod keepalive;
 
 use std::future::Future;
 use std::ops::ControlFlow;

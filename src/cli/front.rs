@@ -42,6 +42,15 @@ pub struct LimitArgs {
     /// Bytes a connection may send ahead while its reserve waits, before it is read no more.
     #[arg(long, default_value_t = Limits::default().connection_buffer_bytes_max)]
     pub max_connection_buffer_bytes: usize,
+    /// Seconds a command may take to arrive whole (its line, and a put's body) once its first
+    /// byte came; past it the connection closes, so a client trickling bytes cannot hold it.
+    /// 0: no limit.
+    #[arg(long, value_name = "SECS", default_value_t = crate::proxy::COMMAND_TIMEOUT_DEFAULT.as_secs())]
+    pub command_timeout: u64,
+    /// Seconds a connection with nothing pending (no partial command, no waiting reserve) may
+    /// stay silent before it is closed. 0, the default: never, as in beanstalkd.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub idle_timeout: u64,
 }
 
 impl LimitArgs {
@@ -58,8 +67,15 @@ impl LimitArgs {
             job_body_bytes_max,
             line_bytes_max: self.max_line_bytes,
             connection_buffer_bytes_max: self.max_connection_buffer_bytes.max(1),
+            command_timeout: seconds(self.command_timeout),
+            idle_timeout: seconds(self.idle_timeout),
         })
     }
+}
+
+/// A timeout flag's value: 0 for none.
+fn seconds(secs: u64) -> Option<std::time::Duration> {
+    (secs > 0).then(|| std::time::Duration::from_secs(secs))
 }
 
 /// What `stats` says of this process.

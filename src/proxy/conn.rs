@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use super::front_end::FrontEnd;
 use super::upstream::{Answer, Query, UpstreamError};
@@ -51,6 +52,8 @@ pub struct Conn<S> {
     /// `changed()` future per read; the connection ends when it is ready, never polling it
     /// again.
     sessions_lost: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// When the partial command buffered began to arrive, if one is.
+    partial_since: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -73,6 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             said_hello: false,
             next_request: 1,
             sessions_lost,
+            partial_since: None,
         }
     }
 
@@ -93,6 +97,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn serve(&mut self) -> Result<(), End> {
         loop {
             while let Some(decoded) = self.decoder.decode(&mut self.input) {
+                // What is buffered now is a new command, whose clock starts at the next read.
+                self.partial_since = None;
                 if let (Decoded::Error(_), Some(metrics)) = (&decoded, &self.front.metrics) {
                     metrics.bad_command();
                 }
@@ -160,6 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         // allocation back here, which `capacity` shows only now.
         self.input.reserve(READ_CHUNK_BYTES);
         shrink(&mut self.input);
+        let deadline = self.read_deadline();
         tokio::select! {
             biased;
             read = self.stream.read_buf(&mut self.input) => match read {
@@ -167,6 +174,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Ok(_) => Ok(()),
             },
             _ = &mut self.sessions_lost => Err(End::Closed),
+            _ = tokio::time::sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
+                let why = deadline.map_or("", |(_, why)| why);
+                tracing::info!(client = %self.client, why, "closing a connection");
+                Err(End::Closed)
+            }
+        }
+    }
+
+    /// When the next read must have come, and why: a partial command (all whole ones were run
+    /// before a read) must be whole within the command timeout of its first byte, and a
+    /// connection with nothing pending must speak within the idle timeout.
+    fn read_deadline(&mut self) -> Option<(Instant, &'static str)> {
+        let partial = !self.input.is_empty() || self.decoder.mid_put();
+        self.partial_since = partial.then(|| self.partial_since.unwrap_or_else(Instant::now));
+        let limits = &self.front.limits;
+        match self.partial_since {
+            Some(since) => limits.command_timeout.map(|t| (since + t, "a command did not arrive whole within --command-timeout")),
+            None => limits.idle_timeout.map(|t| (Instant::now() + t, "idle for --idle-timeout")),
         }
     }
 

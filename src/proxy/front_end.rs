@@ -27,7 +27,19 @@ pub struct Limits {
     /// Bytes a connection may hold unanswered beyond one command (pipelined input read while
     /// a reserve waits); past it the connection is read no further until it catches up.
     pub connection_buffer_bytes_max: usize,
+    /// How long a command may take to arrive whole once its first byte came (its line, and a
+    /// put's body); past it the connection closes. A client trickling bytes otherwise holds a
+    /// connection and its buffer for ever. None: no limit.
+    pub command_timeout: Option<Duration>,
+    /// How long a connection may send nothing while nothing of it is pending (no partial
+    /// command, no waiting reserve) before it is closed. None, the default: beanstalkd closes
+    /// no idle connection, and clients keep pooled ones idle for hours.
+    pub idle_timeout: Option<Duration>,
 }
+
+/// A minute for a command to arrive whole: a 3 MB body (the largest `-z` allows) then needs
+/// 50 KB/s, and a line of 224 bytes any link at all.
+pub const COMMAND_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -36,6 +48,8 @@ impl Default for Limits {
             job_body_bytes_max: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT,
             line_bytes_max: crate::protocol::LINE_BYTES_MAX,
             connection_buffer_bytes_max: 256 * 1024,
+            command_timeout: Some(COMMAND_TIMEOUT_DEFAULT),
+            idle_timeout: None,
         }
     }
 }

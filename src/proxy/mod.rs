@@ -10,7 +10,7 @@ pub mod remote;
 pub mod server;
 pub mod upstream;
 
-pub use front_end::{FrontEnd, Identity, Limits};
+pub use front_end::{FrontEnd, Identity, Limits, COMMAND_TIMEOUT_DEFAULT};
 pub use metrics::ProxyMetrics;
 pub use colocated::CoLocatedUpstream;
 pub use remote::RemoteUpstream;

@@ -86,6 +86,12 @@ pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
         Listener::Tcp(l) => {
             let hand_on = |(stream, _): (tokio::net::TcpStream, _), permit| {
                 let _ = stream.set_nodelay(true);
+                // The simulator's sockets have no descriptor, and its peers never vanish
+                // silently.
+                #[cfg(not(madsim))]
+                if let Err(e) = crate::accept::keepalive::set(&stream) {
+                    tracing::debug!(error = %e, "could not turn keepalive on");
+                }
                 spawn_conn(front.clone(), stream, permit);
                 ControlFlow::Continue(())
             };
