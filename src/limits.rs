@@ -21,6 +21,11 @@ pub const JOBS_BYTES_MAX_DEFAULT: u64 = SNAPSHOT_BYTES_MAX / 4 * 3;
 pub const JOBS_BYTES_MAX_LIMIT: u64 = SNAPSHOT_BYTES_MAX / 8 * 7;
 const _: () = assert!(JOBS_BYTES_MAX_DEFAULT <= JOBS_BYTES_MAX_LIMIT);
 
+/// The default of `--max-tubes`: past it, what would make a new tube gets `OUT_OF_MEMORY`.
+/// Every tube is in each snapshot and in each `list-tubes` answer (which holds about 1.3
+/// million of the longest names, see [`CLIENT_API_ANSWER_BYTES_MAX`]).
+pub const TUBES_MAX_DEFAULT: usize = 100_000;
+
 /// beanstalkd's default maximum job body (`-z`): 65535 bytes.
 pub const JOB_BODY_BYTES_MAX_DEFAULT: usize = 65_535;
 

@@ -49,6 +49,9 @@ pub struct NodeArgs {
     /// out, rather than the process being killed (at most 7/8 of the 1 GiB a snapshot holds).
     #[arg(long, value_name = "BYTES", default_value_t = crate::limits::JOBS_BYTES_MAX_DEFAULT)]
     pub max_jobs_bytes: u64,
+    /// Tubes at most: a put, use or watch that would make one more gets OUT_OF_MEMORY.
+    #[arg(long, value_name = "N", default_value_t = crate::limits::TUBES_MAX_DEFAULT)]
+    pub max_tubes: usize,
     /// One raft tick, in milliseconds (elections take 10 to 20 ticks).
     #[arg(long, default_value_t = 100)]
     pub tick_ms: u64,
@@ -104,6 +107,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
             snapshot_log_bytes: args.snapshot_log_bytes.max(1),
             job_body_bytes_max: args.job_bytes_max,
             jobs_bytes_max: args.max_jobs_bytes,
+            tubes_max: args.max_tubes,
             ..DriverConfig::default()
         },
         advertise: advertise.clone(),

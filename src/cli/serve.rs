@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// out, rather than the process being killed (at most 7/8 of the 1 GiB a snapshot holds).
     #[arg(long, value_name = "BYTES", default_value_t = crate::limits::JOBS_BYTES_MAX_DEFAULT)]
     pub max_jobs_bytes: u64,
+    /// Tubes at most: a put, use or watch that would make one more gets OUT_OF_MEMORY.
+    #[arg(long, value_name = "N", default_value_t = crate::limits::TUBES_MAX_DEFAULT)]
+    pub max_tubes: usize,
     /// fsync the log at most once every MS milliseconds (0: every write, the default, when an
     /// acknowledged write survives a power loss): a power loss may lose the writes of the
     /// last MS ms or so; snapshots and compactions are always synced.
@@ -87,8 +90,9 @@ fn storage_for(args: &ServeArgs, metrics: Option<&NodeMetrics>) -> Result<(LogSt
 /// still in the cache instead of growing into fresh pages the kernel must zero.
 const MEMORY_LOG_BYTES_MAX: u64 = 1024 * 1024;
 
-fn driver_config(storage: &LogStorage, job_body_bytes_max: usize, jobs_bytes_max: u64) -> DriverConfig {
-    let config = DriverConfig { id: 1, job_body_bytes_max, jobs_bytes_max, ..DriverConfig::default() };
+fn driver_config(storage: &LogStorage, args: &ServeArgs, job_body_bytes_max: usize) -> DriverConfig {
+    let (jobs_bytes_max, tubes_max) = (args.max_jobs_bytes, args.max_tubes);
+    let config = DriverConfig { id: 1, job_body_bytes_max, jobs_bytes_max, tubes_max, ..DriverConfig::default() };
     match storage {
         LogStorage::Memory => DriverConfig { snapshot_log_bytes: MEMORY_LOG_BYTES_MAX, ..config },
         LogStorage::Disk(_) => config,
@@ -120,7 +124,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let proxy_metrics = metrics.as_mut().map(Metrics::proxy);
     let (storage, data_dir) = storage_for(&args, node_metrics.as_deref())?;
     let options = NodeOptions {
-        driver: driver_config(&storage, limits.job_body_bytes_max, args.max_jobs_bytes),
+        driver: driver_config(&storage, &args, limits.job_body_bytes_max),
         advertise: "127.0.0.1:0".into(),
         peers: BTreeMap::from([(1, "127.0.0.1:0".to_string())]),
         data_dir,

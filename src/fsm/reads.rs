@@ -64,6 +64,11 @@ impl Fsm {
         self.s.tube_ids.contains_key(name)
     }
 
+    /// How many tubes exist (each in use, watched, or holding jobs).
+    pub fn tube_count(&self) -> usize {
+        self.s.tubes.len()
+    }
+
     /// `list-tube-used`: the tube a client puts into (`default` without a session).
     pub fn used_tube(&self, client: &ClientKey) -> String {
         match self.s.sessions.get(client) {

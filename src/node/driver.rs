@@ -56,6 +56,10 @@ pub struct DriverConfig {
     /// `OUT_OF_MEMORY` (`--max-jobs-bytes`). The leader decides, before the log: the limit is
     /// the node's, and replicas never refuse an entry they are given.
     pub jobs_bytes_max: u64,
+    /// Tubes at most (`--max-tubes`): a put, use or watch that would make one more is refused
+    /// with `OUT_OF_MEMORY`, decided by the leader as `jobs_bytes_max` is. Writes on their way
+    /// to the log are not counted, so a burst of new tubes may pass it by what is in flight.
+    pub tubes_max: usize,
     /// The size snapshots sent to followers are cut into (at most
     /// `limits::SNAPSHOT_CHUNK_BYTES_MAX`; the simulator cuts them small).
     pub snapshot_chunk_bytes: usize,
@@ -79,6 +83,7 @@ impl Default for DriverConfig {
             snapshot_log_bytes: 64 * 1024 * 1024,
             pending_max: 65_536,
             jobs_bytes_max: crate::limits::JOBS_BYTES_MAX_DEFAULT,
+            tubes_max: crate::limits::TUBES_MAX_DEFAULT,
             job_body_bytes_max: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT,
             snapshot_chunk_bytes: crate::limits::SNAPSHOT_CHUNK_BYTES_MAX,
         }
@@ -373,13 +378,9 @@ impl Driver {
             Op::Put { tube, body, .. } => crate::limits::job_bytes(body.len(), tube.len()),
             _ => 0,
         };
-        if put_bytes > 0 {
-            // Counted with the puts on their way to the log, or a burst would pass the limit.
-            let held = lock(&self.shared.state).fsm.jobs_bytes() + self.put_bytes_in_flight + self.batch.put_bytes;
-            if held + put_bytes > self.config.jobs_bytes_max {
-                let _ = reply.send(Err(NodeError::Fsm(FsmError::OutOfMemory)));
-                return;
-            }
+        if self.over_limits(&op, put_bytes) {
+            let _ = reply.send(Err(NodeError::Fsm(FsmError::OutOfMemory)));
+            return;
         }
         if self.local_entries.is_some() {
             if self.batch.replies.len() >= ENTRY_OPS_MAX {
@@ -401,6 +402,22 @@ impl Driver {
         self.batch.replies.push(reply);
         self.batch.bytes += bytes;
         self.batch.put_bytes += put_bytes;
+    }
+
+    /// Whether `op` would take the jobs past `jobs_bytes_max` (counting the puts on their way
+    /// to the log, or a burst would pass it), or make a tube past `tubes_max`.
+    fn over_limits(&self, op: &Op, put_bytes: u64) -> bool {
+        let new_tube = match op {
+            Op::Put { tube, .. } | Op::Use { tube, .. } | Op::Watch { tube, .. } => Some(tube),
+            _ => None,
+        };
+        if put_bytes == 0 && new_tube.is_none() {
+            return false;
+        }
+        let state = lock(&self.shared.state);
+        let held = state.fsm.jobs_bytes() + self.put_bytes_in_flight + self.batch.put_bytes;
+        let tubes_full = new_tube.is_some_and(|tube| state.fsm.tube_count() >= self.config.tubes_max && !state.fsm.has_tube(tube));
+        held + put_bytes > self.config.jobs_bytes_max || tubes_full
     }
 
     /// Proposes this turn's writes as one entry; their replies are owed once it applies.

@@ -1,5 +1,6 @@
-//! `--max-jobs-bytes`: past it a put gets `OUT_OF_MEMORY`, as beanstalkd answers when memory
-//! runs out, through every way a put reaches the leader; a delete makes room again.
+//! `--max-jobs-bytes` and `--max-tubes`: past them a put (or a use or watch making a tube)
+//! gets `OUT_OF_MEMORY`, as beanstalkd answers when memory runs out, through every way a write
+//! reaches the leader; a delete (or a tube let go) makes room again.
 
 mod common;
 
@@ -93,4 +94,27 @@ async fn a_cluster_answers_out_of_memory_through_every_front_end() {
 fn reserve(client: &mut Beanstalk) -> (u64, String) {
     client.send(b"reserve-with-timeout 5\r\n");
     client.reserved()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_out_of_memory_for_a_tube_past_the_limit() {
+    let dir = temp_dir("tubes-serve");
+    let port = free_port();
+    let args = ["serve", "-l", "127.0.0.1", "-p", &port.to_string(), "--max-tubes", "3"];
+    let mut serve = Proc::new(args.iter().map(|a| a.to_string()).collect(), dir.join("serve.log"));
+    serve.start();
+    wait_for_port(loopback(port), Duration::from_secs(20)).await;
+    let mut client = Beanstalk::connect(loopback(port));
+    // `default` always exists: two more fit.
+    assert_eq!(client.ask("use a"), "USING a");
+    assert_eq!(client.ask("watch b"), "WATCHING 2");
+    assert_eq!(client.ask("use c"), "OUT_OF_MEMORY");
+    assert_eq!(client.ask("watch c"), "OUT_OF_MEMORY");
+    assert_eq!(client.ask("put 0 0 60 1\r\nx"), "INSERTED 1", "a put to a tube in use is taken");
+    assert_eq!(client.ask("list-tube-used"), "USING a", "a refused use changes nothing");
+    // Letting `b` go drops it, which makes room.
+    assert_eq!(client.ask("ignore b"), "WATCHING 1");
+    assert_eq!(client.ask("use c"), "USING c");
+    serve.kill();
+    let _ = std::fs::remove_dir_all(&dir);
 }
