@@ -15,6 +15,8 @@ pub mod failover;
 #[cfg(madsim)]
 pub mod front_ends;
 #[cfg(madsim)]
+pub mod lone_node;
+#[cfg(madsim)]
 pub mod membership;
 #[cfg(madsim)]
 pub mod nemesis;

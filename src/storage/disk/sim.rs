@@ -62,6 +62,11 @@ struct SimState {
     unsynced_writes: Vec<UnsyncedWrite>,
     /// When set, how many more calls succeed before every call fails (until a crash).
     calls_until_fault: Option<u64>,
+    /// When set, the bytes the files may hold in all: a write past it fails with ENOSPC.
+    /// A crash keeps it (the disk is still full), as it keeps the files.
+    capacity: Option<u64>,
+    /// Every sync fails with EIO (until a crash), as on a disk that lost a write back.
+    syncs_fail: bool,
     /// File and directory syncs done, for tests that count fsyncs.
     sync_count: u64,
 }
@@ -86,6 +91,22 @@ impl SimDisk {
     /// does, until the next crash; `None` heals the disk.
     pub fn fail_after(&self, calls: Option<u64>) {
         self.lock().calls_until_fault = calls;
+    }
+
+    /// Lets the files hold `bytes` in all from now on (`None`: no limit): a write that would
+    /// pass it fails with ENOSPC, changing nothing, as on a full file system.
+    pub fn fill_at(&self, bytes: Option<u64>) {
+        self.lock().capacity = bytes;
+    }
+
+    /// The bytes the files hold in all.
+    pub fn used_bytes(&self) -> u64 {
+        self.lock().used_bytes()
+    }
+
+    /// Makes every file and directory sync fail with EIO until the next crash.
+    pub fn fail_syncs(&self) {
+        self.lock().syncs_fail = true;
     }
 
     /// Flips every bit of the durable (and current) byte at `offset` of the file at `path`,
@@ -189,6 +210,29 @@ impl SimState {
         Ok(inode)
     }
 
+    fn used_bytes(&self) -> u64 {
+        self.inodes.values().map(|file| file.data.len() as u64).sum()
+    }
+
+    /// Refuses, with ENOSPC, growing the file `inode` to `end` bytes past the capacity.
+    fn room_for(&self, inode: u64, end: usize) -> io::Result<()> {
+        let Some(capacity) = self.capacity else { return Ok(()) };
+        let now = self.inodes.get(&inode).map_or(0, |file| file.data.len());
+        let grown = end.saturating_sub(now) as u64;
+        match self.used_bytes() + grown > capacity {
+            true => Err(io::Error::from_raw_os_error(libc::ENOSPC)),
+            false => Ok(()),
+        }
+    }
+
+    /// Fails a sync with EIO while syncs are set to fail.
+    fn sync_allowed(&self) -> io::Result<()> {
+        match self.syncs_fail {
+            true => Err(io::Error::from_raw_os_error(libc::EIO)),
+            false => Ok(()),
+        }
+    }
+
     fn write(&mut self, inode: u64, offset: usize, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
@@ -213,6 +257,7 @@ impl SimState {
         }
         self.unsynced_writes.clear();
         self.calls_until_fault = None;
+        self.syncs_fail = false;
         let named: Vec<u64> =
             self.names.values().filter_map(|node| if let Node::File(i) = node { Some(*i) } else { None }).collect();
         self.inodes.retain(|inode, _| named.contains(inode));
@@ -280,8 +325,9 @@ impl Disk for SimDisk {
         let offset = usize::try_from(offset).map_err(|_| invalid("offset too large"))?;
         let mut state = self.call()?;
         let inode = state.file_or_create(&path)?;
-        let file = state.inode_mut(inode)?;
         let end = offset + bytes.len();
+        state.room_for(inode, end)?;
+        let file = state.inode_mut(inode)?;
         if file.data.len() < end {
             file.data.resize(end, 0);
         }
@@ -295,6 +341,8 @@ impl Disk for SimDisk {
         let path = key(path)?;
         let mut state = self.call()?;
         let inode = state.file_or_create(&path)?;
+        // Replacing the content: only growth needs room.
+        state.room_for(inode, bytes.len())?;
         let file = state.inode_mut(inode)?;
         file.data = bytes.to_vec();
         file.mark_dirty(0);
@@ -305,6 +353,7 @@ impl Disk for SimDisk {
     fn sync(&self, path: &Path) -> io::Result<()> {
         let path = key(path)?;
         let mut state = self.call()?;
+        state.sync_allowed()?;
         let inode = state.file_inode(&path)?;
         let file = state.inode_mut(inode)?;
         let from = file.dirty_from.take().unwrap_or(usize::MAX).min(file.durable.len()).min(file.data.len());
@@ -318,6 +367,7 @@ impl Disk for SimDisk {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let dir = key(dir)?;
         let mut state = self.call()?;
+        state.sync_allowed()?;
         if !state.is_dir(&dir) {
             return Err(not_found());
         }
@@ -490,5 +540,43 @@ mod tests {
         assert!(disk.corrupt(p("f"), 2).is_err());
         disk.crash(None);
         assert_eq!(disk.read(p("f")).expect("read"), vec![0xF0, 0x00]);
+    }
+
+    // A full disk refuses growth, changing nothing, but takes writes within what files hold;
+    // it stays full across a crash until given room.
+    #[test]
+    fn a_full_disk_refuses_growth_with_enospc() {
+        let disk = SimDisk::new();
+        disk.write_new(p("a"), b"0123456789").expect("write");
+        disk.sync(p("a")).expect("sync");
+        disk.sync_dir(p("")).expect("sync root");
+        disk.fill_at(Some(12));
+        let full = disk.write_at(p("a"), 8, b"abcdef").expect_err("past the capacity");
+        assert_eq!(full.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(disk.read(p("a")).expect("read"), b"0123456789", "a refused write changes nothing");
+        disk.write_at(p("a"), 0, b"ab").expect("an overwrite needs no room");
+        disk.write_at(p("a"), 10, b"cd").expect("growth within the capacity");
+        disk.sync(p("a")).expect("sync");
+        disk.crash(None);
+        assert!(disk.write_new(p("b"), b"x").is_err(), "still full after a crash");
+        disk.fill_at(None);
+        disk.write_new(p("b"), b"x").expect("room again");
+        assert_eq!(disk.used_bytes(), 13);
+    }
+
+    // Failing syncs fail with EIO, file and directory alike, until a crash.
+    #[test]
+    fn failing_syncs_fail_until_a_crash() {
+        let disk = SimDisk::new();
+        disk.write_new(p("a"), b"kept").expect("write");
+        disk.sync(p("a")).expect("sync");
+        disk.sync_dir(p("")).expect("sync root");
+        disk.fail_syncs();
+        disk.write_at(p("a"), 4, b" lost").expect("writes still go");
+        assert_eq!(disk.sync(p("a")).expect_err("sync fails").raw_os_error(), Some(libc::EIO));
+        assert_eq!(disk.sync_dir(p("")).expect_err("sync fails").raw_os_error(), Some(libc::EIO));
+        disk.crash(None);
+        assert_eq!(disk.read(p("a")).expect("read"), b"kept", "what no sync took is lost");
+        disk.sync(p("a")).expect("syncs work after the crash");
     }
 }
