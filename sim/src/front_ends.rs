@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coolbeans::node::NodeHandle;
+use coolbeans::proxy::server::Listen;
 use coolbeans::proxy::{serve, CoLocatedUpstream, FrontEnd, Identity, Limits, ListenAddr, Listener, ProxyMetrics, RemoteUpstream, Upstream};
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -135,8 +136,8 @@ fn spawn(index: u32, upstreams: Vec<String>, lease: Duration) -> SimFrontEnd {
                 let identity = Identity { version: "sim".into(), id: proxy_id, hostname: format!("front-end-{index}"), binlog_max_size: 0 };
                 let front = FrontEnd::start(upstream, Limits::default(), identity, metrics);
                 front.keep_lease(lease);
-                let listen = ListenAddr::Tcp(front_end_addr(index).to_string());
-                let listener = Listener::bind(&listen).await.expect("front end binds its port");
+                let listen = Listen { addr: ListenAddr::Tcp(front_end_addr(index).to_string()), tls: None };
+                let listener = Listener::bind(listen).await.expect("front end binds its port");
                 serve(listener, front).await;
             }
         })
@@ -158,7 +159,7 @@ pub async fn serve_in_node(id: u64, node: NodeHandle, node_ids_max: u64, lease: 
     let identity = Identity { version: "sim".into(), id: proxy_id, hostname: format!("node-{id}"), binlog_max_size: 0 };
     let front = FrontEnd::start(upstream, Limits::default(), identity, metrics);
     front.keep_lease(lease);
-    let listen = ListenAddr::Tcp(SocketAddr::new(crate::world::node_ip(id), FRONT_END_PORT).to_string());
-    let listener = Listener::bind(&listen).await.expect("the front end binds its port");
+    let addr = ListenAddr::Tcp(SocketAddr::new(crate::world::node_ip(id), FRONT_END_PORT).to_string());
+    let listener = Listener::bind(Listen { addr, tls: None }).await.expect("the front end binds its port");
     serve(listener, front).await;
 }

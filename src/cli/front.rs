@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::proxy::server::Listen;
 use crate::proxy::{serve, FrontEnd, Identity, Limits, ListenAddr, Listener, ProxyMetrics, RemoteUpstream, Upstream};
 
 #[derive(Args, Debug, Clone)]
@@ -26,7 +27,33 @@ pub struct FrontArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
+}
+
+/// TLS on the beanstalkd port (`serve`, `beanstalkd` and a node's front end share them).
+#[derive(Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// Speak TLS on the beanstalkd port with this PEM certificate chain (and
+    /// --beanstalkd-tls-key); a plain-text client there has its connection closed.
+    #[arg(long, value_name = "PATH", requires = "beanstalkd_tls_key")]
+    pub beanstalkd_tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --beanstalkd-tls-cert.
+    #[arg(long, value_name = "PATH", requires = "beanstalkd_tls_cert")]
+    pub beanstalkd_tls_key: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    /// Where to listen, with TLS if asked (its files are read now, so a bad one stops the
+    /// start rather than every connection).
+    pub fn listen(&self, addr: ListenAddr) -> Result<Listen, String> {
+        let tls = match (&self.beanstalkd_tls_cert, &self.beanstalkd_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::proxy::tls::load(cert, key)?),
+            _ => None,
+        };
+        Ok(Listen { addr, tls })
+    }
 }
 
 /// The front end's limits as flags (`serve` and `beanstalkd` share them).
@@ -99,7 +126,7 @@ pub fn unique_proxy_id() -> String {
 /// `stop::CONNECTIONS_LIMIT` to finish and hang up before their sessions end. Commands are
 /// timed into `metrics` if given.
 pub async fn run_front_end(
-    listen: ListenAddr,
+    listen: Listen,
     upstream: Arc<dyn Upstream>,
     limits: Limits,
     identity: Identity,
@@ -107,14 +134,15 @@ pub async fn run_front_end(
     metrics: Option<Arc<ProxyMetrics>>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
-    let listener = Listener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let (addr, tls) = (listen.addr.clone(), listen.tls.is_some());
+    let listener = Listener::bind(listen).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let front = FrontEnd::start(upstream.clone(), limits, identity, metrics);
     if let Some(lease) = lease {
         front.keep_lease(lease);
     }
     #[cfg(not(madsim))]
     crate::proxy::server::drain_on_sigusr1(front.clone()).map_err(|e| format!("SIGUSR1 handler: {e}"))?;
-    tracing::info!(%listen, "serving the beanstalkd protocol");
+    tracing::info!(listen = %addr, tls, "serving the beanstalkd protocol");
     tokio::select! {
         // In order: tokio picks branches at random from a process-wide seed, which would make
         // a simulated run depend on how many ran before it in the same process.
@@ -152,12 +180,13 @@ pub async fn run(args: FrontArgs) -> Result<(), String> {
         metrics.serve();
     }
     let limits = args.limits.limits(args.job_bytes_max)?;
+    let listen = args.tls.listen(ListenAddr::parse(&args.listen))?;
     let lease = Duration::from_secs(args.lease_secs.max(1));
     let stop = async {
         let signal = super::stop::signalled().await;
         tracing::info!(signal, "stopping");
     };
-    run_front_end(ListenAddr::parse(&args.listen), upstream, limits, identity(), Some(lease), proxy_metrics, stop).await?;
+    run_front_end(listen, upstream, limits, identity(), Some(lease), proxy_metrics, stop).await?;
     tracing::info!("stopped");
     Ok(())
 }

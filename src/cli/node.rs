@@ -63,6 +63,8 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 10)]
     pub lease_secs: u64,
     #[command(flatten)]
+    pub tls: super::front::TlsArgs,
+    #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
 }
 
@@ -88,6 +90,8 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     }
     check_jobs_bytes_max(args.max_jobs_bytes)?;
     let _lock = DirLock::acquire(&args.data_dir)?;
+    // The front end's TLS files are read before anything starts: a bad one stops the start.
+    let listen = args.beanstalkd_listen.as_deref().map(|addr| args.tls.listen(crate::proxy::ListenAddr::parse(addr))).transpose()?;
     if args.peers.is_none() && args.join.is_none() && !args.data_dir.join("node-id").exists() {
         return Err("a new node needs --peers (to form a cluster) or --join (to join one)".into());
     }
@@ -137,7 +141,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     // traffic meanwhile), then the front end inside finishes its connections (forwarding to
     // the new leader), then the server and last the node stop.
     let (stop_front, front_stopping) = tokio::sync::watch::channel(false);
-    let front = args.beanstalkd_listen.clone().map(|listen| {
+    let front = listen.map(|listen| {
         let stop = async move {
             let mut stopping = front_stopping;
             let _ = stopping.wait_for(|stop| *stop).await;
@@ -168,7 +172,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
 /// The front end that runs beside a node: in-process while this node leads, over gRPC to the
 /// leader otherwise (this node's address first, as `CoLocatedUpstream` expects).
 fn co_located_front_end(
-    listen: String,
+    listen: crate::proxy::server::Listen,
     args: &NodeArgs,
     advertise: &str,
     node: NodeHandle,
@@ -186,7 +190,6 @@ fn co_located_front_end(
         let result = match crate::proxy::RemoteUpstream::with_metrics(upstreams, proxy_id, metrics.clone()) {
             Ok(remote) => {
                 let upstream = crate::proxy::CoLocatedUpstream::new(node, remote);
-                let listen = crate::proxy::ListenAddr::parse(&listen);
                 super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease), metrics, stop).await
             }
             Err(e) => Err(e),

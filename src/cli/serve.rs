@@ -60,6 +60,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: super::front::LimitArgs,
     #[command(flatten)]
+    pub tls: super::front::TlsArgs,
+    #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
 }
 
@@ -117,6 +119,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         return Ok(());
     }
     let limits = args.limits.limits(args.job_bytes_max)?;
+    let listen = args.tls.listen(listen_addr(&args))?;
     super::node::check_jobs_bytes_max(args.max_jobs_bytes)?;
     let _lock = args.data_dir.as_deref().map(DirLock::acquire).transpose()?;
     let mut metrics = args.metrics.bind().await?;
@@ -146,7 +149,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         tracing::info!(signal, "stopping");
     };
     tokio::select! {
-        served = run_front_end(listen_addr(&args), upstream, limits, identity(), None, proxy_metrics, stop) => served?,
+        served = run_front_end(listen, upstream, limits, identity(), None, proxy_metrics, stop) => served?,
         stop = stopped.stopped() => return super::exit_for(&stopped, stop),
     }
     super::exit_for(&stopped, stopped.stop().await)

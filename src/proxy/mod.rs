@@ -8,6 +8,7 @@ pub mod front_end;
 pub mod metrics;
 pub mod remote;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 pub use front_end::{FrontEnd, Identity, Limits, COMMAND_TIMEOUT_DEFAULT};

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use super::conn::Conn;
 use crate::accept::{accept_loop, Permit, Permits};
 use super::front_end::FrontEnd;
+use super::tls::Acceptor;
 
 /// Where a front end listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,34 +41,44 @@ impl std::fmt::Display for ListenAddr {
     }
 }
 
+/// Where a front end listens, and the TLS it speaks there if any.
+pub struct Listen {
+    pub addr: ListenAddr,
+    pub tls: Option<Acceptor>,
+}
+
 /// A bound listener, ready to serve.
 pub enum Listener {
     Tcp(TcpListener),
+    /// TCP, each connection's first bytes a TLS handshake.
+    Tls(TcpListener, Acceptor),
     #[cfg(not(madsim))]
     Unix(tokio::net::UnixListener),
 }
 
 impl Listener {
     /// Binds the address (a stale unix socket file is replaced).
-    pub async fn bind(addr: &ListenAddr) -> std::io::Result<Listener> {
-        match addr {
-            ListenAddr::Tcp(a) => Ok(Listener::Tcp(TcpListener::bind(a.as_str()).await?)),
+    pub async fn bind(listen: Listen) -> std::io::Result<Listener> {
+        match (&listen.addr, listen.tls) {
+            (ListenAddr::Tcp(a), None) => Ok(Listener::Tcp(TcpListener::bind(a.as_str()).await?)),
+            (ListenAddr::Tcp(a), Some(tls)) => Ok(Listener::Tls(TcpListener::bind(a.as_str()).await?, tls)),
+            (ListenAddr::Unix(_), Some(_)) => Err(std::io::Error::other("TLS is for TCP listeners, not unix sockets")),
             #[cfg(not(madsim))]
-            ListenAddr::Unix(path) => {
+            (ListenAddr::Unix(path), None) => {
                 if path.exists() {
                     std::fs::remove_file(path)?;
                 }
                 Ok(Listener::Unix(tokio::net::UnixListener::bind(path)?))
             }
             #[cfg(madsim)]
-            ListenAddr::Unix(_) => Err(std::io::Error::other("unix sockets are not simulated")),
+            (ListenAddr::Unix(_), None) => Err(std::io::Error::other("unix sockets are not simulated")),
         }
     }
 
     /// The bound TCP address, if TCP.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
-            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.local_addr().ok(),
             #[cfg(not(madsim))]
             Listener::Unix(_) => None,
         }
@@ -85,18 +96,30 @@ pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
     match &listener {
         Listener::Tcp(l) => {
             let hand_on = |(stream, _): (tokio::net::TcpStream, _), permit| {
-                let _ = stream.set_nodelay(true);
-                // The simulator's sockets have no descriptor, and its peers never vanish
-                // silently.
-                #[cfg(not(madsim))]
-                if let Err(e) = crate::accept::keepalive::set(&stream) {
-                    tracing::debug!(error = %e, "could not turn keepalive on");
-                }
+                client_socket(&stream);
                 spawn_conn(front.clone(), stream, permit);
                 ControlFlow::Continue(())
             };
             accept_loop("beanstalkd", &permits, || l.accept(), hand_on).await;
         }
+        #[cfg(not(madsim))]
+        Listener::Tls(l, acceptor) => {
+            let hand_on = |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr), permit| {
+                client_socket(&stream);
+                let (front, acceptor) = (front.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => spawn_conn(front, tls, permit),
+                        Ok(Err(e)) => tracing::info!(%peer, error = %e, "closing a connection: its TLS handshake failed (a plain-text client on the TLS port?)"),
+                        Err(_) => tracing::info!(%peer, "closing a connection: no TLS handshake within 10 s"),
+                    }
+                });
+                ControlFlow::Continue(())
+            };
+            accept_loop("beanstalkd", &permits, || l.accept(), hand_on).await;
+        }
+        #[cfg(madsim)]
+        Listener::Tls(_, acceptor) => match *acceptor {},
         #[cfg(not(madsim))]
         Listener::Unix(l) => {
             let hand_on = |(stream, _), permit| {
@@ -105,6 +128,16 @@ pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
             };
             accept_loop("beanstalkd", &permits, || l.accept(), hand_on).await;
         }
+    }
+}
+
+/// Options of an accepted client TCP socket: no Nagle delay on answers, and keepalive (the
+/// simulator's sockets have no descriptor, and its peers never vanish silently).
+fn client_socket(stream: &tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
+    #[cfg(not(madsim))]
+    if let Err(e) = crate::accept::keepalive::set(stream) {
+        tracing::debug!(error = %e, "could not turn keepalive on");
     }
 }
 
