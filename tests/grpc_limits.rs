@@ -129,3 +129,22 @@ fn list_tubes(addr: SocketAddr) -> String {
     body.truncate(bytes);
     String::from_utf8(body).expect("YAML is text")
 }
+
+/// `--max-grpc-streams`: each connection is told the bound on its concurrent calls in the
+/// server's first HTTP/2 settings (a caller's further calls wait at the caller).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_told_the_bound_on_its_calls() {
+    let dir = temp_dir("grpc-streams");
+    let (mut node, addr) = one_node(&dir, &["--max-grpc-streams", "7"]).await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let client = client.ready().await.expect("ready");
+    let started = Instant::now();
+    while client.current_max_send_streams() != 7 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the server allows {} streams, not 7", client.current_max_send_streams());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}

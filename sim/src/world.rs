@@ -221,7 +221,7 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
                 if id <= setup.front_end_nodes {
                     tokio::spawn(crate::front_ends::serve_in_node(id, node.clone(), setup.node_ids_max, setup.front_end_lease));
                 }
-                if let Err(e) = coolbeans::rpc::serve(addr, node, std::future::pending()).await {
+                if let Err(e) = coolbeans::rpc::serve(addr, node, Default::default(), std::future::pending()).await {
                     panic!("node {id} gRPC server failed: {e}");
                 }
             }

@@ -62,10 +62,24 @@ pub struct NodeArgs {
     /// released this long after.
     #[arg(long, default_value_t = 10)]
     pub lease_secs: u64,
+    /// Concurrent gRPC calls (HTTP/2 streams) on one connection; a caller's further calls
+    /// wait for one to end.
+    #[arg(long, value_name = "N", default_value_t = crate::rpc::GrpcLimits::default().streams_per_connection)]
+    pub max_grpc_streams: u32,
+    /// Writes a front end may have forwarded and not yet taken the answers of; past it, its
+    /// stream is read no further until it reads.
+    #[arg(long, value_name = "N", default_value_t = crate::rpc::GrpcLimits::default().forwarded_writes)]
+    pub max_forwarded_writes: usize,
     #[command(flatten)]
     pub tls: super::front::TlsArgs,
     #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
+}
+
+impl NodeArgs {
+    fn grpc_limits(&self) -> crate::rpc::GrpcLimits {
+        crate::rpc::GrpcLimits { streams_per_connection: self.max_grpc_streams.max(1), forwarded_writes: self.max_forwarded_writes.max(1) }
+    }
 }
 
 /// Refuses a `--max-jobs-bytes` whose jobs a snapshot could not hold.
@@ -161,7 +175,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     };
     let stopped = node.clone();
     tokio::select! {
-        served = crate::rpc::serve(args.listen, node, shutdown) => {
+        served = crate::rpc::serve(args.listen, node, args.grpc_limits(), shutdown) => {
             served.map_err(|e| format!("gRPC server on {}: {e}", args.listen))?;
         }
         stop = stopped.stopped() => return super::exit_for(&stopped, stop),

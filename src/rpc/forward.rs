@@ -3,11 +3,12 @@
 //! answers go back as they apply, as many to a frame as are ready.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prost::Message as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::status_of;
@@ -21,22 +22,21 @@ use crate::node::{CallerSeq, NodeError, NodeHandle};
 /// How long a write may wait for its entry to apply before its caller is told to retry (as on
 /// the unary calls).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Answers waiting to go back on one stream; past this, writes wait to answer (back-pressure
-/// on a front end that stops reading).
-const ANSWERS_BUFFERED_MAX: usize = 16_384;
 /// Answers in one response frame at most (and bytes: `FORWARD_FRAME_BYTES_SOFT_MAX`).
 pub const FRAME_ANSWERS_MAX: usize = 1024;
 
 pub struct ForwardService {
     node: NodeHandle,
+    /// Writes of one stream taken and not yet answered back (`--max-forwarded-writes`).
+    writes_max: usize,
     /// Changes when the server begins to shut down: streams stop taking writes then, and end
     /// once the writes they took are answered.
     stopping: tokio::sync::watch::Receiver<()>,
 }
 
 impl ForwardService {
-    pub fn new(node: NodeHandle, stopping: tokio::sync::watch::Receiver<()>) -> Self {
-        ForwardService { node, stopping }
+    pub fn new(node: NodeHandle, stopping: tokio::sync::watch::Receiver<()>, writes_max: usize) -> Self {
+        ForwardService { node, writes_max: writes_max.max(1), stopping }
     }
 }
 
@@ -46,7 +46,11 @@ impl Forwarding for ForwardService {
 
     async fn forward(&self, request: Request<Streaming<api::ForwardRequest>>) -> Result<Response<Answers>, Status> {
         let mut incoming = request.into_inner();
-        let (tx, rx) = mpsc::channel(ANSWERS_BUFFERED_MAX);
+        // A write holds a permit from when it is read until its answer goes into a frame: past
+        // the bound the stream is read no further, and h2's flow control stops the front end,
+        // however many writes it sends without reading its answers.
+        let permits = Arc::new(Semaphore::new(self.writes_max));
+        let (tx, rx) = mpsc::channel(self.writes_max);
         let node = self.node.clone();
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
@@ -58,9 +62,14 @@ impl Forwarding for ForwardService {
                 };
                 let Ok(Some(frame)) = frame else { return };
                 for write in frame.writes {
+                    let permit = tokio::select! {
+                        biased;
+                        _ = stopping.changed() => return,
+                        permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    };
                     let (node, tx) = (node.clone(), tx.clone());
                     tokio::spawn(async move {
-                        let _ = tx.send(apply(&node, write).await).await;
+                        let _ = tx.send((apply(&node, write).await, permit)).await;
                     });
                 }
             }
@@ -130,7 +139,8 @@ pub fn outcome(answer: ForwardedAnswer) -> Result<api::ApplyOpResponse, Status> 
 
 /// The answers of one stream, as many to a frame as are ready when it is sent.
 pub struct Answers {
-    rx: mpsc::Receiver<ForwardedAnswer>,
+    /// Each answer with its write's permit, given back once the answer is in a frame.
+    rx: mpsc::Receiver<(ForwardedAnswer, OwnedSemaphorePermit)>,
 }
 
 impl tokio_stream::Stream for Answers {
@@ -138,7 +148,7 @@ impl tokio_stream::Stream for Answers {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let first = match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(answer)) => answer,
+            Poll::Ready(Some((answer, _permit))) => answer,
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => return Poll::Pending,
         };
@@ -146,7 +156,7 @@ impl tokio_stream::Stream for Answers {
         let mut answers = vec![first];
         while answers.len() < FRAME_ANSWERS_MAX && bytes < FORWARD_FRAME_BYTES_SOFT_MAX {
             match self.rx.try_recv() {
-                Ok(answer) => {
+                Ok((answer, _permit)) => {
                     bytes += answer.encoded_len();
                     answers.push(answer);
                 }
@@ -180,5 +190,26 @@ mod tests {
         assert!(super::super::status::is_state_machine(&last_tube), "the state machine's answer keeps its mark");
         let answer = answered(10, encode_result(&Ok(crate::fsm::Reply::Put { id: 5 })));
         assert_eq!(outcome(answer).expect("answered").error_code, 0);
+    }
+
+    /// A write's permit comes back only once its answer is taken into a frame, so a front end
+    /// that reads no answers holds the stream's bound and no more.
+    #[test]
+    fn permits_come_back_as_answers_are_framed() {
+        let permits = Arc::new(Semaphore::new(2));
+        let (tx, rx) = mpsc::channel(2);
+        for id in [1, 2] {
+            let permit = permits.clone().try_acquire_owned().expect("a permit");
+            tx.try_send((answered(id, api::ApplyOpResponse::default()), permit)).expect("room");
+        }
+        assert!(permits.clone().try_acquire_owned().is_err(), "the bound is held by answers not yet taken");
+        let mut answers = Answers { rx };
+        let waker = std::task::Waker::noop();
+        let frame = match tokio_stream::Stream::poll_next(Pin::new(&mut answers), &mut Context::from_waker(waker)) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            other => panic!("no frame: {other:?}"),
+        };
+        assert_eq!(frame.answers.iter().map(|a| a.id).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(permits.available_permits(), 2, "both permits are back once framed");
     }
 }

@@ -20,10 +20,26 @@ use crate::api::raft_transport_server::RaftTransportServer;
 use crate::limits::{CLIENT_API_ANSWER_BYTES_MAX, CLIENT_API_REQUEST_BYTES_MAX, RAFT_MESSAGE_BYTES_MAX};
 use crate::node::NodeHandle;
 
+/// Bounds on what one caller may hold of a node's gRPC server.
+#[derive(Clone, Copy, Debug)]
+pub struct GrpcLimits {
+    /// Concurrent calls (HTTP/2 streams) on one connection; more wait at the caller.
+    pub streams_per_connection: u32,
+    /// Writes of one front end's forwarding stream read and not yet answered back.
+    pub forwarded_writes: usize,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        GrpcLimits { streams_per_connection: 1024, forwarded_writes: 16_384 }
+    }
+}
+
 /// Serves the node's gRPC API on `addr` until `shutdown` completes.
 pub async fn serve(
     addr: SocketAddr,
     node: NodeHandle,
+    limits: GrpcLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Streams from peers and front ends never end by themselves, and a graceful shutdown waits
@@ -36,7 +52,7 @@ pub async fn serve(
     let raft = RaftTransportServer::new(cluster::RaftService::new(node.clone(), stopping.clone()))
         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
-    let forwarding = ForwardingServer::new(forward::ForwardService::new(node.clone(), stopping.clone()))
+    let forwarding = ForwardingServer::new(forward::ForwardService::new(node.clone(), stopping.clone(), limits.forwarded_writes))
         .max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX)
         .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
     let cluster = ClusterServer::new(cluster::ClusterService::new(node.clone()))
@@ -50,6 +66,7 @@ pub async fn serve(
         // snapshot's chunks keep a long, fast link busy (the default window, 1 MiB, lets one
         // chunk through per round trip).
         .http2_adaptive_window(Some(true))
+        .max_concurrent_streams(Some(limits.streams_per_connection))
         .add_service(cluster)
         .add_service(forwarding)
         .add_service(jobs)
