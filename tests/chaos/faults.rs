@@ -143,32 +143,19 @@ impl Chaos {
         Duration::from_millis(self.rng.gen_range(range_ms))
     }
 
-    /// Brings each process's state up to date: exits seen, restarts due, readiness.
+    /// Brings each process's state up to date: exits seen, restarts due, readiness. Draws
+    /// from the generator only when something happens, so a seed's draws follow its events.
     fn step(&mut self) {
         for i in 0..self.targets.len() {
-            let now = Instant::now();
-            let downtime = self.draw(DOWNTIME_MS);
-            let target = &mut self.targets[i];
-            let at = self.record.now().as_secs_f64();
-            match target.state {
-                State::Up { since, ready } => match target.exited() {
-                    Some(status) => {
-                        let why = format!("{} ended with {status}, though no fault hit it", target.name);
-                        say(&format!("{at:7.2}s {why}"));
-                        self.tally.misbehaved.push(why);
-                        target.state = State::Down { until: now + downtime };
-                    }
-                    None if !ready && now - since >= READY_AFTER => {
-                        let serving = TcpStream::connect_timeout(&target.beanstalkd, Duration::from_secs(1)).is_ok();
-                        target.state = State::Up { since, ready: serving };
-                    }
-                    None => {}
-                },
-                State::Stopping { since } => self.stopping(i, since, now + downtime),
-                State::Down { until } if now >= until => {
+            match self.targets[i].state {
+                State::Up { since, ready } => self.running(i, since, ready),
+                State::Stopping { since } => self.stopping(i, since),
+                State::Down { until } if Instant::now() >= until => {
+                    let at = self.record.now().as_secs_f64();
+                    let target = &mut self.targets[i];
                     target.proc.start();
+                    target.state = State::Up { since: Instant::now(), ready: false };
                     self.tally.restarts += 1;
-                    target.state = State::Up { since: now, ready: false };
                     say(&format!("{at:7.2}s restart {}", target.name));
                 }
                 State::Down { .. } => {}
@@ -176,23 +163,48 @@ impl Chaos {
         }
     }
 
-    /// A process sent SIGTERM at `since`: once it exits (or is killed for being too slow), it
-    /// is down until `until`.
-    fn stopping(&mut self, i: usize, since: Instant, until: Instant) {
+    /// A process running since `since`: an end no fault caused is noted (and it is started
+    /// again later); one not yet ready becomes so once its front end accepts.
+    fn running(&mut self, i: usize, since: Instant, ready: bool) {
         let at = self.record.now().as_secs_f64();
-        let target = &mut self.targets[i];
-        if let Some(status) = target.exited() {
-            let took = since.elapsed().as_secs_f64();
-            say(&format!("{at:7.2}s {} exited {took:.1}s after SIGTERM: {status}", target.name));
-            if !status.success() {
-                self.tally.misbehaved.push(format!("{} ended with {status} after SIGTERM, not exit 0", target.name));
-            }
+        if let Some(status) = self.targets[i].exited() {
+            let until = Instant::now() + self.draw(DOWNTIME_MS);
+            let target = &mut self.targets[i];
+            let why = format!("{} ended with {status}, though no fault hit it", target.name);
+            say(&format!("{at:7.2}s {why}"));
+            self.tally.misbehaved.push(why);
             target.state = State::Down { until };
-        } else if since.elapsed() > STOP_LIMIT {
-            self.tally.misbehaved.push(format!("{} did not exit within {STOP_LIMIT:?} of SIGTERM", target.name));
-            target.proc.kill();
-            target.state = State::Down { until };
+        } else if !ready && since.elapsed() >= READY_AFTER {
+            let target = &mut self.targets[i];
+            let serving = TcpStream::connect_timeout(&target.beanstalkd, Duration::from_secs(1)).is_ok();
+            target.state = State::Up { since, ready: serving };
         }
+    }
+
+    /// A process sent SIGTERM at `since`: once it exits (or is killed for being too slow), it
+    /// stays down a while.
+    fn stopping(&mut self, i: usize, since: Instant) {
+        let at = self.record.now().as_secs_f64();
+        let exited = self.targets[i].exited();
+        if exited.is_none() && since.elapsed() <= STOP_LIMIT {
+            return;
+        }
+        let until = Instant::now() + self.draw(DOWNTIME_MS);
+        let target = &mut self.targets[i];
+        match exited {
+            Some(status) => {
+                let took = since.elapsed().as_secs_f64();
+                say(&format!("{at:7.2}s {} exited {took:.1}s after SIGTERM: {status}", target.name));
+                if !status.success() {
+                    self.tally.misbehaved.push(format!("{} ended with {status} after SIGTERM, not exit 0", target.name));
+                }
+            }
+            None => {
+                self.tally.misbehaved.push(format!("{} did not exit within {STOP_LIMIT:?} of SIGTERM", target.name));
+                target.proc.kill();
+            }
+        }
+        target.state = State::Down { until };
     }
 
     /// Kills or stops one process, if one may go down now.
