@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The simulator build: every async call goes through madsim, in its own target dir.
 SIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim
 
-.PHONY: build run test test-std test-sim sim-build sim-ci sim sim-sweep sim-mutants bench-fsm bench-vs-beanstalkd bench-cluster clean
+.PHONY: build run test test-std test-sim chaos sim-build sim-ci sim sim-sweep sim-mutants bench-fsm bench-vs-beanstalkd bench-cluster clean
 
 build:
 	$(CARGO) build --release
@@ -16,6 +16,12 @@ test: test-std test-sim sim-ci
 
 test-std:
 	$(CARGO) test --workspace
+
+# Chaos on real processes (tests/chaos): SECONDS of kills, stops and restarts under load, then
+# the drain and the simulator's checkers. `make test` runs it for 20 s; SEED replays a schedule.
+SECONDS ?= 60
+chaos:
+	CHAOS_SECONDS=$(SECONDS) $(if $(filter command line,$(origin SEED)),CHAOS_SEED=$(SEED)) $(CARGO) test --test chaos -- --nocapture
 
 # Release, like the simulator sweeps: one build serves both.
 test-sim:

@@ -4,6 +4,7 @@ pub mod accept;
 pub mod api;
 pub mod chaos;
 pub mod fsm;
+pub mod history;
 pub mod node;
 pub mod protocol;
 pub mod limits;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::history::wire::{self, Parsed};
 use crate::history::{Answer, Call, JobId};
 
 /// Why a call has no answer.
@@ -71,7 +72,7 @@ impl Connection {
 
     /// Sends one call and reads its answer, waiting at most `patience`.
     pub async fn call(&mut self, call: &Call, patience: Duration) -> Result<Answer, CallError> {
-        let bytes = encode(call);
+        let bytes = wire::encode(call);
         tokio::time::timeout(patience, async {
             self.send(&bytes).await?;
             let line = self.read_line().await?;
@@ -109,59 +110,13 @@ impl Connection {
     }
 
     async fn parse(&mut self, line: &str) -> Result<Answer, CallError> {
-        let words: Vec<&str> = line.split(' ').collect();
-        let number = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok());
-        let answer = match (words[0], words.len()) {
-            ("INSERTED", 2) => number(1).map(Answer::Inserted),
-            ("RESERVED", 3) | ("FOUND", 3) => {
-                let (Some(id), Some(bytes)) = (number(1), number(2)) else { return Ok(Answer::Other(line.into())) };
-                let body = self.read_body(bytes as usize).await?;
-                Some(if words[0] == "RESERVED" { Answer::Reserved { id, body } } else { Answer::Found { id, body } })
+        match wire::parse_line(line) {
+            Parsed::Answer(answer) => Ok(answer),
+            Parsed::Body(head) => {
+                let body = self.read_body(head.bytes).await?;
+                Ok(head.with(body))
             }
-            ("KICKED", 2) => number(1).map(|n| Answer::Kicked(n as u32)),
-            (word, 1) => simple(word),
-            _ => None,
-        };
-        Ok(answer.unwrap_or_else(|| Answer::Other(line.into())))
-    }
-}
-
-fn simple(word: &str) -> Option<Answer> {
-    Some(match word {
-        "TIMED_OUT" => Answer::TimedOut,
-        "DEADLINE_SOON" => Answer::DeadlineSoon,
-        "DELETED" => Answer::Deleted,
-        "RELEASED" => Answer::Released,
-        "BURIED" => Answer::Buried,
-        "TOUCHED" => Answer::Touched,
-        "KICKED" => Answer::KickedJob,
-        "PAUSED" => Answer::Paused,
-        "NOT_FOUND" => Answer::NotFound,
-        _ => return None,
-    })
-}
-
-/// The bytes of a call on the wire.
-pub fn encode(call: &Call) -> Vec<u8> {
-    let line = |s: String| s.into_bytes();
-    match call {
-        Call::Put { pri, delay_secs, ttr_secs, body, .. } => {
-            let mut out = format!("put {pri} {delay_secs} {ttr_secs} {}\r\n", body.len()).into_bytes();
-            out.extend_from_slice(body);
-            out.extend_from_slice(b"\r\n");
-            out
         }
-        Call::Reserve { timeout_secs: None, .. } => line("reserve\r\n".into()),
-        Call::Reserve { timeout_secs: Some(t), .. } => line(format!("reserve-with-timeout {t}\r\n")),
-        Call::ReserveJob(id) => line(format!("reserve-job {id}\r\n")),
-        Call::Delete(id) => line(format!("delete {id}\r\n")),
-        Call::Release { id, pri, delay_secs } => line(format!("release {id} {pri} {delay_secs}\r\n")),
-        Call::Bury { id, pri } => line(format!("bury {id} {pri}\r\n")),
-        Call::Touch(id) => line(format!("touch {id}\r\n")),
-        Call::KickJob(id) => line(format!("kick-job {id}\r\n")),
-        Call::Kick { bound, .. } => line(format!("kick {bound}\r\n")),
-        Call::PauseTube { tube, delay_secs } => line(format!("pause-tube {tube} {delay_secs}\r\n")),
-        Call::Peek(id) => line(format!("peek {id}\r\n")),
     }
 }
 

@@ -1,10 +1,11 @@
 //! The deterministic simulator: the cluster under madsim, one seed at a time. The world, the
 //! nemesis and the workload need the `madsim` cfg (`RUSTFLAGS="--cfg madsim"`, target dir
-//! `target/sim`); the configuration, the history and its checkers are plain code.
+//! `target/sim`); the configuration is plain code. The history and its checkers live in
+//! `coolbeans::history`, which the chaos test on real processes shares.
 
-pub mod check;
+pub use coolbeans::history;
+pub use coolbeans::history::check;
 pub mod config;
-pub mod history;
 
 #[cfg(madsim)]
 pub mod chaos;

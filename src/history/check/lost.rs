@@ -130,7 +130,7 @@ fn show(h: &History, seen: Seen) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::testkit::*;
+    use crate::history::check::testkit::*;
     use crate::history::{Answer::*, Call::*, FinalState};
 
     fn fails(h: &History) -> Violation {

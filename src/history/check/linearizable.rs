@@ -684,7 +684,7 @@ impl Search<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::testkit::*;
+    use crate::history::check::testkit::*;
     use crate::history::Answer::*;
     use crate::history::Call::*;
     use crate::history::FinalState;

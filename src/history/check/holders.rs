@@ -144,7 +144,7 @@ fn violation(h: &History, id: JobId, hold: &Hold, b: usize) -> Violation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::testkit::*;
+    use crate::history::check::testkit::*;
     use crate::history::Answer::*;
     use crate::history::Call::*;
 

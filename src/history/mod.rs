@@ -1,14 +1,20 @@
-//! What the simulated clients saw: every beanstalkd call with when it started, when it ended
-//! and what it answered, plus the moments a client's holds became at risk. The checkers read
-//! only this (and the final state the cluster reports), never the cluster's internals.
+//! What beanstalkd clients saw: every call with when it started, when it ended and what it
+//! answered, plus the moments a client's holds became at risk. The checkers (`check`) read
+//! only this (and the final state the cluster reports), never the cluster's internals, so the
+//! same history and checkers serve the simulator and the chaos test on real processes
+//! (`tests/chaos`).
 //!
-//! Times are simulated time since the world started. madsim has one clock for every host, so
-//! a client's times and the cluster's times are comparable.
+//! Times are durations since the run started, on a clock the cluster's runs at the same rate
+//! as: in the simulator, madsim's one clock for every host; on real processes, the machine's
+//! monotonic clock, which its wall clock (the leader's time stamps) follows but for steps.
+
+pub mod check;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// A simulated beanstalkd client (one connection at a time).
+/// A beanstalkd client (one connection at a time).
 pub type ClientId = u32;
 /// A job id as the protocol shows it.
 pub type JobId = u64;
