@@ -1,6 +1,7 @@
 //! `--max-jobs-bytes` and `--max-tubes`: past them a put (or a use or watch making a tube)
 //! gets `OUT_OF_MEMORY`, as beanstalkd answers when memory runs out, through every way a write
 //! reaches the leader; a delete (or a tube let go) makes room again.
+#![cfg(not(madsim))]
 
 mod common;
 

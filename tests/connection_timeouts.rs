@@ -1,6 +1,7 @@
 //! `--command-timeout` and `--idle-timeout`: a client trickling a command, or saying nothing
 //! while nothing of it is pending, loses its connection; one making progress, or waiting on a
 //! reserve, keeps it.
+#![cfg(not(madsim))]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! One process per data dir: a second `serve` or `cluster-node` on a dir in use refuses to
 //! start, naming the dir and the process holding it, and leaves the first one's data alone.
+#![cfg(not(madsim))]
 
 mod common;
 
