@@ -149,3 +149,34 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Top(args) => cli::top::run(args).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand, at any depth, the global ones included, has help
+    /// text: walks the command tree clap builds from the flags (its own --help and
+    /// --version aside) and names each argument without it.
+    #[test]
+    fn every_argument_has_help() {
+        let mut root = super::Cli::command();
+        root.build();
+        let mut missing = Vec::new();
+        let mut commands = vec![(String::from("coolbeans"), root)];
+        while let Some((path, command)) = commands.pop() {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (the subcommand)", sub.get_name()));
+                }
+                commands.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+        }
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+}

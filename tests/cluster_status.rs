@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{client_cli, cluster, temp_dir};
+use coolbeans::node::version::STATE_MACHINE_VERSION;
 
 /// The table's member rows, split on whitespace (a starred row starts with `*`).
 fn rows(table: &str) -> Vec<Vec<String>> {
@@ -39,13 +40,14 @@ async fn status_shows_every_member_as_the_leader_sees_it() {
         let starred = row[0] == "*";
         assert_eq!(starred, *id == leader, "only the leader is starred: {out}");
         let cells = &row[usize::from(starred)..];
-        // ID ADDRESS MEMBER ROLE TERM MATCH LAG LAST CONTACT...
+        // ID ADDRESS MEMBER ROLE TERM VERSION MATCH LAG LAST CONTACT...
         assert_eq!(cells[2], "voter", "{out}");
         assert_eq!(cells[3], if *id == leader { "leader" } else { "follower" }, "{out}");
-        for number in &cells[4..7] {
-            assert!(number.parse::<u64>().is_ok(), "term, match and lag are numbers: {out}");
+        assert_eq!(cells[5], STATE_MACHINE_VERSION.to_string(), "each member's state machine version: {out}");
+        for number in &cells[4..8] {
+            assert!(number.parse::<u64>().is_ok(), "term, version, match and lag are numbers: {out}");
         }
-        let contact = cells[7..].join(" ");
+        let contact = cells[8..].join(" ");
         assert!(if *id == leader { contact == "-" } else { contact.ends_with(" ago") }, "last contact {contact:?}: {out}");
     }
 
@@ -57,6 +59,8 @@ async fn status_shows_every_member_as_the_leader_sees_it() {
     assert_eq!(v["leader_id"], leader);
     assert_eq!(v["view_of"], leader);
     assert!(v["leader_error"].is_null());
+    assert_eq!(v["version"], STATE_MACHINE_VERSION, "the node asked's version: {out}");
+    assert_eq!(v["voters_version"], STATE_MACHINE_VERSION, "every voter runs it: {out}");
     let json_members = v["members"].as_array().expect("members");
     assert_eq!(json_members.len(), 3);
     for m in json_members {
@@ -64,6 +68,7 @@ async fn status_shows_every_member_as_the_leader_sees_it() {
         assert_eq!(m["leader"], is_leader, "{out}");
         assert_eq!(m["role"], if is_leader { "leader" } else { "follower" }, "{out}");
         assert!(m["lag"].is_u64() && m["match_index"].is_u64() && m["term"].is_u64(), "{out}");
+        assert_eq!(m["version"], STATE_MACHINE_VERSION, "{out}");
         assert_eq!(m["last_contact_ms"].is_u64(), !is_leader, "the leader hears from each follower: {out}");
     }
 

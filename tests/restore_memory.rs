@@ -64,7 +64,7 @@ fn restore_peaks_near_the_state_it_builds() {
 
     let before = LIVE_BYTES.load(Ordering::Relaxed);
     PEAK_BYTES.store(before, Ordering::Relaxed);
-    let restored = Replicated::restore_encoded(&encoded).expect("restores");
+    let restored = Replicated::restore_encoded(&encoded, coolbeans::node::version::STATE_MACHINE_VERSION).expect("restores");
     let state_bytes = LIVE_BYTES.load(Ordering::Relaxed) - before;
     let peak_bytes = PEAK_BYTES.load(Ordering::Relaxed) - before;
     assert_eq!(restored.digest(), digest);

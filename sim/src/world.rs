@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coolbeans::metrics::Registry;
+use coolbeans::node::version::Versions;
 use coolbeans::node::{start_node, DriverConfig, LogStorage, NodeHandle, NodeMetrics, NodeOptions, Status};
 use coolbeans::storage::{spawn_overdue_timer, Disk, PolicyDisk, SimDisk, SyncPolicy, WalOptions};
 use madsim::runtime::Handle;
@@ -36,6 +37,32 @@ pub struct NodeSetup {
     /// When the log's batches are synced (`serve -f`, `-F`): anything but `Always` only for a
     /// lone node, since raft counts a member's votes and appends as durable.
     pub sync_policy: SyncPolicy,
+    /// The state machine versions nodes run: this build's unless an upgrade is rehearsed.
+    pub versions: RunVersions,
+}
+
+/// Which state machine version each node runs, read each time a node starts: a restart after
+/// a change is an upgrade (or a downgrade) of that node.
+#[derive(Clone, Debug, Default)]
+pub struct RunVersions {
+    /// The versions of nodes not named in `by_node`, and which version introduced each
+    /// operation (a rehearsal declares one of this build's operations newer).
+    pub default: Versions,
+    /// Nodes that run another version.
+    pub by_node: Arc<Mutex<BTreeMap<u64, u32>>>,
+}
+
+impl RunVersions {
+    /// The versions node `id` starts with.
+    pub fn of(&self, id: u64) -> Versions {
+        let understood = self.by_node.lock().expect("versions lock").get(&id).copied();
+        Versions { understood: understood.unwrap_or(self.default.understood), ..self.default }
+    }
+
+    /// Node `id` runs `version` from its next start on.
+    pub fn set(&self, id: u64, version: u32) {
+        self.by_node.lock().expect("versions lock").insert(id, version);
+    }
 }
 
 impl Default for NodeSetup {
@@ -48,6 +75,7 @@ impl Default for NodeSetup {
             node_ids_max: 0,
             snapshot_chunk_bytes: coolbeans::limits::SNAPSHOT_CHUNK_BYTES_MAX,
             sync_policy: SyncPolicy::Always,
+            versions: RunVersions::default(),
         }
     }
 }
@@ -197,6 +225,7 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
                     tick: setup.tick,
                     snapshot_entries: setup.snapshot_entries,
                     snapshot_chunk_bytes: setup.snapshot_chunk_bytes,
+                    versions: setup.versions.of(id),
                     ..DriverConfig::default()
                 },
                 advertise: addr.to_string(),

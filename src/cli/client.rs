@@ -29,13 +29,17 @@ pub enum ClientCommand {
     },
     /// Add a node to the cluster (as a learner, promoted once caught up).
     Join {
+        /// The new node's id: a positive integer no member has (nor had: use a new id for a
+        /// node that comes back with an empty data dir).
         #[arg(long)]
         node_id: u64,
+        /// The new node's gRPC address (HOST:PORT), as its --advertise or --listen gives it.
         #[arg(long)]
         addr: String,
     },
     /// Remove a node from the cluster.
     Leave {
+        /// The id of the member to remove.
         #[arg(long)]
         node_id: u64,
     },
@@ -46,10 +50,13 @@ pub enum ClientCommand {
         /// Every node of the cluster (the writers find the leader); default: --node-addr.
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<std::net::SocketAddr>,
+        /// Writers putting at once, each waiting for its put's answer before the next.
         #[arg(long, default_value_t = 1)]
         writers: usize,
+        /// How long to put for.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Size of each job's body, in bytes.
         #[arg(long, default_value_t = 100)]
         body_bytes: usize,
     },

@@ -192,7 +192,7 @@ pub const ENTRY_FORMAT_LOCAL: u8 = 2;
 
 /// A normal entry's data: the format byte, then the batch of operations.
 pub fn encode_entry(batch: &api::ApplyOpBatch) -> Vec<u8> {
-    debug_assert!(batch.version == super::version::STATE_MACHINE_VERSION, "entries are written with this build's version");
+    debug_assert!(batch.version >= super::version::BASE_VERSION, "entries are written with a version");
     let mut data = Vec::with_capacity(1 + batch.encoded_len());
     data.push(ENTRY_FORMAT_OP_BATCH);
     // Cannot fail: the vector grows as needed.

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::clock;
 use super::codec::{encode_entry, op_request, ENTRY_FORMAT_LOCAL};
-use super::version::STATE_MACHINE_VERSION;
+use super::version::Versions;
 use super::inbound::{self, Refusals};
 use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, NodeStop, Shared, Status};
 use super::log_store::LogStore;
@@ -63,6 +63,9 @@ pub struct DriverConfig {
     /// The size snapshots sent to followers are cut into (at most
     /// `limits::SNAPSHOT_CHUNK_BYTES_MAX`; the simulator cuts them small).
     pub snapshot_chunk_bytes: usize,
+    /// The state machine version this node runs and which version introduced each operation:
+    /// this build's, but in the simulator, which rehearses upgrades with nodes of two versions.
+    pub versions: Versions,
 }
 
 /// Writes proposed together in one entry at most: the entry is applied under one lock of the
@@ -86,6 +89,7 @@ impl Default for DriverConfig {
             tubes_max: crate::limits::TUBES_MAX_DEFAULT,
             job_body_bytes_max: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT,
             snapshot_chunk_bytes: crate::limits::SNAPSHOT_CHUNK_BYTES_MAX,
+            versions: Versions::default(),
         }
     }
 }
@@ -473,7 +477,8 @@ impl Driver {
                 op.now_ms = now_ms as i64;
                 op.now_secs = (now_ms / 1000) as i64;
             }
-            encode_entry(&ApplyOpBatch { ops, version: STATE_MACHINE_VERSION })
+            let version = self.config.versions.entry_version(&ops);
+            encode_entry(&ApplyOpBatch { ops, version })
         };
         let before = self.raw.raft.raft_log.last_index();
         self.raw.propose(Vec::new(), data).map_err(|e| NodeError::Dropped(e.to_string()))?;
@@ -729,7 +734,7 @@ impl Driver {
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {
         let started = Instant::now();
         let (index, bytes) = (snapshot.get_metadata().index, snapshot.get_data().len());
-        let state = Replicated::restore_encoded(&snapshot.data).map_err(|e| format!("snapshot {index}: {e}"))?;
+        let state = Replicated::restore_encoded(&snapshot.data, self.config.versions.understood).map_err(|e| format!("snapshot {index}: {e}"))?;
         self.raw.mut_store().apply_snapshot(snapshot).map_err(|e| e.to_string())?;
         // A node that joined learns its cluster's id here, and stamps its traffic with it.
         self.shared.cluster_id.store(state.cluster_id, std::sync::atomic::Ordering::Relaxed);

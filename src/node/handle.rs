@@ -9,7 +9,10 @@ use raft::eraftpb::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::metrics::NodeMetrics;
+use super::codec::encode_op_type;
 use super::replicated::{EntryError, Replicated};
+use super::version::{self, Versions};
+use crate::api::OpType;
 use crate::fsm::{FsmError, Op, Reply, ReservationEvent};
 
 /// Why a node did not carry out a request.
@@ -30,6 +33,11 @@ pub enum NodeError {
     Stopped,
     /// A request that makes no sense (e.g. leave of a node that is not a member).
     Invalid(String),
+    /// The operation is of a state machine version that not every voter runs yet (a rolling
+    /// upgrade is under way): `needs` is its version, `behind` each voter that does not run
+    /// it, with the version it last reported (None: not heard from since this node started).
+    /// Nothing was proposed; the operation is accepted once every voter is upgraded.
+    NotEveryVoterUpgraded { op: OpType, needs: u32, behind: Vec<(u64, Option<u32>)> },
 }
 
 impl std::fmt::Display for NodeError {
@@ -45,6 +53,12 @@ impl std::fmt::Display for NodeError {
             NodeError::Overloaded => f.write_str("too many requests in flight"),
             NodeError::Stopped => f.write_str("node stopped"),
             NodeError::Invalid(why) => f.write_str(why),
+            NodeError::NotEveryVoterUpgraded { op, needs, behind } => write!(
+                f,
+                "operation {} needs state machine version {needs}, which not every voter runs yet ({}): upgrade every voter first",
+                op.as_str_name(),
+                version::describe_behind(behind)
+            ),
         }
     }
 }
@@ -160,6 +174,14 @@ pub(crate) struct Shared {
     pub job_body_bytes_max: usize,
     /// Where proposals, reads, log writes and snapshots are recorded, when metrics are on.
     pub metrics: Option<Arc<NodeMetrics>>,
+    /// The state machine version this node runs, and which version introduced each
+    /// operation (`DriverConfig::versions`).
+    pub versions: Versions,
+    /// The state machine version each peer stamped on the raft traffic it last sent here.
+    /// Every follower answers each heartbeat of the leader, so a leader knows every voter
+    /// that is up, with no call of its own; a voter missing here has not been heard from
+    /// since this node started, and counts as behind.
+    pub heard_versions: Mutex<BTreeMap<u64, u32>>,
 }
 
 /// Locks a mutex even if a panicking holder poisoned it: the data is replaced wholesale, never
@@ -195,7 +217,10 @@ impl NodeHandle {
         if let Some(metrics) = &self.shared.metrics {
             metrics.proposing(&op);
         }
-        let result = self.ask(|reply| Input::Propose { op, caller, reply }).await;
+        let result = match self.every_voter_understands(&op) {
+            Ok(()) => self.ask(|reply| Input::Propose { op, caller, reply }).await,
+            Err(e) => Err(e),
+        };
         if let (Some(metrics), Err(e)) = (&self.shared.metrics, &result) {
             metrics.failed(e);
         }
@@ -205,6 +230,60 @@ impl NodeHandle {
             return Err(NodeError::Dropped("buggify: answer lost".into()));
         }
         result
+    }
+
+    /// Refuses, on the leader, an operation of a newer state machine version than some voter
+    /// runs: that voter could not apply it and would stop. Operations of the base version,
+    /// which every node understands, are not checked. A follower lets the driver answer
+    /// NotLeader, so the caller goes to the leader, which decides.
+    fn every_voter_understands(&self, op: &Op) -> Result<(), NodeError> {
+        let versions = &self.shared.versions;
+        let op = encode_op_type(op);
+        let needs = (versions.introduced_in)(op);
+        if needs <= version::BASE_VERSION {
+            return Ok(());
+        }
+        let (me, voters) = {
+            let status = lock(&self.shared.status);
+            if !status.is_leader() {
+                return Ok(());
+            }
+            (status.node_id, status.voters.clone())
+        };
+        let behind = versions.behind(needs, me, &voters, &lock(&self.shared.heard_versions));
+        if behind.is_empty() {
+            return Ok(());
+        }
+        Err(NodeError::NotEveryVoterUpgraded { op, needs, behind })
+    }
+
+    /// Notes the state machine version peer `from` stamped on raft traffic it sent (0: a
+    /// node from before versions, which runs version 1).
+    pub fn heard_version(&self, from: u64, stamped: u32) {
+        lock(&self.shared.heard_versions).insert(from, version::written_with(stamped));
+    }
+
+    /// The state machine version this node runs.
+    pub fn version(&self) -> u32 {
+        self.shared.versions.understood
+    }
+
+    /// The state machine version each peer last reported on its raft traffic to this node.
+    pub fn heard_versions(&self) -> BTreeMap<u64, u32> {
+        lock(&self.shared.heard_versions).clone()
+    }
+
+    /// The highest state machine version every voter runs, as far as this node knows (a voter
+    /// not heard from counts as the base version): on the leader, the newest operations it
+    /// proposes are of this version.
+    pub fn voters_version(&self) -> u32 {
+        let (me, voters) = {
+            let status = lock(&self.shared.status);
+            (status.node_id, status.voters.clone())
+        };
+        let heard = lock(&self.shared.heard_versions);
+        let version_of = |voter: &u64| if *voter == me { self.version() } else { heard.get(voter).copied().unwrap_or(version::BASE_VERSION) };
+        voters.iter().map(version_of).min().unwrap_or(self.version())
     }
 
     /// Waits until this node has applied everything committed when the call was made

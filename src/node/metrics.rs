@@ -73,6 +73,7 @@ fn failure_index(e: &NodeError) -> Option<usize> {
         NodeError::Overloaded => Some(2),
         NodeError::Stopped => Some(3),
         NodeError::Entry(_) | NodeError::Invalid(_) => Some(4),
+        NodeError::NotEveryVoterUpgraded { .. } => Some(5),
     }
 }
 
@@ -92,7 +93,7 @@ pub struct NodeMetrics {
     /// not per write, since a busy leader carries hundreds in one.
     entries: Latency,
     /// Proposals not carried out, by `failure_index`.
-    proposal_failures: [Counter; 5],
+    proposal_failures: [Counter; 6],
     reads: Latency,
     wal_batches: Counter,
     wal_bytes: Counter,
@@ -113,7 +114,7 @@ impl NodeMetrics {
             "coolbeans_node_proposal_failures",
             "Proposals this node did not carry out, by reason",
             "reason",
-            ["not-leader", "dropped", "overloaded", "stopped", "invalid"],
+            ["not-leader", "dropped", "overloaded", "stopped", "invalid", "not-upgraded"],
         );
         let snapshots = Latencies::register(
             registry,

@@ -76,7 +76,7 @@ pub struct LocalOp {
 }
 
 /// The state every replica keeps in step.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Replicated {
     pub fsm: Fsm,
     callers: BTreeMap<String, Caller>,
@@ -84,27 +84,60 @@ pub struct Replicated {
     pub addresses: BTreeMap<u64, String>,
     /// The cluster's id (see `cluster_id_for`); 0 in a state from before clusters had ids.
     pub cluster_id: u64,
+    /// The highest state machine version of the entries applied so far (its snapshot's,
+    /// after a restore): what a snapshot of this state is stamped with, so a node reads it
+    /// if it reads every entry it holds. Replicated: every replica applies the same entries.
+    version: u32,
+    /// The highest version this node applies (`Versions::understood`); not replicated.
+    understood: u32,
+}
+
+impl Default for Replicated {
+    fn default() -> Self {
+        Replicated::new(BTreeMap::new())
+    }
 }
 
 impl Replicated {
     pub fn new(addresses: BTreeMap<u64, String>) -> Self {
-        Replicated { fsm: Fsm::new(), callers: BTreeMap::new(), addresses, cluster_id: 0 }
+        Replicated {
+            fsm: Fsm::new(),
+            callers: BTreeMap::new(),
+            addresses,
+            cluster_id: 0,
+            version: version::BASE_VERSION,
+            understood: STATE_MACHINE_VERSION,
+        }
+    }
+
+    /// This state, on a node that applies up to version `understood` (this build's unless a
+    /// simulation runs the node as another version).
+    pub fn understanding(mut self, understood: u32) -> Self {
+        self.understood = understood;
+        self
+    }
+
+    /// The highest state machine version of the entries this state holds.
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// Applies one normal entry's data at log index `index`: its operations, in order, one
     /// outcome each. Data that does not decode as a batch changes nothing.
     pub fn apply_entry(&mut self, index: u64, data: &Bytes) -> Result<Vec<OpOutcome>, EntryError> {
         let batch = decode_entry(data).map_err(|e| EntryError::Malformed(e.0))?;
-        if let Some(why) = version::unsupported(&format!("log entry {index}"), batch.version) {
+        if let Some(why) = version::unsupported(&format!("log entry {index}"), batch.version, self.understood) {
             return Err(EntryError::Unsupported(why));
         }
         if let Some(unknown) = batch.ops.iter().find(|request| OpType::try_from(request.op).is_err()) {
             return Err(EntryError::Unsupported(format!(
-                "log entry {index} holds operation type {}, which state machine version {STATE_MACHINE_VERSION} does not know (the entry is of version {}): upgrade this node before it applies it",
+                "log entry {index} holds operation type {}, which state machine version {} does not know (the entry is of version {}): upgrade this node before it applies it",
                 unknown.op,
+                self.understood,
                 version::written_with(batch.version)
             )));
         }
+        self.version = self.version.max(version::written_with(batch.version));
         Ok(batch.ops.into_iter().map(|request| self.apply_op(index, request)).collect())
     }
 
@@ -222,25 +255,26 @@ impl Replicated {
             callers,
             addresses: self.addresses.iter().map(|(&id, a)| (id, a.clone())).collect(),
             cluster_id: self.cluster_id,
-            version: STATE_MACHINE_VERSION,
+            version: self.version,
         }
     }
 
-    /// Rebuilds the replicated state from a snapshot payload.
-    pub fn restore(snap: &api::ReplicatedStateProto) -> Result<Self, String> {
-        if let Some(why) = version::unsupported("the snapshot", snap.version) {
+    /// Rebuilds the replicated state from a snapshot payload, on a node that applies up to
+    /// version `understood`: a snapshot of a newer version is refused.
+    pub fn restore(snap: &api::ReplicatedStateProto, understood: u32) -> Result<Self, String> {
+        if let Some(why) = version::unsupported("the snapshot", snap.version, understood) {
             return Err(why);
         }
         let fsm = match &snap.fsm {
             Some(f) => Fsm::restore(f).map_err(|e| e.to_string())?,
             None => return Err("snapshot holds no job state".into()),
         };
-        Self::around(fsm, snap)
+        Self::around(fsm, snap, understood)
     }
 
     /// As `restore`, from the payload's encoding, with the state machine's jobs decoded one at
     /// a time (`Fsm::restore_encoded`), which keeps the peak of a large restore low.
-    pub fn restore_encoded(bytes: &Bytes) -> Result<Self, String> {
+    pub fn restore_encoded(bytes: &Bytes, understood: u32) -> Result<Self, String> {
         let mut fsm = None;
         let mut others = Vec::new();
         for field in fields(bytes) {
@@ -254,11 +288,15 @@ impl Replicated {
             }
         }
         let rest = api::ReplicatedStateProto::decode(&others[..]).map_err(|e| format!("does not decode: {e}"))?;
-        Self::around(fsm.ok_or("snapshot holds no job state")?, &rest)
+        // A newer snapshot is refused, whatever its jobs decoded to.
+        if let Some(why) = version::unsupported("the snapshot", rest.version, understood) {
+            return Err(why);
+        }
+        Self::around(fsm.ok_or("snapshot holds no job state")?, &rest, understood)
     }
 
     /// The state around a restored machine: the payload's callers, addresses and cluster id.
-    fn around(fsm: Fsm, snap: &api::ReplicatedStateProto) -> Result<Self, String> {
+    fn around(fsm: Fsm, snap: &api::ReplicatedStateProto, understood: u32) -> Result<Self, String> {
         let mut callers = BTreeMap::new();
         for c in &snap.callers {
             let mut responses = BTreeMap::new();
@@ -269,7 +307,8 @@ impl Replicated {
             callers.insert(c.caller_id.clone(), Caller { last_index: c.last_index, responses });
         }
         let addresses = snap.addresses.iter().map(|(&id, a)| (id, a.clone())).collect();
-        Ok(Replicated { fsm, callers, addresses, cluster_id: snap.cluster_id })
+        let version = version::written_with(snap.version);
+        Ok(Replicated { fsm, callers, addresses, cluster_id: snap.cluster_id, version, understood })
     }
 
     /// A digest of everything replicated: equal on replicas at the same applied index.
@@ -413,8 +452,6 @@ mod tests {
         assert_eq!(r.digest(), before);
     }
 
-    /// The operations of one entry apply in order, each answered on its own, a repeat of a
-    /// write earlier in the same entry included.
     /// An entry's bytes as a proposer of `version` writes them.
     fn entry_of_version(ops: Vec<ApplyOpRequest>, version: u32) -> Bytes {
         let mut data = vec![ENTRY_FORMAT_OP_BATCH];
@@ -450,12 +487,34 @@ mod tests {
         let mut snapshot = Replicated::default().snapshot();
         assert_eq!(snapshot.version, STATE_MACHINE_VERSION);
         snapshot.version = 0;
-        Replicated::restore(&snapshot).expect("a snapshot from before versions restores");
+        Replicated::restore(&snapshot, STATE_MACHINE_VERSION).expect("a snapshot from before versions restores");
         snapshot.version = STATE_MACHINE_VERSION + 1;
-        let why = Replicated::restore(&snapshot).map(|_| ()).expect_err("a newer snapshot is refused");
+        let why = Replicated::restore(&snapshot, STATE_MACHINE_VERSION).map(|_| ()).expect_err("a newer snapshot is refused");
         assert!(why.contains(&format!("version {}", STATE_MACHINE_VERSION + 1)) && why.contains(&format!("up to version {STATE_MACHINE_VERSION}")), "{why}");
     }
 
+    /// A node that understands a newer version applies its entries, and its snapshot then
+    /// carries that version, which a node of the older version refuses from either restore;
+    /// until such an entry applies, the snapshot keeps the base version every node reads.
+    #[test]
+    fn snapshots_carry_the_newest_entry_applied() {
+        let newer = STATE_MACHINE_VERSION + 1;
+        let mut r = Replicated::default().understanding(newer);
+        assert_eq!(apply_one(&mut r, 1, &entry(&put(), "p", 1, 1000)).result, Ok(Ok(Reply::Put { id: 1 })));
+        assert_eq!((r.version(), r.snapshot().version), (version::BASE_VERSION, version::BASE_VERSION));
+        let applied = r.apply_entry(2, &entry_of_version(vec![request(&put(), "p", 2, 2000)], newer)).expect("applies");
+        assert_eq!(applied[0].result, Ok(Ok(Reply::Put { id: 2 })));
+        assert_eq!(r.snapshot().version, newer);
+        let bytes: Bytes = r.snapshot().encode_to_vec().into();
+        let why = Replicated::restore_encoded(&bytes, STATE_MACHINE_VERSION).map(|_| ()).expect_err("refused");
+        assert!(why.contains(&format!("version {newer}")), "{why}");
+        Replicated::restore(&r.snapshot(), STATE_MACHINE_VERSION).map(|_| ()).expect_err("refused");
+        let restored = Replicated::restore_encoded(&bytes, newer).expect("a node of the newer version restores it");
+        assert_eq!((restored.version(), restored.digest()), (newer, r.digest()));
+    }
+
+    /// The operations of one entry apply in order, each answered on its own, a repeat of a
+    /// write earlier in the same entry included.
     #[test]
     fn batch_applies_in_order() {
         let mut r = Replicated::default();
@@ -501,9 +560,9 @@ mod tests {
         apply_one(&mut r, 1, &entry(&put(), "p", 1, 5000));
         apply_one(&mut r, 2, &entry(&Op::KickJob { id: 9 }, "p", 2, 6000));
         let bytes = r.snapshot().encode_to_vec();
-        let restored = Replicated::restore(&api::ReplicatedStateProto::decode(&bytes[..]).unwrap()).unwrap();
+        let restored = Replicated::restore(&api::ReplicatedStateProto::decode(&bytes[..]).unwrap(), STATE_MACHINE_VERSION).unwrap();
         assert_eq!(restored.digest(), r.digest());
-        let restored = Replicated::restore_encoded(&bytes.into()).unwrap();
+        let restored = Replicated::restore_encoded(&bytes.into(), STATE_MACHINE_VERSION).unwrap();
         assert_eq!(restored.digest(), r.digest());
         let mut restored = restored;
         let again = apply_one(&mut restored, 3, &entry(&put(), "p", 1, 7000));

@@ -155,10 +155,11 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         recovered.snapshot = Some(snapshot);
         recovered.hard_state = hs;
     }
+    let understood = options.driver.versions.understood;
     let state = match &recovered.snapshot {
-        Some(s) => Replicated::restore_encoded(&s.data)
+        Some(s) => Replicated::restore_encoded(&s.data, understood)
             .map_err(|e| StartError::Storage(format!("snapshot in {}: {e}", options.data_dir.display())))?,
-        None => Replicated::default(),
+        None => Replicated::default().understanding(understood),
     };
     if !fresh && !options.peers.is_empty() && state.addresses != options.peers {
         tracing::warn!(
@@ -205,13 +206,15 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         job_body_bytes_max: options.driver.job_body_bytes_max,
         cluster_id: Arc::new(std::sync::atomic::AtomicU64::new(cluster_id)),
         metrics: options.metrics.clone(),
+        versions: options.driver.versions,
+        heard_versions: Mutex::default(),
     });
     if let Some(metrics) = &shared.metrics {
         metrics.watch(&shared);
     }
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
-    let transport =
-        Transport::new(id, options.advertise.clone(), tx.clone(), options.driver.snapshot_chunk_bytes, shared.cluster_id.clone());
+    let stamps = (shared.cluster_id.clone(), understood);
+    let transport = Transport::new(id, options.advertise.clone(), tx.clone(), options.driver.snapshot_chunk_bytes, stamps);
     let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied, local_entries);
     watch_driver(tokio::spawn(driver.run()), shared.clone());
     Ok(NodeHandle { inputs: tx, shared })

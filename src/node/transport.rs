@@ -55,21 +55,25 @@ pub(crate) struct Transport {
     snapshot_chunk_bytes: usize,
     /// This node's cluster as far as it knows (0: not yet), stamped on what it sends.
     cluster_id: Arc<AtomicU64>,
+    /// The state machine version this node runs, stamped on what it sends: how a leader
+    /// learns, with no call of its own, which operations every voter understands.
+    version: u32,
 }
 
 impl Transport {
-    /// `cluster_id` is the node's cluster, as far as it knows, stamped on what it sends.
+    /// `cluster_id` is the node's cluster, as far as it knows, and `version` the state
+    /// machine version it runs: both are stamped on what it sends.
     pub fn new(
         from: u64,
         from_addr: String,
         reports: mpsc::Sender<Input>,
         snapshot_chunk_bytes: usize,
-        cluster_id: Arc<AtomicU64>,
+        (cluster_id, version): (Arc<AtomicU64>, u32),
     ) -> Self {
         assert!(snapshot_chunk_bytes > 0);
         assert!(snapshot_chunk_bytes <= crate::limits::SNAPSHOT_CHUNK_BYTES_MAX);
         let (learned, peers) = (BTreeMap::new(), BTreeMap::new());
-        Transport { from, from_addr, learned, peers, reports, snapshot_chunk_bytes, cluster_id }
+        Transport { from, from_addr, learned, peers, reports, snapshot_chunk_bytes, cluster_id, version }
     }
 
     /// The driver's own input channel, for other work that reports back to it (weak: a
@@ -110,8 +114,8 @@ impl Transport {
         if stale || !self.peers.contains_key(&to) {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
             let from = (self.from, self.from_addr.clone());
-            let cluster_id = self.cluster_id.clone();
-            tokio::spawn(run_peer(from, to, addr.to_string(), rx, self.reports.clone(), self.snapshot_chunk_bytes, cluster_id));
+            let stamps = (self.cluster_id.clone(), self.version);
+            tokio::spawn(run_peer(from, to, addr.to_string(), rx, self.reports.clone(), self.snapshot_chunk_bytes, stamps));
             self.peers.insert(to, Peer { addr: addr.to_string(), queue: tx });
         }
         &self.peers[&to]
@@ -127,7 +131,7 @@ async fn run_peer(
     mut queue: mpsc::Receiver<Message>,
     reports: mpsc::Sender<Input>,
     snapshot_chunk_bytes: usize,
-    cluster_id: Arc<AtomicU64>,
+    (cluster_id, version): (Arc<AtomicU64>, u32),
 ) {
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e.connect_timeout(SEND_TIMEOUT),
@@ -156,7 +160,7 @@ async fn run_peer(
             messages,
             from_addr: from_addr.clone(),
             cluster_id: cluster_id.load(Relaxed),
-            version: super::version::STATE_MACHINE_VERSION,
+            version,
         };
         if !send_on_stream(&endpoint, &mut stream, batch).await {
             let _ = reports.try_send(Input::Unreachable { peer: to });

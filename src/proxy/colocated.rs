@@ -47,6 +47,7 @@ impl Upstream for CoLocatedUpstream {
                 // the leader answers it, or its cached answer, by the same sequence number.
                 Err(NodeError::NotLeader { .. } | NodeError::Dropped(_) | NodeError::Overloaded | NodeError::Stopped) => {}
                 Err(e @ NodeError::Invalid(_)) => return Err(UpstreamError::Unavailable(e.to_string())),
+                Err(e @ NodeError::NotEveryVoterUpgraded { .. }) => return Err(UpstreamError::NotUpgraded(e.to_string())),
             }
         }
         self.remote.write_as(op, caller).await

@@ -459,6 +459,11 @@ fn error_response(e: UpstreamError) -> Response {
         UpstreamError::Fsm(FsmError::LastWatchedTube) => Response::NotIgnored,
         UpstreamError::Fsm(FsmError::BadArgument(_)) => Response::BadFormat,
         UpstreamError::Fsm(FsmError::OutOfMemory) => Response::OutOfMemory,
+        // A command the cluster does not run yet, as an older server would answer it.
+        UpstreamError::NotUpgraded(why) => {
+            tracing::warn!(%why, "operation refused until every voter is upgraded");
+            Response::UnknownCommand
+        }
         UpstreamError::Unavailable(why) => {
             tracing::warn!(%why, "cluster unavailable");
             Response::InternalError
@@ -498,5 +503,12 @@ mod tests {
         shrink(&mut input);
         assert_eq!(input.capacity(), 1024 * 1024);
         assert_eq!(input.len(), READ_CHUNK_BYTES + 1);
+    }
+
+    /// An operation the cluster refuses until every voter is upgraded is answered as a
+    /// server without the command answers it.
+    #[test]
+    fn not_upgraded_is_an_unknown_command() {
+        assert_eq!(error_response(UpstreamError::NotUpgraded("node 3 runs version 1".into())), Response::UnknownCommand);
     }
 }

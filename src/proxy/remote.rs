@@ -21,7 +21,7 @@ use crate::chaos::mutant;
 use crate::limits::CLIENT_API_ANSWER_BYTES_MAX;
 use crate::node::codec::{decode_result, op_request};
 use crate::node::CallerSeq;
-use crate::rpc::status::{is_not_leader, is_state_machine, leader_hint, set_caller};
+use crate::rpc::status::{is_not_leader, is_state_machine, leader_hint, needs_version, set_caller};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A call's own limit; a reserve's wait is not a call (results come on the stream).
@@ -211,6 +211,10 @@ impl RemoteUpstream {
                 Ok(answer) => return Ok(answer),
                 Err(status) => status,
             };
+            // Before the state machine's: both are FailedPrecondition.
+            if needs_version(&status).is_some() {
+                return Err(UpstreamError::NotUpgraded(status.message().to_string()));
+            }
             if let Some(e) = fsm_error(&status) {
                 return Err(UpstreamError::Fsm(e));
             }

@@ -51,6 +51,9 @@ pub enum UpstreamError {
     Fsm(FsmError),
     /// No leader answered within the patience, or the upstream is gone.
     Unavailable(String),
+    /// The operation is of a state machine version not every voter runs yet (a rolling
+    /// upgrade is under way); why, naming the voters behind.
+    NotUpgraded(String),
 }
 
 impl From<FsmError> for UpstreamError {

@@ -59,12 +59,13 @@ impl Cluster for ClusterService {
     }
 
     async fn status(&self, _request: Request<Empty>) -> Result<Response<NodeStatusResponse>, Status> {
-        Ok(Response::new(status_response(&self.node.status(), tokio::time::Instant::now())))
+        let versions = (self.node.version(), self.node.voters_version());
+        Ok(Response::new(status_response(&self.node.status(), versions, tokio::time::Instant::now())))
     }
 }
 
 /// A node's status as the API gives it, with each member's last contact as of `now`.
-fn status_response(s: &crate::node::Status, now: tokio::time::Instant) -> NodeStatusResponse {
+fn status_response(s: &crate::node::Status, versions: (u32, u32), now: tokio::time::Instant) -> NodeStatusResponse {
     let member = |node_id: u64, voter: bool| MemberProto {
         node_id,
         addr: s.addresses.get(&node_id).cloned().unwrap_or_default(),
@@ -91,6 +92,8 @@ fn status_response(s: &crate::node::Status, now: tokio::time::Instant) -> NodeSt
         snapshot_index: s.snapshot_index,
         role: role as i32,
         last_index: s.last_index,
+        version: versions.0,
+        voters_version: versions.1,
     }
 }
 
@@ -157,6 +160,7 @@ pub(super) fn same_cluster(node: &NodeHandle, from: u64, theirs: u64) -> Result<
 impl RaftService {
     async fn step(&self, batch: RaftBatch) -> Result<(), Status> {
         same_cluster(&self.node, batch.from, batch.cluster_id)?;
+        self.node.heard_version(batch.from, batch.version);
         let mut messages = Vec::with_capacity(batch.messages.len());
         for bytes in &batch.messages {
             let m = Message::parse_from_bytes(bytes)
@@ -172,7 +176,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// A leader's status gives its role, its last index, each member's match index and how
+    /// A leader's status gives its role, its last index, its versions, each member's match index and how
     /// long ago each peer was heard from (none for itself), members in id order.
     #[test]
     fn status_response_of_a_leader() {
@@ -190,8 +194,8 @@ mod tests {
             heard_at: [(3, now - Duration::from_millis(250))].into(),
             ..Default::default()
         };
-        let r = status_response(&s, now);
-        assert_eq!((r.role, r.last_index, r.term), (NodeRole::Leader as i32, 10, 4));
+        let r = status_response(&s, (2, 1), now);
+        assert_eq!((r.role, r.last_index, r.term, r.version, r.voters_version), (NodeRole::Leader as i32, 10, 4, 2, 1));
         let rows: Vec<_> = r.members.iter().map(|m| (m.node_id, m.addr.as_str(), m.voter, m.match_index, m.last_contact_ms)).collect();
         assert_eq!(rows, [(1, "a:1", true, 10, None), (2, "a:2", false, 7, None), (3, "a:3", true, 9, Some(250))]);
     }

@@ -113,6 +113,7 @@ fn refused(id: u64, status: Status) -> ForwardedAnswer {
         status_message: status.message().to_string(),
         leader_id: leader_id.unwrap_or(0),
         leader_addr: leader_addr.unwrap_or_default(),
+        needs_version: super::status::needs_version(&status).unwrap_or(0),
     }
 }
 
@@ -123,6 +124,11 @@ pub fn outcome(answer: ForwardedAnswer) -> Result<api::ApplyOpResponse, Status> 
         return Ok(response);
     }
     let code = tonic::Code::from_i32(answer.status_code);
+    if code == tonic::Code::FailedPrecondition && answer.needs_version != 0 {
+        let mut status = Status::failed_precondition(answer.status_message);
+        status.metadata_mut().insert(super::status::NEEDS_VERSION_KEY, answer.needs_version.into());
+        return Err(status);
+    }
     if code == tonic::Code::FailedPrecondition {
         let leader_id = (answer.leader_id != 0).then_some(answer.leader_id);
         let leader_addr = (!answer.leader_addr.is_empty()).then_some(answer.leader_addr);
@@ -211,5 +217,20 @@ mod tests {
         };
         assert_eq!(frame.answers.iter().map(|a| a.id).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(permits.available_permits(), 2, "both permits are back once framed");
+    }
+
+    /// An operation refused until every voter is upgraded comes back as such, with the
+    /// version it needs and the voters behind in its message: not as "not the leader", nor
+    /// as the state machine's "wrong state", which share its code.
+    #[test]
+    fn not_upgraded_comes_back_as_such() {
+        let e = NodeError::NotEveryVoterUpgraded { op: api::OpType::PauseTube, needs: 2, behind: vec![(3, Some(1)), (4, None)] };
+        let back = outcome(refused(12, status_of(e))).expect_err("refused");
+        assert_eq!(back.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(super::super::status::needs_version(&back), Some(2));
+        assert!(!super::super::status::is_not_leader(&back));
+        assert!(back.message().contains("PAUSE_TUBE") && back.message().contains("node 3 runs version 1, node 4 has not been heard from"));
+        let not_leader = outcome(refused(13, status_of(NodeError::NotLeader { leader_id: None, leader_addr: None }))).expect_err("refused");
+        assert_eq!(super::super::status::needs_version(&not_leader), None);
     }
 }

@@ -30,6 +30,7 @@ fn status(e: UpstreamError) -> Status {
     match e {
         UpstreamError::Fsm(e) => Status::failed_precondition(e.to_string()),
         UpstreamError::Unavailable(why) => Status::unavailable(why),
+        UpstreamError::NotUpgraded(why) => Status::failed_precondition(why),
     }
 }
 

@@ -15,6 +15,9 @@ pub const LEADER_ID_KEY: &str = "x-coolbeans-leader-id";
 pub const LEADER_ADDR_KEY: &str = "x-coolbeans-leader-addr";
 /// Marks a FailedPrecondition that means "not the leader" (not a job in the wrong state).
 pub const NOT_LEADER_KEY: &str = "x-coolbeans-not-leader";
+/// Marks a FailedPrecondition that means "not every voter runs the operation's version yet"
+/// (a rolling upgrade is under way), with the version the operation needs.
+pub const NEEDS_VERSION_KEY: &str = "x-coolbeans-needs-version";
 /// Marks a status that is the state machine's answer, not the transport's: tonic answers a
 /// message over its size limit with OutOfRange, the code of "last watched tube".
 pub const STATE_MACHINE_KEY: &str = "x-coolbeans-state-machine";
@@ -49,6 +52,11 @@ pub fn status_of(e: NodeError) -> Status {
         NodeError::Entry(EntryError::TooOldToDeduplicate { .. }) => Status::aborted(message),
         NodeError::Overloaded => Status::resource_exhausted(message),
         NodeError::Invalid(_) => Status::invalid_argument(message),
+        NodeError::NotEveryVoterUpgraded { needs, .. } => {
+            let mut status = Status::failed_precondition(message);
+            status.metadata_mut().insert(NEEDS_VERSION_KEY, needs.into());
+            status
+        }
     }
 }
 
@@ -59,6 +67,15 @@ pub fn invalid(e: DecodeError) -> Status {
 /// Whether a status is the state machine's answer (see `STATE_MACHINE_KEY`).
 pub fn is_state_machine(status: &Status) -> bool {
     status.metadata().contains_key(STATE_MACHINE_KEY)
+}
+
+/// The version a refused operation needs, when the status says it waits for every voter
+/// to be upgraded.
+pub fn needs_version(status: &Status) -> Option<u32> {
+    if status.code() != Code::FailedPrecondition {
+        return None;
+    }
+    status.metadata().get(NEEDS_VERSION_KEY)?.to_str().ok()?.parse().ok()
 }
 
 /// Whether a status says "not the leader".

@@ -1,6 +1,6 @@
 //! `cluster-client status`'s two forms: a table for people, JSON for scripts. Pure.
 
-use super::view::{ClusterView, MemberRow};
+use super::view::{version_of, voters_version_of, ClusterView, MemberRow};
 use crate::api::NodeRole;
 use crate::cli::table::{self, Align};
 
@@ -11,12 +11,13 @@ pub fn text(view: &ClusterView) -> String {
     let mut out = Vec::new();
     match &view.leader_missing {
         None => out.push(format!(
-            "leader: node {} at {}, term {}, commit index {}, last index {}",
+            "leader: node {} at {}, term {}, commit index {}, last index {}, operations up to state machine version {}",
             source.node_id,
             address_of(view, source.node_id),
             source.term,
             source.commit_index,
-            source.last_index
+            source.last_index,
+            voters_version_of(source)
         )),
         Some(why) => {
             out.push(format!("the leader could not be asked: {why}"));
@@ -26,14 +27,14 @@ pub fn text(view: &ClusterView) -> String {
             ));
         }
     }
-    let header = ["", "ID", "ADDRESS", "MEMBER", "ROLE", "TERM", "MATCH", "LAG", "LAST CONTACT"];
+    let header = ["", "ID", "ADDRESS", "MEMBER", "ROLE", "TERM", "VERSION", "MATCH", "LAG", "LAST CONTACT"];
     let mut rows = vec![header.map(String::from).to_vec()];
     rows.extend(view.members.iter().map(|m| row(m, source.node_id)));
     use Align::{Left, Right};
-    out.extend(table::lines(&[Left, Right, Left, Left, Left, Right, Right, Right, Left], &rows));
+    out.extend(table::lines(&[Left, Right, Left, Left, Left, Right, Right, Right, Right, Left], &rows));
     for m in &view.members {
         if let Err(why) = &m.own {
-            out.push(format!("node {} gave no role or term: {why}", m.id));
+            out.push(format!("node {} gave no role, term or version: {why}", m.id));
         }
     }
     out.join("\n")
@@ -44,9 +45,9 @@ fn address_of(view: &ClusterView, id: u64) -> &str {
 }
 
 fn row(m: &MemberRow, source_id: u64) -> Vec<String> {
-    let (role, term) = match &m.own {
-        Ok((role, term)) => (role_name(*role).to_string(), term.to_string()),
-        Err(_) => ("?".to_string(), "?".to_string()),
+    let (role, term, version) = match &m.own {
+        Ok((role, term, version)) => (role_name(*role).to_string(), term.to_string(), version.to_string()),
+        Err(_) => ("?".to_string(), "?".to_string(), "?".to_string()),
     };
     let or_dash = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
     let contact = match m.last_contact_ms {
@@ -61,6 +62,7 @@ fn row(m: &MemberRow, source_id: u64) -> Vec<String> {
         if m.voter { "voter" } else { "learner" }.to_string(),
         role,
         term,
+        version,
         or_dash(m.match_index),
         or_dash(m.lag),
         contact,
@@ -95,7 +97,7 @@ pub fn json(view: &ClusterView) -> String {
     format!(
         concat!(
             "{{\"node_id\":{},\"leader_id\":{},\"term\":{},\"commit_index\":{},\"applied_index\":{},",
-            "\"role\":{},\"view_of\":{},\"leader_error\":{},\"last_index\":{},\"members\":[{}]}}"
+            "\"role\":{},\"version\":{},\"view_of\":{},\"leader_error\":{},\"last_index\":{},\"voters_version\":{},\"members\":[{}]}}"
         ),
         a.node_id,
         a.leader_id,
@@ -103,22 +105,24 @@ pub fn json(view: &ClusterView) -> String {
         a.commit_index,
         a.applied_index,
         json_string(role_name(a.role())),
+        version_of(a),
         view.source.node_id,
         view.leader_missing.as_deref().map_or("null".to_string(), json_string),
         view.source.last_index,
+        voters_version_of(&view.source),
         members.join(",")
     )
 }
 
 fn member_json(m: &MemberRow) -> String {
     let number = |n: Option<u64>| n.map_or("null".to_string(), |n| n.to_string());
-    let (role, term, error) = match &m.own {
-        Ok((role, term)) => (json_string(role_name(*role)), term.to_string(), "null".to_string()),
-        Err(why) => ("null".to_string(), "null".to_string(), json_string(why)),
+    let (role, term, version, error) = match &m.own {
+        Ok((role, term, version)) => (json_string(role_name(*role)), term.to_string(), version.to_string(), "null".to_string()),
+        Err(why) => ("null".to_string(), "null".to_string(), "null".to_string(), json_string(why)),
     };
     format!(
         concat!(
-            "{{\"id\":{},\"addr\":{},\"voter\":{},\"leader\":{},\"role\":{},\"term\":{},\"error\":{},",
+            "{{\"id\":{},\"addr\":{},\"voter\":{},\"leader\":{},\"role\":{},\"term\":{},\"version\":{},\"error\":{},",
             "\"match_index\":{},\"lag\":{},\"last_contact_ms\":{}}}"
         ),
         m.id,
@@ -127,6 +131,7 @@ fn member_json(m: &MemberRow) -> String {
         m.leader,
         role,
         term,
+        version,
         error,
         number(m.match_index),
         number(m.lag),
@@ -168,12 +173,12 @@ mod tests {
     #[test]
     fn table_of_the_leaders_view() {
         let expected = "\
-leader: node 1 at 127.0.0.1:7001, term 5, commit index 40, last index 42
-   ID  ADDRESS         MEMBER   ROLE      TERM  MATCH  LAG  LAST CONTACT
-*   1  127.0.0.1:7001  voter    leader       5     42    0  -
-    2  127.0.0.1:7002  voter    follower     5     41    1  120 ms ago
-    3  127.0.0.1:7003  learner  ?            ?     30   12  9.5 s ago
-node 3 gave no role or term: cannot reach node";
+leader: node 1 at 127.0.0.1:7001, term 5, commit index 40, last index 42, operations up to state machine version 1
+   ID  ADDRESS         MEMBER   ROLE      TERM  VERSION  MATCH  LAG  LAST CONTACT
+*   1  127.0.0.1:7001  voter    leader       5        1     42    0  -
+    2  127.0.0.1:7002  voter    follower     5        1     41    1  120 ms ago
+    3  127.0.0.1:7003  learner  ?            ?        ?     30   12  9.5 s ago
+node 3 gave no role, term or version: cannot reach node";
         assert_eq!(text(&leader_view()), expected);
     }
 
@@ -187,10 +192,10 @@ node 3 gave no role or term: cannot reach node";
         let expected = "\
 the leader could not be asked: node 1 at 127.0.0.1:7001: timed out
 what node 2 knows: term 5, commit index 40, last index 42 (match and lag are the leader's to know)
-   ID  ADDRESS         MEMBER  ROLE      TERM  MATCH  LAG  LAST CONTACT
-*   1  127.0.0.1:7001  voter   ?            ?      -    -  2 min 5 s ago
-    2  127.0.0.1:7002  voter   follower     5      -    -  -
-node 1 gave no role or term: timed out";
+   ID  ADDRESS         MEMBER  ROLE      TERM  VERSION  MATCH  LAG  LAST CONTACT
+*   1  127.0.0.1:7001  voter   ?            ?        ?      -    -  2 min 5 s ago
+    2  127.0.0.1:7002  voter   follower     5        1      -    -  -
+node 1 gave no role, term or version: timed out";
         assert_eq!(text(&view), expected);
     }
 
@@ -201,11 +206,11 @@ node 1 gave no role or term: timed out";
         let mut view = leader_view();
         view.members[2].own = Err("said \"no\"".into());
         let expected = concat!(
-            r#"{"node_id":2,"leader_id":1,"term":5,"commit_index":40,"applied_index":40,"role":"follower","view_of":1,"#,
-            r#""leader_error":null,"last_index":42,"members":["#,
-            r#"{"id":1,"addr":"127.0.0.1:7001","voter":true,"leader":true,"role":"leader","term":5,"error":null,"match_index":42,"lag":0,"last_contact_ms":null},"#,
-            r#"{"id":2,"addr":"127.0.0.1:7002","voter":true,"leader":false,"role":"follower","term":5,"error":null,"match_index":41,"lag":1,"last_contact_ms":120},"#,
-            r#"{"id":3,"addr":"127.0.0.1:7003","voter":false,"leader":false,"role":null,"term":null,"error":"said \"no\"","match_index":30,"lag":12,"last_contact_ms":9500}]}"#
+            r#"{"node_id":2,"leader_id":1,"term":5,"commit_index":40,"applied_index":40,"role":"follower","version":1,"view_of":1,"#,
+            r#""leader_error":null,"last_index":42,"voters_version":1,"members":["#,
+            r#"{"id":1,"addr":"127.0.0.1:7001","voter":true,"leader":true,"role":"leader","term":5,"version":1,"error":null,"match_index":42,"lag":0,"last_contact_ms":null},"#,
+            r#"{"id":2,"addr":"127.0.0.1:7002","voter":true,"leader":false,"role":"follower","term":5,"version":1,"error":null,"match_index":41,"lag":1,"last_contact_ms":120},"#,
+            r#"{"id":3,"addr":"127.0.0.1:7003","voter":false,"leader":false,"role":null,"term":null,"version":null,"error":"said \"no\"","match_index":30,"lag":12,"last_contact_ms":9500}]}"#
         );
         assert_eq!(json(&view), expected);
     }

@@ -14,8 +14,9 @@ pub struct MemberRow {
     pub voter: bool,
     /// The member the source node takes for the leader.
     pub leader: bool,
-    /// The member's own word on its role and term (only it knows them), or why it gave none.
-    pub own: Result<(NodeRole, u64), String>,
+    /// The member's own word on its role, term and state machine version (only it knows
+    /// them), or why it gave none.
+    pub own: Result<(NodeRole, u64, u32), String>,
     /// The highest index the member acknowledged holding, as the leader knows it: none when
     /// the source is not the leader, which does not track it.
     pub match_index: Option<u64>,
@@ -67,7 +68,7 @@ pub fn assemble(
         .iter()
         .map(|m| {
             let own = match answers.get(&m.node_id) {
-                Some(Ok(s)) => Ok((own_role(s), s.term)),
+                Some(Ok(s)) => Ok((own_role(s), s.term, version_of(s))),
                 Some(Err(why)) => Err(why.clone()),
                 None => Err("not asked".to_string()),
             };
@@ -85,6 +86,17 @@ pub fn assemble(
         })
         .collect();
     ClusterView { asked, source, leader_missing, members }
+}
+
+/// The state machine version a node runs: one too old to say runs the first, version 1.
+pub fn version_of(s: &NodeStatusResponse) -> u32 {
+    crate::node::version::written_with(s.version)
+}
+
+/// The highest version every voter runs, as the node says (one too old to say knows of none
+/// but version 1).
+pub fn voters_version_of(s: &NodeStatusResponse) -> u32 {
+    crate::node::version::written_with(s.voters_version)
 }
 
 /// A node's role as it says, or as its naming itself leader tells for a node too old to say.
@@ -116,6 +128,8 @@ pub(super) mod tests {
             snapshot_index: 0,
             role: role as i32,
             last_index: 42,
+            version: 1,
+            voters_version: 1,
         }
     }
 
@@ -137,8 +151,8 @@ pub(super) mod tests {
         assert_eq!(
             rows,
             [
-                (1, true, Ok((NodeRole::Leader, 5)), Some(42), Some(0)),
-                (2, false, Ok((NodeRole::Follower, 5)), Some(41), Some(1)),
+                (1, true, Ok((NodeRole::Leader, 5, 1)), Some(42), Some(0)),
+                (2, false, Ok((NodeRole::Follower, 5, 1)), Some(41), Some(1)),
                 (3, false, Err("cannot reach".to_string()), Some(30), Some(12)),
             ]
         );
