@@ -7,7 +7,7 @@
 //! durable, raft learns it and the messages that waited on it (a follower's acknowledgements)
 //! go. The writer takes everything that waited while it wrote, so one fsync covers it all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +71,9 @@ pub struct DriverConfig {
 /// Writes proposed together in one entry at most: the entry is applied under one lock of the
 /// state, and a larger batch would keep readers waiting longer for little gain.
 const ENTRY_OPS_MAX: usize = 1024;
+/// How long a read waits for raft to confirm it before it is asked again (see
+/// `ask_reads_again`): far above a round trip, far below a caller's patience.
+const READ_ASK_AGAIN: Duration = Duration::from_millis(500);
 /// Encoded operations in one entry at most, in bytes (one larger operation goes alone): raft
 /// sends entries in messages of about 1 MiB (`max_size_per_msg`).
 const ENTRY_OPS_BYTES_MAX: usize = 1024 * 1024;
@@ -156,6 +159,8 @@ pub(crate) struct Driver {
     /// Reads confirmed by raft, waiting for the apply index to reach theirs.
     reads_ready: Vec<(u64, oneshot::Sender<Result<(), NodeError>>)>,
     next_read_id: u64,
+    /// When each read still in `reads_asked` was last asked of raft, oldest first.
+    reads_asked_at: VecDeque<(u64, Instant)>,
     /// The index of the Tick proposal in flight, so only one is.
     tick_in_flight: Option<u64>,
     /// The last time stamped into a proposal: stamps never go backwards on one leader.
@@ -218,6 +223,7 @@ impl Driver {
             reads_asked: BTreeMap::new(),
             reads_ready: Vec::new(),
             next_read_id: 1,
+            reads_asked_at: VecDeque::new(),
             tick_in_flight: None,
             last_stamp_ms: 0,
             applied,
@@ -264,6 +270,7 @@ impl Driver {
                 self.raw.tick();
                 next_tick = Instant::now() + self.config.tick;
                 self.promote_caught_up_learners();
+                self.ask_reads_again();
             }
             self.propose_tick_if_due();
             let turn = turn.and_then(|()| self.persist_next()).and_then(|()| self.failed.take().map_or(Ok(()), Err));
@@ -519,6 +526,28 @@ impl Driver {
         self.next_read_id += 1;
         self.reads_asked.insert(id, reply);
         self.raw.read_index(id.to_le_bytes().to_vec());
+        self.reads_asked_at.push_back((id, Instant::now()));
+    }
+
+    /// Asks raft again for the reads it has not confirmed within `READ_ASK_AGAIN`. raft-rs
+    /// drops a ReadIndex without a word when its leader has not yet committed in its term
+    /// (just after an election), whether the read is the leader's own or a follower's; and a
+    /// follower's request to the leader may be lost. The read then waited until leadership
+    /// changed again, which may be never. Asking again is harmless: a read is answered once.
+    fn ask_reads_again(&mut self) {
+        let now = Instant::now();
+        while let Some(&(id, asked)) = self.reads_asked_at.front() {
+            if !self.reads_asked.contains_key(&id) {
+                self.reads_asked_at.pop_front();
+                continue;
+            }
+            if now < asked + READ_ASK_AGAIN {
+                break;
+            }
+            self.reads_asked_at.pop_front();
+            self.raw.read_index(id.to_le_bytes().to_vec());
+            self.reads_asked_at.push_back((id, now));
+        }
     }
 
     fn propose_member_change(&mut self, change: MemberChange, reply: oneshot::Sender<Result<(), NodeError>>) {
