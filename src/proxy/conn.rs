@@ -167,6 +167,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.input.reserve(READ_CHUNK_BYTES);
         shrink(&mut self.input);
         let deadline = self.read_deadline();
+        // Without a deadline no timer is made (most reads): only a future that never ends.
+        let timed_out = async move {
+            match deadline {
+                Some((at, why)) => {
+                    tokio::time::sleep_until(at).await;
+                    why
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             read = self.stream.read_buf(&mut self.input) => match read {
@@ -174,8 +184,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Ok(_) => Ok(()),
             },
             _ = &mut self.sessions_lost => Err(End::Closed),
-            _ = tokio::time::sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
-                let why = deadline.map_or("", |(_, why)| why);
+            why = timed_out => {
                 tracing::info!(client = %self.client, why, "closing a connection");
                 Err(End::Closed)
             }
