@@ -11,5 +11,7 @@ pub mod limits;
 pub mod metrics;
 pub mod rpc;
 pub mod cli;
+#[cfg(not(madsim))]
+pub mod console;
 pub mod storage;
 pub mod proxy;

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod console;
 pub mod front;
 pub mod metrics;
 pub mod node;

@@ -74,6 +74,8 @@ pub struct NodeArgs {
     pub tls: super::front::TlsArgs,
     #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
+    #[command(flatten)]
+    pub console: super::console::ConsoleArgs,
 }
 
 impl NodeArgs {
@@ -115,6 +117,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     }
     let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.to_string());
     let mut metrics = args.metrics.bind().await?;
+    let console = args.console.bind().await?;
     let node_metrics = metrics.as_mut().map(Metrics::node);
     let proxy_metrics = if args.beanstalkd_listen.is_some() { metrics.as_mut().map(Metrics::proxy) } else { None };
     let options = NodeOptions {
@@ -142,6 +145,13 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         metrics.serve();
     }
     tracing::info!(node = args.node_id, listen = %args.listen, "node started");
+    if let Some(console) = console {
+        // Its own upstream: the console's writes are not a front end's clients, and go to the
+        // leader wherever it is.
+        let proxy_id = format!("console-{}-{}", args.node_id, crate::node::clock::now_ms());
+        let remote = crate::proxy::RemoteUpstream::with_metrics(upstream_addrs(&args, &advertise), proxy_id, None)?;
+        console.start(node.clone(), crate::proxy::CoLocatedUpstream::new(node.clone(), remote), Some(advertise.clone()), "cluster-node");
+    }
     if let Some(join) = args.join.clone() {
         let (id, advertise) = (args.node_id, advertise.clone());
         tokio::spawn(async move {
@@ -183,6 +193,16 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     super::exit_for(&stopped, stopped.stop().await)
 }
 
+/// Where a front end or console beside this node finds the cluster: this node's address
+/// first, as `CoLocatedUpstream` expects, then its peers and the node it joined through.
+fn upstream_addrs(args: &NodeArgs, advertise: &str) -> Vec<String> {
+    let mut upstreams = vec![advertise.to_string()];
+    let others = args.peers.as_deref().map(parse_peers).and_then(Result::ok).unwrap_or_default();
+    upstreams.extend(others.into_values().filter(|a| a != advertise));
+    upstreams.extend(args.join.clone());
+    upstreams
+}
+
 /// The front end that runs beside a node: in-process while this node leads, over gRPC to the
 /// leader otherwise (this node's address first, as `CoLocatedUpstream` expects).
 fn co_located_front_end(
@@ -193,10 +213,7 @@ fn co_located_front_end(
     metrics: Option<Arc<ProxyMetrics>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> impl std::future::Future<Output = ()> {
-    let mut upstreams = vec![advertise.to_string()];
-    let others = args.peers.as_deref().map(parse_peers).and_then(Result::ok).unwrap_or_default();
-    upstreams.extend(others.into_values().filter(|a| a != advertise));
-    upstreams.extend(args.join.clone());
+    let upstreams = upstream_addrs(args, advertise);
     let proxy_id = format!("node-{}-{}", args.node_id, crate::node::clock::now_ms());
     let lease = Duration::from_secs(args.lease_secs.max(1));
     let limits = crate::proxy::Limits { job_body_bytes_max: args.job_bytes_max, ..crate::proxy::Limits::default() };

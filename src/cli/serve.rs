@@ -63,6 +63,8 @@ pub struct ServeArgs {
     pub tls: super::front::TlsArgs,
     #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
+    #[command(flatten)]
+    pub console: super::console::ConsoleArgs,
 }
 
 fn sync_policy(args: &ServeArgs) -> SyncPolicy {
@@ -123,6 +125,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     super::node::check_jobs_bytes_max(args.max_jobs_bytes)?;
     let _lock = args.data_dir.as_deref().map(DirLock::acquire).transpose()?;
     let mut metrics = args.metrics.bind().await?;
+    let console = args.console.bind().await?;
     let node_metrics = metrics.as_mut().map(Metrics::node);
     let proxy_metrics = metrics.as_mut().map(Metrics::proxy);
     let (storage, data_dir) = storage_for(&args, node_metrics.as_deref())?;
@@ -139,7 +142,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         metrics.serve();
     }
     let stopped = node.clone();
-    let upstream = LocalUpstream::new(node, SERVE_PROXY_ID.to_string());
+    let upstream = LocalUpstream::new(node.clone(), SERVE_PROXY_ID.to_string());
+    if let Some(console) = console {
+        console.start(node, upstream.clone(), None, "serve");
+    }
     // Sessions of an earlier run (with -b) had no lease: end them now.
     if let Err(e) = crate::proxy::Upstream::write(upstream.as_ref(), crate::fsm::Op::ProxyGone { proxy: SERVE_PROXY_ID.into() }).await {
         tracing::warn!(error = ?e, "could not end the previous run's sessions");

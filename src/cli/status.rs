@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::api::{Empty, NodeStatusResponse};
-pub use render::{json, text};
-pub use view::ClusterView;
+pub use render::{json, role_name, text};
+pub use view::{assemble, ClusterView};
 
 /// How long the node asked and the leader may take: as long as any cluster call.
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);

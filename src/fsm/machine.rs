@@ -107,6 +107,7 @@ impl Fsm {
             Op::Touch { client, id } => self.touch(&client, id),
             Op::Kick { tube, bound } => self.kick(&tube, bound),
             Op::KickJob { id } => self.kick_job(id),
+            Op::MoveJob { id, tube } => self.move_job(id, &tube),
             Op::PauseTube { tube, delay_secs } => self.pause_tube(&tube, delay_secs),
             Op::Use { client, tube } => self.use_tube(client, &tube),
             Op::Watch { client, tube } => self.watch(client, &tube),
@@ -317,6 +318,36 @@ impl Fsm {
             return Err(FsmError::WrongState);
         }
         self.kick_unchecked(id);
+        Ok(Reply::Done)
+    }
+
+    fn move_job(&mut self, id: JobId, name: &str) -> Result<Reply, FsmError> {
+        validate_tube_name(name)?;
+        let job = self.s.jobs.get(&id).ok_or(FsmError::NotFound)?;
+        let (from, state) = (job.tube, job.state.clone());
+        if matches!(state, JobState::Reserved { .. }) {
+            return Err(FsmError::WrongState);
+        }
+        let to = self.tube_or_create(name);
+        if to == from {
+            return Ok(Reply::Done);
+        }
+        self.unindex(id);
+        let body_bytes = self.s.jobs[&id].body.len();
+        let (from_name_bytes, to_name_bytes) = (self.s.tubes[&from].name.len(), name.len());
+        self.s.jobs_bytes -= crate::limits::job_bytes(body_bytes, from_name_bytes);
+        self.s.jobs_bytes += crate::limits::job_bytes(body_bytes, to_name_bytes);
+        self.job_mut(id).tube = to;
+        match state {
+            JobState::Ready => self.enqueue(id, 0),
+            JobState::Delayed { until } => self.delay_until(id, until),
+            JobState::Buried { seq } => {
+                self.job_mut(id).state = JobState::Buried { seq };
+                self.tube_mut(to).buried.insert((seq, id));
+            }
+            JobState::Reserved { .. } => unreachable!("a reserved job was refused above"),
+        }
+        self.drop_tube_if_unused(from);
         Ok(Reply::Done)
     }
 
@@ -544,12 +575,7 @@ impl Fsm {
         let tube_id = job.tube;
         let tube = self.s.tubes.get_mut(&tube_id).expect("job's tube exists");
         if delay_secs > 0 {
-            let until = clock + secs_to_ms(delay_secs);
-            job.state = JobState::Delayed { until };
-            tube.delayed.insert((until, id));
-            let timer = Timer { at: until, kind: TimerKind::DelayEnd, key: id };
-            job.timer = Some(timer);
-            self.s.timers.insert(timer);
+            self.delay_until(id, clock + secs_to_ms(delay_secs));
             return;
         }
         job.state = JobState::Ready;
@@ -558,6 +584,17 @@ impl Fsm {
             tube.urgent_count += 1;
         }
         self.match_waiters(tube_id);
+    }
+
+    /// Puts an unindexed job in its tube as delayed until `until`, with its timer.
+    fn delay_until(&mut self, id: JobId, until: Millis) {
+        let job = self.s.jobs.get_mut(&id).expect("job exists");
+        job.state = JobState::Delayed { until };
+        let timer = Timer { at: until, kind: TimerKind::DelayEnd, key: id };
+        job.timer = Some(timer);
+        self.s.timers.insert(timer);
+        let tube = job.tube;
+        self.tube_mut(tube).delayed.insert((until, id));
     }
 
     fn bury_unindexed(&mut self, id: JobId) {

@@ -55,6 +55,7 @@
 mod types;
 
 pub use types::*;
+mod browse;
 mod digest;
 mod encoded;
 mod index;
@@ -69,6 +70,7 @@ mod reference;
 #[cfg(test)]
 mod proptests;
 
+pub use browse::{BrowseCursor, BrowseState, JobPage, TubePage, TubeSummary, BROWSE_PAGE_MAX};
 pub use encoded::{fields, Field};
 pub use machine::{Fsm, DEFAULT_TUBE};
 pub use snapshot::{job_to_proto, RestoreError};

@@ -150,7 +150,7 @@ fn aimed(mut op: Op, aim: &Aim, fsm: &Fsm) -> Op {
         }
     };
     match &mut op {
-        Op::ReserveJob { id, .. } | Op::KickJob { id } => *id = job,
+        Op::ReserveJob { id, .. } | Op::KickJob { id } | Op::MoveJob { id, .. } => *id = job,
         Op::Kick { tube, .. } | Op::PauseTube { tube, .. } => {
             *tube = fsm.job(job).expect("an aimed-at job exists").tube;
         }
@@ -282,6 +282,7 @@ fn op_kinds() -> Vec<(u32, BoxedStrategy<Op>)> {
         (2, (client(), job_id()).prop_map(|(client, id)| Op::Touch { client, id }).boxed()),
         (2, (tube(), 0..4u32).prop_map(|(tube, bound)| Op::Kick { tube, bound }).boxed()),
         (1, job_id().prop_map(|id| Op::KickJob { id }).boxed()),
+        (2, (job_id(), tube()).prop_map(|(id, tube)| Op::MoveJob { id, tube }).boxed()),
         (2, (tube(), pause_secs()).prop_map(|(tube, delay_secs)| Op::PauseTube { tube, delay_secs }).boxed()),
         (2, (client(), tube()).prop_map(|(client, tube)| Op::Use { client, tube }).boxed()),
         (3, (client(), tube()).prop_map(|(client, tube)| Op::Watch { client, tube }).boxed()),

@@ -271,6 +271,7 @@ impl Model {
             Op::Touch { client, id } => self.touch(&client, id),
             Op::Kick { tube, bound } => self.kick(&tube, bound),
             Op::KickJob { id } => self.kick_job(id),
+            Op::MoveJob { id, tube } => self.move_job(id, &tube),
             Op::PauseTube { tube, delay_secs } => self.pause_tube(&tube, delay_secs),
             Op::Use { client, tube } => self.use_tube(&client, &tube),
             Op::Watch { client, tube } => self.watch(&client, &tube),
@@ -399,6 +400,19 @@ impl Model {
         }
         let job = self.jobs.remove(&id).expect("the job was just found");
         self.tube_mut(&job.tube).cmd_delete += 1;
+        self.drop_dead_tubes();
+        Ok(Reply::Done)
+    }
+
+    fn move_job(&mut self, id: JobId, tube: &str) -> Result<Reply, FsmError> {
+        validate_tube_name(tube)?;
+        let job = self.jobs.get(&id).ok_or(FsmError::NotFound)?;
+        if job.holder().is_some() {
+            return Err(FsmError::WrongState);
+        }
+        self.ensure_tube(tube);
+        self.job_mut(id).tube = tube.to_string();
+        self.process_queue();
         self.drop_dead_tubes();
         Ok(Reply::Done)
     }

@@ -8,17 +8,8 @@ use super::machine::Fsm;
 use super::types::{JobId, JobState, Millis, ServerStats};
 
 /// Whole seconds from `now` to `at`, truncated toward zero as beanstalkd's integer division.
-fn secs_until(at: Millis, now: Millis) -> i64 {
+pub(crate) fn secs_until(at: Millis, now: Millis) -> i64 {
     (at as i64 - now as i64) / 1000
-}
-
-fn state_name(state: &JobState) -> &'static str {
-    match state {
-        JobState::Ready => "ready",
-        JobState::Delayed { .. } => "delayed",
-        JobState::Reserved { .. } => "reserved",
-        JobState::Buried { .. } => "buried",
-    }
 }
 
 /// Writes `key: value\n` lines into a YAML body.
@@ -56,7 +47,7 @@ pub struct JobCounts {
 }
 
 impl JobCounts {
-    fn of(tube: &Tube) -> Self {
+    pub(crate) fn of(tube: &Tube) -> Self {
         let mut counts = JobCounts::default();
         counts.add(tube);
         counts
@@ -88,7 +79,7 @@ fn job_yaml(job: &Job, tube: &str, now: Millis) -> String {
     Yaml::new()
         .field("id", job.id)
         .quoted("tube", tube)
-        .field("state", state_name(&job.state))
+        .field("state", job.state.name())
         .field("pri", job.pri)
         .field("age", (now - job.created.min(now)) / 1000)
         .field("delay", job.delay_secs)

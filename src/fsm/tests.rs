@@ -1409,3 +1409,30 @@ fn jobs_bytes_count_bodies_tube_names_and_overhead() {
     assert_eq!(f.jobs_bytes(), crate::limits::job_bytes(10, 6));
     f.check_invariants().expect("the count is the jobs'");
 }
+
+// A move takes a job from one tube to another in one operation: it keeps its state and place
+// in time, a waiter on the new tube gets a ready job at once, the emptied tube goes, and a
+// reserved job is refused.
+#[test]
+fn move_job_keeps_state_and_feeds_waiters() {
+    let mut fsm = Fsm::new();
+    let ready = put(&mut fsm, 1_000, "a", 5, 0, 60);
+    let delayed = put(&mut fsm, 1_000, "a", 5, 30, 60);
+    let waiter = key("w");
+    run(&mut fsm, 1_000, watch(&waiter, "b"));
+    run(&mut fsm, 1_000, ignore(&waiter, "default"));
+    assert_eq!(run(&mut fsm, 1_000, reserve(&waiter, "r")), waits());
+
+    let moved = run(&mut fsm, 2_000, Op::MoveJob { id: ready, tube: "b".into() });
+    assert_eq!(moved, woke(Reply::Done, vec![event(&waiter, "r", got(ready))]));
+    assert_eq!(fsm.job(ready).map(|j| j.tube), Some("b".to_string()));
+
+    assert_eq!(quiet(&mut fsm, 2_000, Op::MoveJob { id: delayed, tube: "c".into() }), Ok(Reply::Done));
+    assert_eq!(state(&fsm, delayed), JobState::Delayed { until: 31_000 });
+    assert!(!fsm.has_tube("a"), "the emptied tube is gone");
+    assert_eq!(fsm.peek_delayed("c").map(|j| j.id), Some(delayed));
+
+    assert_eq!(quiet(&mut fsm, 2_000, Op::MoveJob { id: ready, tube: "c".into() }), Err(FsmError::WrongState));
+    assert_eq!(quiet(&mut fsm, 2_000, Op::MoveJob { id: 999, tube: "c".into() }), Err(FsmError::NotFound));
+    assert!(quiet(&mut fsm, 2_000, Op::MoveJob { id: delayed, tube: "bad name!".into() }).is_err());
+}

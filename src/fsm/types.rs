@@ -55,6 +55,10 @@ pub enum Op {
     Kick { tube: String, bound: u32 },
     /// `kick-job <id>`: one buried or delayed job.
     KickJob { id: JobId },
+    /// The console's move: a ready, delayed or buried job into `tube` (made if need be), in
+    /// the same state, keeping its priority, ready time or bury order. A reserved job stays
+    /// where it is (WrongState): its holder may still delete or release it.
+    MoveJob { id: JobId, tube: String },
     /// `pause-tube <tube> <delay>`: 0 unpauses at once.
     PauseTube { tube: String, delay_secs: u32 },
     /// `use <tube>`.
@@ -176,6 +180,18 @@ pub enum JobState {
     Reserved { by: ClientKey, deadline: Millis },
     /// `seq` orders the tube's buried jobs: kicks and peek-buried take the smallest.
     Buried { seq: u64 },
+}
+
+impl JobState {
+    /// The state as stats-job names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Delayed { .. } => "delayed",
+            JobState::Reserved { .. } => "reserved",
+            JobState::Buried { .. } => "buried",
+        }
+    }
 }
 
 /// A copy of one job, for peeks and stats.

@@ -60,6 +60,7 @@ pub fn encode_op_type(op: &Op) -> OpType {
         Op::Touch { .. } => OpType::Touch,
         Op::Kick { .. } => OpType::Kickn,
         Op::KickJob { .. } => OpType::Kick,
+        Op::MoveJob { .. } => OpType::MoveJob,
         Op::PauseTube { .. } => OpType::PauseTube,
         Op::Use { .. } => OpType::UseTube,
         Op::Watch { .. } => OpType::WatchTube,
@@ -136,6 +137,9 @@ pub fn encode_op(op: &Op) -> (OpType, Vec<u8>) {
             (OpType::Kickn, api::KickNRequest { tube_name: tube.clone(), bound }.encode_to_vec())
         }
         Op::KickJob { id } => (OpType::Kick, api::KickRequest { job_id: *id as i64 }.encode_to_vec()),
+        Op::MoveJob { id, tube } => {
+            (OpType::MoveJob, api::MoveJobRequest { job_id: *id as i64, tube_name: tube.clone() }.encode_to_vec())
+        }
         Op::PauseTube { tube, delay_secs } => {
             let m = api::PauseTubeRequest { tube_name: tube.clone(), delay: i64::from(*delay_secs) };
             (OpType::PauseTube, m.encode_to_vec())
@@ -254,6 +258,10 @@ pub fn decode_op(op: OpType, body: &[u8]) -> Result<Op, DecodeError> {
             Op::Kick { tube: m.tube_name, bound }
         }
         OpType::Kick => Op::KickJob { id: job_id(decode::<api::KickRequest>(body)?.job_id)? },
+        OpType::MoveJob => {
+            let m: api::MoveJobRequest = decode(body)?;
+            Op::MoveJob { id: job_id(m.job_id)?, tube: m.tube_name }
+        }
         OpType::PauseTube => {
             let m: api::PauseTubeRequest = decode(body)?;
             Op::PauseTube { tube: m.tube_name, delay_secs: secs_u32(m.delay, "pause delay")? }

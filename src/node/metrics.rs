@@ -15,7 +15,7 @@ use crate::metrics::{as_gauge, family, gauge, gauges, Counter, Gauge, Latencies,
 use crate::storage::SyncObserver;
 
 /// The `op` label of each operation, indexed by `op_index`.
-const OP_NAMES: [&str; 20] = [
+const OP_NAMES: [&str; 21] = [
     "put",
     "reserve",
     "reserve-job",
@@ -36,6 +36,7 @@ const OP_NAMES: [&str; 20] = [
     "discard-put",
     "new-leader",
     "tick",
+    "move-job",
 ];
 
 fn op_index(op: &Op) -> usize {
@@ -60,6 +61,7 @@ fn op_index(op: &Op) -> usize {
         Op::DiscardPut { .. } => 17,
         Op::NewLeader => 18,
         Op::Tick => 19,
+        Op::MoveJob { .. } => 20,
     }
 }
 

@@ -363,9 +363,12 @@ mod tests {
         ApplyOpRequest { now_ms, now_secs: now_ms / 1000, ..op_request(op, caller.into(), seq) }
     }
 
-    /// An entry of one operation.
+    /// An entry of one operation, stamped as a leader stamps it: with the version that
+    /// introduced the operation.
     fn entry(op: &Op, caller: &str, seq: u64, now_ms: i64) -> Bytes {
-        encode_entry(&api::ApplyOpBatch { ops: vec![request(op, caller, seq, now_ms)], version: STATE_MACHINE_VERSION }).into()
+        let ops = vec![request(op, caller, seq, now_ms)];
+        let version = version::Versions::default().entry_version(&ops);
+        encode_entry(&api::ApplyOpBatch { ops, version }).into()
     }
 
     /// Applies an entry of one operation and answers its outcome.
@@ -485,7 +488,7 @@ mod tests {
     #[test]
     fn newer_snapshots_are_refused() {
         let mut snapshot = Replicated::default().snapshot();
-        assert_eq!(snapshot.version, STATE_MACHINE_VERSION);
+        assert_eq!(snapshot.version, version::BASE_VERSION, "nothing newer applied yet");
         snapshot.version = 0;
         Replicated::restore(&snapshot, STATE_MACHINE_VERSION).expect("a snapshot from before versions restores");
         snapshot.version = STATE_MACHINE_VERSION + 1;

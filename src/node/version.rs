@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use crate::api::{ApplyOpRequest, OpType};
 
 /// The version this build understands.
-pub const STATE_MACHINE_VERSION: u32 = 1;
+pub const STATE_MACHINE_VERSION: u32 = 2;
 
 /// The first version: every node understands it, so its operations need no check.
 pub const BASE_VERSION: u32 = 1;
@@ -65,6 +65,8 @@ pub fn introduced_in(op: OpType) -> u32 {
         | OpType::ClientHello
         | OpType::NewLeader
         | OpType::DiscardPut => 1,
+        // The console's move.
+        OpType::MoveJob => 2,
         // Not an operation: no version applies it.
         OpType::Unknown => u32::MAX,
     }

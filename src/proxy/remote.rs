@@ -71,7 +71,8 @@ fn job_of(op: &Op) -> Option<u64> {
         | Op::Release { id, .. }
         | Op::Bury { id, .. }
         | Op::Touch { id, .. }
-        | Op::KickJob { id } => Some(*id),
+        | Op::KickJob { id }
+        | Op::MoveJob { id, .. } => Some(*id),
         _ => None,
     }
 }

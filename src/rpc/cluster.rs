@@ -65,7 +65,7 @@ impl Cluster for ClusterService {
 }
 
 /// A node's status as the API gives it, with each member's last contact as of `now`.
-fn status_response(s: &crate::node::Status, versions: (u32, u32), now: tokio::time::Instant) -> NodeStatusResponse {
+pub(crate) fn status_response(s: &crate::node::Status, versions: (u32, u32), now: tokio::time::Instant) -> NodeStatusResponse {
     let member = |node_id: u64, voter: bool| MemberProto {
         node_id,
         addr: s.addresses.get(&node_id).cloned().unwrap_or_default(),

@@ -40,6 +40,8 @@ pub struct ClusterView {
     /// Why the rows are not the leader's, when they are not.
     pub leader_missing: Option<String>,
     pub members: Vec<MemberRow>,
+    /// Each member's own answer, or why it gave none (the console shows their indexes).
+    pub answers: BTreeMap<u64, Result<NodeStatusResponse, String>>,
 }
 
 /// Whether a node's answer says it leads (by its role, or by naming itself the leader for a
@@ -85,7 +87,7 @@ pub fn assemble(
             }
         })
         .collect();
-    ClusterView { asked, source, leader_missing, members }
+    ClusterView { asked, source, leader_missing, members, answers: answers.clone() }
 }
 
 /// The state machine version a node runs: one too old to say runs the first, version 1.
