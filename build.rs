@@ -4,7 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the environment.
     unsafe { std::env::set_var("PROTOC", protoc) };
-    let files = ["empty", "job", "client", "cluster", "jsm", "raft", "forward"]
+    let files = ["empty", "job", "client", "cluster", "jsm", "raft", "forward", "browse"]
         .map(|name| format!("proto/coolbeans/api/v1/{name}.proto"));
     tonic_build::configure()
         // Job bodies are shared, not copied, between the log, the state machine and replies.

@@ -1,5 +1,5 @@
-//! `--http-listen` and `--http-admin-token-file`: the web console, for `serve` and
-//! `cluster-node`.
+//! `--http-listen` and `--http-admin-token-file`: the web console, for `serve`,
+//! `cluster-node` and `coolbeans beanstalkd`.
 
 use std::path::PathBuf;
 
@@ -39,16 +39,25 @@ impl ConsoleArgs {
 }
 
 impl Bound {
-    /// Serves the console of `node`, its actions written through `upstream`.
-    pub fn start(self, node: crate::node::NodeHandle, upstream: std::sync::Arc<dyn crate::proxy::Upstream>, grpc_addr: Option<String>, mode: &'static str) {
+    /// Serves the console of `node` (at `grpc_addr`; none in `serve`), its actions written
+    /// through `upstream`.
+    pub fn start_node(self, node: crate::node::NodeHandle, upstream: std::sync::Arc<dyn crate::proxy::Upstream>, grpc_addr: Option<String>, mode: &'static str) {
         #[cfg(not(madsim))]
-        {
-            let cluster = grpc_addr.map_or(crate::console::ClusterSource::Alone, crate::console::ClusterSource::Member);
-            self.serve(node, upstream, cluster, mode);
-        }
+        self.serve_node(node, upstream, grpc_addr, mode);
         #[cfg(madsim)]
         {
             let _ = (node, upstream, grpc_addr, mode);
+            match self {}
+        }
+    }
+
+    /// Serves the console of the cluster behind a front end.
+    pub fn start_front_end(self, remote: std::sync::Arc<crate::proxy::RemoteUpstream>) {
+        #[cfg(not(madsim))]
+        self.serve_front_end(remote);
+        #[cfg(madsim)]
+        {
+            let _ = remote;
             match self {}
         }
     }

@@ -30,6 +30,8 @@ pub struct FrontArgs {
     pub tls: TlsArgs,
     #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
+    #[command(flatten)]
+    pub console: super::console::ConsoleArgs,
 }
 
 /// TLS on the beanstalkd port (`serve`, `beanstalkd` and a node's front end share them).
@@ -174,10 +176,15 @@ async fn finish_connections(front: &FrontEnd, limit: Duration) {
 
 pub async fn run(args: FrontArgs) -> Result<(), String> {
     let mut metrics = args.metrics.bind().await?;
+    let console = args.console.bind().await?;
     let proxy_metrics = metrics.as_mut().map(super::metrics::Metrics::proxy);
     let upstream = RemoteUpstream::with_metrics(args.upstreams.clone(), unique_proxy_id(), proxy_metrics.clone())?;
     if let Some(metrics) = metrics {
         metrics.serve();
+    }
+    if let Some(console) = console {
+        // Its own upstream and caller id: the console's writes are not the front end's clients'.
+        console.start_front_end(RemoteUpstream::new(args.upstreams.clone(), format!("console-{}", unique_proxy_id()))?);
     }
     let limits = args.limits.limits(args.job_bytes_max)?;
     let listen = args.tls.listen(ListenAddr::parse(&args.listen))?;

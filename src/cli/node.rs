@@ -150,7 +150,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         // leader wherever it is.
         let proxy_id = format!("console-{}-{}", args.node_id, crate::node::clock::now_ms());
         let remote = crate::proxy::RemoteUpstream::with_metrics(upstream_addrs(&args, &advertise), proxy_id, None)?;
-        console.start(node.clone(), crate::proxy::CoLocatedUpstream::new(node.clone(), remote), Some(advertise.clone()), "cluster-node");
+        console.start_node(node.clone(), crate::proxy::CoLocatedUpstream::new(node.clone(), remote), Some(advertise.clone()), "cluster-node");
     }
     if let Some(join) = args.join.clone() {
         let (id, advertise) = (args.node_id, advertise.clone());

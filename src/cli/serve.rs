@@ -144,7 +144,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let stopped = node.clone();
     let upstream = LocalUpstream::new(node.clone(), SERVE_PROXY_ID.to_string());
     if let Some(console) = console {
-        console.start(node, upstream.clone(), None, "serve");
+        console.start_node(node, upstream.clone(), None, "serve");
     }
     // Sessions of an earlier run (with -b) had no lease: end them now.
     if let Err(e) = crate::proxy::Upstream::write(upstream.as_ref(), crate::fsm::Op::ProxyGone { proxy: SERVE_PROXY_ID.into() }).await {

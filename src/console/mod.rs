@@ -6,17 +6,18 @@
 //! Real sockets only: the simulator has no browser to serve.
 
 mod backend;
+mod cluster_reads;
 mod guard;
+mod node_reads;
 mod routes;
 mod timeline;
 mod view;
 
 use std::sync::Arc;
 
-pub use backend::{Backend, ClusterSource};
-
+use backend::{Backend, Reads};
 use crate::node::NodeHandle;
-use crate::proxy::Upstream;
+use crate::proxy::{RemoteUpstream, Upstream};
 
 /// A bound console port, waiting for the node it will show.
 pub struct BoundConsole {
@@ -41,14 +42,23 @@ impl BoundConsole {
         Ok(BoundConsole { listener, admin_token })
     }
 
-    /// Serves the console of `node` from a task of its own, its actions written through
-    /// `upstream`; `mode` names the process on the page.
-    pub fn serve(self, node: NodeHandle, upstream: Arc<dyn Upstream>, cluster: ClusterSource, mode: &'static str) {
+    /// Serves the console of `node` (whose gRPC address is `grpc_addr`; none in `serve`) from
+    /// a task of its own, its actions written through `upstream`; `mode` names the process.
+    pub fn serve_node(self, node: NodeHandle, upstream: Arc<dyn Upstream>, grpc_addr: Option<String>, mode: &'static str) {
+        self.serve(Arc::new(node_reads::NodeReads::new(node, grpc_addr)), upstream, mode);
+    }
+
+    /// Serves the console of the cluster behind a front end, read and written through `remote`.
+    pub fn serve_front_end(self, remote: Arc<RemoteUpstream>) {
+        self.serve(Arc::new(cluster_reads::ClusterReads::new(remote.clone())), remote, "beanstalkd");
+    }
+
+    fn serve(self, reads: Arc<dyn Reads>, upstream: Arc<dyn Upstream>, mode: &'static str) {
         let addr = self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let read_only = self.admin_token.is_none();
         let console = routes::Console {
-            timeline: timeline::Timeline::follow(node.clone()),
-            backend: Backend::new(node, upstream, cluster),
+            timeline: timeline::Timeline::follow(reads.clone()),
+            backend: Backend::new(reads, upstream),
             guard: guard::Guard::new(self.admin_token),
             mode,
         };

@@ -117,16 +117,16 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 /// The cluster and the totals. While no leader confirms reads (an election) the cluster part
 /// still answers, with why the totals are missing: that is when an operator looks.
 async fn overview(State(c): Shared) -> Answer {
-    let cluster = c.backend.cluster().await.map_err(IntoResponse::into_response)?;
-    let totals = c.backend.totals().await;
+    let cluster = c.backend.reads.cluster().await.map_err(IntoResponse::into_response)?;
+    let totals = c.backend.reads.totals().await;
     let (counts, jobs, tubes) = match &totals {
-        Ok((counts, jobs, tubes)) => (view::counts(counts), json!(jobs), json!(tubes)),
+        Ok(t) => (view::counts(&t.counts), json!(t.jobs), json!(t.tubes)),
         Err(_) => (Value::Null, Value::Null, Value::Null),
     };
     Ok(Json(json!({
         "mode": c.mode,
         "read_only": c.guard.read_only(),
-        "node_id": c.backend.node().status().node_id,
+        "node_id": c.backend.reads.node_id(),
         "cluster": view::cluster(&cluster),
         "timeline": c.timeline.changes(),
         "totals": counts,
@@ -145,7 +145,7 @@ struct TubesQuery {
 
 async fn tubes(State(c): Shared, q: Result<Query<TubesQuery>, QueryRejection>) -> Answer {
     let q = query(q)?;
-    let page = c.backend.tubes(q.after, page_limit(q.limit)?).await.map_err(IntoResponse::into_response)?;
+    let page = c.backend.reads.tubes(q.after, page_limit(q.limit)?).await.map_err(IntoResponse::into_response)?;
     Ok(Json(json!({
         "tubes": page.tubes.iter().map(view::tube).collect::<Vec<_>>(),
         "next": page.next,
@@ -159,7 +159,7 @@ struct TubeQuery {
 
 async fn tube(State(c): Shared, q: Result<Query<TubeQuery>, QueryRejection>) -> Answer {
     let q = query(q)?;
-    let tube = c.backend.tube(q.name).await.map_err(IntoResponse::into_response)?;
+    let tube = c.backend.reads.tube(q.name).await.map_err(IntoResponse::into_response)?;
     Ok(Json(view::tube(&tube)))
 }
 
@@ -183,7 +183,7 @@ async fn jobs(State(c): Shared, q: Result<Query<JobsQuery>, QueryRejection>) -> 
     let q = query(q)?;
     let state = BrowseState::parse(&q.state).ok_or_else(|| bad(format!("state {} is not one of ready, delayed, reserved, buried", q.state)))?;
     let (after, limit) = (cursor(q.after.as_deref())?, page_limit(q.limit)?);
-    let page = c.backend.jobs(q.tube, state, after, limit).await.map_err(IntoResponse::into_response)?;
+    let page = c.backend.reads.jobs(q.tube, state, after, limit).await.map_err(IntoResponse::into_response)?;
     let now = crate::node::clock::now_ms();
     Ok(Json(json!({
         "jobs": page.jobs.iter().map(|j| view::job_row(j, now)).collect::<Vec<_>>(),
@@ -198,7 +198,7 @@ struct JobQuery {
 
 async fn job(State(c): Shared, q: Result<Query<JobQuery>, QueryRejection>) -> Answer {
     let q = query(q)?;
-    let job = c.backend.job(q.id).await.map_err(IntoResponse::into_response)?;
+    let job = c.backend.reads.job(q.id).await.map_err(IntoResponse::into_response)?;
     Ok(Json(view::job_detail(&job, crate::node::clock::now_ms())))
 }
 

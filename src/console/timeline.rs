@@ -1,15 +1,15 @@
-//! Leader changes since the process started, as the console's timeline shows them: the node's
-//! own view, sampled a few times a second (a change shorter than that may be missed; the
+//! Leader changes since the process started, as the console's timeline shows them: the
+//! leader as known, sampled twice a second (a change shorter than that may be missed; the
 //! term still shows that one happened).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::node::NodeHandle;
+use super::backend::Reads;
 
-/// How often the node's view is sampled.
-const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// How often the leader is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 /// Changes kept: the oldest go first, so a flapping cluster cannot grow the list for ever.
 const CHANGES_MAX: usize = 500;
 
@@ -25,19 +25,16 @@ pub struct LeaderChange {
 pub struct Timeline(Arc<Mutex<VecDeque<LeaderChange>>>);
 
 impl Timeline {
-    /// Starts sampling `node`, until it stops.
-    pub fn follow(node: NodeHandle) -> Self {
+    /// Starts sampling the leader `reads` knows, for as long as the process runs.
+    pub fn follow(reads: std::sync::Arc<dyn Reads>) -> Self {
         let timeline = Timeline::default();
         let changes = timeline.clone();
         tokio::spawn(async move {
             loop {
-                let status = node.status();
-                changes.saw(crate::node::clock::now_ms(), status.leader_id, status.term);
-                tokio::select! {
-                    biased;
-                    _ = node.stopped() => return,
-                    _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+                if let Some((leader_id, term)) = reads.leader().await {
+                    changes.saw(crate::node::clock::now_ms(), leader_id, term);
                 }
+                tokio::time::sleep(SAMPLE_EVERY).await;
             }
         });
         timeline

@@ -32,6 +32,15 @@ pub enum BrowseState {
 }
 
 impl BrowseState {
+    pub fn name(self) -> &'static str {
+        match self {
+            BrowseState::Ready => "ready",
+            BrowseState::Delayed => "delayed",
+            BrowseState::Reserved => "reserved",
+            BrowseState::Buried => "buried",
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "ready" => BrowseState::Ready,

@@ -14,7 +14,7 @@ use super::index::{
     URGENT_PRI_MAX_EXCLUSIVE,
 };
 use super::machine::Fsm;
-use super::types::{ClientKey, JobState, Millis};
+use super::types::{ClientKey, JobId, JobState, Millis};
 use crate::api::{ClientResvEntryProto, CountersProto, JobProto, JobStateProto, LeaseProto, SnapshotProto, TubeProto};
 use crate::chaos::mutant::{self, Mutant};
 
@@ -121,6 +121,25 @@ pub fn job_to_proto(job: &super::types::JobView) -> JobProto {
     };
     p.set_state(state);
     p
+}
+
+/// A job's copy from its wire form: `job_to_proto` undone.
+pub fn job_view_from_proto(p: &JobProto) -> Result<super::types::JobView, RestoreError> {
+    Ok(super::types::JobView {
+        id: JobId::try_from(p.id).map_err(|_| bad(format!("job id {} is negative", p.id)))?,
+        tube: p.tube_name.clone(),
+        pri: p.priority,
+        state: job_state_from_proto(p)?,
+        delay_secs: secs_u32(p.delay, "delay")?,
+        ttr_secs: p.ttr as u32,
+        created_ms: ms(p.created_at, "created_at")?,
+        body: p.body.clone(),
+        reserves: p.reserve_count,
+        timeouts: p.timeout_count,
+        releases: p.release_count,
+        buries: p.bury_count,
+        kicks: p.kick_count,
+    })
 }
 
 fn job_state_from_proto(p: &JobProto) -> Result<JobState, RestoreError> {

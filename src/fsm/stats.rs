@@ -53,6 +53,15 @@ impl JobCounts {
         counts
     }
 
+    /// Adds another set of counts into these.
+    pub fn add_counts(&mut self, other: &JobCounts) {
+        self.urgent += other.urgent;
+        self.ready += other.ready;
+        self.reserved += other.reserved;
+        self.delayed += other.delayed;
+        self.buried += other.buried;
+    }
+
     fn add(&mut self, tube: &Tube) {
         self.urgent += tube.urgent_count;
         self.ready += tube.ready.len() as u64;

@@ -196,6 +196,35 @@ impl RemoteUpstream {
         .await
     }
 
+    /// Runs a call of the Browse service (a web console's reads) where the other reads go,
+    /// retrying as they do.
+    pub async fn browse<R, F, Fut>(&self, call: F) -> Result<R, UpstreamError>
+    where
+        F: Fn(crate::api::browse_client::BrowseClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        self.count(Call::Read);
+        self.retry_on_leader(|index| {
+            let client = crate::api::browse_client::BrowseClient::new(self.channels[index].clone()).max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
+            let answer = call(client);
+            async move { answer.await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+
+    /// A job with its stats, or none (GetJob, on the leader).
+    pub async fn job_view(&self, id: crate::fsm::JobId) -> Result<Option<crate::fsm::JobView>, UpstreamError> {
+        let m = api::GetJobRequest { job_id: wire_id(id)? };
+        let answer = self.on_leader(m, None, |mut c, r| async move { c.get_job(r).await }).await?;
+        let view = answer.job.as_ref().map(crate::fsm::job_view_from_proto).transpose();
+        view.map_err(|e| UpstreamError::Unavailable(format!("the cluster's job {id} does not decode: {e}")))
+    }
+
+    /// The nodes' addresses, as given.
+    pub fn addrs(&self) -> &[String] {
+        &self.addrs
+    }
+
     /// Runs `call` with the index of the node believed to lead until it answers, the state
     /// machine refuses, or the patience runs out; a refusal that names another leader, or
     /// none, moves on.

@@ -1,6 +1,7 @@
 //! The gRPC services every node serves: `Cluster`, `JobStateMachine`, `Forwarding` and the
 //! internal `RaftTransport`. Thin: convert, hand to the node, await, map errors to statuses.
 
+pub mod browse;
 pub mod cluster;
 pub mod forward;
 #[cfg(not(madsim))]
@@ -58,7 +59,10 @@ pub async fn serve(
     let cluster = ClusterServer::new(cluster::ClusterService::new(node.clone()))
         .max_decoding_message_size(CLIENT_API_REQUEST_BYTES_MAX)
         .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
-    let jobs = JobStateMachineServer::new(jsm::JobService::new(node, stopping.clone()))
+    let jobs = JobStateMachineServer::new(jsm::JobService::new(node.clone(), stopping.clone()))
+        .max_decoding_message_size(CLIENT_API_REQUEST_BYTES_MAX)
+        .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
+    let browse = crate::api::browse_server::BrowseServer::new(browse::BrowseService::new(node))
         .max_decoding_message_size(CLIENT_API_REQUEST_BYTES_MAX)
         .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
     let router = tonic::transport::Server::builder()
@@ -67,6 +71,7 @@ pub async fn serve(
         // chunk through per round trip).
         .http2_adaptive_window(Some(true))
         .max_concurrent_streams(Some(limits.streams_per_connection))
+        .add_service(browse)
         .add_service(cluster)
         .add_service(forwarding)
         .add_service(jobs)

@@ -277,3 +277,57 @@ fn browser_follows_a_leader_change() {
     assert!(changes.as_u64().is_some_and(|n| n >= 2), "the timeline shows the change: {changes}");
     browser.screenshot("cluster-after");
 }
+
+/// A `coolbeans beanstalkd` front end serves the console of the cluster behind it: the
+/// cluster's members and leader, pages of jobs read over gRPC, a job's stats, and actions
+/// forwarded to the leader (a move, deleting every buried job).
+#[test]
+fn front_end_console() {
+    let dir = temp_dir("console-front-end");
+    let mut nodes = common::cluster(&dir, |_| Vec::new());
+    for node in &mut nodes {
+        node.proc.start();
+    }
+    let upstreams = nodes.iter().map(|n| n.addr.to_string()).collect::<Vec<_>>().join(",");
+    let (beanstalkd, console) = (loopback(free_port()), loopback(free_port()));
+    let token = dir.join("token");
+    std::fs::write(&token, TOKEN).expect("write the token file");
+    let args = ["beanstalkd", "--listen", &beanstalkd.to_string(), "--upstreams", &upstreams, "--http-listen", &console.to_string()];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.extend(["--http-admin-token-file".into(), token.display().to_string()]);
+    let mut front = Proc::new(args, dir.join("front.log"));
+    front.start();
+    wait_until(Duration::from_secs(20), || {
+        TcpStream::connect(console).is_ok() && get(console, "/api/overview").1["cluster"]["leader_id"].as_u64().is_some_and(|l| l != 0)
+    }, "leader seen through the front end's console");
+    let (_, overview) = get(console, "/api/overview");
+    assert_eq!((overview["mode"].as_str(), overview["node_id"].is_null()), (Some("beanstalkd"), true), "{overview}");
+    assert_eq!(overview["cluster"]["members"].as_array().map(Vec::len), Some(3), "{overview}");
+
+    let mut bs = Beanstalk::connect(beanstalkd);
+    let ids = put_in(&mut bs, "work", &["one", "two", "three"]);
+    let (status, page) = get(console, "/api/jobs?tube=work&state=ready&limit=2");
+    assert_eq!(status, 200, "{page}");
+    let first: Vec<u64> = page["jobs"].as_array().expect("jobs").iter().filter_map(|j| j["id"].as_u64()).collect();
+    assert_eq!(first, ids[..2]);
+    let next = page["next"].as_str().expect("a second page");
+    let (_, rest) = get(console, &format!("/api/jobs?tube=work&state=ready&limit=2&after={next}"));
+    assert_eq!((rest["jobs"][0]["id"].as_u64(), &rest["next"]), (Some(ids[2]), &Value::Null));
+    let (_, job) = get(console, &format!("/api/job?id={}", ids[1]));
+    assert_eq!((job["body_text"].as_str(), job["tube"].as_str()), (Some("two"), Some("work")), "{job}");
+    assert_eq!(get(console, "/api/jobs?tube=nope&state=ready").0, 404);
+    assert_eq!(get(console, "/api/jobs?tube=work&state=bogus").0, 400);
+
+    assert_eq!(post(console, "/api/job/move", json!({ "id": ids[0], "tube": "later" })).0, 200);
+    assert_eq!(counts(console, "later").map(|c| c["ready"].clone()), Some(json!(1)));
+    assert_eq!(bs.ask("watch work"), "WATCHING 2");
+    for id in &ids[1..] {
+        assert_eq!(bs.ask(&format!("reserve-job {id}")).split(' ').next(), Some("RESERVED"));
+        let _ = bs.body(if *id == ids[1] { 3 } else { 5 });
+        assert_eq!(bs.ask(&format!("bury {id} 1")), "BURIED");
+    }
+    assert_eq!(counts(console, "work").map(|c| c["buried"].clone()), Some(json!(2)));
+    let (status, deleted) = post(console, "/api/delete-buried", json!({ "tube": "work" }));
+    assert_eq!((status, deleted["deleted"].as_u64(), deleted["more"].as_bool()), (200, Some(2), Some(false)), "{deleted}");
+    assert_eq!(bs.ask(&format!("peek {}", ids[1])), "NOT_FOUND");
+}
