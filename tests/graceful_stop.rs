@@ -102,6 +102,14 @@ async fn sigterm_hands_leadership_over_and_no_client_sees_an_error() {
     let before = seen.rounds.load(Ordering::Relaxed);
     assert!(before > 0, "the clients make progress before the stop; logs in {}", dir.display());
 
+    // The log must show a snapshot before the stop: under load, 200 entries may take longer
+    // than the second above.
+    let leader_log = dir.join(format!("node-{old}.log"));
+    let waited = Instant::now();
+    while !std::fs::read_to_string(&leader_log).is_ok_and(|log| log.contains("snapshot taken; log compacted")) {
+        assert!(waited.elapsed() < Duration::from_secs(30), "the leader took no snapshot under load; logs in {}", dir.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let leader = nodes.iter_mut().find(|n| n.id == old).expect("the leader's process");
     let child = leader.proc.child.as_mut().expect("running");
     // SAFETY: kill(2) on a child this test started and has not reaped.

@@ -214,7 +214,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
     }
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
     let stamps = (shared.cluster_id.clone(), understood);
-    let transport = Transport::new(id, options.advertise.clone(), tx.clone(), options.driver.snapshot_chunk_bytes, stamps);
+    let transport = Transport::new(id, options.advertise.clone(), tx.downgrade(), options.driver.snapshot_chunk_bytes, stamps);
     let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied, local_entries);
     watch_driver(tokio::spawn(driver.run()), shared.clone());
     Ok(NodeHandle { inputs: tx, shared })
@@ -264,6 +264,34 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("wal-00000000000000000001.log") && message.contains("node-id"), "{message}");
         assert!(!disk.exists(&dir.join(NODE_ID_FILE)).expect("exists"), "no id was written");
+    }
+
+    /// Once every handle is dropped the node stops and lets go of everything it shared: its
+    /// driver's input channel has no sender left (nothing of its own holds a strong one).
+    #[cfg(not(madsim))]
+    #[test]
+    fn dropping_every_handle_stops_the_node() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async {
+            let options = NodeOptions {
+                driver: DriverConfig { id: 1, ..DriverConfig::default() },
+                advertise: "127.0.0.1:0".into(),
+                peers: [(1, "127.0.0.1:0".to_string())].into(),
+                data_dir: PathBuf::new(),
+                wal: WalOptions::default(),
+                metrics: None,
+            };
+            let node = start_node(options, LogStorage::Memory).expect("the node starts");
+            let put = crate::fsm::Op::Put { client: None, tube: "t".into(), pri: 0, delay_secs: 0, ttr_secs: 1, body: bytes::Bytes::from_static(b"x") };
+            node.propose(put, None).await.expect("the node works");
+            let shared = Arc::downgrade(&node.shared);
+            drop(node);
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            while shared.upgrade().is_some() {
+                assert!(tokio::time::Instant::now() < deadline, "the node still runs 5 s after its last handle was dropped");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        });
     }
 
     /// The bootstrap snapshot is the same bytes on every member, whatever the order of start.

@@ -48,8 +48,9 @@ pub(crate) struct Transport {
     /// Addresses learned from peers' batches, for peers the membership does not name yet.
     learned: BTreeMap<u64, String>,
     peers: BTreeMap<u64, Peer>,
-    /// Where send failures are reported (the driver's own input channel).
-    reports: mpsc::Sender<Input>,
+    /// Where send failures are reported: the driver's own input channel, weak, so that the
+    /// node stops once every handle is dropped (a strong sender here kept it running).
+    reports: mpsc::WeakSender<Input>,
     /// The size snapshots are cut into (`limits::SNAPSHOT_CHUNK_BYTES_MAX` but in the
     /// simulator, which cuts them small so that its snapshots take many chunks).
     snapshot_chunk_bytes: usize,
@@ -66,7 +67,7 @@ impl Transport {
     pub fn new(
         from: u64,
         from_addr: String,
-        reports: mpsc::Sender<Input>,
+        reports: mpsc::WeakSender<Input>,
         snapshot_chunk_bytes: usize,
         (cluster_id, version): (Arc<AtomicU64>, u32),
     ) -> Self {
@@ -79,7 +80,7 @@ impl Transport {
     /// The driver's own input channel, for other work that reports back to it (weak: a
     /// report must not keep the node alive).
     pub fn reports(&self) -> mpsc::WeakSender<Input> {
-        self.reports.downgrade()
+        self.reports.clone()
     }
 
     /// Remembers where a peer that sent us a batch can be reached.
@@ -129,7 +130,7 @@ async fn run_peer(
     to: u64,
     addr: String,
     mut queue: mpsc::Receiver<Message>,
-    reports: mpsc::Sender<Input>,
+    reports: mpsc::WeakSender<Input>,
     snapshot_chunk_bytes: usize,
     (cluster_id, version): (Arc<AtomicU64>, u32),
 ) {
@@ -163,7 +164,7 @@ async fn run_peer(
             version,
         };
         if !send_on_stream(&endpoint, &mut stream, batch).await {
-            let _ = reports.try_send(Input::Unreachable { peer: to });
+            report(&reports, Input::Unreachable { peer: to });
         }
     }
 }
@@ -198,6 +199,14 @@ struct SnapshotSend {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Tells the driver, if it still runs, without waiting: a full input queue drops the report,
+/// which raft makes up for (it probes the peer again).
+fn report(reports: &mpsc::WeakSender<Input>, input: Input) {
+    if let Some(reports) = reports.upgrade() {
+        let _ = reports.try_send(input);
+    }
+}
+
 /// Starts sending `outgoing` to peer `to`. One snapshot is sent to a peer at a time: the same
 /// one asked again while it is sent goes on (its outcome answers both asks); another takes
 /// the place of the one being sent, whose outcome then no longer matters to raft.
@@ -206,7 +215,7 @@ fn start_snapshot(
     outgoing: Outgoing,
     to: u64,
     endpoint: &Endpoint,
-    reports: &mpsc::Sender<Input>,
+    reports: &mpsc::WeakSender<Input>,
 ) {
     if let Some(sending) = current.as_ref().filter(|s| !s.task.is_finished()) {
         if sending.key == outgoing.key() && sending.message_term == outgoing.message_term() {
@@ -233,9 +242,11 @@ fn start_snapshot(
             Err(why) => tracing::warn!(to, index = key.index, bytes = key.data_bytes, %why, "snapshot not sent; raft will retry"),
         }
         if !ok {
-            let _ = reports.try_send(Input::Unreachable { peer: to });
+            report(&reports, Input::Unreachable { peer: to });
         }
-        let _ = reports.send(Input::SnapshotSent { peer: to, ok }).await;
+        if let Some(reports) = reports.upgrade() {
+            let _ = reports.send(Input::SnapshotSent { peer: to, ok }).await;
+        }
     });
     *current = Some(SnapshotSend { key, message_term, task });
 }
