@@ -8,33 +8,14 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use coolbeans::api::job_state_machine_client::JobStateMachineClient;
 use coolbeans::api::PutRequest;
 use coolbeans::rpc::job_client::JobClient;
-use common::{free_port, loopback, status, temp_dir, Proc};
+use common::{free_port, loopback, one_node, temp_dir, Proc};
 use tonic::transport::Channel;
-
-/// Starts a one-node cluster on loopback with `extra` flags and waits until it leads.
-async fn one_node(dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
-    let addr = loopback(free_port());
-    let mut args: Vec<String> = ["cluster-node", "--node-id", "1", "--listen", &addr.to_string(), "--peers", &format!("1={addr}")]
-        .map(String::from)
-        .to_vec();
-    args.extend(["--data-dir".to_string(), dir.join("node-1").display().to_string()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut node = Proc::new(args, dir.join("node-1.log"));
-    node.start();
-    let started = Instant::now();
-    while status(addr).await.is_none_or(|s| s.leader_id != 1) {
-        assert!(started.elapsed() < Duration::from_secs(15), "node 1 did not lead; log in {}", dir.display());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (node, addr)
-}
 
 async fn put(client: &mut JobStateMachineClient<Channel>, body_bytes: usize) -> Result<i64, tonic::Status> {
     let body = Bytes::from(vec![b'x'; body_bytes]);

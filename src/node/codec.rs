@@ -222,114 +222,104 @@ fn decode<M: Message + Default>(body: &[u8]) -> Result<M, DecodeError> {
     M::decode(body).map_err(|e| invalid(format!("undecodable request: {e}")))
 }
 
-/// The operation an entry carries.
+/// The operation an entry carries: the same conversion a gRPC write goes through at the edge
+/// (`Op::try_from`), so what the log holds is exactly what the edge lets in.
 pub fn decode_op(op: OpType, body: &[u8]) -> Result<Op, DecodeError> {
-    Ok(match op {
-        OpType::Put => put_from(decode(body)?)?,
-        OpType::Reserve => reserve_from(decode(body)?)?,
-        OpType::ReserveJob => {
-            let m: api::ReserveJobRequest = decode(body)?;
-            Op::ReserveJob { client: required_client(&m.proxy_id, &m.client_id)?, id: job_id(m.job_id)? }
-        }
-        OpType::Delete => {
-            let m: api::DeleteRequest = decode(body)?;
-            Op::Delete { client: client(&m.proxy_id, &m.client_id), id: job_id(m.job_id)? }
-        }
-        OpType::Release => {
-            let m: api::ReleaseRequest = decode(body)?;
-            Op::Release {
-                client: required_client(&m.proxy_id, &m.client_id)?,
-                id: job_id(m.job_id)?,
-                pri: m.priority,
-                delay_secs: secs_u32(m.delay, "delay")?,
-            }
-        }
-        OpType::Bury => {
-            let m: api::BuryRequest = decode(body)?;
-            Op::Bury { client: required_client(&m.proxy_id, &m.client_id)?, id: job_id(m.job_id)?, pri: m.priority }
-        }
-        OpType::Touch => {
-            let m: api::TouchRequest = decode(body)?;
-            Op::Touch { client: required_client(&m.proxy_id, &m.client_id)?, id: job_id(m.job_id)? }
-        }
-        OpType::Kickn => {
-            let m: api::KickNRequest = decode(body)?;
-            let bound = u32::try_from(m.bound).map_err(|_| invalid(format!("kick bound {} is negative", m.bound)))?;
-            Op::Kick { tube: m.tube_name, bound }
-        }
-        OpType::Kick => Op::KickJob { id: job_id(decode::<api::KickRequest>(body)?.job_id)? },
-        OpType::MoveJob => {
-            let m: api::MoveJobRequest = decode(body)?;
-            Op::MoveJob { id: job_id(m.job_id)?, tube: m.tube_name }
-        }
-        OpType::PauseTube => {
-            let m: api::PauseTubeRequest = decode(body)?;
-            Op::PauseTube { tube: m.tube_name, delay_secs: secs_u32(m.delay, "pause delay")? }
-        }
-        OpType::UseTube => {
-            let m: api::UseTubeRequest = decode(body)?;
-            Op::Use { client: required_client(&m.proxy_id, &m.client_id)?, tube: m.tube_name }
-        }
-        OpType::WatchTube => {
-            let m: api::WatchTubeRequest = decode(body)?;
-            Op::Watch { client: required_client(&m.proxy_id, &m.client_id)?, tube: m.tube_name }
-        }
-        OpType::IgnoreTube => {
-            let m: api::IgnoreTubeRequest = decode(body)?;
-            Op::Ignore { client: required_client(&m.proxy_id, &m.client_id)?, tube: m.tube_name }
-        }
-        OpType::ClientHello => {
-            let m: api::ClientHelloRequest = decode(body)?;
-            Op::ClientHello { client: required_client(&m.proxy_id, &m.client_id)? }
-        }
-        OpType::DiscardPut => {
-            let m: api::DiscardPutRequest = decode(body)?;
-            Op::DiscardPut { client: required_client(&m.proxy_id, &m.client_id)? }
-        }
+    match op {
+        OpType::Put => Op::try_from(&decode::<api::PutRequest>(body)?),
+        OpType::Reserve => Op::try_from(&decode::<api::ReserveRequest>(body)?),
+        OpType::ReserveJob => Op::try_from(&decode::<api::ReserveJobRequest>(body)?),
+        OpType::Delete => Op::try_from(&decode::<api::DeleteRequest>(body)?),
+        OpType::Release => Op::try_from(&decode::<api::ReleaseRequest>(body)?),
+        OpType::Bury => Op::try_from(&decode::<api::BuryRequest>(body)?),
+        OpType::Touch => Op::try_from(&decode::<api::TouchRequest>(body)?),
+        OpType::Kickn => Op::try_from(&decode::<api::KickNRequest>(body)?),
+        OpType::Kick => Op::try_from(&decode::<api::KickRequest>(body)?),
+        OpType::MoveJob => Op::try_from(&decode::<api::MoveJobRequest>(body)?),
+        OpType::PauseTube => Op::try_from(&decode::<api::PauseTubeRequest>(body)?),
+        OpType::UseTube => Op::try_from(&decode::<api::UseTubeRequest>(body)?),
+        OpType::WatchTube => Op::try_from(&decode::<api::WatchTubeRequest>(body)?),
+        OpType::IgnoreTube => Op::try_from(&decode::<api::IgnoreTubeRequest>(body)?),
+        OpType::ClientHello => Op::try_from(&decode::<api::ClientHelloRequest>(body)?),
+        OpType::DiscardPut => Op::try_from(&decode::<api::DiscardPutRequest>(body)?),
         OpType::ClientGone => {
             let m: api::ClientGoneRequest = decode(body)?;
             let [client_id] = m.client_ids.as_slice() else {
                 return Err(invalid("a logged client-gone names exactly one client"));
             };
-            Op::ClientGone { client: required_client(&m.proxy_id, client_id)? }
+            Ok(Op::ClientGone { client: required_client(&m.proxy_id, client_id)? })
         }
-        OpType::ProxyGone => Op::ProxyGone { proxy: decode::<api::ProxyGoneRequest>(body)?.proxy_id },
-        OpType::ProxyLease => {
-            let m: api::ProxyLeaseRequest = decode(body)?;
-            Op::ProxyLease { proxy: m.proxy_id, lease_secs: m.lease_secs }
-        }
-        OpType::Tick => Op::Tick,
-        OpType::NewLeader => {
-            decode::<api::NewLeaderRequest>(body)?;
-            Op::NewLeader
-        }
-        other => return Err(invalid(format!("{other:?} is not a logged operation"))),
-    })
-}
-
-/// A put request as an operation; the body must be as long as it says.
-pub fn put_from(m: api::PutRequest) -> Result<Op, DecodeError> {
-    if usize::try_from(m.body_size).ok() != Some(m.body.len()) {
-        return Err(invalid(format!("body_size {} but the body has {} bytes", m.body_size, m.body.len())));
+        OpType::ProxyGone => Ok(Op::ProxyGone { proxy: decode::<api::ProxyGoneRequest>(body)?.proxy_id }),
+        OpType::ProxyLease => Op::try_from(&decode::<api::ProxyLeaseRequest>(body)?),
+        OpType::Tick => Ok(Op::Tick),
+        OpType::NewLeader => decode::<api::NewLeaderRequest>(body).map(|_| Op::NewLeader),
+        other => Err(invalid(format!("{other:?} is not a logged operation"))),
     }
-    Ok(Op::Put {
-        client: client(&m.proxy_id, &m.client_id),
-        tube: m.tube_name,
-        pri: m.priority,
-        delay_secs: secs_u32(m.delay, "delay")?,
-        ttr_secs: m.ttr as u32,
-        body: m.body,
-    })
 }
 
-/// A reserve request as an operation.
-pub fn reserve_from(m: api::ReserveRequest) -> Result<Op, DecodeError> {
-    Ok(Op::Reserve {
-        client: required_client(&m.proxy_id, &m.client_id)?,
-        request_id: m.request_id,
-        timeout_secs: timeout(m.timeout_secs),
-        tubes: m.watched_tubes,
-    })
+/// `impl TryFrom<&$message> for Op`, the request's fields bound to `$m`.
+macro_rules! op_from {
+    ($message:ty, |$m:ident| $op:expr) => {
+        impl TryFrom<&$message> for Op {
+            type Error = DecodeError;
+            fn try_from($m: &$message) -> Result<Op, DecodeError> {
+                Ok($op)
+            }
+        }
+    };
+}
+
+/// A put; the body must be as long as it says.
+impl TryFrom<&api::PutRequest> for Op {
+    type Error = DecodeError;
+    fn try_from(m: &api::PutRequest) -> Result<Op, DecodeError> {
+        if usize::try_from(m.body_size).ok() != Some(m.body.len()) {
+            return Err(invalid(format!("body_size {} but the body has {} bytes", m.body_size, m.body.len())));
+        }
+        Ok(Op::Put {
+            client: client(&m.proxy_id, &m.client_id),
+            tube: m.tube_name.clone(),
+            pri: m.priority,
+            delay_secs: secs_u32(m.delay, "delay")?,
+            ttr_secs: m.ttr as u32,
+            body: m.body.clone(),
+        })
+    }
+}
+
+op_from!(api::ReserveRequest, |m| Op::Reserve {
+    client: required_client(&m.proxy_id, &m.client_id)?,
+    request_id: m.request_id.clone(),
+    timeout_secs: timeout(m.timeout_secs),
+    tubes: m.watched_tubes.clone(),
+});
+op_from!(api::ReserveJobRequest, |m| Op::ReserveJob { client: required_client(&m.proxy_id, &m.client_id)?, id: job_id(m.job_id)? });
+op_from!(api::DeleteRequest, |m| Op::Delete { client: client(&m.proxy_id, &m.client_id), id: job_id(m.job_id)? });
+op_from!(api::ReleaseRequest, |m| Op::Release {
+    client: required_client(&m.proxy_id, &m.client_id)?,
+    id: job_id(m.job_id)?,
+    pri: m.priority,
+    delay_secs: secs_u32(m.delay, "delay")?,
+});
+op_from!(api::BuryRequest, |m| Op::Bury { client: required_client(&m.proxy_id, &m.client_id)?, id: job_id(m.job_id)?, pri: m.priority });
+op_from!(api::TouchRequest, |m| Op::Touch { client: required_client(&m.proxy_id, &m.client_id)?, id: job_id(m.job_id)? });
+op_from!(api::KickNRequest, |m| Op::Kick {
+    tube: m.tube_name.clone(),
+    bound: u32::try_from(m.bound).map_err(|_| invalid(format!("kick bound {} is negative", m.bound)))?,
+});
+op_from!(api::KickRequest, |m| Op::KickJob { id: job_id(m.job_id)? });
+op_from!(api::MoveJobRequest, |m| Op::MoveJob { id: job_id(m.job_id)?, tube: m.tube_name.clone() });
+op_from!(api::PauseTubeRequest, |m| Op::PauseTube { tube: m.tube_name.clone(), delay_secs: secs_u32(m.delay, "pause delay")? });
+op_from!(api::UseTubeRequest, |m| Op::Use { client: required_client(&m.proxy_id, &m.client_id)?, tube: m.tube_name.clone() });
+op_from!(api::WatchTubeRequest, |m| Op::Watch { client: required_client(&m.proxy_id, &m.client_id)?, tube: m.tube_name.clone() });
+op_from!(api::IgnoreTubeRequest, |m| Op::Ignore { client: required_client(&m.proxy_id, &m.client_id)?, tube: m.tube_name.clone() });
+op_from!(api::ClientHelloRequest, |m| Op::ClientHello { client: required_client(&m.proxy_id, &m.client_id)? });
+op_from!(api::DiscardPutRequest, |m| Op::DiscardPut { client: required_client(&m.proxy_id, &m.client_id)? });
+op_from!(api::ProxyLeaseRequest, |m| Op::ProxyLease { proxy: m.proxy_id.clone(), lease_secs: m.lease_secs });
+
+/// A client-gone request as one operation per client it names, each needing a client.
+pub fn clients_gone(m: &api::ClientGoneRequest) -> Result<Vec<Op>, DecodeError> {
+    m.client_ids.iter().map(|client_id| Ok(Op::ClientGone { client: required_client(&m.proxy_id, client_id)? })).collect()
 }
 
 /// The wire code of each state-machine error: one code each, never a catch-all.
@@ -342,6 +332,20 @@ pub fn result_code(e: &FsmError) -> ResultCode {
         FsmError::BadArgument(_) => ResultCode::InvalidArgument,
         FsmError::OutOfMemory => ResultCode::ResourceExhausted,
     }
+}
+
+/// The state-machine error a wire code stands for (`result_code` undone); none for a code
+/// no state-machine error has. A bad argument's own words do not travel with the code.
+pub fn fsm_error_of(code: ResultCode) -> Option<FsmError> {
+    Some(match code {
+        ResultCode::NotFound => FsmError::NotFound,
+        ResultCode::FailedPrecondition => FsmError::WrongState,
+        ResultCode::PermissionDenied => FsmError::NotYours,
+        ResultCode::OutOfRange => FsmError::LastWatchedTube,
+        ResultCode::InvalidArgument => FsmError::BadArgument("refused by the cluster"),
+        ResultCode::ResourceExhausted => FsmError::OutOfMemory,
+        _ => return None,
+    })
 }
 
 /// A reservation outcome as the wire's `Reservation` (ids filled in by the caller).
@@ -388,7 +392,8 @@ pub fn encode_result(result: &Result<Reply, FsmError>) -> api::ApplyOpResponse {
     api::ApplyOpResponse { error_code: ResultCode::Ok as i32, error_message: String::new(), body: body.into() }
 }
 
-fn outcome_from(r: &api::Reservation) -> Result<Option<ReserveOutcome>, DecodeError> {
+/// What a reservation came to, from the wire (`reservation` undone): none while it waits.
+pub fn outcome_from(r: &api::Reservation) -> Result<Option<ReserveOutcome>, DecodeError> {
     Ok(match r.status() {
         ReservationStatus::Queued => None,
         ReservationStatus::Timeout => Some(ReserveOutcome::TimedOut),
@@ -403,13 +408,7 @@ pub fn decode_result(op: OpType, response: &api::ApplyOpResponse) -> Result<Resu
     let code = ResultCode::try_from(response.error_code).map_err(|_| invalid("unknown result code"))?;
     let error = match code {
         ResultCode::Ok => None,
-        ResultCode::NotFound => Some(FsmError::NotFound),
-        ResultCode::FailedPrecondition => Some(FsmError::WrongState),
-        ResultCode::PermissionDenied => Some(FsmError::NotYours),
-        ResultCode::OutOfRange => Some(FsmError::LastWatchedTube),
-        ResultCode::InvalidArgument => Some(FsmError::BadArgument("invalid argument")),
-        ResultCode::ResourceExhausted => Some(FsmError::OutOfMemory),
-        other => return Err(invalid(format!("result code {other:?} in a cached result"))),
+        other => Some(fsm_error_of(other).ok_or_else(|| invalid(format!("result code {other:?} in a cached result")))?),
     };
     if let Some(e) = error {
         return Ok(Err(e));
@@ -443,6 +442,40 @@ mod tests {
 
     fn c() -> ClientKey {
         ClientKey::new("p1", "c1")
+    }
+
+    /// Each shape of write request that could not apply is refused by the conversion the
+    /// gRPC edge and the log share: a write naming no client (neither proxy nor client id)
+    /// where one is needed, a negative id, bound or time, a body that is not as long as it
+    /// says, a client-gone that names no client.
+    #[test]
+    fn requests_that_would_not_apply_are_refused() {
+        let refused: Vec<(&str, Result<Op, DecodeError>)> = vec![
+            ("release without a client", Op::try_from(&api::ReleaseRequest { job_id: 1, ..Default::default() })),
+            ("bury without a client", Op::try_from(&api::BuryRequest { job_id: 1, ..Default::default() })),
+            ("touch without a client", Op::try_from(&api::TouchRequest { job_id: 1, ..Default::default() })),
+            ("reserve without a client", Op::try_from(&api::ReserveRequest::default())),
+            ("reserve-job without a client", Op::try_from(&api::ReserveJobRequest { job_id: 1, ..Default::default() })),
+            ("use without a client", Op::try_from(&api::UseTubeRequest { tube_name: "t".into(), ..Default::default() })),
+            ("watch without a client", Op::try_from(&api::WatchTubeRequest { tube_name: "t".into(), ..Default::default() })),
+            ("ignore without a client", Op::try_from(&api::IgnoreTubeRequest { tube_name: "t".into(), ..Default::default() })),
+            ("hello without a client", Op::try_from(&api::ClientHelloRequest::default())),
+            ("discarded put without a client", Op::try_from(&api::DiscardPutRequest::default())),
+            ("a negative job id", Op::try_from(&api::KickRequest { job_id: -1 })),
+            ("a negative delete id", Op::try_from(&api::DeleteRequest { job_id: -5, ..Default::default() })),
+            ("a negative kick bound", Op::try_from(&api::KickNRequest { tube_name: "t".into(), bound: -1 })),
+            ("a negative pause", Op::try_from(&api::PauseTubeRequest { tube_name: "t".into(), delay: -1 })),
+            ("a negative release delay", Op::try_from(&api::ReleaseRequest { job_id: 1, delay: -1, proxy_id: "p".into(), client_id: "c".into(), ..Default::default() })),
+            ("a body shorter than said", Op::try_from(&api::PutRequest { body_size: 3, body: Bytes::from_static(b"ab"), ..Default::default() })),
+            ("a negative move id", Op::try_from(&api::MoveJobRequest { job_id: -2, tube_name: "t".into() })),
+        ];
+        for (what, result) in refused {
+            assert!(result.is_err(), "{what} was let through: {result:?}");
+        }
+        let gone = api::ClientGoneRequest { proxy_id: String::new(), client_ids: vec!["a".into(), String::new()] };
+        assert!(clients_gone(&gone).is_err(), "a request naming no client among several is refused before any is written");
+        let named = api::ReleaseRequest { job_id: 1, proxy_id: "p".into(), client_id: "c".into(), ..Default::default() };
+        assert_eq!(Op::try_from(&named), Ok(Op::Release { client: ClientKey::new("p", "c"), id: 1, pri: 0, delay_secs: 0 }));
     }
 
     /// Every kind of operation survives encode then decode unchanged.
@@ -542,7 +575,7 @@ mod tests {
     #[test]
     fn malformed_requests_are_errors() {
         let put = api::PutRequest { body_size: 5, body: Bytes::from_static(b"abc"), ..Default::default() };
-        assert!(put_from(put).is_err());
+        assert!(Op::try_from(&put).is_err());
         let delete = api::DeleteRequest { job_id: -1, ..Default::default() };
         assert!(decode_op(OpType::Delete, &delete.encode_to_vec()).is_err());
         assert!(decode_op(OpType::Put, &[0xff, 0xff, 0xff]).is_err());

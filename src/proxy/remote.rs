@@ -15,8 +15,8 @@ use super::forward::Forwarder;
 use super::metrics::{Call, ProxyMetrics};
 use super::upstream::{next_backoff, Answer, Query, Upstream, UpstreamError, PATIENCE};
 use crate::api::job_state_machine_client::JobStateMachineClient;
-use crate::api::{self, ReservationStatus};
-use crate::fsm::{add_to_yaml_counts, front_end_fields, front_end_shares, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent, ReserveOutcome};
+use crate::api;
+use crate::fsm::{add_to_yaml_counts, front_end_fields, front_end_shares, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent};
 use crate::chaos::mutant;
 use crate::limits::CLIENT_API_ANSWER_BYTES_MAX;
 use crate::node::codec::{decode_result, op_request};
@@ -44,18 +44,18 @@ pub struct RemoteUpstream {
     metrics: Option<Arc<ProxyMetrics>>,
 }
 
+/// The state machine's refusal a status carries, if it is one (the wire's result codes are
+/// gRPC's, number for number).
 fn fsm_error(status: &Status) -> Option<FsmError> {
-    match status.code() {
-        Code::NotFound => Some(FsmError::NotFound),
-        Code::FailedPrecondition if !is_not_leader(status) => Some(FsmError::WrongState),
-        Code::PermissionDenied => Some(FsmError::NotYours),
-        // Only the state machine's: tonic's own OutOfRange is an answer over the size limit.
-        Code::OutOfRange if is_state_machine(status) => Some(FsmError::LastWatchedTube),
-        Code::InvalidArgument => Some(FsmError::BadArgument("refused by the cluster")),
-        // Only the state machine's: a node's own ResourceExhausted is "overloaded, retry".
-        Code::ResourceExhausted if is_state_machine(status) => Some(FsmError::OutOfMemory),
-        _ => None,
-    }
+    let refusal = match status.code() {
+        Code::FailedPrecondition => !is_not_leader(status),
+        // Only the state machine's: tonic's own OutOfRange is an answer over the size limit,
+        // and a node's own ResourceExhausted is "overloaded, retry".
+        Code::OutOfRange | Code::ResourceExhausted => is_state_machine(status),
+        _ => true,
+    };
+    let code = api::ResultCode::try_from(status.code() as i32).ok()?;
+    refusal.then(|| crate::node::codec::fsm_error_of(code)).flatten()
 }
 
 /// A job id as the wire's int64: ids past i64::MAX cannot exist, so they are not found.
@@ -77,15 +77,6 @@ fn job_of(op: &Op) -> Option<u64> {
     }
 }
 
-fn outcome(r: Option<api::Reservation>) -> Option<ReserveOutcome> {
-    let r = r?;
-    match r.status() {
-        ReservationStatus::Matched => Some(ReserveOutcome::Reserved { id: r.job_id as u64, body: r.body }),
-        ReservationStatus::Timeout => Some(ReserveOutcome::TimedOut),
-        ReservationStatus::DeadlineSoon => Some(ReserveOutcome::DeadlineSoon),
-        _ => None,
-    }
-}
 
 impl RemoteUpstream {
     /// A front end before the cluster at `addrs` (HOST:PORT of each node's gRPC port).
@@ -356,9 +347,11 @@ async fn stream_from(mut client: JobStateMachineClient<Channel>, proxy_id: Strin
             let mut stream = response.into_inner();
             backoff = BACKOFF_START;
             while let Ok(Some(update)) = stream.message().await {
-                let Some(r) = update.reservation.clone() else { continue };
-                let (client_id, request_id) = (r.client_id.clone(), r.request_id.clone());
-                let Some(outcome) = outcome(Some(r)) else { continue };
+                let Some(r) = update.reservation else { continue };
+                // A reservation still waiting is no result, and one that does not decode (a
+                // negative job id) is dropped rather than read as another job.
+                let Ok(Some(outcome)) = crate::node::codec::outcome_from(&r) else { continue };
+                let (client_id, request_id) = (r.client_id, r.request_id);
                 let event = ReservationEvent { client: ClientKey::new(&proxy_id, &client_id), request_id, outcome };
                 if tx.send(event).await.is_err() {
                     return;

@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 use super::status::{caller_of, invalid, status_of};
 use crate::api::job_state_machine_server::JobStateMachine;
 use crate::api::{self, Empty};
-use crate::fsm::{job_to_proto, ClientKey, JobView, Op, Reply, ServerStats};
-use crate::node::codec::{self, job_id, reservation, secs_u32};
+use crate::fsm::{job_to_proto, JobView, Op, Reply, ServerStats};
+use crate::node::codec::{self, job_id, reservation};
 use crate::node::{NodeError, NodeHandle};
 
 /// How long a write may wait for its entry to apply before the caller is told to retry.
@@ -74,12 +74,22 @@ fn peek(job: Option<JobView>) -> api::PeekResponse {
     api::PeekResponse { job: job.as_ref().map(job_to_proto) }
 }
 
+/// A write request as its operation, or InvalidArgument: refused here, before the log, with
+/// the same conversion that decodes the log (`codec::decode_op`), so nothing reaches the log
+/// that every replica would then refuse as malformed.
+fn edge<'a, M>(request: &'a M) -> Result<Op, Status>
+where
+    Op: TryFrom<&'a M, Error = codec::DecodeError>,
+{
+    Op::try_from(request).map_err(invalid)
+}
+
 type ReserveStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<api::ReserveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl JobStateMachine for JobService {
     async fn put(&self, request: Request<api::PutRequest>) -> Result<Response<api::PutResponse>, Status> {
-        let op = codec::put_from(request.get_ref().clone()).map_err(invalid)?;
+        let op = edge(request.get_ref())?;
         match self.write(&request, op).await? {
             Reply::Put { id } => Ok(Response::new(api::PutResponse { job_id: id as i64 })),
             other => Err(unexpected(other)),
@@ -87,15 +97,13 @@ impl JobStateMachine for JobService {
     }
 
     async fn delete(&self, request: Request<api::DeleteRequest>) -> Result<Response<Empty>, Status> {
-        let m = request.get_ref();
-        let client = (!m.proxy_id.is_empty() || !m.client_id.is_empty()).then(|| ClientKey::new(&m.proxy_id, &m.client_id));
-        let op = Op::Delete { client, id: job_id(m.job_id).map_err(invalid)? };
+        let op = edge(request.get_ref())?;
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
     async fn reserve(&self, request: Request<api::ReserveRequest>) -> Result<Response<api::ReserveResponse>, Status> {
         let m = request.get_ref().clone();
-        let op = codec::reserve_from(m.clone()).map_err(invalid)?;
+        let op = edge(&m)?;
         let outcome = match self.write(&request, op).await? {
             Reply::Reserve(outcome) => outcome,
             other => return Err(unexpected(other)),
@@ -161,41 +169,28 @@ impl JobStateMachine for JobService {
     }
 
     async fn release(&self, request: Request<api::ReleaseRequest>) -> Result<Response<Empty>, Status> {
-        let m = request.get_ref();
-        let op = Op::Release {
-            client: ClientKey::new(&m.proxy_id, &m.client_id),
-            id: job_id(m.job_id).map_err(invalid)?,
-            pri: m.priority,
-            delay_secs: secs_u32(m.delay, "delay").map_err(invalid)?,
-        };
+        let op = edge(request.get_ref())?;
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
     async fn touch(&self, request: Request<api::TouchRequest>) -> Result<Response<Empty>, Status> {
-        let m = request.get_ref();
-        let op = Op::Touch { client: ClientKey::new(&m.proxy_id, &m.client_id), id: job_id(m.job_id).map_err(invalid)? };
+        let op = edge(request.get_ref())?;
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
     async fn bury(&self, request: Request<api::BuryRequest>) -> Result<Response<Empty>, Status> {
-        let m = request.get_ref();
-        let op = Op::Bury {
-            client: ClientKey::new(&m.proxy_id, &m.client_id),
-            id: job_id(m.job_id).map_err(invalid)?,
-            pri: m.priority,
-        };
+        let op = edge(request.get_ref())?;
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
     async fn kick(&self, request: Request<api::KickRequest>) -> Result<Response<Empty>, Status> {
-        let op = Op::KickJob { id: job_id(request.get_ref().job_id).map_err(invalid)? };
+        let op = edge(request.get_ref())?;
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
     async fn kick_n(&self, request: Request<api::KickNRequest>) -> Result<Response<api::KickNResponse>, Status> {
-        let m = request.get_ref();
-        let bound = u32::try_from(m.bound).map_err(|_| Status::invalid_argument("bound is negative"))?;
-        match self.write(&request, Op::Kick { tube: m.tube_name.clone(), bound }).await? {
+        let op = edge(request.get_ref())?;
+        match self.write(&request, op).await? {
             Reply::Kicked { count } => Ok(Response::new(api::KickNResponse { jobs_kicked: count as i32 })),
             other => Err(unexpected(other)),
         }
@@ -257,7 +252,7 @@ impl JobStateMachine for JobService {
 
     async fn reserve_job(&self, request: Request<api::ReserveJobRequest>) -> Result<Response<api::ReserveResponse>, Status> {
         let m = request.get_ref().clone();
-        let op = Op::ReserveJob { client: ClientKey::new(&m.proxy_id, &m.client_id), id: job_id(m.job_id).map_err(invalid)? };
+        let op = edge(&m)?;
         match self.write(&request, op).await? {
             Reply::ReservedJob { id, body } => {
                 let mut r = reservation(Some(&crate::fsm::ReserveOutcome::Reserved { id, body }));
@@ -270,20 +265,17 @@ impl JobStateMachine for JobService {
     }
 
     async fn pause_tube(&self, request: Request<api::PauseTubeRequest>) -> Result<Response<Empty>, Status> {
-        let m = request.get_ref();
-        let op = Op::PauseTube { tube: m.tube_name.clone(), delay_secs: secs_u32(m.delay, "delay").map_err(invalid)? };
+        let op = edge(request.get_ref())?;
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
     async fn use_tube(&self, request: Request<api::UseTubeRequest>) -> Result<Response<Empty>, Status> {
-        let m = request.get_ref();
-        let op = Op::Use { client: ClientKey::new(&m.proxy_id, &m.client_id), tube: m.tube_name.clone() };
+        let op = edge(request.get_ref())?;
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
     async fn watch_tube(&self, request: Request<api::WatchTubeRequest>) -> Result<Response<api::WatchTubeResponse>, Status> {
-        let m = request.get_ref();
-        let op = Op::Watch { client: ClientKey::new(&m.proxy_id, &m.client_id), tube: m.tube_name.clone() };
+        let op = edge(request.get_ref())?;
         match self.write(&request, op).await? {
             Reply::Watching { count } => Ok(Response::new(api::WatchTubeResponse { watching_count: count })),
             other => Err(unexpected(other)),
@@ -291,8 +283,7 @@ impl JobStateMachine for JobService {
     }
 
     async fn ignore_tube(&self, request: Request<api::IgnoreTubeRequest>) -> Result<Response<api::WatchTubeResponse>, Status> {
-        let m = request.get_ref();
-        let op = Op::Ignore { client: ClientKey::new(&m.proxy_id, &m.client_id), tube: m.tube_name.clone() };
+        let op = edge(request.get_ref())?;
         match self.write(&request, op).await? {
             Reply::Watching { count } => Ok(Response::new(api::WatchTubeResponse { watching_count: count })),
             other => Err(unexpected(other)),
@@ -300,22 +291,19 @@ impl JobStateMachine for JobService {
     }
 
     async fn client_hello(&self, request: Request<api::ClientHelloRequest>) -> Result<Response<Empty>, Status> {
-        let m = request.get_ref();
-        let op = Op::ClientHello { client: ClientKey::new(&m.proxy_id, &m.client_id) };
+        let op = edge(request.get_ref())?;
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
     async fn discard_put(&self, request: Request<api::DiscardPutRequest>) -> Result<Response<Empty>, Status> {
-        let m = request.get_ref();
-        let op = Op::DiscardPut { client: ClientKey::new(&m.proxy_id, &m.client_id) };
+        let op = edge(request.get_ref())?;
         self.write(&request, op).await.map(|_| Response::new(Empty {}))
     }
 
     async fn client_gone(&self, request: Request<api::ClientGoneRequest>) -> Result<Response<Empty>, Status> {
         // One entry per client, without a caller sequence: ending a session twice is harmless.
-        let m = request.into_inner();
-        for client_id in &m.client_ids {
-            let op = Op::ClientGone { client: ClientKey::new(&m.proxy_id, client_id) };
+        // Every client is checked before any is written.
+        for op in codec::clients_gone(request.get_ref()).map_err(invalid)? {
             let result = tokio::time::timeout(WRITE_TIMEOUT, self.node.propose(op, None)).await;
             result.map_err(|_| Status::unavailable("write not applied in time; retry"))?.map_err(status_of)?;
         }
@@ -328,8 +316,7 @@ impl JobStateMachine for JobService {
     }
 
     async fn proxy_lease(&self, request: Request<api::ProxyLeaseRequest>) -> Result<Response<api::ProxyLeaseResponse>, Status> {
-        let m = request.get_ref();
-        let op = Op::ProxyLease { proxy: m.proxy_id.clone(), lease_secs: m.lease_secs };
+        let op = edge(request.get_ref())?;
         let lease_was_live = matches!(self.write(&request, op).await?, Reply::Lease { was_live: true });
         Ok(Response::new(api::ProxyLeaseResponse { lease_was_live }))
     }
