@@ -60,6 +60,12 @@ pub const FORWARD_FRAME_BYTES_SOFT_MAX: usize = 1024 * 1024;
 /// A batch of raft messages on a peer's stream takes no more once it holds this many bytes:
 /// one more message may still go in (an append of up to about 1 MiB of entries, or a single
 /// larger entry, which holds at most one job body beyond 1 MiB of operations).
+/// Encoded operations in one log entry at most, in bytes (one larger operation goes alone).
+/// Raft's own messages are cut at the same size (`max_size_per_msg`), so an entry fills a
+/// message and never needs two.
+pub const ENTRY_OPS_BYTES_MAX: usize = 1024 * 1024;
+const _: () = assert!(ENTRY_OPS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX);
+
 pub const RAFT_BATCH_BYTES_SOFT_MAX: usize = 8 * 1024 * 1024;
 
 /// The largest message the internal `RaftTransport` decodes or encodes: a batch of raft

@@ -74,9 +74,6 @@ const ENTRY_OPS_MAX: usize = 1024;
 /// How long a read waits for raft to confirm it before it is asked again (see
 /// `ask_reads_again`): far above a round trip, far below a caller's patience.
 const READ_ASK_AGAIN: Duration = Duration::from_millis(500);
-/// Encoded operations in one entry at most, in bytes (one larger operation goes alone): raft
-/// sends entries in messages of about 1 MiB (`max_size_per_msg`).
-const ENTRY_OPS_BYTES_MAX: usize = 1024 * 1024;
 
 impl Default for DriverConfig {
     fn default() -> Self {
@@ -405,7 +402,7 @@ impl Driver {
         let (caller_id, caller_seq) = caller.map(|c| (c.caller, c.seq)).unwrap_or_default();
         let request = op_request(&op, caller_id, caller_seq);
         let bytes = request.encoded_len();
-        let full = self.batch.ops.len() >= ENTRY_OPS_MAX || self.batch.bytes + bytes > ENTRY_OPS_BYTES_MAX;
+        let full = self.batch.ops.len() >= ENTRY_OPS_MAX || self.batch.bytes + bytes > crate::limits::ENTRY_OPS_BYTES_MAX;
         if full {
             self.propose_batch();
         }

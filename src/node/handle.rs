@@ -184,8 +184,8 @@ pub(crate) struct Shared {
     pub heard_versions: Mutex<BTreeMap<u64, u32>>,
 }
 
-/// Locks a mutex even if a panicking holder poisoned it: the data is replaced wholesale, never
-/// left half-updated, so reading on is safe.
+/// Locks a mutex even if a panicking holder poisoned it. Every mutex of the crate guards data
+/// replaced whole or checked whole afterwards, never left half-updated, so reading on is safe.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

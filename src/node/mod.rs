@@ -19,4 +19,5 @@ pub mod version;
 pub use driver::DriverConfig;
 pub use metrics::NodeMetrics;
 pub use handle::{AppliedEvents, CallerSeq, MemberChange, NodeError, NodeHandle, NodeStop, Status};
+pub(crate) use handle::lock;
 pub use start::{start_node, LogStorage, NodeOptions, StartError};

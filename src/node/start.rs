@@ -186,7 +186,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         applied,
         check_quorum: true,
         pre_vote: true,
-        max_size_per_msg: 1024 * 1024,
+        max_size_per_msg: crate::limits::ENTRY_OPS_BYTES_MAX as u64,
         max_inflight_msgs: 256,
         ..Default::default()
     };

@@ -80,11 +80,6 @@ impl Decoder {
         matches!(self.state, State::Body(_) | State::SkipBody { .. })
     }
 
-    /// The largest put body this decoder accepts.
-    pub fn job_body_bytes_max(&self) -> usize {
-        self.job_body_bytes_max
-    }
-
     /// The most bytes `buf` holds after `decode` returns `None`: a line one byte short of the
     /// limit, or a put body plus its `\r\n` one byte short. Read at most a chunk more before
     /// calling `decode` again and a connection's memory stays within this plus the chunk.

@@ -9,14 +9,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::front_end::FrontEnd;
+use super::front_end::{Counters, FrontEnd};
 use super::upstream::{Answer, Query, UpstreamError};
 use crate::fsm::{ClientKey, FsmError, Op, Reply, ReserveOutcome, DEFAULT_TUBE};
 use crate::limits::{CONNECTION_BUFFER_BYTES_KEPT_MAX, CONNECTION_OUTPUT_BYTES_MAX};
@@ -27,11 +27,8 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 const _: () = assert!(READ_CHUNK_BYTES <= CONNECTION_BUFFER_BYTES_KEPT_MAX);
 
-/// Why a connection stops.
-enum End {
-    /// The client closed, sent `quit`, or the socket failed.
-    Closed,
-}
+/// Why a connection's loop ends: the client closed, sent `quit`, or the socket failed.
+struct Closed;
 
 pub struct Conn<S> {
     front: Arc<FrontEnd>,
@@ -94,7 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    async fn serve(&mut self) -> Result<(), End> {
+    async fn serve(&mut self) -> Result<(), Closed> {
         loop {
             while let Some(decoded) = self.decoder.decode(&mut self.input) {
                 // What is buffered now is a new command, whose clock starts at the next read.
@@ -110,17 +107,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         }
                         Some(e.response())
                     }
+                    // Not timed: it ends the connection.
                     Decoded::Command(Command::Quit) => {
                         self.flush().await?;
-                        return Err(End::Closed);
+                        return Err(Closed);
                     }
                     Decoded::Command(command) => {
                         let timing = self.front.metrics.as_ref().map(|m| m.time(&command));
                         let response = self.execute(command).await?;
                         if let (Some(metrics), Some(timing)) = (&self.front.metrics, timing) {
-                            metrics.answered(timing, response.as_ref());
+                            metrics.answered(timing, &response);
                         }
-                        response
+                        Some(response)
                     }
                 };
                 if let Some(response) = response {
@@ -138,7 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Writes every encoded answer. It waits as long as the client does not read (that is the
     /// backpressure), but not past the end of the front end's sessions.
-    async fn flush(&mut self) -> Result<(), End> {
+    async fn flush(&mut self) -> Result<(), Closed> {
         if self.output.is_empty() {
             return Ok(());
         }
@@ -150,8 +148,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         };
         tokio::select! {
             biased;
-            written = write => written.map_err(|_| End::Closed)?,
-            _ = &mut self.sessions_lost => return Err(End::Closed),
+            written = write => written.map_err(|_| Closed)?,
+            _ = &mut self.sessions_lost => return Err(Closed),
         }
         self.output.clear();
         Ok(())
@@ -159,7 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Reads what the client sent next; `Closed` at end of stream. Both buffers are drained
     /// but for a partial command, so this is where those that grew are made small again.
-    async fn read_more(&mut self) -> Result<(), End> {
+    async fn read_more(&mut self) -> Result<(), Closed> {
         debug_assert!(self.output.is_empty());
         shrink(&mut self.output);
         // After the reserve: a buffer whose earlier contents were all consumed takes its whole
@@ -180,13 +178,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         tokio::select! {
             biased;
             read = self.stream.read_buf(&mut self.input) => match read {
-                Ok(0) | Err(_) => Err(End::Closed),
+                Ok(0) | Err(_) => Err(Closed),
                 Ok(_) => Ok(()),
             },
-            _ = &mut self.sessions_lost => Err(End::Closed),
+            _ = &mut self.sessions_lost => Err(Closed),
             why = timed_out => {
                 tracing::info!(client = %self.client, why, "closing a connection");
-                Err(End::Closed)
+                Err(Closed)
             }
         }
     }
@@ -226,57 +224,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
-    /// Runs one command; `None` when the connection closed while it waited.
-    async fn execute(&mut self, command: Command) -> Result<Option<Response>, End> {
+    /// Runs one command; `Closed` when the connection closed while it waited.
+    async fn execute(&mut self, command: Command) -> Result<Response, Closed> {
         if let Err(e) = self.hello().await {
-            return Ok(Some(error_response(e)));
+            return Ok(error_response(e));
         }
-        let response = match command {
+        let client = self.client.clone();
+        Ok(match command {
             Command::Reserve => return self.reserve(None).await,
             Command::ReserveWithTimeout { timeout_secs } => return self.reserve(Some(timeout_secs)).await,
-            Command::Put { pri, delay_secs, ttr_secs, body } => {
-                if self.front.draining.load(Ordering::Relaxed) {
-                    return Ok(Some(self.discard_put(Response::Draining).await));
-                }
-                let op = Op::Put { client: Some(self.client.clone()), tube: self.used.clone(), pri, delay_secs, ttr_secs, body };
-                self.write(op, |r| match r {
-                    Reply::Put { id } => Response::Inserted { id },
-                    other => unexpected(other),
-                })
-                .await
-            }
-            Command::Use { tube } => {
-                let op = Op::Use { client: self.client.clone(), tube: tube.clone() };
-                let response = self.write(op, |_| Response::Using { tube: tube.clone() }).await;
-                if matches!(response, Response::Using { .. }) {
-                    self.used = tube;
-                }
-                response
-            }
-            Command::Watch { tube } => {
-                let response = self.write(Op::Watch { client: self.client.clone(), tube: tube.clone() }, watching).await;
-                if matches!(response, Response::Watching { .. }) && !self.watched.contains(&tube) {
-                    self.watched.push(tube);
-                }
-                response
-            }
-            Command::Ignore { tube } => {
-                let response = self.write(Op::Ignore { client: self.client.clone(), tube: tube.clone() }, watching).await;
-                if matches!(response, Response::Watching { .. }) {
-                    self.watched.retain(|t| *t != tube);
-                }
-                response
-            }
-            other => self.simple(other).await,
-        };
-        Ok(Some(response))
-    }
-
-    /// The commands that are one write or one read, answered at once.
-    async fn simple(&mut self, command: Command) -> Response {
-        let client = self.client.clone();
-        let front = self.front.clone();
-        match command {
+            Command::Put { pri, delay_secs, ttr_secs, body } => self.put(pri, delay_secs, ttr_secs, body).await,
+            Command::Use { tube } => self.use_tube(tube).await,
+            Command::Watch { tube } => self.watch(tube).await,
+            Command::Ignore { tube } => self.ignore(tube).await,
             Command::ReserveJob { id } => self.write(Op::ReserveJob { client, id }, |r| match r {
                 Reply::ReservedJob { id, body } => Response::Reserved { id, body },
                 other => unexpected(other),
@@ -295,57 +255,77 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .await,
             Command::KickJob { id } => self.write(Op::KickJob { id }, |_| Response::KickedJob).await,
             Command::PauseTube { tube, delay_secs } => self.write(Op::PauseTube { tube, delay_secs }, |_| Response::Paused).await,
-            Command::Peek { id } => {
-                front.count(|c| &c.cmd_peek);
-                self.found(Query::Job(id)).await
-            }
-            Command::PeekReady => {
-                front.count(|c| &c.cmd_peek_ready);
-                self.found(Query::PeekReady(self.used.clone())).await
-            }
-            Command::PeekDelayed => {
-                front.count(|c| &c.cmd_peek_delayed);
-                self.found(Query::PeekDelayed(self.used.clone())).await
-            }
-            Command::PeekBuried => {
-                front.count(|c| &c.cmd_peek_buried);
-                self.found(Query::PeekBuried(self.used.clone())).await
-            }
-            Command::StatsJob { id } => {
-                front.count(|c| &c.cmd_stats_job);
-                self.yaml(Query::StatsJob(id)).await
-            }
-            Command::StatsTube { tube } => {
-                front.count(|c| &c.cmd_stats_tube);
-                self.yaml(Query::StatsTube(tube)).await
-            }
+            Command::Peek { id } => self.found(|c| &c.cmd_peek, Query::Job(id)).await,
+            Command::PeekReady => self.found(|c| &c.cmd_peek_ready, Query::PeekReady(self.used.clone())).await,
+            Command::PeekDelayed => self.found(|c| &c.cmd_peek_delayed, Query::PeekDelayed(self.used.clone())).await,
+            Command::PeekBuried => self.found(|c| &c.cmd_peek_buried, Query::PeekBuried(self.used.clone())).await,
+            Command::StatsJob { id } => self.yaml(|c| &c.cmd_stats_job, Query::StatsJob(id)).await,
+            Command::StatsTube { tube } => self.yaml(|c| &c.cmd_stats_tube, Query::StatsTube(tube)).await,
             Command::Stats => {
-                front.count(|c| &c.cmd_stats);
-                self.yaml(Query::Stats(Box::new(front.server_stats()))).await
+                // Counted before the front end's stats are taken: they include this command.
+                self.front.count(|c| &c.cmd_stats);
+                self.answer_yaml(Query::Stats(Box::new(self.front.server_stats()))).await
             }
-            Command::ListTubes => {
-                front.count(|c| &c.cmd_list_tubes);
-                match front.upstream.query(Query::ListTubes).await {
-                    Ok(Answer::Tubes(tubes)) => Response::Ok { yaml: yaml_list(tubes.iter().map(String::as_str)) },
-                    Ok(_) => Response::InternalError,
-                    Err(e) => error_response(e),
-                }
-            }
+            Command::ListTubes => self.list_tubes().await,
             Command::ListTubeUsed => {
-                front.count(|c| &c.cmd_list_tube_used);
+                self.front.count(|c| &c.cmd_list_tube_used);
                 Response::Using { tube: self.used.clone() }
             }
             Command::ListTubesWatched => {
-                front.count(|c| &c.cmd_list_tubes_watched);
+                self.front.count(|c| &c.cmd_list_tubes_watched);
                 Response::Ok { yaml: yaml_list(self.watched.iter().map(String::as_str)) }
             }
-            Command::Reserve
-            | Command::ReserveWithTimeout { .. }
-            | Command::Put { .. }
-            | Command::Use { .. }
-            | Command::Watch { .. }
-            | Command::Ignore { .. }
-            | Command::Quit => Response::InternalError,
+            // `serve` ends the connection before it gets here; the same if it did.
+            Command::Quit => {
+                self.flush().await?;
+                return Err(Closed);
+            }
+        })
+    }
+
+    async fn put(&mut self, pri: u32, delay_secs: u32, ttr_secs: u32, body: bytes::Bytes) -> Response {
+        if self.front.draining.load(Ordering::Relaxed) {
+            return self.discard_put(Response::Draining).await;
+        }
+        let op = Op::Put { client: Some(self.client.clone()), tube: self.used.clone(), pri, delay_secs, ttr_secs, body };
+        self.write(op, |r| match r {
+            Reply::Put { id } => Response::Inserted { id },
+            other => unexpected(other),
+        })
+        .await
+    }
+
+    async fn use_tube(&mut self, tube: String) -> Response {
+        let op = Op::Use { client: self.client.clone(), tube: tube.clone() };
+        let response = self.write(op, |_| Response::Using { tube: tube.clone() }).await;
+        if matches!(response, Response::Using { .. }) {
+            self.used = tube;
+        }
+        response
+    }
+
+    async fn watch(&mut self, tube: String) -> Response {
+        let response = self.write(Op::Watch { client: self.client.clone(), tube: tube.clone() }, watching).await;
+        if matches!(response, Response::Watching { .. }) && !self.watched.contains(&tube) {
+            self.watched.push(tube);
+        }
+        response
+    }
+
+    async fn ignore(&mut self, tube: String) -> Response {
+        let response = self.write(Op::Ignore { client: self.client.clone(), tube: tube.clone() }, watching).await;
+        if matches!(response, Response::Watching { .. }) {
+            self.watched.retain(|t| *t != tube);
+        }
+        response
+    }
+
+    async fn list_tubes(&mut self) -> Response {
+        self.front.count(|c| &c.cmd_list_tubes);
+        match self.front.upstream.query(Query::ListTubes).await {
+            Ok(Answer::Tubes(tubes)) => Response::Ok { yaml: yaml_list(tubes.iter().map(String::as_str)) },
+            Ok(_) => Response::InternalError,
+            Err(e) => error_response(e),
         }
     }
 
@@ -356,7 +336,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    async fn found(&mut self, query: Query) -> Response {
+    /// A peek: counted in `counter`, answered FOUND or NOT_FOUND.
+    async fn found(&mut self, counter: impl FnOnce(&Counters) -> &AtomicU64, query: Query) -> Response {
+        self.front.count(counter);
         match self.front.upstream.query(query).await {
             Ok(Answer::Job(Some((id, body)))) => Response::Found { id, body },
             Ok(Answer::Job(None)) => Response::NotFound,
@@ -365,7 +347,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    async fn yaml(&mut self, query: Query) -> Response {
+    /// A stats command: counted in `counter`, answered with its YAML or NOT_FOUND.
+    async fn yaml(&mut self, counter: impl FnOnce(&Counters) -> &AtomicU64, query: Query) -> Response {
+        self.front.count(counter);
+        self.answer_yaml(query).await
+    }
+
+    async fn answer_yaml(&mut self, query: Query) -> Response {
         match self.front.upstream.query(query).await {
             Ok(Answer::Yaml(Some(yaml))) => Response::Ok { yaml: yaml.into() },
             Ok(Answer::Yaml(None)) => Response::NotFound,
@@ -377,7 +365,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// `reserve` / `reserve-with-timeout`: answered at once, or after waiting for the state
     /// machine to hand a job, time out, or warn of a deadline. Reads on while waiting, so a
     /// client that hangs up is noticed (its wait then ends with its session).
-    async fn reserve(&mut self, timeout_secs: Option<u32>) -> Result<Option<Response>, End> {
+    async fn reserve(&mut self, timeout_secs: Option<u32>) -> Result<Response, Closed> {
         let request_id = self.next_request.to_string();
         self.next_request += 1;
         let answer = self.front.waiters.register(&self.client.client, &request_id, timeout_secs);
@@ -387,11 +375,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Ok(Reply::Reserve(None)) => None,
             Ok(other) => {
                 self.front.waiters.forget(&self.client.client, &request_id);
-                return Ok(Some(unexpected(other)));
+                return Ok(unexpected(other));
             }
             Err(e) => {
                 self.front.waiters.forget(&self.client.client, &request_id);
-                return Ok(Some(error_response(e)));
+                return Ok(error_response(e));
             }
         };
         let outcome = match outcome {
@@ -407,15 +395,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
             },
         };
-        Ok(Some(match outcome {
+        Ok(match outcome {
             ReserveOutcome::Reserved { id, body } => Response::Reserved { id, body },
             ReserveOutcome::TimedOut => Response::TimedOut,
             ReserveOutcome::DeadlineSoon => Response::DeadlineSoon,
-        }))
+        })
     }
 
     /// Waits for a reservation's answer while reading ahead (bounded), so a hang-up is seen.
-    async fn wait_for(&mut self, request_id: &str, mut answer: tokio::sync::oneshot::Receiver<ReserveOutcome>) -> Result<ReserveOutcome, End> {
+    async fn wait_for(&mut self, request_id: &str, mut answer: tokio::sync::oneshot::Receiver<ReserveOutcome>) -> Result<ReserveOutcome, Closed> {
         self.front.waiters.mark_waiting(&self.client.client, request_id);
         self.flush().await?;
         loop {
@@ -425,12 +413,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 // a simulated run depend on how many ran before it in the same process.
                 biased;
                 outcome = &mut answer => {
-                    return outcome.map_err(|_| End::Closed);
+                    return outcome.map_err(|_| Closed);
                 }
-                _ = &mut self.sessions_lost => return Err(End::Closed),
+                _ = &mut self.sessions_lost => return Err(Closed),
                 read = self.stream.read_buf(&mut self.input), if room => {
                     if matches!(read, Ok(0) | Err(_)) {
-                        return Err(End::Closed);
+                        return Err(Closed);
                     }
                 }
             }

@@ -73,10 +73,7 @@ pub struct Counters {
     pub total_connections: AtomicU64,
 }
 
-/// Locks a mutex even if a panicking holder poisoned it (the map stays whole either way).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::node::lock;
 
 impl Counters {
     /// Where a command refused before the log counts.

@@ -143,9 +143,9 @@ impl ProxyMetrics {
     }
 
     /// The command timed was answered `response` (`None`: the client left meanwhile).
-    pub(crate) fn answered(&self, timing: Timing, response: Option<&Response>) {
+    pub(crate) fn answered(&self, timing: Timing, response: &Response) {
         self.commands.finish(timing);
-        if matches!(response, Some(Response::InternalError)) {
+        if matches!(response, Response::InternalError) {
             self.internal_errors.inc();
         }
     }

@@ -4,7 +4,9 @@
 //! the node's one `Receiving` slot (see `snapshot_chunks`), where a call that ends early
 //! leaves it for the next call of the same snapshot.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::node::lock;
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -126,8 +128,3 @@ fn refused(e: PartError) -> Status {
     }
 }
 
-/// Locks the slot even if a panicking holder poisoned it: its data is checked whole at the
-/// end anyway.
-fn lock(receiving: &Mutex<Receiving>) -> MutexGuard<'_, Receiving> {
-    receiving.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
