@@ -113,8 +113,18 @@ async fn connect(addr: SocketAddr) -> TcpStream {
     }
 }
 
+/// `stats` of the node at `addr`, asked again while it answers Unavailable ("retry"), as a
+/// client would: on a loaded machine a node busy with 2M jobs may not confirm a read in 10 s.
 async fn stats_yaml(addr: SocketAddr) -> String {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("address").connect().await.expect("connects");
-    let stats = JobStateMachineClient::new(channel).get_stats_yaml(Empty {}).await.expect("stats");
-    String::from_utf8_lossy(&stats.into_inner().stats_yaml).into_owned()
+    let started = Instant::now();
+    loop {
+        match JobStateMachineClient::new(channel.clone()).get_stats_yaml(Empty {}).await {
+            Ok(stats) => return String::from_utf8_lossy(&stats.into_inner().stats_yaml).into_owned(),
+            Err(status) if status.code() == tonic::Code::Unavailable && started.elapsed() < Duration::from_secs(60) => {
+                eprintln!("{addr}: stats: {}; asking again", status.message());
+            }
+            Err(status) => panic!("{addr}: stats: {status:?}"),
+        }
+    }
 }

@@ -7,7 +7,7 @@
 //! durable, raft learns it and the messages that waited on it (a follower's acknowledgements)
 //! go. The writer takes everything that waited while it wrote, so one fsync covers it all.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeErr
 use super::log_store::LogStore;
 use super::metrics::SnapshotKind;
 use super::persist::{Durable, Persistence};
+use super::reads::Reads;
 use super::replicated::{EntryError, LocalOp, Replicated};
 use super::transport::Transport;
 use crate::api::{ApplyOpBatch, ApplyOpRequest};
@@ -71,9 +72,6 @@ pub struct DriverConfig {
 /// Writes proposed together in one entry at most: the entry is applied under one lock of the
 /// state, and a larger batch would keep readers waiting longer for little gain.
 const ENTRY_OPS_MAX: usize = 1024;
-/// How long a read waits for raft to confirm it before it is asked again (see
-/// `ask_reads_again`): far above a round trip, far below a caller's patience.
-const READ_ASK_AGAIN: Duration = Duration::from_millis(500);
 
 impl Default for DriverConfig {
     fn default() -> Self {
@@ -151,13 +149,8 @@ pub(crate) struct Driver {
     /// Writes received this turn, proposed together at its end (or before any other input,
     /// so that inputs keep their order).
     batch: Batch,
-    /// ReadIndex requests sent to raft, by context id.
-    reads_asked: BTreeMap<u64, oneshot::Sender<Result<(), NodeError>>>,
-    /// Reads confirmed by raft, waiting for the apply index to reach theirs.
-    reads_ready: Vec<(u64, oneshot::Sender<Result<(), NodeError>>)>,
-    next_read_id: u64,
-    /// When each read still in `reads_asked` was last asked of raft, oldest first.
-    reads_asked_at: VecDeque<(u64, Instant)>,
+    /// Linearizable reads owed (ReadIndex).
+    reads: Reads,
     /// The index of the Tick proposal in flight, so only one is.
     tick_in_flight: Option<u64>,
     /// The last time stamped into a proposal: stamps never go backwards on one leader.
@@ -207,6 +200,7 @@ impl Driver {
     ) -> Self {
         let inputs_back = transport.reports();
         let persist = Persistence::new(raw.store(), shared.metrics.clone());
+        let reads = Reads::new(config.pending_max);
         Driver {
             raw,
             config,
@@ -217,10 +211,7 @@ impl Driver {
             writes_in_flight: 0,
             put_bytes_in_flight: 0,
             batch: Batch::default(),
-            reads_asked: BTreeMap::new(),
-            reads_ready: Vec::new(),
-            next_read_id: 1,
-            reads_asked_at: VecDeque::new(),
+            reads,
             tick_in_flight: None,
             last_stamp_ms: 0,
             applied,
@@ -515,35 +506,18 @@ impl Driver {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
-        if self.reads_asked.len() >= self.config.pending_max {
-            let _ = reply.send(Err(NodeError::Overloaded));
-            return;
+        match self.reads.ask(reply, Instant::now()) {
+            Ok(ctx) => self.raw.read_index(ctx),
+            Err(reply) => {
+                let _ = reply.send(Err(NodeError::Overloaded));
+            }
         }
-        let id = self.next_read_id;
-        self.next_read_id += 1;
-        self.reads_asked.insert(id, reply);
-        self.raw.read_index(id.to_le_bytes().to_vec());
-        self.reads_asked_at.push_back((id, Instant::now()));
     }
 
-    /// Asks raft again for the reads it has not confirmed within `READ_ASK_AGAIN`. raft-rs
-    /// drops a ReadIndex without a word when its leader has not yet committed in its term
-    /// (just after an election), whether the read is the leader's own or a follower's; and a
-    /// follower's request to the leader may be lost. The read then waited until leadership
-    /// changed again, which may be never. Asking again is harmless: a read is answered once.
+    /// Asks raft again for the reads it has not confirmed in time (see `reads::READ_ASK_AGAIN`).
     fn ask_reads_again(&mut self) {
-        let now = Instant::now();
-        while let Some(&(id, asked)) = self.reads_asked_at.front() {
-            if !self.reads_asked.contains_key(&id) {
-                self.reads_asked_at.pop_front();
-                continue;
-            }
-            if now < asked + READ_ASK_AGAIN {
-                break;
-            }
-            self.reads_asked_at.pop_front();
-            self.raw.read_index(id.to_le_bytes().to_vec());
-            self.reads_asked_at.push_back((id, now));
+        for ctx in self.reads.due_again(Instant::now()) {
+            self.raw.read_index(ctx);
         }
     }
 
@@ -629,7 +603,7 @@ impl Driver {
             self.handle_ready()?;
             self.persist_next()?;
         }
-        self.serve_reads();
+        self.reads.serve(self.applied);
         self.snapshot_if_due()?;
         self.publish_status();
         Ok(())
@@ -655,7 +629,7 @@ impl Driver {
             self.apply(early);
         }
         for rs in rd.take_read_states() {
-            self.read_confirmed(&rs.request_ctx, rs.index);
+            self.reads.confirmed(&rs.request_ctx, rs.index);
         }
         self.persist.handled(rd.number(), rd.take_persisted_messages());
         self.raw.advance_append_async(rd);
@@ -749,12 +723,7 @@ impl Driver {
                 }
             }
         }
-        for (_, reply) in std::mem::take(&mut self.reads_asked) {
-            let _ = reply.send(Err(error()));
-        }
-        for (_, reply) in std::mem::take(&mut self.reads_ready) {
-            let _ = reply.send(Err(error()));
-        }
+        self.reads.fail_all(&error);
     }
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {
@@ -911,22 +880,6 @@ impl Driver {
     }
 
     // ---- reads ----
-
-    fn read_confirmed(&mut self, ctx: &[u8], index: u64) {
-        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else { return };
-        if let Some(reply) = self.reads_asked.remove(&u64::from_le_bytes(bytes)) {
-            self.reads_ready.push((index, reply));
-        }
-    }
-
-    fn serve_reads(&mut self) {
-        let applied = self.applied;
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_ready).into_iter().partition(|(i, _)| *i <= applied);
-        self.reads_ready = waiting;
-        for (_, reply) in ready {
-            let _ = reply.send(Ok(()));
-        }
-    }
 
     // ---- snapshots ----
 

@@ -10,6 +10,7 @@ mod log_store;
 mod metrics;
 mod persist;
 mod raft_logger;
+mod reads;
 pub mod replicated;
 pub(crate) mod snapshot_chunks;
 mod start;
