@@ -25,12 +25,13 @@ use super::inbound::{self, Refusals};
 use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, NodeStop, Shared, Status};
 use super::log_store::LogStore;
 use super::metrics::SnapshotKind;
+use super::owed::{Owed, Pending, WriteReply};
 use super::persist::{Durable, Persistence};
 use super::reads::Reads;
 use super::replicated::{EntryError, LocalOp, Replicated};
 use super::transport::Transport;
 use crate::api::{ApplyOpBatch, ApplyOpRequest};
-use crate::fsm::{FsmError, Op, Reply};
+use crate::fsm::{FsmError, Op};
 use crate::chaos::mutant::{self, Mutant};
 use crate::chaos::observe;
 
@@ -103,16 +104,6 @@ fn v2(cc: ConfChange) -> ConfChangeV2 {
     v2
 }
 
-type WriteReply = oneshot::Sender<Result<Reply, NodeError>>;
-
-/// Replies owed once the entry at some index applies.
-enum Pending {
-    /// One reply for each operation of the entry, in its order; when it was proposed, if
-    /// metrics time entries.
-    /// `put_bytes`: what its puts count for against `jobs_bytes_max`.
-    Writes { term: u64, replies: Vec<WriteReply>, proposed: Option<Instant>, put_bytes: u64 },
-    Member { term: u64, reply: oneshot::Sender<Result<(), NodeError>> },
-}
 
 /// The writes of this turn, waiting to be proposed as one entry.
 #[derive(Default)]
@@ -140,12 +131,9 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     inputs: mpsc::Receiver<Input>,
     transport: Transport,
-    /// Replies owed, by the log index of their entry.
-    pending: BTreeMap<u64, Pending>,
-    /// Write replies owed in `pending`, counted against `pending_max`.
-    writes_in_flight: usize,
-    /// What the puts proposed and not yet applied count for against `jobs_bytes_max`.
-    put_bytes_in_flight: u64,
+    /// Replies owed, by the log index of their entry (their writes counted against
+    /// `pending_max`, their puts against `jobs_bytes_max`).
+    owed: Owed,
     /// Writes received this turn, proposed together at its end (or before any other input,
     /// so that inputs keep their order).
     batch: Batch,
@@ -207,9 +195,7 @@ impl Driver {
             shared,
             inputs,
             transport,
-            pending: BTreeMap::new(),
-            writes_in_flight: 0,
-            put_bytes_in_flight: 0,
+            owed: Owed::default(),
             batch: Batch::default(),
             reads,
             tick_in_flight: None,
@@ -369,7 +355,7 @@ impl Driver {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
-        if self.writes_in_flight + self.batch.replies.len() >= self.config.pending_max {
+        if self.owed.writes() + self.batch.replies.len() >= self.config.pending_max {
             let _ = reply.send(Err(NodeError::Overloaded));
             return;
         }
@@ -414,7 +400,7 @@ impl Driver {
             return false;
         }
         let state = lock(&self.shared.state);
-        let held = state.fsm.jobs_bytes() + self.put_bytes_in_flight + self.batch.put_bytes;
+        let held = state.fsm.jobs_bytes() + self.owed.put_bytes() + self.batch.put_bytes;
         let tubes_full = new_tube.is_some_and(|tube| state.fsm.tube_count() >= self.config.tubes_max && !state.fsm.has_tube(tube));
         held + put_bytes > self.config.jobs_bytes_max || tubes_full
     }
@@ -427,10 +413,8 @@ impl Driver {
         let Batch { ops, local, replies, put_bytes, .. } = std::mem::take(&mut self.batch);
         match self.propose_ops(ops, local) {
             Ok(index) => {
-                self.writes_in_flight += replies.len();
-                self.put_bytes_in_flight += put_bytes;
                 let proposed = self.shared.metrics.as_ref().map(|_| Instant::now());
-                self.pending.insert(index, Pending::Writes { term: self.raw.raft.term, replies, proposed, put_bytes });
+                self.owed.owe_writes(index, self.raw.raft.term, replies, proposed, put_bytes);
             }
             Err(e) => {
                 for reply in replies {
@@ -557,7 +541,7 @@ impl Driver {
         match self.raw.propose_conf_change(context, cc) {
             Ok(()) if self.raw.raft.raft_log.last_index() > before => {
                 let index = self.raw.raft.raft_log.last_index();
-                self.pending.insert(index, Pending::Member { term: self.raw.raft.term, reply });
+                self.owed.owe_member(index, self.raw.raft.term, reply);
             }
             Ok(()) => {
                 let _ = reply.send(Err(NodeError::Dropped("a membership change is already in progress".into())));
@@ -702,8 +686,6 @@ impl Driver {
     }
 
     fn fail_all(&mut self, error: impl Fn() -> NodeError) {
-        self.writes_in_flight = 0;
-        self.put_bytes_in_flight = 0;
         if let Some(entries) = &mut self.local_entries {
             entries.clear();
         }
@@ -711,18 +693,7 @@ impl Driver {
         for reply in queued {
             let _ = reply.send(Err(error()));
         }
-        for (_, p) in std::mem::take(&mut self.pending) {
-            match p {
-                Pending::Writes { replies, .. } => {
-                    for reply in replies {
-                        let _ = reply.send(Err(error()));
-                    }
-                }
-                Pending::Member { reply, .. } => {
-                    let _ = reply.send(Err(error()));
-                }
-            }
-        }
+        self.owed.fail_all(&error);
         self.reads.fail_all(&error);
     }
 
@@ -803,10 +774,7 @@ impl Driver {
         if !events.is_empty() {
             let _ = self.shared.events.send(Arc::new(AppliedEvents { index: entry.index, events }));
         }
-        let Some(pending) = self.pending.remove(&entry.index) else { return Ok(()) };
-        if let Pending::Writes { put_bytes, .. } = &pending {
-            self.put_bytes_in_flight -= put_bytes;
-        }
+        let Some(pending) = self.owed.take(entry.index) else { return Ok(()) };
         let replies = match pending {
             Pending::Writes { term, replies, proposed, .. } if term == entry.term => {
                 if let (Some(metrics), Some(proposed)) = (&self.shared.metrics, proposed) {
@@ -815,7 +783,6 @@ impl Driver {
                 replies
             }
             Pending::Writes { replies, .. } => {
-                self.writes_in_flight -= replies.len();
                 for reply in replies {
                     let _ = reply.send(Err(NodeError::Dropped("overwritten by a new leader".into())));
                 }
@@ -826,7 +793,6 @@ impl Driver {
                 return Ok(());
             }
         };
-        self.writes_in_flight -= replies.len();
         let outcomes = match applied {
             Ok(outcomes) => outcomes.into_iter().map(|o| o.result).collect(),
             Err(e) => vec![Err(e); replies.len()],
@@ -873,7 +839,7 @@ impl Driver {
         if let Err(e) = &result {
             tracing::error!(index = entry.index, error = %e, "conf change not applied");
         }
-        if let Some(Pending::Member { term, reply }) = self.pending.remove(&entry.index) {
+        if let Some(Pending::Member { term, reply }) = self.owed.take(entry.index) {
             let outcome = if term == entry.term { result.map_err(NodeError::Invalid) } else { Err(NodeError::Dropped("overwritten".into())) };
             let _ = reply.send(outcome);
         }

@@ -8,6 +8,7 @@ mod handle;
 mod inbound;
 mod log_store;
 mod metrics;
+mod owed;
 mod persist;
 mod raft_logger;
 mod reads;
