@@ -18,7 +18,7 @@ mod dir_lock;
 pub mod disk;
 mod error;
 pub(crate) mod names;
-mod record;
+pub(crate) mod record;
 mod recovery;
 mod replace;
 mod snapshot_file;

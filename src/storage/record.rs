@@ -151,12 +151,12 @@ pub(crate) fn encode_empty(kind: RecordKind, out: &mut Vec<u8>) -> Result<(), St
     seal(out, start)
 }
 
-/// Appends one record with a raw payload (tests use it to frame bytes no message encodes to).
-#[cfg(test)]
-pub(crate) fn encode_raw(kind: RecordKind, payload: &[u8], out: &mut Vec<u8>) -> Result<(), StorageError> {
+/// Appends one record of any kind byte with a raw payload: tests and the fuzz checks frame
+/// bytes no message encodes to with it.
+pub(crate) fn encode_raw(kind: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), StorageError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES]);
-    out[start + KIND_AT] = kind as u8;
+    out[start + KIND_AT] = kind;
     out.extend_from_slice(payload);
     seal(out, start)
 }
