@@ -39,7 +39,7 @@ const FILES_MAX: usize = 4;
 /// Flags of a log input's first byte: the data dir holds the mark of unsynced batches
 /// (`-f MS`, `-F`), so damage in the last segment may be holes, not just a torn end.
 pub const WAL_UNSYNCED_BATCHES: u8 = 1;
-/// ...the segments are records for the check to frame (see [`frame_records`]), so that the
+/// ...the files are records for the check to frame (see [`frame_records`]), so that the
 /// fuzzer reaches past the checksums into what the records hold.
 pub const WAL_FRAMED: u8 = 2;
 /// ...the first file is a snapshot file, named for the index it claims.
@@ -51,14 +51,17 @@ pub const WAL_SNAPSHOT_FIRST: u8 = 4;
 /// the same, and a batch appended after it is found next to it.
 pub fn wal_reader(input: &[u8]) {
     let Some((&flags, rest)) = input.split_first() else { return };
-    let mut files: Vec<&[u8]> = split(rest, FILE_SEPARATOR).take(FILES_MAX).collect();
+    let framed = flags & WAL_FRAMED != 0;
+    let mut files: Vec<Vec<u8>> = split(rest, FILE_SEPARATOR)
+        .take(FILES_MAX)
+        .map(|f| if framed { frame_records(f) } else { f.to_vec() })
+        .collect();
     let disk = Arc::new(SimDisk::new());
     if flags & WAL_SNAPSHOT_FIRST != 0 {
         let snapshot = files.remove(0);
-        write(&disk, &snapshot_name(claimed_index(snapshot)), snapshot);
+        write(&disk, &snapshot_name(claimed_index(&snapshot)), &snapshot);
     }
-    let framed = flags & WAL_FRAMED != 0;
-    let segments: Vec<Vec<u8>> = files.iter().map(|f| if framed { frame_records(f) } else { f.to_vec() }).collect();
+    let segments = files;
     for (at, segment) in segments.iter().enumerate() {
         write(&disk, &segment_name(at as u64 + 1), segment);
     }
@@ -71,6 +74,7 @@ pub fn wal_reader(input: &[u8]) {
             assert!(segment.starts_with(&left), "segment {} was changed, not cut", at + 1);
         }
     }
+    check_recovered(&recovered);
     let (_, again) = Wal::open(disk.clone(), DIR, options()).expect("a log opened once opens again");
     assert_eq!(again, recovered, "a second open found another log");
     // A log that ends at the last index a u64 holds takes no more.
@@ -81,6 +85,19 @@ pub fn wal_reader(input: &[u8]) {
     let (_, after) = Wal::open(disk, DIR, options()).expect("a log appended to opens");
     assert_eq!(after.entries.last(), Some(&next), "the batch appended after recovery was lost");
     assert_eq!(after.entries[..after.entries.len() - 1], recovered.entries[..], "appending changed the log before it");
+}
+
+/// What recovery promises of the log it returns: its entries contiguous and ascending from
+/// right after the snapshot, and a hard state that commits at least the snapshot.
+fn check_recovered(recovered: &crate::storage::Recovered) {
+    let snapshot = recovered.snapshot.as_ref().map(|s| s.get_metadata().clone()).unwrap_or_default();
+    for pair in recovered.entries.windows(2) {
+        assert_eq!(pair[1].index, pair[0].index.wrapping_add(1), "entries are not contiguous");
+    }
+    if let (Some(first), Some(_)) = (recovered.entries.first(), &recovered.snapshot) {
+        assert_eq!(first.index, snapshot.index.wrapping_add(1), "the log does not start after the snapshot");
+    }
+    assert!(recovered.hard_state.commit >= snapshot.index, "the hard state commits less than the snapshot");
 }
 
 /// How a snapshot input's first byte (modulo 3) says to make the snapshot file of the rest:

@@ -222,7 +222,7 @@ fn write_wal_seeds(before: &[(String, Vec<u8>)], after: &[(String, Vec<u8>)]) {
     write_seed("wal_reader", "seed-segments", &input(0, &before));
     write_seed("wal_reader", "seed-segments-framed", &input(WAL_FRAMED, &framed(&before)));
     write_seed("wal_reader", "seed-snapshot-segments", &input(WAL_SNAPSHOT_FIRST, &with_snapshot(after_snapshot.clone())));
-    let framed_after = with_snapshot(framed(&after_snapshot));
+    let framed_after = framed(&with_snapshot(after_snapshot.clone()));
     write_seed("wal_reader", "seed-snapshot-segments-framed", &input(WAL_SNAPSHOT_FIRST | WAL_FRAMED, &framed_after));
     write_seed("wal_reader", "seed-torn", &input(0, &torn));
     write_seed("wal_reader", "seed-torn-unsynced", &input(WAL_UNSYNCED_BATCHES, &torn));
