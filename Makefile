@@ -31,7 +31,7 @@ TARGET ?= wal_reader
 FUZZ_WORK = fuzz/target/corpus-work/$(TARGET)
 fuzz:
 	mkdir -p $(FUZZ_WORK)
-	cargo +nightly fuzz run $(TARGET) $(FUZZ_WORK) fuzz/corpus/$(TARGET) -- -max_total_time=$(SECONDS) -malloc_limit_mb=64 -rss_limit_mb=2048
+	cargo +nightly fuzz run $(TARGET) $(FUZZ_WORK) fuzz/corpus/$(TARGET) -- -max_total_time=$(SECONDS) -malloc_limit_mb=64 -rss_limit_mb=2048 -dict=fuzz/edges.dict
 
 fuzz-merge:
 	cargo +nightly fuzz run $(TARGET) fuzz/corpus/$(TARGET) $(FUZZ_WORK) -- -merge=1 -malloc_limit_mb=64
