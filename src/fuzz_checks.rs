@@ -6,6 +6,8 @@
 //!
 //! Files live on a [`SimDisk`] in memory: no real I/O, so this builds under the simulator.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -257,4 +259,50 @@ fn write(disk: &SimDisk, name: &str, bytes: &[u8]) {
 /// The file `name` of the data dir, if it is still there.
 fn read(disk: &SimDisk, name: &str) -> Option<Vec<u8>> {
     disk.read(&std::path::Path::new(DIR).join(name)).ok()
+}
+
+/// The system allocator, noting the largest allocation each thread asks for since
+/// [`reset_largest_allocation`]: how the corpus replay and unit tests show that damaged bytes
+/// never get an allocation as large as a length in them claims.
+pub struct WatchingAllocator;
+
+thread_local! {
+    static LARGEST_ALLOCATION_BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_allocation(bytes: usize) {
+    // Not during the thread's teardown, when its locals are gone.
+    let _ = LARGEST_ALLOCATION_BYTES.try_with(|largest| largest.set(largest.get().max(bytes)));
+}
+
+pub fn reset_largest_allocation() {
+    LARGEST_ALLOCATION_BYTES.with(|largest| largest.set(0));
+}
+
+/// The largest allocation this thread asked for since the last reset (0 unless the process
+/// runs on [`WatchingAllocator`]).
+pub fn largest_allocation_bytes() -> usize {
+    LARGEST_ALLOCATION_BYTES.with(Cell::get)
+}
+
+// SAFETY: every call goes to the system allocator unchanged; noting a size allocates nothing.
+unsafe impl GlobalAlloc for WatchingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation(new_size);
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
 }

@@ -5,14 +5,13 @@
 //! read from it.
 #![cfg(not(madsim))]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use coolbeans::api::{ApplyOpBatch, ApplyOpRequest};
 use coolbeans::fsm::{ClientKey, Op};
-use coolbeans::fuzz_checks::{self, FILE_SEPARATOR, SNAPSHOT_DATA, SNAPSHOT_FILE, SNAPSHOT_RECORD, WAL_FRAMED, WAL_SNAPSHOT_FIRST, WAL_UNSYNCED_BATCHES};
+use coolbeans::fuzz_checks::{self, largest_allocation_bytes, reset_largest_allocation, WatchingAllocator};
+use coolbeans::fuzz_checks::{FILE_SEPARATOR, SNAPSHOT_DATA, SNAPSHOT_FILE, SNAPSHOT_RECORD, WAL_FRAMED, WAL_SNAPSHOT_FIRST, WAL_UNSYNCED_BATCHES};
 use coolbeans::node::codec::{encode_entry, op_request};
 use coolbeans::node::replicated::Replicated;
 use coolbeans::node::version::STATE_MACHINE_VERSION;
@@ -21,40 +20,8 @@ use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot};
 
-/// The system allocator, noting the largest allocation of each thread since it was reset.
-struct Watching;
-
-thread_local! {
-    static LARGEST_BYTES: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(bytes: usize) {
-    let _ = LARGEST_BYTES.try_with(|largest| largest.set(largest.get().max(bytes)));
-}
-
-unsafe impl GlobalAlloc for Watching {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc(layout)
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc_zeroed(layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Watching = Watching;
+static ALLOCATOR: WatchingAllocator = WatchingAllocator;
 
 /// The largest allocation an input may cause: what its own copies and decoded structures take,
 /// with room for the log's preallocation and collections' rounding; a length read from the
@@ -78,9 +45,9 @@ fn replay(target: &str, check: fn(&[u8])) {
     assert!(!files.is_empty(), "corpus {} is empty", dir.display());
     for file in files {
         let input = std::fs::read(&file).expect("read corpus file");
-        LARGEST_BYTES.with(|largest| largest.set(0));
+        reset_largest_allocation();
         let outcome = std::panic::catch_unwind(|| check(&input));
-        let largest = LARGEST_BYTES.with(Cell::get);
+        let largest = largest_allocation_bytes();
         assert!(outcome.is_ok(), "{} panicked", file.display());
         let bound = allocation_bytes_max(input.len());
         assert!(largest <= bound, "{}: an allocation of {largest} bytes (bound {bound})", file.display());

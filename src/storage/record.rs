@@ -10,6 +10,7 @@
 //! otherwise a length flipped to run past the end of the file would look like a torn write,
 //! and recovery would cut away the synced records after it.
 
+use bytes::Bytes;
 use protobuf::Message;
 
 use super::error::{Corruption, StorageError};
@@ -208,9 +209,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, (FrameError, Option<usi
     Ok(Record { kind, payload: &bytes[HEADER_BYTES..record_bytes], record_bytes })
 }
 
-/// Decodes a record's payload as the protobuf message its kind names.
+/// Decodes a record's payload as the protobuf message its kind names. From a copy as `Bytes`:
+/// protobuf 2's reader of a slice allocates what a bytes field's length claims (up to 10 MB)
+/// before it finds the bytes are not there, where its reader of `Bytes` checks first, and
+/// then shares the copy with the fields instead of copying each.
 pub(crate) fn parse<M: Message>(record: &Record<'_>) -> Result<M, Corruption> {
-    M::parse_from_bytes(record.payload)
+    M::parse_from_carllerche_bytes(&Bytes::copy_from_slice(record.payload))
         .map_err(|error| Corruption::Undecodable { kind: record.kind.name(), error: error.to_string() })
 }
 
@@ -281,6 +285,20 @@ mod tests {
             bytes[last] = 1;
             assert!(!error.may_be_torn(&bytes, size), "cut at {cut}, then data: {error:?}");
         }
+    }
+
+    // A payload whose bytes field claims more than follows is refused without an allocation
+    // of what it claims: 8 MB claimed by a 6-byte entry (the wal_reader corpus replay caught it).
+    #[test]
+    fn a_field_longer_than_its_payload_allocates_nothing_like_it() {
+        let payload = [0x22, 0x80, 0x80, 0x80, 0x04]; // Entry.data, 8 MiB long, and no byte of it
+        let mut bytes = Vec::new();
+        encode_raw(RecordKind::Entry as u8, &payload, &mut bytes).expect("encode");
+        let record = decode(&bytes).expect("a whole record");
+        crate::fuzz_checks::reset_largest_allocation();
+        assert!(parse::<Entry>(&record).is_err());
+        let largest = crate::fuzz_checks::largest_allocation_bytes();
+        assert!(largest < 4096, "an allocation of {largest} bytes");
     }
 
     // A length above the limit is refused as impossible without reading past it.
