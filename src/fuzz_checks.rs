@@ -261,6 +261,23 @@ fn read(disk: &SimDisk, name: &str) -> Option<Vec<u8>> {
     disk.read(&std::path::Path::new(DIR).join(name)).ok()
 }
 
+/// The largest allocation an input may cause: what its own copies and the structures decoded
+/// from it take, with room for the log's preallocation and for collections' rounding up. A
+/// length read from the input and trusted asks for more.
+pub fn allocation_bytes_max(input_bytes: usize) -> usize {
+    (1 << 20) + 64 * input_bytes
+}
+
+/// Runs `check` on `input` and panics if it made an allocation above
+/// [`allocation_bytes_max`]: what the fuzz targets and the corpus replay run, on a process
+/// whose allocator is [`WatchingAllocator`].
+pub fn within_allocation_bound(input: &[u8], check: fn(&[u8])) {
+    reset_largest_allocation();
+    check(input);
+    let (largest, bound) = (largest_allocation_bytes(), allocation_bytes_max(input.len()));
+    assert!(largest <= bound, "an allocation of {largest} bytes for an input of {} (bound {bound})", input.len());
+}
+
 /// The system allocator, noting the largest allocation each thread asks for since
 /// [`reset_largest_allocation`]: how the corpus replay and unit tests show that damaged bytes
 /// never get an allocation as large as a length in them claims.

@@ -8,6 +8,11 @@
 
 #![no_main]
 
+use coolbeans::fuzz_checks::{wal_reader, within_allocation_bound, WatchingAllocator};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: &[u8]| coolbeans::fuzz_checks::wal_reader(input));
+// Each input's largest allocation is bounded by its size (`allocation_bytes_max`).
+#[global_allocator]
+static ALLOCATOR: WatchingAllocator = WatchingAllocator;
+
+fuzz_target!(|input: &[u8]| within_allocation_bound(input, wal_reader));
