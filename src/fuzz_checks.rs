@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message as _;
-use raft::eraftpb::{Entry, Snapshot};
+use raft::eraftpb::{Entry, EntryType, Snapshot};
 
 use crate::api::{self, OpType};
 use crate::fsm::Op;
-use crate::node::codec::{decode_entry, decode_op, decode_result, encode_op};
+use crate::node::codec::{decode_conf_change, decode_entry, decode_op, decode_result, encode_op};
 use crate::node::replicated::{LocalOp, Replicated};
 use crate::node::version::STATE_MACHINE_VERSION;
 use crate::storage::names::{segment_name, snapshot_name, UNSYNCED_BATCHES_MARK};
@@ -139,8 +139,8 @@ pub fn snapshot_reader(input: &[u8]) {
     }
 }
 
-/// The decoder of replicated operations: the input is a log entry's data. Its operations
-/// decode to what encodes back to them, and applying the entry (twice, the second time from
+/// The decoder of replicated operations: the input is a log entry's data, normal or of a
+/// membership change. Its operations decode to what encodes back to them, and applying the entry (twice, the second time from
 /// the caller's cached responses) is an error that changes nothing, or leaves a state that
 /// keeps its invariants, survives its own snapshot, and lets every timer fire.
 pub fn op_decoder(input: &[u8]) {
@@ -158,6 +158,10 @@ pub fn op_decoder(input: &[u8]) {
                 let _ = decode_result(op_type, &response);
             }
         }
+    }
+    // The same bytes as a conf-change entry's data, of either version.
+    for entry_type in [EntryType::EntryConfChange, EntryType::EntryConfChangeV2] {
+        let _ = decode_conf_change(entry_type, &data);
     }
     let mut state = Replicated::default();
     for index in 1..=2 {

@@ -99,6 +99,8 @@ fn write_seeds() {
     for (at, entry) in entries.iter().filter(|e| e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty()).enumerate() {
         write_seed("op_decoder", &format!("seed-entry-{at}"), &entry.data);
     }
+    let conf_change = entries.iter().find(|e| e.get_entry_type() == EntryType::EntryConfChange).expect("a conf change");
+    write_seed("op_decoder", "seed-conf-change", &conf_change.data);
     for (name, stream) in [
         ("put-reserve-delete", &b"use jobs\r\nput 1 0 60 5\r\nhello\r\nwatch jobs\r\nreserve-with-timeout 0\r\ndelete 1\r\n"[..]),
         ("stats-and-peeks", b"stats\r\nlist-tubes\r\npeek-ready\r\nstats-tube default\r\nkick 10\r\nquit\r\n"),

@@ -26,6 +26,7 @@ mod sync_policy;
 mod wal;
 
 pub use dir_lock::DirLock;
+pub(crate) use record::parse_message;
 pub use disk::{Disk, RealDisk, SimDisk, SyncObserver};
 pub use error::{Corruption, StorageError};
 pub use sync_policy::{spawn_overdue_timer, PolicyDisk, SyncPolicy};

@@ -209,13 +209,23 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, (FrameError, Option<usi
     Ok(Record { kind, payload: &bytes[HEADER_BYTES..record_bytes], record_bytes })
 }
 
-/// Decodes a record's payload as the protobuf message its kind names. From a copy as `Bytes`:
-/// protobuf 2's reader of a slice allocates what a bytes field's length claims (up to 10 MB)
-/// before it finds the bytes are not there, where its reader of `Bytes` checks first, and
-/// then shares the copy with the fields instead of copying each.
+/// Decodes a record's payload as the protobuf message its kind names (see `parse_message`).
 pub(crate) fn parse<M: Message>(record: &Record<'_>) -> Result<M, Corruption> {
-    M::parse_from_carllerche_bytes(&Bytes::copy_from_slice(record.payload))
+    parse_message(&Bytes::copy_from_slice(record.payload))
         .map_err(|error| Corruption::Undecodable { kind: record.kind.name(), error: error.to_string() })
+}
+
+/// Decodes a raft message (protobuf 2) with every length in it checked against the bytes
+/// there before anything is allocated for it. protobuf 2 checks a length against its current
+/// limit only, none at the top, so it reserved what a bytes or unknown field claimed (up to
+/// 10 MB) before finding the bytes were not there; the limit is the input's size here. From
+/// `Bytes`, so that bytes fields share the input rather than copy it.
+pub(crate) fn parse_message<M: Message>(bytes: &Bytes) -> protobuf::ProtobufResult<M> {
+    let mut input = protobuf::CodedInputStream::from_carllerche_bytes(bytes);
+    input.push_limit(bytes.len() as u64)?;
+    let message = M::parse_from(&mut input)?;
+    input.check_eof()?;
+    Ok(message)
 }
 
 #[cfg(test)]
@@ -287,18 +297,31 @@ mod tests {
         }
     }
 
-    // A payload whose bytes field claims more than follows is refused without an allocation
-    // of what it claims: 8 MB claimed by a 6-byte entry (the wal_reader corpus replay caught it).
+    // A payload whose field claims more than follows is refused without an allocation of what
+    // it claims: 8 MB claimed in 5 bytes, by a bytes field, an unknown field, and one inside a
+    // nested message (the corpus replay's allocation watch caught the first two).
     #[test]
     fn a_field_longer_than_its_payload_allocates_nothing_like_it() {
-        let payload = [0x22, 0x80, 0x80, 0x80, 0x04]; // Entry.data, 8 MiB long, and no byte of it
-        let mut bytes = Vec::new();
-        encode_raw(RecordKind::Entry as u8, &payload, &mut bytes).expect("encode");
-        let record = decode(&bytes).expect("a whole record");
-        crate::fuzz_checks::reset_largest_allocation();
-        assert!(parse::<Entry>(&record).is_err());
-        let largest = crate::fuzz_checks::largest_allocation_bytes();
-        assert!(largest < 4096, "an allocation of {largest} bytes");
+        let claims_8_mib = [0x80, 0x80, 0x80, 0x04];
+        // Entry.data; field 15, unknown; Snapshot.metadata, its length right, holding field 15.
+        let payloads = [
+            (RecordKind::Entry, [&[0x22][..], &claims_8_mib].concat()),
+            (RecordKind::Entry, [&[0x7a][..], &claims_8_mib].concat()),
+            (RecordKind::Snapshot, [&[0x12, 5, 0x7a][..], &claims_8_mib].concat()),
+        ];
+        for (kind, payload) in payloads {
+            let mut bytes = Vec::new();
+            encode_raw(kind as u8, &payload, &mut bytes).expect("encode");
+            let record = decode(&bytes).expect("a whole record");
+            crate::fuzz_checks::reset_largest_allocation();
+            let parsed = match kind {
+                RecordKind::Entry => parse::<Entry>(&record).map(|_| ()),
+                _ => parse::<raft::eraftpb::Snapshot>(&record).map(|_| ()),
+            };
+            assert!(parsed.is_err(), "{payload:x?} parsed");
+            let largest = crate::fuzz_checks::largest_allocation_bytes();
+            assert!(largest < 4096, "an allocation of {largest} bytes for {payload:x?}");
+        }
     }
 
     // A length above the limit is refused as impossible without reading past it.
