@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The simulator build: every async call goes through madsim, in its own target dir.
 SIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim
 
-.PHONY: build run test test-std test-sim chaos sim-build sim-ci sim sim-sweep sim-mutants bench-fsm bench-vs-beanstalkd bench-cluster clean
+.PHONY: build run test test-std test-sim chaos fuzz fuzz-merge sim-build sim-ci sim sim-sweep sim-mutants bench-fsm bench-vs-beanstalkd bench-cluster clean
 
 build:
 	$(CARGO) build --release
@@ -22,6 +22,20 @@ test-std:
 SECONDS ?= 60
 chaos:
 	CHAOS_SECONDS=$(SECONDS) $(if $(filter command line,$(origin SEED)),CHAOS_SEED=$(SEED)) $(CARGO) test --test chaos -- --nocapture
+
+# Fuzz TARGET (wal_reader, snapshot_reader, op_decoder, protocol_decoder) for SECONDS with
+# cargo-fuzz (nightly; `cargo install cargo-fuzz`; CI only replays the corpora, in test-std).
+# New inputs go to a scratch corpus under fuzz/target, a crash to fuzz/artifacts/TARGET;
+# `make fuzz-merge` adds to fuzz/corpus/TARGET only the inputs that reach new code (edges, not
+# hit counts: about a third as many inputs).
+TARGET ?= wal_reader
+FUZZ_WORK = fuzz/target/corpus-work/$(TARGET)
+fuzz:
+	mkdir -p $(FUZZ_WORK)
+	cargo +nightly fuzz run $(TARGET) $(FUZZ_WORK) fuzz/corpus/$(TARGET) -- -max_total_time=$(SECONDS) -malloc_limit_mb=64 -rss_limit_mb=2048 -dict=fuzz/edges.dict
+
+fuzz-merge:
+	cargo +nightly fuzz run $(TARGET) fuzz/corpus/$(TARGET) $(FUZZ_WORK) -- -merge=1 -use_counters=0
 
 # Release, like the simulator sweeps: one build serves both.
 test-sim:

@@ -4,6 +4,15 @@ pub mod accept;
 pub mod api;
 pub mod chaos;
 pub mod fsm;
+/// The properties the fuzz targets check, for them and for the corpus replay in tests/.
+#[doc(hidden)]
+pub mod fuzz_checks;
+
+/// The unit tests note the largest allocation of each thread, to show that damaged bytes never
+/// get one as large as a length in them claims.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: fuzz_checks::WatchingAllocator = fuzz_checks::WatchingAllocator;
 pub mod history;
 pub mod node;
 pub mod protocol;

@@ -11,7 +11,12 @@
 
 #![no_main]
 
+use coolbeans::fuzz_checks::{within_allocation_bound, WatchingAllocator};
 use coolbeans::protocol::split_check::check_fuzz_input;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: &[u8]| check_fuzz_input(input));
+// Each input's largest allocation is bounded by its size (`allocation_bytes_max`).
+#[global_allocator]
+static ALLOCATOR: WatchingAllocator = WatchingAllocator;
+
+fuzz_target!(|input: &[u8]| within_allocation_bound(input, check_fuzz_input));

@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
-use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Snapshot};
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Snapshot};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::clock;
-use super::codec::{encode_entry, op_request, ENTRY_FORMAT_LOCAL};
+use super::codec::{decode_conf_change, encode_entry, op_request, ENTRY_FORMAT_LOCAL};
 use super::version::Versions;
 use super::inbound::{self, Refusals};
 use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, NodeStop, Shared, Status};
@@ -92,18 +91,6 @@ impl Default for DriverConfig {
         }
     }
 }
-
-/// A v1 conf change as the one-change v2 form, so one path applies both.
-fn v2(cc: ConfChange) -> ConfChangeV2 {
-    let mut single = ConfChangeSingle::default();
-    single.set_change_type(cc.get_change_type());
-    single.node_id = cc.node_id;
-    let mut v2 = ConfChangeV2::default();
-    v2.mut_changes().push(single);
-    v2.set_context(cc.get_context().to_vec().into());
-    v2
-}
-
 
 /// The writes of this turn, waiting to be proposed as one entry.
 #[derive(Default)]
@@ -738,13 +725,9 @@ impl Driver {
                         return;
                     }
                 }
-                EntryType::EntryConfChange => {
-                    let cc = ConfChange::parse_from_bytes(&entry.data).map(v2);
-                    self.apply_conf_change(&entry, cc.map_err(|e| e.to_string()));
-                }
-                EntryType::EntryConfChangeV2 => {
-                    let cc = ConfChangeV2::parse_from_bytes(&entry.data);
-                    self.apply_conf_change(&entry, cc.map_err(|e| e.to_string()));
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    let cc = decode_conf_change(entry.get_entry_type(), &entry.data);
+                    self.apply_conf_change(&entry, cc);
                 }
             }
         }

@@ -54,6 +54,9 @@ pub enum Corruption {
     NameMismatch { name_index: u64, snapshot_index: u64 },
     /// The log starts after a snapshot newer than the newest snapshot file.
     SnapshotMissing { log_start_index: u64, snapshot_index: u64 },
+    /// A snapshot at the last index a log can hold: no entry could follow it, and the log's
+    /// first index after it (its index plus one) does not exist.
+    SnapshotIndexImpossible,
 }
 
 impl StorageError {
@@ -129,6 +132,7 @@ impl fmt::Display for Corruption {
                 f,
                 "log starts after a snapshot at index {log_start_index}, newest snapshot file is at {snapshot_index}"
             ),
+            Corruption::SnapshotIndexImpossible => write!(f, "snapshot at index {}, which no log entry can follow", u64::MAX),
         }
     }
 }

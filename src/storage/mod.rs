@@ -18,7 +18,7 @@ mod dir_lock;
 pub mod disk;
 mod error;
 pub(crate) mod names;
-mod record;
+pub(crate) mod record;
 mod recovery;
 mod replace;
 mod snapshot_file;
@@ -26,6 +26,7 @@ mod sync_policy;
 mod wal;
 
 pub use dir_lock::DirLock;
+pub(crate) use record::parse_message;
 pub use disk::{Disk, RealDisk, SimDisk, SyncObserver};
 pub use error::{Corruption, StorageError};
 pub use sync_policy::{spawn_overdue_timer, PolicyDisk, SyncPolicy};

@@ -10,6 +10,7 @@
 //! otherwise a length flipped to run past the end of the file would look like a torn write,
 //! and recovery would cut away the synced records after it.
 
+use bytes::Bytes;
 use protobuf::Message;
 
 use super::error::{Corruption, StorageError};
@@ -151,12 +152,12 @@ pub(crate) fn encode_empty(kind: RecordKind, out: &mut Vec<u8>) -> Result<(), St
     seal(out, start)
 }
 
-/// Appends one record with a raw payload (tests use it to frame bytes no message encodes to).
-#[cfg(test)]
-pub(crate) fn encode_raw(kind: RecordKind, payload: &[u8], out: &mut Vec<u8>) -> Result<(), StorageError> {
+/// Appends one record of any kind byte with a raw payload: tests and the fuzz checks frame
+/// bytes no message encodes to with it.
+pub(crate) fn encode_raw(kind: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), StorageError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES]);
-    out[start + KIND_AT] = kind as u8;
+    out[start + KIND_AT] = kind;
     out.extend_from_slice(payload);
     seal(out, start)
 }
@@ -208,10 +209,23 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record<'_>, (FrameError, Option<usi
     Ok(Record { kind, payload: &bytes[HEADER_BYTES..record_bytes], record_bytes })
 }
 
-/// Decodes a record's payload as the protobuf message its kind names.
+/// Decodes a record's payload as the protobuf message its kind names (see `parse_message`).
 pub(crate) fn parse<M: Message>(record: &Record<'_>) -> Result<M, Corruption> {
-    M::parse_from_bytes(record.payload)
+    parse_message(&Bytes::copy_from_slice(record.payload))
         .map_err(|error| Corruption::Undecodable { kind: record.kind.name(), error: error.to_string() })
+}
+
+/// Decodes a raft message (protobuf 2) with every length in it checked against the bytes
+/// there before anything is allocated for it. protobuf 2 checks a length against its current
+/// limit only, none at the top, so it reserved what a bytes or unknown field claimed (up to
+/// 10 MB) before finding the bytes were not there; the limit is the input's size here. From
+/// `Bytes`, so that bytes fields share the input rather than copy it.
+pub(crate) fn parse_message<M: Message>(bytes: &Bytes) -> protobuf::ProtobufResult<M> {
+    let mut input = protobuf::CodedInputStream::from_carllerche_bytes(bytes);
+    input.push_limit(bytes.len() as u64)?;
+    let message = M::parse_from(&mut input)?;
+    input.check_eof()?;
+    Ok(message)
 }
 
 #[cfg(test)]
@@ -280,6 +294,33 @@ mod tests {
             let last = bytes.len() - 1;
             bytes[last] = 1;
             assert!(!error.may_be_torn(&bytes, size), "cut at {cut}, then data: {error:?}");
+        }
+    }
+
+    // A payload whose field claims more than follows is refused without an allocation of what
+    // it claims: 8 MB claimed in 5 bytes, by a bytes field, an unknown field, and one inside a
+    // nested message (the corpus replay's allocation watch caught the first two).
+    #[test]
+    fn a_field_longer_than_its_payload_allocates_nothing_like_it() {
+        let claims_8_mib = [0x80, 0x80, 0x80, 0x04];
+        // Entry.data; field 15, unknown; Snapshot.metadata, its length right, holding field 15.
+        let payloads = [
+            (RecordKind::Entry, [&[0x22][..], &claims_8_mib].concat()),
+            (RecordKind::Entry, [&[0x7a][..], &claims_8_mib].concat()),
+            (RecordKind::Snapshot, [&[0x12, 5, 0x7a][..], &claims_8_mib].concat()),
+        ];
+        for (kind, payload) in payloads {
+            let mut bytes = Vec::new();
+            encode_raw(kind as u8, &payload, &mut bytes).expect("encode");
+            let record = decode(&bytes).expect("a whole record");
+            crate::fuzz_checks::reset_largest_allocation();
+            let parsed = match kind {
+                RecordKind::Entry => parse::<Entry>(&record).map(|_| ()),
+                _ => parse::<raft::eraftpb::Snapshot>(&record).map(|_| ()),
+            };
+            assert!(parsed.is_err(), "{payload:x?} parsed");
+            let largest = crate::fuzz_checks::largest_allocation_bytes();
+            assert!(largest < 4096, "an allocation of {largest} bytes for {payload:x?}");
         }
     }
 

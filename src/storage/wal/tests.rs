@@ -306,7 +306,7 @@ fn write_raw_segment(disk: &Arc<dyn Disk>, build: impl FnOnce(&mut Vec<u8>)) {
 fn checksummed_nonsense_is_an_error() {
     let disk: Arc<dyn Disk> = Arc::new(SimDisk::new());
     write_raw_segment(&disk, |bytes| {
-        record::encode_raw(RecordKind::Entry, &[0xFF, 0xFF], bytes).expect("encode");
+        record::encode_raw(RecordKind::Entry as u8, &[0xFF, 0xFF], bytes).expect("encode");
         record::encode_empty(RecordKind::BatchEnd, bytes).expect("encode");
     });
     let message = open_error(&disk);
