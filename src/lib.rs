@@ -10,6 +10,7 @@ pub mod protocol;
 pub mod limits;
 pub mod metrics;
 pub mod rpc;
+pub mod security;
 pub mod cli;
 pub mod storage;
 pub mod proxy;
