@@ -29,6 +29,8 @@ pub struct FrontArgs {
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]
+    pub dial: super::security::DialArgs,
+    #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
 }
 
@@ -175,7 +177,9 @@ async fn finish_connections(front: &FrontEnd, limit: Duration) {
 pub async fn run(args: FrontArgs) -> Result<(), String> {
     let mut metrics = args.metrics.bind().await?;
     let proxy_metrics = metrics.as_mut().map(super::metrics::Metrics::proxy);
-    let upstream = RemoteUpstream::with_metrics(args.upstreams.clone(), unique_proxy_id(), proxy_metrics.clone())?;
+    let mut security = args.dial.load(None)?;
+    security.reload_on_sighup();
+    let upstream = RemoteUpstream::dialing(args.upstreams.clone(), unique_proxy_id(), proxy_metrics.clone(), security.dialer.clone())?;
     if let Some(metrics) = metrics {
         metrics.serve();
     }

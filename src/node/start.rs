@@ -48,6 +48,8 @@ pub struct NodeOptions {
     pub wal: WalOptions,
     /// Where the node records its metrics, when they are on.
     pub metrics: Option<Arc<NodeMetrics>>,
+    /// How this node dials its peers (its certificate or token).
+    pub dialer: crate::security::Dialer,
 }
 
 /// Why a node did not start.
@@ -214,7 +216,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
     }
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
     let stamps = (shared.cluster_id.clone(), understood);
-    let transport = Transport::new(id, options.advertise.clone(), tx.clone(), options.driver.snapshot_chunk_bytes, stamps);
+    let transport = Transport::new(id, options.advertise.clone(), tx.clone(), options.driver.snapshot_chunk_bytes, stamps, options.dialer.clone());
     let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied, local_entries);
     watch_driver(tokio::spawn(driver.run()), shared.clone());
     Ok(NodeHandle { inputs: tx, shared })
