@@ -117,7 +117,8 @@ async fn await_log_line(dir: &Path, name: &str, words: &[&str]) -> String {
 /// cannot send raft messages, call Leave or put, and each refusal is logged with its address;
 /// a stranger node started with --join never becomes a member. Our front end's certificate
 /// puts but cannot call Leave (PermissionDenied, logged); our admin's can. A plain-text
-/// cluster-client gets an error that names TLS. Front ends, in a node of their own and apart,
+/// cluster-client gets an error that names TLS. A node with a certificate that is no peer's
+/// does not start. Front ends, in a node of their own and apart,
 /// forward puts over mTLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_role() {
@@ -125,6 +126,13 @@ async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_r
     let (ours, theirs) = (dir.join("ca"), dir.join("rogue-ca"));
     gen_ca(&ours);
     gen_ca(&theirs);
+    let mut lone: Vec<String> = vec!["cluster-node".into(), "--node-id".into(), "1".into(), "--listen".into(), loopback(free_port()).to_string()];
+    lone.extend(["--data-dir".into(), dir.join("lone").display().to_string(), "--peers".into(), "1=127.0.0.1:1".into()]);
+    lone.extend(tls_flags(&ours, "frontend", &ours));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coolbeans")).args(&lone).output().expect("run cluster-node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("holds the roles frontend, not peer"), "a node needs a peer's certificate: {stderr}");
+
     let node_flags = tls_flags(&ours, "node", &ours);
     let co_located = loopback(free_port());
     let mut nodes = cluster(&dir, |id| {
@@ -202,7 +210,8 @@ async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_r
 
 /// Three nodes with tokens, no TLS: the nodes' own token (peer, frontend) carries raft; a
 /// front end's token puts but gets PermissionDenied on Leave; an admin's token calls Leave; a
-/// call without a token is refused.
+/// call without a token is refused. A node whose own token is missing or no peer's does not
+/// start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_give_their_roles_without_tls() {
     let dir = temp_dir("grpc-tokens");
@@ -216,6 +225,15 @@ async fn tokens_give_their_roles_without_tls() {
     let (front_file, admin_file) = (dir.join("front.token"), dir.join("admin.token"));
     std::fs::write(&front_file, "fr0nt-t0ken").expect("write");
     std::fs::write(&admin_file, "4dm1n-t0ken").expect("write");
+    let front_only = write("front-only.token", "fr0nt-t0ken");
+    for (own_flags, why) in [(vec![], "needs --auth-token-file"), (vec!["--auth-token-file".to_string(), front_only], "holds the roles frontend, not peer")] {
+        let mut args: Vec<String> = vec!["cluster-node".into(), "--node-id".into(), "1".into(), "--listen".into(), loopback(free_port()).to_string()];
+        args.extend(["--data-dir".into(), dir.join("lone").display().to_string(), "--peers".into(), "1=127.0.0.1:1".into()]);
+        args.extend([vec!["--auth-tokens-file".to_string(), table.clone()], own_flags].concat());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coolbeans")).args(&args).output().expect("run cluster-node");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(why), "a node without a peer's token does not start: {stderr}");
+    }
     let flags = vec!["--auth-tokens-file".to_string(), table, "--auth-token-file".into(), own];
     let mut nodes = cluster(&dir, |_| flags.clone());
     nodes.iter_mut().for_each(|n| n.proc.start());

@@ -45,7 +45,8 @@ pub enum ClientCommand {
     },
     /// Take a snapshot on the node and compact its log.
     Snapshot,
-    /// Benchmark: concurrent writers put jobs for a while; prints writes/s and commit latency.
+    /// Benchmark: concurrent writers put jobs for a while; prints writes/s and commit latency
+    /// (on a cluster that checks roles, with a front end's certificate or token).
     PutBench {
         /// Every node of the cluster (the writers find the leader); default: --node-addr.
         #[arg(long, value_delimiter = ',')]
@@ -158,7 +159,7 @@ pub async fn run(command: ClientCommand, addr: &str, dialer: &Dialer) -> Result<
             if nodes.is_empty() {
                 nodes.push(addr.parse().map_err(|e| format!("--node-addr {addr}: {e}"))?);
             }
-            super::put_bench::run(nodes, writers.max(1), seconds, body_bytes).await
+            super::put_bench::run((nodes, dialer), writers.max(1), seconds, body_bytes).await
         }
         ClientCommand::Snapshot => {
             connect(dialer, addr).await?.snapshot(Empty {}).await.map_err(|s| format!("{addr}: {}", refused(&s)))?;

@@ -115,7 +115,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     if args.peers.is_none() && args.join.is_none() && !args.data_dir.join("node-id").exists() {
         return Err("a new node needs --peers (to form a cluster) or --join (to join one)".into());
     }
-    let mut security = args.dial.load(args.auth_tokens_file.as_deref())?;
+    let mut security = args.dial.load_node(args.auth_tokens_file.as_deref())?;
     security.warn_if_plain(&args.listen);
     security.reload_on_sighup();
     let peers = args.peers.as_deref().map(parse_peers).transpose()?.unwrap_or_default();

@@ -8,7 +8,7 @@ use clap::Args;
 use tonic::metadata::AsciiMetadataValue;
 
 use crate::security::tokens::{bearer, read_own_token};
-use crate::security::{Callers, Dialer, Swap, TokenTable};
+use crate::security::{Callers, Dialer, Role, Roles, Swap, TokenTable};
 
 /// How this process proves itself to nodes (every subcommand that dials one).
 #[derive(Args, Debug, Clone, Default)]
@@ -66,6 +66,34 @@ impl DialArgs {
             self.load_tls(&mut security, (cert, key, ca))?;
         }
         Ok(security)
+    }
+
+    /// As `load`, for a node, whose own certificate or token must hold the peer role: the
+    /// other nodes would refuse its raft traffic otherwise.
+    pub fn load_node(&self, tokens_file: Option<&Path>) -> Result<Security, String> {
+        let security = self.load(tokens_file)?;
+        let (what, roles) = match (&security.callers, tokens_file, &self.auth_token_file) {
+            (Callers::Tokens(table), Some(_), Some(own)) => ("the token of --auth-token-file", table.get().roles(Some(&bearer(&read_own_token(own)?)))),
+            (Callers::Tokens(_), _, _) => return Err("--auth-tokens-file needs --auth-token-file: the node's own token, which its peers take as a peer's".into()),
+            _ => match &self.tls_cert {
+                Some(cert) => ("the certificate of --tls-cert", self.cert_roles(cert)?),
+                None => return Ok(security),
+            },
+        };
+        match roles.holds_any(Roles::of(&[Role::Peer])) {
+            true => Ok(security),
+            false => Err(format!("{what} holds the roles {roles}, not peer: the other nodes would refuse its raft traffic")),
+        }
+    }
+
+    #[cfg(not(madsim))]
+    fn cert_roles(&self, cert: &Path) -> Result<Roles, String> {
+        Ok(crate::security::tls::read_chain(cert)?.first().map(crate::security::tls::roles_of).unwrap_or_default())
+    }
+
+    #[cfg(madsim)]
+    fn cert_roles(&self, _: &Path) -> Result<Roles, String> {
+        Err("TLS is not simulated".into())
     }
 
     #[cfg(not(madsim))]
