@@ -189,6 +189,15 @@ async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_r
         assert!(id > 0, "a put through the front end at {addr}");
     }
     drop(front_end);
+    let wrong = loopback(free_port());
+    let admin_front = [vec!["beanstalkd".into(), "--listen".into(), wrong.to_string(), "--upstreams".into(), leader.to_string()], tls_flags(&ours, "admin", &ours)];
+    let mut front_end = Proc::new(admin_front.concat(), dir.join("admin-front.log"));
+    front_end.start();
+    common::wait_for_port(wrong, Duration::from_secs(20)).await;
+    let answer = common::beanstalk::Beanstalk::connect(wrong).ask("put 0 0 60 2\r\nhi");
+    assert_eq!(answer, "INTERNAL_ERROR", "a front end with an admin's certificate cannot put");
+    await_log_line(&dir, "admin-front", &["cluster unavailable", "needs the role frontend"]).await;
+    drop(front_end);
 
     leave(&admin, leader, follower).await.expect("an admin calls Leave");
     await_leader(&admin, &nodes, 2, &dir).await;

@@ -51,7 +51,8 @@ fn fsm_error(status: &Status) -> Option<FsmError> {
     match status.code() {
         Code::NotFound => Some(FsmError::NotFound),
         Code::FailedPrecondition if !is_not_leader(status) => Some(FsmError::WrongState),
-        Code::PermissionDenied => Some(FsmError::NotYours),
+        // Only the state machine's: a node's own PermissionDenied is a caller outside its role.
+        Code::PermissionDenied if is_state_machine(status) => Some(FsmError::NotYours),
         // Only the state machine's: tonic's own OutOfRange is an answer over the size limit.
         Code::OutOfRange if is_state_machine(status) => Some(FsmError::LastWatchedTube),
         Code::InvalidArgument => Some(FsmError::BadArgument("refused by the cluster")),
@@ -224,7 +225,8 @@ impl RemoteUpstream {
             if let Some(e) = fsm_error(&status) {
                 return Err(UpstreamError::Fsm(e));
             }
-            if status.code() == Code::Aborted || status.code() == Code::Internal {
+            // A front end outside its role stays so whichever node it asks.
+            if matches!(status.code(), Code::Aborted | Code::Internal | Code::PermissionDenied) {
                 return Err(UpstreamError::Unavailable(status.message().to_string()));
             }
             self.redirect(index, &status);

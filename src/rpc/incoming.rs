@@ -72,15 +72,19 @@ impl Incoming {
 /// Hands the connection on once its caller proved a certificate the CA signed; else logs why
 /// not, with the caller's address, and closes it.
 async fn handshake(stream: TcpStream, peer: SocketAddr, config: Arc<ServerConfig>, permit: Permit, sender: mpsc::UnboundedSender<Counted>) {
-    if is_plain_http2(&stream).await {
-        tracing::warn!(%peer, "refused a plain-text gRPC client: this port speaks TLS only");
-        super::plain_refusal::answer(stream).await;
-        return;
-    }
-    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_rustls::TlsAcceptor::from(config).accept(stream)).await;
-    let tls = match accepted {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return tracing::warn!(%peer, error = %e, "refused a gRPC connection: TLS handshake failed"),
+    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        if is_plain_http2(&stream).await {
+            return Err(stream);
+        }
+        Ok(tokio_rustls::TlsAcceptor::from(config).accept(stream).await)
+    });
+    let tls = match accepted.await {
+        Ok(Ok(Ok(tls))) => tls,
+        Ok(Ok(Err(e))) => return tracing::warn!(%peer, error = %e, "refused a gRPC connection: TLS handshake failed"),
+        Ok(Err(plain)) => {
+            tracing::warn!(%peer, "refused a plain-text gRPC client: this port speaks TLS only");
+            return super::plain_refusal::answer(plain).await;
+        }
         Err(_) => return tracing::warn!(%peer, "refused a gRPC connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}"),
     };
     let roles = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(roles_of).unwrap_or_default();
@@ -91,8 +95,7 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, config: Arc<ServerConfig
 /// Whether the caller began with HTTP/2's preface rather than a TLS record.
 async fn is_plain_http2(stream: &TcpStream) -> bool {
     let mut first = [0; 3];
-    let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
-    matches!(peeked, Ok(Ok(3))) && &first == b"PRI"
+    matches!(stream.peek(&mut first).await, Ok(3)) && &first == b"PRI"
 }
 
 impl Drop for Incoming {
