@@ -219,7 +219,8 @@ async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_r
 
 /// Three nodes with tokens, no TLS: the nodes' own token (peer, frontend) carries raft; a
 /// front end's token puts but gets PermissionDenied on Leave; an admin's token calls Leave; a
-/// call without a token is refused. A node whose own token is missing or no peer's does not
+/// call without a token is refused; once a token is taken out of the file and the node is
+/// sent SIGHUP, it is refused too. A node whose own token is missing or no peer's does not
 /// start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_give_their_roles_without_tls() {
@@ -259,6 +260,15 @@ async fn tokens_give_their_roles_without_tls() {
     assert!(nobody.contains("PermissionDenied"), "{nobody}");
     leave(&admin, leader, follower).await.expect("an admin's token calls Leave");
     await_leader(&admin, &nodes, 2, &dir).await;
+
+    let leader_node = nodes.iter().find(|n| n.addr == leader).expect("the leader");
+    std::fs::write(dir.join("tokens"), "peer,frontend n0de-t0ken\nfrontend fr0nt-t0ken\n").expect("rewrite the tokens");
+    let pid = leader_node.proc.child.as_ref().expect("started").id() as i32;
+    // SAFETY: a signal to a child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    await_log_line(&dir, &format!("node-{}", leader_node.id), &["reloaded on SIGHUP", "/tokens"]).await;
+    let dropped = status(&admin, leader).await.expect_err("a token taken out of the file is refused");
+    assert!(dropped.contains("PermissionDenied"), "{dropped}");
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -42,3 +42,20 @@ fn frame_header(payload_len: usize, kind: u8) -> Vec<u8> {
     let len = (payload_len as u32).to_be_bytes();
     vec![len[1], len[2], len[3], kind, 0, 0, 0, 0, 0]
 }
+
+#[cfg(test)]
+mod tests {
+    /// The refusal is an empty SETTINGS, then a GOAWAY on stream 0 whose length counts its
+    /// last stream id, its code (INADEQUATE_SECURITY) and the sentence.
+    #[test]
+    fn the_frames_are_settings_then_goaway() {
+        let frames = super::frames();
+        assert_eq!(&frames[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        let goaway = &frames[9..];
+        let len = u32::from_be_bytes([0, goaway[0], goaway[1], goaway[2]]) as usize;
+        assert_eq!(len, goaway.len() - 9);
+        assert_eq!(&goaway[3..9], &[7, 0, 0, 0, 0, 0]);
+        assert_eq!(&goaway[9..17], &[0, 0, 0, 0, 0, 0, 0, 0xc]);
+        assert_eq!(&goaway[17..], super::WHY);
+    }
+}
