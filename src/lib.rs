@@ -19,6 +19,7 @@ pub mod protocol;
 pub mod limits;
 pub mod metrics;
 pub mod rpc;
+pub mod security;
 pub mod cli;
 #[cfg(not(madsim))]
 pub mod console;

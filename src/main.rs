@@ -48,6 +48,17 @@ enum Command {
         /// The node to ask (HOST:PORT of its gRPC port).
         #[arg(long, global = true, default_value = "127.0.0.1:7001")]
         node_addr: String,
+        #[command(flatten)]
+        dial: cli::security::DialArgs,
+    },
+    /// Write a test CA and certificates for mTLS into DIR: ca.pem; node.pem (roles peer and
+    /// frontend), frontend.pem and admin.pem, each with its NAME-key.pem. Not for production.
+    GenTestCa {
+        /// Where to write them.
+        dir: std::path::PathBuf,
+        /// The hosts every certificate names (a node's must name the host it is dialed at).
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
     },
     /// Benchmark a beanstalkd-protocol server (ours or beanstalkd itself).
     Bench(cli::bench::BenchArgs),
@@ -136,15 +147,22 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve(args) => init_logging_verbose(args.verbose, cli.log_format),
         Command::Beanstalkd(_) | Command::ClusterNode(_) => init_logging(cli.log_format),
         // Their output is what they print; only trouble is logged.
-        Command::ClusterClient { .. } | Command::Bench(_) | Command::Top(_) => init_logging_with("warn", cli.log_format),
+        Command::ClusterClient { .. } | Command::Bench(_) | Command::Top(_) | Command::GenTestCa { .. } => {
+            init_logging_with("warn", cli.log_format)
+        }
     }
     match cli.command {
         Command::Serve(args) => cli::serve::run(args).await,
         Command::Beanstalkd(args) => cli::front::run(args).await,
         Command::ClusterNode(args) => cli::node::run(args).await,
-        Command::ClusterClient { command, node_addr } => {
-            cli::client::run(command, &node_addr).await.map(|out| println!("{out}"))
+        Command::ClusterClient { command, node_addr, dial } => {
+            let security = dial.load(None)?;
+            cli::client::run(command, &node_addr, &security.dialer).await.map(|out| println!("{out}"))
         }
+        #[cfg(not(madsim))]
+        Command::GenTestCa { dir, hosts } => coolbeans::security::gen_ca::write(&dir, &hosts).map(|out| println!("{out}")),
+        #[cfg(madsim)]
+        Command::GenTestCa { .. } => Err("not in the simulator".into()),
         Command::Bench(args) => cli::bench::run(args).await.map(|out| println!("{out}")),
         Command::Top(args) => cli::top::run(args).await,
     }

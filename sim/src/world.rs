@@ -236,6 +236,7 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
                 wal: WalOptions { preallocate_bytes: 1024, ..WalOptions::default() },
                 // Recorded but never read: the recording runs as it does in a real process.
                 metrics: Some(NodeMetrics::register(&mut Registry::default())),
+                dialer: Default::default(),
             };
             async move {
                 // A fresh policy disk (and -f timer) each start, as a restarted process has.

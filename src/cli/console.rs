@@ -39,14 +39,20 @@ impl ConsoleArgs {
 }
 
 impl Bound {
-    /// Serves the console of `node` (at `grpc_addr`; none in `serve`), its actions written
-    /// through `upstream`.
-    pub fn start_node(self, node: crate::node::NodeHandle, upstream: std::sync::Arc<dyn crate::proxy::Upstream>, grpc_addr: Option<String>, mode: &'static str) {
+    /// Serves the console of `node` (at `grpc`'s address, dialed with its credentials; none
+    /// in `serve`), its actions written through `upstream`.
+    pub fn start_node(
+        self,
+        node: crate::node::NodeHandle,
+        upstream: std::sync::Arc<dyn crate::proxy::Upstream>,
+        grpc: Option<(String, crate::security::Dialer)>,
+        mode: &'static str,
+    ) {
         #[cfg(not(madsim))]
-        self.serve_node(node, upstream, grpc_addr, mode);
+        self.serve_node(node, upstream, grpc, mode);
         #[cfg(madsim)]
         {
-            let _ = (node, upstream, grpc_addr, mode);
+            let _ = (node, upstream, grpc, mode);
             match self {}
         }
     }

@@ -29,6 +29,8 @@ pub struct FrontArgs {
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]
+    pub dial: super::security::DialArgs,
+    #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
     #[command(flatten)]
     pub console: super::console::ConsoleArgs,
@@ -178,13 +180,16 @@ pub async fn run(args: FrontArgs) -> Result<(), String> {
     let mut metrics = args.metrics.bind().await?;
     let console = args.console.bind().await?;
     let proxy_metrics = metrics.as_mut().map(super::metrics::Metrics::proxy);
-    let upstream = RemoteUpstream::with_metrics(args.upstreams.clone(), unique_proxy_id(), proxy_metrics.clone())?;
+    let mut security = args.dial.load(None)?;
+    security.reload_on_sighup();
+    let upstream = RemoteUpstream::dialing(args.upstreams.clone(), unique_proxy_id(), proxy_metrics.clone(), security.dialer.clone())?;
     if let Some(metrics) = metrics {
         metrics.serve();
     }
     if let Some(console) = console {
         // Its own upstream and caller id: the console's writes are not the front end's clients'.
-        console.start_front_end(RemoteUpstream::new(args.upstreams.clone(), format!("console-{}", unique_proxy_id()))?);
+        let proxy_id = format!("console-{}", unique_proxy_id());
+        console.start_front_end(RemoteUpstream::dialing(args.upstreams.clone(), proxy_id, None, security.dialer.clone())?);
     }
     let limits = args.limits.limits(args.job_bytes_max)?;
     let listen = args.tls.listen(ListenAddr::parse(&args.listen))?;

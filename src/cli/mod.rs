@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod put_bench;
+pub mod security;
 mod rejoin;
 pub mod serve;
 pub mod stop;

@@ -73,6 +73,12 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub tls: super::front::TlsArgs,
     #[command(flatten)]
+    pub dial: super::security::DialArgs,
+    /// Without mTLS: the tokens callers may present, one `ROLE[,ROLE...] TOKEN` a line (roles:
+    /// peer, frontend, admin); a call without one of them is refused. Read again on SIGHUP.
+    #[arg(long, value_name = "PATH", conflicts_with = "tls_cert")]
+    pub auth_tokens_file: Option<PathBuf>,
+    #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
     #[command(flatten)]
     pub console: super::console::ConsoleArgs,
@@ -111,9 +117,12 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     if args.peers.is_none() && args.join.is_none() && !args.data_dir.join("node-id").exists() {
         return Err("a new node needs --peers (to form a cluster) or --join (to join one)".into());
     }
+    let mut security = args.dial.load_node(args.auth_tokens_file.as_deref())?;
+    security.warn_if_plain(&args.listen);
+    security.reload_on_sighup();
     let peers = args.peers.as_deref().map(parse_peers).transpose()?.unwrap_or_default();
     if !peers.is_empty() && super::rejoin::is_fresh(&args.data_dir) {
-        super::rejoin::refuse_lost_member(args.node_id, &peers).await?;
+        super::rejoin::refuse_lost_member(&security.dialer, args.node_id, &peers).await?;
     }
     let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.to_string());
     let mut metrics = args.metrics.bind().await?;
@@ -136,6 +145,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         data_dir: data_dir_name(&args.data_dir)?,
         wal: WalOptions::default(),
         metrics: node_metrics.clone(),
+        dialer: security.dialer.clone(),
     };
     // The disk is rooted at the data dir's parent, so creating the data dir is synced too.
     let root = args.data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
@@ -149,13 +159,14 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         // Its own upstream: the console's writes are not a front end's clients, and go to the
         // leader wherever it is.
         let proxy_id = format!("console-{}-{}", args.node_id, crate::node::clock::now_ms());
-        let remote = crate::proxy::RemoteUpstream::with_metrics(upstream_addrs(&args, &advertise), proxy_id, None)?;
-        console.start_node(node.clone(), crate::proxy::CoLocatedUpstream::new(node.clone(), remote), Some(advertise.clone()), "cluster-node");
+        let remote = crate::proxy::RemoteUpstream::dialing(upstream_addrs(&args, &advertise), proxy_id, None, security.dialer.clone())?;
+        let upstream = crate::proxy::CoLocatedUpstream::new(node.clone(), remote);
+        console.start_node(node.clone(), upstream, Some((advertise.clone(), security.dialer.clone())), "cluster-node");
     }
     if let Some(join) = args.join.clone() {
-        let (id, advertise) = (args.node_id, advertise.clone());
+        let (id, advertise, dialer) = (args.node_id, advertise.clone(), security.dialer.clone());
         tokio::spawn(async move {
-            match super::client::join_with_retry(&join, id, &advertise).await {
+            match super::client::join_with_retry_as(&dialer, &join, id, &advertise).await {
                 Ok(()) => tracing::info!(node = id, via = %join, "joined the cluster"),
                 Err(e) => tracing::error!(node = id, via = %join, error = %e, "could not join the cluster"),
             }
@@ -170,7 +181,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
             let mut stopping = front_stopping;
             let _ = stopping.wait_for(|stop| *stop).await;
         };
-        tokio::spawn(co_located_front_end(listen, &args, &advertise, node.clone(), proxy_metrics, stop))
+        tokio::spawn(co_located_front_end(listen, &args, (&advertise, security.dialer.clone()), node.clone(), proxy_metrics, stop))
     });
     let stepping = node.clone();
     let id = args.node_id;
@@ -185,7 +196,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     };
     let stopped = node.clone();
     tokio::select! {
-        served = crate::rpc::serve(args.listen, node, args.grpc_limits(), shutdown) => {
+        served = crate::rpc::serve(args.listen, node, (args.grpc_limits(), security.callers.clone()), shutdown) => {
             served.map_err(|e| format!("gRPC server on {}: {e}", args.listen))?;
         }
         stop = stopped.stopped() => return super::exit_for(&stopped, stop),
@@ -208,7 +219,7 @@ fn upstream_addrs(args: &NodeArgs, advertise: &str) -> Vec<String> {
 fn co_located_front_end(
     listen: crate::proxy::server::Listen,
     args: &NodeArgs,
-    advertise: &str,
+    (advertise, dialer): (&str, crate::security::Dialer),
     node: NodeHandle,
     metrics: Option<Arc<ProxyMetrics>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
@@ -218,7 +229,7 @@ fn co_located_front_end(
     let lease = Duration::from_secs(args.lease_secs.max(1));
     let limits = crate::proxy::Limits { job_body_bytes_max: args.job_bytes_max, ..crate::proxy::Limits::default() };
     async move {
-        let result = match crate::proxy::RemoteUpstream::with_metrics(upstreams, proxy_id, metrics.clone()) {
+        let result = match crate::proxy::RemoteUpstream::dialing(upstreams, proxy_id, metrics.clone(), dialer) {
             Ok(remote) => {
                 let upstream = crate::proxy::CoLocatedUpstream::new(node, remote);
                 super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease), metrics, stop).await

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::rpc::job_client::JobClient;
+use crate::security::Dialer;
 
 /// What one writer measured: the latency of each acknowledged put, and failures.
 struct WriterRun {
@@ -12,8 +13,8 @@ struct WriterRun {
     failed: u64,
 }
 
-async fn writer(name: String, nodes: Vec<SocketAddr>, until: Instant, body: Vec<u8>) -> WriterRun {
-    let mut client = JobClient::new(&name, nodes);
+async fn writer(name: String, (nodes, dialer): (Vec<SocketAddr>, Dialer), until: Instant, body: Vec<u8>) -> WriterRun {
+    let mut client = JobClient::dialing(&name, nodes, dialer);
     let mut run = WriterRun { latencies_us: Vec::new(), failed: 0 };
     while Instant::now() < until {
         let started = Instant::now();
@@ -34,12 +35,12 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 /// Runs `writers` concurrent writers for `seconds` and reports what they saw.
-pub async fn run(nodes: Vec<SocketAddr>, writers: usize, seconds: u64, body_bytes: usize) -> Result<String, String> {
+pub async fn run((nodes, dialer): (Vec<SocketAddr>, &Dialer), writers: usize, seconds: u64, body_bytes: usize) -> Result<String, String> {
     let until = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let body = vec![b'x'; body_bytes];
     let tasks: Vec<_> = (0..writers)
-        .map(|i| tokio::spawn(writer(format!("bench-{}-{i}", std::process::id()), nodes.clone(), until, body.clone())))
+        .map(|i| tokio::spawn(writer(format!("bench-{}-{i}", std::process::id()), (nodes.clone(), dialer.clone()), until, body.clone())))
         .collect();
     let mut latencies = Vec::new();
     let mut failed = 0;

@@ -8,10 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
-
-use crate::api::cluster_client::ClusterClient;
 use crate::api::{Empty, NodeStatusResponse};
+use crate::security::Dialer;
 
 /// How long a peer may take to answer: at the first start of a cluster, the others may not
 /// be up yet, and waiting for them is not needed.
@@ -25,9 +23,9 @@ pub(crate) fn is_fresh(data_dir: &Path) -> bool {
 
 /// Refuses a fresh data dir for node `id` when the leader among `peers` knows it held entries
 /// beyond the bootstrap (index 1); a peer that does not answer is not waited for.
-pub(crate) async fn refuse_lost_member(id: u64, peers: &BTreeMap<u64, String>) -> Result<(), String> {
+pub(crate) async fn refuse_lost_member(dialer: &Dialer, id: u64, peers: &BTreeMap<u64, String>) -> Result<(), String> {
     for (&peer, addr) in peers.iter().filter(|(&peer, _)| peer != id) {
-        let Some(status) = status(addr).await else { continue };
+        let Some(status) = status(dialer, addr).await else { continue };
         if status.leader_id != peer {
             continue;
         }
@@ -48,10 +46,10 @@ fn lost_member_message(id: u64, leader: u64, addr: &str, matched: u64) -> String
     )
 }
 
-async fn status(addr: &str) -> Option<NodeStatusResponse> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(PEER_TIMEOUT).timeout(PEER_TIMEOUT);
-    let channel = tokio::time::timeout(PEER_TIMEOUT, endpoint.connect()).await.ok()?.ok()?;
-    let answer = tokio::time::timeout(PEER_TIMEOUT, ClusterClient::new(channel).status(Empty {})).await.ok()?;
+async fn status(dialer: &Dialer, addr: &str) -> Option<NodeStatusResponse> {
+    let endpoint = dialer.endpoint(addr).ok()?.connect_timeout(PEER_TIMEOUT).timeout(PEER_TIMEOUT);
+    let channel = tokio::time::timeout(PEER_TIMEOUT, dialer.connect(&endpoint)).await.ok()?.ok()?;
+    let answer = tokio::time::timeout(PEER_TIMEOUT, dialer.cluster(channel).status(Empty {})).await.ok()?;
     answer.ok().map(|r| r.into_inner())
 }
 

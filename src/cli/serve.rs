@@ -136,6 +136,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         data_dir,
         wal: WalOptions::default(),
         metrics: node_metrics,
+        // serve has no gRPC port and no peers.
+        dialer: Default::default(),
     };
     let node = start_node(options, storage).map_err(|e| e.to_string())?;
     if let Some(metrics) = metrics {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::api::{Empty, NodeStatusResponse};
+use crate::security::Dialer;
 pub use render::{json, role_name, text};
 pub use view::{assemble, ClusterView};
 
@@ -20,11 +21,11 @@ const MEMBER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The cluster as `addr` and the leader it names see it; an error only when `addr` itself
 /// does not answer.
-pub async fn gather(addr: &str) -> Result<ClusterView, String> {
-    let asked = ask(addr.to_string(), ASK_TIMEOUT).await?;
-    let leader = leader_of(&asked).await;
+pub async fn gather(dialer: &Dialer, addr: &str) -> Result<ClusterView, String> {
+    let asked = ask(dialer, addr.to_string(), ASK_TIMEOUT).await?;
+    let leader = leader_of(dialer, &asked).await;
     let source = leader.as_ref().unwrap_or(&asked);
-    let mut answers = ask_members(source, &[&asked, leader.as_ref().unwrap_or(&asked)]).await;
+    let mut answers = ask_members(dialer, source, &[&asked, leader.as_ref().unwrap_or(&asked)]).await;
     answers.insert(asked.node_id, Ok(asked.clone()));
     if let Ok(leader) = &leader {
         answers.insert(leader.node_id, Ok(leader.clone()));
@@ -33,13 +34,13 @@ pub async fn gather(addr: &str) -> Result<ClusterView, String> {
 }
 
 /// One node's status, within `timeout` to connect and again for the call.
-async fn ask(addr: String, timeout: Duration) -> Result<NodeStatusResponse, String> {
-    let mut client = super::client::connect_within(&addr, timeout, timeout).await?;
-    client.status(Empty {}).await.map(|r| r.into_inner()).map_err(|s| format!("{addr}: {}", s.message()))
+async fn ask(dialer: &Dialer, addr: String, timeout: Duration) -> Result<NodeStatusResponse, String> {
+    let mut client = super::client::connect_within(dialer, &addr, timeout, timeout).await?;
+    client.status(Empty {}).await.map(|r| r.into_inner()).map_err(|s| format!("{addr}: {}", super::client::refused(&s)))
 }
 
 /// The leader's own status, or why it cannot be had.
-async fn leader_of(asked: &NodeStatusResponse) -> Result<NodeStatusResponse, String> {
+async fn leader_of(dialer: &Dialer, asked: &NodeStatusResponse) -> Result<NodeStatusResponse, String> {
     if view::leads(asked) {
         return Ok(asked.clone());
     }
@@ -51,7 +52,7 @@ async fn leader_of(asked: &NodeStatusResponse) -> Result<NodeStatusResponse, Str
     if addr.is_empty() {
         return Err(format!("node {asked_id} knows no address for the leader, node {id}"));
     }
-    let leader = ask(addr.clone(), ASK_TIMEOUT).await.map_err(|e| format!("the leader, node {id}: {e}"))?;
+    let leader = ask(dialer, addr.clone(), ASK_TIMEOUT).await.map_err(|e| format!("the leader, node {id}: {e}"))?;
     if !view::leads(&leader) {
         return Err(format!("node {id} at {addr}, the leader node {asked_id} names, does not lead"));
     }
@@ -59,18 +60,18 @@ async fn leader_of(asked: &NodeStatusResponse) -> Result<NodeStatusResponse, Str
 }
 
 /// The status of each member of `source` but those already `known`, all asked at once.
-async fn ask_members(source: &NodeStatusResponse, known: &[&NodeStatusResponse]) -> BTreeMap<u64, Result<NodeStatusResponse, String>> {
+async fn ask_members(dialer: &Dialer, source: &NodeStatusResponse, known: &[&NodeStatusResponse]) -> BTreeMap<u64, Result<NodeStatusResponse, String>> {
     let mut asks = Vec::new();
     for m in &source.members {
         if known.iter().any(|k| k.node_id == m.node_id) {
             continue;
         }
-        let (id, addr) = (m.node_id, m.addr.clone());
+        let (id, addr, dialer) = (m.node_id, m.addr.clone(), dialer.clone());
         asks.push((id, tokio::spawn(async move {
             if addr.is_empty() {
                 return Err("no address known".to_string());
             }
-            ask(addr, MEMBER_TIMEOUT).await
+            ask(&dialer, addr, MEMBER_TIMEOUT).await
         })));
     }
     let mut answers = BTreeMap::new();

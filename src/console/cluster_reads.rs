@@ -36,7 +36,7 @@ impl Reads for ClusterReads {
     async fn cluster(&self) -> Result<ClusterView, Refusal> {
         let mut why = String::from("no node to ask");
         for addr in self.remote.addrs() {
-            match status::gather(addr).await {
+            match status::gather(self.remote.dialer(), addr).await {
                 Ok(view) => return Ok(view),
                 Err(e) => why = e,
             }

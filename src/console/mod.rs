@@ -42,10 +42,11 @@ impl BoundConsole {
         Ok(BoundConsole { listener, admin_token })
     }
 
-    /// Serves the console of `node` (whose gRPC address is `grpc_addr`; none in `serve`) from
-    /// a task of its own, its actions written through `upstream`; `mode` names the process.
-    pub fn serve_node(self, node: NodeHandle, upstream: Arc<dyn Upstream>, grpc_addr: Option<String>, mode: &'static str) {
-        self.serve(Arc::new(node_reads::NodeReads::new(node, grpc_addr)), upstream, mode);
+    /// Serves the console of `node` (whose gRPC address is `grpc`'s, dialed with its
+    /// credentials; none in `serve`) from a task of its own, its actions written through
+    /// `upstream`; `mode` names the process.
+    pub fn serve_node(self, node: NodeHandle, upstream: Arc<dyn Upstream>, grpc: Option<(String, crate::security::Dialer)>, mode: &'static str) {
+        self.serve(Arc::new(node_reads::NodeReads::new(node, grpc)), upstream, mode);
     }
 
     /// Serves the console of the cluster behind a front end, read and written through `remote`.

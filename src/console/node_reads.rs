@@ -9,6 +9,7 @@ use crate::cli::status::{self, ClusterView};
 use crate::fsm::{BrowseCursor, BrowseState, JobCounts, JobId, JobPage, JobView, TubePage, TubeSummary};
 use crate::node::replicated::Replicated;
 use crate::node::NodeHandle;
+use crate::security::Dialer;
 
 /// How long a read may wait for its barrier (a leader to confirm it): a page asks again
 /// within seconds anyway.
@@ -16,14 +17,14 @@ const READ_PATIENCE: Duration = Duration::from_secs(3);
 
 pub struct NodeReads {
     node: NodeHandle,
-    /// The node's own gRPC address, where `cluster-client status` would ask; none for
-    /// `serve`, whose node is the whole cluster.
-    grpc_addr: Option<String>,
+    /// The node's own gRPC address, where `cluster-client status` would ask, and the
+    /// credentials to ask with; none for `serve`, whose node is the whole cluster.
+    grpc: Option<(String, Dialer)>,
 }
 
 impl NodeReads {
-    pub fn new(node: NodeHandle, grpc_addr: Option<String>) -> Self {
-        NodeReads { node, grpc_addr }
+    pub fn new(node: NodeHandle, grpc: Option<(String, Dialer)>) -> Self {
+        NodeReads { node, grpc }
     }
 
     async fn read<R>(&self, f: impl FnOnce(&Replicated) -> R) -> Result<R, Refusal> {
@@ -43,8 +44,8 @@ impl NodeReads {
 #[tonic::async_trait]
 impl Reads for NodeReads {
     async fn cluster(&self) -> Result<ClusterView, Refusal> {
-        match &self.grpc_addr {
-            Some(addr) => status::gather(addr).await.map_err(Refusal::Unavailable),
+        match &self.grpc {
+            Some((addr, dialer)) => status::gather(dialer, addr).await.map_err(Refusal::Unavailable),
             None => {
                 let me = self.own_status();
                 let answers = [(me.node_id, Ok(me.clone()))].into_iter().collect();

@@ -48,6 +48,8 @@ pub struct NodeOptions {
     pub wal: WalOptions,
     /// Where the node records its metrics, when they are on.
     pub metrics: Option<Arc<NodeMetrics>>,
+    /// How this node dials its peers (its certificate or token).
+    pub dialer: crate::security::Dialer,
 }
 
 /// Why a node did not start.
@@ -214,7 +216,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
     }
     let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
     let stamps = (shared.cluster_id.clone(), understood);
-    let transport = Transport::new(id, options.advertise.clone(), tx.downgrade(), options.driver.snapshot_chunk_bytes, stamps);
+    let transport = Transport::new(id, options.advertise.clone(), tx.downgrade(), options.driver.snapshot_chunk_bytes, stamps, options.dialer.clone());
     let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied, local_entries);
     watch_driver(tokio::spawn(driver.run()), shared.clone());
     Ok(NodeHandle { inputs: tx, shared })
@@ -280,6 +282,7 @@ mod tests {
                 data_dir: PathBuf::new(),
                 wal: WalOptions::default(),
                 metrics: None,
+                dialer: crate::security::Dialer::default(),
             };
             let node = start_node(options, LogStorage::Memory).expect("the node starts");
             let put = crate::fsm::Op::Put { client: None, tube: "t".into(), pri: 0, delay_secs: 0, ttr_secs: 1, body: bytes::Bytes::from_static(b"x") };

@@ -20,9 +20,10 @@ use tonic::transport::Endpoint;
 
 use super::handle::Input;
 use super::snapshot_chunks::{Outgoing, SnapshotKey};
-use crate::api::raft_transport_client::RaftTransportClient;
 use crate::api::{RaftBatch, SnapshotProgress};
 use crate::chaos::buggify;
+use crate::security::dial::explain;
+use crate::security::Dialer;
 use crate::limits::{RAFT_BATCH_BYTES_SOFT_MAX, RAFT_MESSAGE_BYTES_MAX, SNAPSHOT_CHUNKS_IN_FLIGHT_MAX, SNAPSHOT_CHUNK_TIMEOUT};
 
 /// Messages queued per peer before new ones are dropped.
@@ -59,6 +60,8 @@ pub(crate) struct Transport {
     /// The state machine version this node runs, stamped on what it sends: how a leader
     /// learns, with no call of its own, which operations every voter understands.
     version: u32,
+    /// How peers are dialed: this node's certificate or token, with its peer role.
+    dialer: Dialer,
 }
 
 impl Transport {
@@ -70,11 +73,12 @@ impl Transport {
         reports: mpsc::WeakSender<Input>,
         snapshot_chunk_bytes: usize,
         (cluster_id, version): (Arc<AtomicU64>, u32),
+        dialer: Dialer,
     ) -> Self {
         assert!(snapshot_chunk_bytes > 0);
         assert!(snapshot_chunk_bytes <= crate::limits::SNAPSHOT_CHUNK_BYTES_MAX);
         let (learned, peers) = (BTreeMap::new(), BTreeMap::new());
-        Transport { from, from_addr, learned, peers, reports, snapshot_chunk_bytes, cluster_id, version }
+        Transport { from, from_addr, learned, peers, reports, snapshot_chunk_bytes, cluster_id, version, dialer }
     }
 
     /// The driver's own input channel, for other work that reports back to it (weak: a
@@ -116,7 +120,8 @@ impl Transport {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
             let from = (self.from, self.from_addr.clone());
             let stamps = (self.cluster_id.clone(), self.version);
-            tokio::spawn(run_peer(from, to, addr.to_string(), rx, self.reports.clone(), self.snapshot_chunk_bytes, stamps));
+            let (reports, dialer) = (self.reports.clone(), self.dialer.clone());
+            tokio::spawn(run_peer(from, to, addr.to_string(), rx, (reports, dialer), self.snapshot_chunk_bytes, stamps));
             self.peers.insert(to, Peer { addr: addr.to_string(), queue: tx });
         }
         &self.peers[&to]
@@ -130,17 +135,18 @@ async fn run_peer(
     to: u64,
     addr: String,
     mut queue: mpsc::Receiver<Message>,
-    reports: mpsc::WeakSender<Input>,
+    (reports, dialer): (mpsc::WeakSender<Input>, Dialer),
     snapshot_chunk_bytes: usize,
     (cluster_id, version): (Arc<AtomicU64>, u32),
 ) {
-    let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+    let endpoint = match dialer.endpoint(&addr) {
         Ok(e) => e.connect_timeout(SEND_TIMEOUT),
         Err(e) => {
             tracing::error!(to, %addr, error = %e, "bad peer address");
             return;
         }
     };
+    let endpoint = (dialer, endpoint);
     let mut stream: Option<PeerStream> = None;
     let mut snapshot: Option<SnapshotSend> = None;
     while let Some(first) = queue.recv().await {
@@ -214,7 +220,7 @@ fn start_snapshot(
     current: &mut Option<SnapshotSend>,
     outgoing: Outgoing,
     to: u64,
-    endpoint: &Endpoint,
+    endpoint: &(Dialer, Endpoint),
     reports: &mpsc::WeakSender<Input>,
 ) {
     if let Some(sending) = current.as_ref().filter(|s| !s.task.is_finished()) {
@@ -256,9 +262,9 @@ fn start_snapshot(
 /// end; done once the receiver has handed the whole message to raft. Every wait (to
 /// connect, to send a part, for an acknowledgement) has its own timeout, so a large snapshot
 /// takes as long as it needs while a stalled one fails. Answers where the data resumed from.
-async fn send_snapshot(endpoint: &Endpoint, mut outgoing: Outgoing) -> Result<u64, String> {
-    let channel = within(endpoint.connect(), "connecting").await?.map_err(|e| format!("connecting: {e}"))?;
-    let mut client = RaftTransportClient::new(channel)
+async fn send_snapshot((dialer, endpoint): &(Dialer, Endpoint), mut outgoing: Outgoing) -> Result<u64, String> {
+    let channel = within(dialer.connect(endpoint), "connecting").await?.map_err(|e| format!("connecting: {}", explain(&e)))?;
+    let mut client = dialer.raft(channel)
         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
     let (parts, parts_rx) = mpsc::channel(SNAPSHOT_CHUNKS_IN_FLIGHT_MAX + 2);
@@ -333,18 +339,22 @@ impl Drop for PeerStream {
 /// Sends a batch on the peer's stream, opening one if there is none. Answers false when the
 /// batch may not have gone: the stream had broken or stalled (it is dropped, and the next
 /// batch opens another) or could not open.
-async fn send_on_stream(endpoint: &Endpoint, stream: &mut Option<PeerStream>, batch: RaftBatch) -> bool {
+async fn send_on_stream((dialer, endpoint): &(Dialer, Endpoint), stream: &mut Option<PeerStream>, batch: RaftBatch) -> bool {
     let broken = stream.as_ref().is_some_and(|s| s.call.is_finished());
     if broken {
         *stream = None;
     }
     if stream.is_none() {
-        let channel = match tokio::time::timeout(SEND_TIMEOUT, endpoint.connect()).await {
+        let channel = match tokio::time::timeout(SEND_TIMEOUT, dialer.connect(endpoint)).await {
             Ok(Ok(channel)) => channel,
-            _ => return false,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %endpoint.uri(), error = explain(&e), "cannot reach peer");
+                return false;
+            }
+            Err(_) => return false,
         };
         let (batches, rx) = mpsc::channel(STREAM_BATCHES_MAX);
-        let mut client = RaftTransportClient::new(channel);
+        let mut client = dialer.raft(channel);
         let call = tokio::spawn(async move { client.stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
         *stream = Some(PeerStream { batches, call });
     }

@@ -10,13 +10,12 @@ use std::time::Duration;
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::Status;
 
-use crate::api::forwarding_client::ForwardingClient;
 use crate::api::{self, ForwardRequest, ForwardedWrite};
 use crate::limits::{CLIENT_API_ANSWER_BYTES_MAX, FORWARD_FRAME_BYTES_SOFT_MAX};
 use crate::metrics::Counter;
+use crate::security::dial::ForwardingApi;
 use crate::rpc::forward::outcome;
 
 /// Writes waiting for the stream task before callers wait.
@@ -49,11 +48,11 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Forwards to the node at the end of `channel`; its stream task lives as long as this.
+    /// Forwards to the node `client` calls; its stream task lives as long as this.
     /// Each stream it opens is counted in `opened`, if given.
-    pub fn new(channel: Channel, opened: Option<Counter>) -> Forwarder {
+    pub fn new(client: ForwardingApi, opened: Option<Counter>) -> Forwarder {
         let (calls, rx) = mpsc::channel(CALLS_QUEUED_MAX);
-        tokio::spawn(run(channel, rx, opened));
+        tokio::spawn(run(client, rx, opened));
         Forwarder { calls }
     }
 
@@ -72,7 +71,7 @@ impl Forwarder {
 
 /// Opens a stream when there is a write to send, and runs it until it breaks; again and again
 /// until the forwarder is dropped.
-async fn run(channel: Channel, mut calls: mpsc::Receiver<Call>, opened: Option<Counter>) {
+async fn run(client: ForwardingApi, mut calls: mpsc::Receiver<Call>, opened: Option<Counter>) {
     let mut backoff = RETRY_BACKOFF_MIN;
     // After a failed open, writes are refused at once until this time (their callers try
     // another node meanwhile), rather than wait behind the backoff.
@@ -83,7 +82,8 @@ async fn run(channel: Channel, mut calls: mpsc::Receiver<Call>, opened: Option<C
             continue;
         }
         let (frames, frames_rx) = mpsc::channel(FRAMES_QUEUED_MAX);
-        let mut client = ForwardingClient::new(channel.clone())
+        let mut client = client
+            .clone()
             .max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX)
             .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
         let request = tokio_stream::wrappers::ReceiverStream::new(frames_rx);

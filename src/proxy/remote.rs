@@ -8,19 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use super::forward::Forwarder;
 use super::metrics::{Call, ProxyMetrics};
 use super::upstream::{next_backoff, Answer, Query, Upstream, UpstreamError, PATIENCE};
-use crate::api::job_state_machine_client::JobStateMachineClient;
 use crate::api;
 use crate::fsm::{add_to_yaml_counts, front_end_fields, front_end_shares, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent};
 use crate::chaos::mutant;
 use crate::limits::CLIENT_API_ANSWER_BYTES_MAX;
 use crate::node::codec::{decode_result, op_request};
 use crate::node::CallerSeq;
+use crate::security::dial::JobsApi;
+use crate::security::Dialer;
 use crate::rpc::status::{is_not_leader, is_state_machine, leader_hint, needs_version, set_caller};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,6 +34,8 @@ pub struct RemoteUpstream {
     addrs: Vec<String>,
     /// One lazily connected channel per node (tonic multiplexes calls on it).
     channels: Vec<Channel>,
+    /// This front end's certificate or token, with its front-end role.
+    dialer: Dialer,
     /// Writes go to each node on one stream of its own, over its channel.
     forwarders: Vec<Forwarder>,
     /// Index of the node believed to lead.
@@ -49,9 +52,10 @@ pub struct RemoteUpstream {
 fn fsm_error(status: &Status) -> Option<FsmError> {
     let refusal = match status.code() {
         Code::FailedPrecondition => !is_not_leader(status),
-        // Only the state machine's: tonic's own OutOfRange is an answer over the size limit,
-        // and a node's own ResourceExhausted is "overloaded, retry".
-        Code::OutOfRange | Code::ResourceExhausted => is_state_machine(status),
+        // Only the state machine's: tonic's own OutOfRange is an answer over the size limit, a
+        // node's own ResourceExhausted is "overloaded, retry", and its own PermissionDenied is
+        // a caller outside its role.
+        Code::OutOfRange | Code::ResourceExhausted | Code::PermissionDenied => is_state_machine(status),
         _ => true,
     };
     let code = api::ResultCode::try_from(status.code() as i32).ok()?;
@@ -86,23 +90,26 @@ impl RemoteUpstream {
 
     /// As `new`, counting forwarded calls into `metrics` if given.
     pub fn with_metrics(addrs: Vec<String>, proxy_id: String, metrics: Option<Arc<ProxyMetrics>>) -> Result<Arc<Self>, String> {
+        Self::dialing(addrs, proxy_id, metrics, Dialer::default())
+    }
+
+    /// As `with_metrics`, dialing the nodes with `dialer`'s credentials.
+    pub fn dialing(addrs: Vec<String>, proxy_id: String, metrics: Option<Arc<ProxyMetrics>>, dialer: Dialer) -> Result<Arc<Self>, String> {
         if addrs.is_empty() {
             return Err("no upstream address".into());
         }
         let mut channels = Vec::with_capacity(addrs.len());
         for addr in &addrs {
-            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|e| format!("bad upstream address {addr:?}: {e}"))?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .timeout(CALL_TIMEOUT);
-            channels.push(endpoint.connect_lazy());
+            let endpoint = dialer.endpoint(addr)?.connect_timeout(CONNECT_TIMEOUT).timeout(CALL_TIMEOUT);
+            channels.push(dialer.connect_lazy(&endpoint));
         }
         let caller = format!("{proxy_id}@{}", crate::node::clock::now_ms());
         let opened = metrics.as_ref().map(|m| m.streams_opened());
-        let forwarders = channels.iter().map(|channel| Forwarder::new(channel.clone(), opened.clone())).collect();
+        let forwarders = channels.iter().map(|channel| Forwarder::new(dialer.forwarding(channel.clone()), opened.clone())).collect();
         Ok(Arc::new(RemoteUpstream {
             addrs,
             channels,
+            dialer,
             forwarders,
             leader: AtomicUsize::new(0),
             proxy_id,
@@ -112,8 +119,8 @@ impl RemoteUpstream {
         }))
     }
 
-    fn client(&self, index: usize) -> JobStateMachineClient<Channel> {
-        JobStateMachineClient::new(self.channels[index].clone()).max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX)
+    fn client(&self, index: usize) -> JobsApi {
+        self.dialer.jobs(self.channels[index].clone()).max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX)
     }
 
     /// Where to go after a failed attempt at node `tried`.
@@ -172,7 +179,7 @@ impl RemoteUpstream {
     async fn on_leader<T, R, F, Fut>(&self, request: T, caller: Option<CallerSeq>, call: F) -> Result<R, UpstreamError>
     where
         T: Clone,
-        F: Fn(JobStateMachineClient<Channel>, Request<T>) -> Fut,
+        F: Fn(JobsApi, Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
     {
         self.count(Call::Read);
@@ -191,12 +198,12 @@ impl RemoteUpstream {
     /// retrying as they do.
     pub async fn browse<R, F, Fut>(&self, call: F) -> Result<R, UpstreamError>
     where
-        F: Fn(crate::api::browse_client::BrowseClient<Channel>) -> Fut,
+        F: Fn(crate::security::dial::BrowseApi) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
     {
         self.count(Call::Read);
         self.retry_on_leader(|index| {
-            let client = crate::api::browse_client::BrowseClient::new(self.channels[index].clone()).max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
+            let client = self.dialer.browse(self.channels[index].clone()).max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
             let answer = call(client);
             async move { answer.await.map(tonic::Response::into_inner) }
         })
@@ -209,6 +216,11 @@ impl RemoteUpstream {
         let answer = self.on_leader(m, None, |mut c, r| async move { c.get_job(r).await }).await?;
         let view = answer.job.as_ref().map(crate::fsm::job_view_from_proto).transpose();
         view.map_err(|e| UpstreamError::Unavailable(format!("the cluster's job {id} does not decode: {e}")))
+    }
+
+    /// The credentials this front end dials the nodes with.
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
     }
 
     /// The nodes' addresses, as given.
@@ -239,7 +251,8 @@ impl RemoteUpstream {
             if let Some(e) = fsm_error(&status) {
                 return Err(UpstreamError::Fsm(e));
             }
-            if status.code() == Code::Aborted || status.code() == Code::Internal {
+            // A front end outside its role stays so whichever node it asks.
+            if matches!(status.code(), Code::Aborted | Code::Internal | Code::PermissionDenied) {
                 return Err(UpstreamError::Unavailable(status.message().to_string()));
             }
             self.redirect(index, &status);
@@ -339,7 +352,7 @@ impl Upstream for RemoteUpstream {
 
 /// Forwards one node's stream of this front end's reservation results, reconnecting with
 /// backoff whenever it breaks, until the receiver is gone.
-async fn stream_from(mut client: JobStateMachineClient<Channel>, proxy_id: String, tx: mpsc::Sender<ReservationEvent>) {
+async fn stream_from(mut client: JobsApi, proxy_id: String, tx: mpsc::Sender<ReservationEvent>) {
     let mut backoff = BACKOFF_START;
     while !tx.is_closed() {
         let request = api::ReserveUpdateRequest { proxy_id: proxy_id.clone() };

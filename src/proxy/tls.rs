@@ -21,8 +21,6 @@ mod real {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::rustls::{self, ServerConfig};
 
     pub type Acceptor = tokio_rustls::TlsAcceptor;
@@ -33,13 +31,8 @@ mod real {
 
     /// The acceptor for a certificate chain and its private key, PEM files both.
     pub fn load(cert: &Path, key: &Path) -> Result<Acceptor, String> {
-        let chain = CertificateDer::pem_file_iter(cert)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("cannot read the certificates in {}: {e}", cert.display()))?;
-        if chain.is_empty() {
-            return Err(format!("{} holds no PEM certificate", cert.display()));
-        }
-        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read a private key in {}: {e}", key.display()))?;
+        let chain = crate::security::tls::read_chain(cert)?;
+        let key_der = crate::security::tls::read_key(key)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

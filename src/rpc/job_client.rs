@@ -37,8 +37,13 @@ fn status(e: UpstreamError) -> Status {
 impl JobClient {
     /// A client of the cluster at `nodes`; `name` identifies its writes for deduplication.
     pub fn new(name: &str, nodes: Vec<SocketAddr>) -> Self {
+        Self::dialing(name, nodes, crate::security::Dialer::default())
+    }
+
+    /// As `new`, dialing the nodes with `dialer`'s credentials.
+    pub fn dialing(name: &str, nodes: Vec<SocketAddr>, dialer: crate::security::Dialer) -> Self {
         let addrs = nodes.iter().map(SocketAddr::to_string).collect();
-        let upstream = RemoteUpstream::new(addrs, name.to_string()).expect("at least one valid node address");
+        let upstream = RemoteUpstream::dialing(addrs, name.to_string(), None, dialer).expect("at least one valid node address");
         JobClient { upstream, name: name.to_string() }
     }
 

@@ -8,6 +8,8 @@ pub mod forward;
 mod incoming;
 pub mod job_client;
 pub mod jsm;
+#[cfg(not(madsim))]
+mod plain_refusal;
 mod snapshot;
 pub mod status;
 
@@ -36,11 +38,12 @@ impl Default for GrpcLimits {
     }
 }
 
-/// Serves the node's gRPC API on `addr` until `shutdown` completes.
+/// Serves the node's gRPC API on `addr` until `shutdown` completes, to the `callers` it
+/// authenticates (and with mTLS if they are told by certificate).
 pub async fn serve(
     addr: SocketAddr,
     node: NodeHandle,
-    limits: GrpcLimits,
+    (limits, callers): (GrpcLimits, crate::security::Callers),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Streams from peers and front ends never end by themselves, and a graceful shutdown waits
@@ -65,19 +68,25 @@ pub async fn serve(
     let browse = crate::api::browse_server::BrowseServer::new(browse::BrowseService::new(node))
         .max_decoding_message_size(CLIENT_API_REQUEST_BYTES_MAX)
         .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
-    let router = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         // Flow-control windows grow with the link's bandwidth-delay product, so that a
         // snapshot's chunks keep a long, fast link busy (the default window, 1 MiB, lets one
         // chunk through per round trip).
         .http2_adaptive_window(Some(true))
-        .max_concurrent_streams(Some(limits.streams_per_connection))
+        .max_concurrent_streams(Some(limits.streams_per_connection));
+    // Every call's role is checked before any service sees it (the simulator's calls are open).
+    #[cfg(not(madsim))]
+    let mut server = server.layer(crate::security::guard::GuardLayer(callers.clone()));
+    #[cfg(madsim)]
+    let (mut server, _) = (server, callers);
+    let router = server
         .add_service(browse)
         .add_service(cluster)
         .add_service(forwarding)
         .add_service(jobs)
         .add_service(raft);
     #[cfg(not(madsim))]
-    router.serve_with_incoming_shutdown(incoming::Incoming::bind(addr).await?, shutdown).await?;
+    router.serve_with_incoming_shutdown(incoming::Incoming::bind(addr, callers.server_tls()).await?, shutdown).await?;
     #[cfg(madsim)]
     router.serve_with_shutdown(addr, shutdown).await?;
     Ok(())
