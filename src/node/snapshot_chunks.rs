@@ -194,7 +194,7 @@ impl Incoming {
     /// Starts receiving the snapshot `header` declares, if it is one of at most
     /// `data_bytes_max` bytes.
     pub fn start(header: SnapshotHeader, data_bytes_max: u64) -> Result<Incoming, PartError> {
-        let message = Message::parse_from_bytes(&header.message).map_err(|e| PartError::NotASnapshot(e.to_string()))?;
+        let message = crate::storage::parse_message::<Message>(&header.message).map_err(|e| PartError::NotASnapshot(e.to_string()))?;
         if message.get_msg_type() != MessageType::MsgSnapshot || !message.has_snapshot() {
             return Err(PartError::NotASnapshot(format!("a {:?}", message.get_msg_type())));
         }
@@ -450,7 +450,8 @@ mod tests {
         assert_eq!(refused.err(), Some(PartError::ChunkTooLarge { bytes: SNAPSHOT_CHUNK_BYTES_MAX + 1, max: SNAPSHOT_CHUNK_BYTES_MAX }));
     }
 
-    /// A header whose message is not a snapshot, or carries the data itself, is refused.
+    /// A header whose message is not a snapshot, carries the data itself, or is damaged, is
+    /// refused.
     #[test]
     fn a_header_without_a_bare_snapshot_is_refused() {
         let mut receiving = Receiving::default();
@@ -462,6 +463,13 @@ mod tests {
         let whole = snapshot_message(9, b"inline data").write_to_bytes().expect("encodes");
         let inline = SnapshotHeader { message: whole.into(), data_bytes: 0, ..SnapshotHeader::default() };
         assert_eq!(receiving.begin(inline, 1 << 20).err(), Some(PartError::DataInHeader));
+        // A message whose field 12 (the snapshot) claims 8 MiB in 5 bytes allocates nothing
+        // like it: its length is checked against the bytes there first.
+        let claims_8_mib = SnapshotHeader { message: Bytes::from_static(&[0x62, 0x80, 0x80, 0x80, 0x04]), ..SnapshotHeader::default() };
+        crate::fuzz_checks::reset_largest_allocation();
+        assert!(matches!(receiving.begin(claims_8_mib, 1 << 20), Err(PartError::NotASnapshot(_))));
+        let largest = crate::fuzz_checks::largest_allocation_bytes();
+        assert!(largest < 4096, "an allocation of {largest} bytes");
     }
 
     /// A call cut off midway leaves its data: a later call of the same snapshot (from another

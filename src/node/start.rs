@@ -133,7 +133,20 @@ fn open_log(options: &NodeOptions, storage: LogStorage) -> Result<(Wal, Recovere
         LogStorage::Memory => return Ok((Wal::in_memory(), Recovered::default())),
     };
     claim_data_dir(disk.as_ref(), &options.data_dir, options.driver.id)?;
-    Wal::open(disk, &options.data_dir, options.wal.clone()).map_err(|e| StartError::Storage(e.to_string()))
+    let (wal, recovered) = Wal::open(disk, &options.data_dir, options.wal.clone()).map_err(|e| StartError::Storage(e.to_string()))?;
+    check_commit(&recovered).map_err(|why| StartError::Storage(format!("corrupt write-ahead log in {}: {why}", options.data_dir.display())))?;
+    Ok((wal, recovered))
+}
+
+/// A log whose hard state commits past its last entry (or its snapshot) is damaged: raft
+/// never records one, and raft-rs would stop the process on it without saying what is wrong.
+fn check_commit(recovered: &Recovered) -> Result<(), String> {
+    let snapshot_index = recovered.snapshot.as_ref().map_or(0, |s| s.get_metadata().index);
+    let last_index = recovered.entries.last().map_or(snapshot_index, |e| e.index);
+    match recovered.hard_state.commit {
+        commit if commit > last_index => Err(format!("the hard state commits index {commit}, past the log's last index {last_index}")),
+        _ => Ok(()),
+    }
 }
 
 /// Starts a node with its log in `storage` and returns its handle. The driver runs as a
@@ -295,6 +308,30 @@ mod tests {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         });
+    }
+
+    /// A log whose hard state commits past its last entry is refused at start with a message
+    /// that names the data dir and both indexes (raft-rs would panic on it).
+    #[test]
+    fn commit_past_the_log_is_refused() {
+        let disk = Arc::new(SimDisk::new());
+        let options = NodeOptions {
+            driver: DriverConfig { id: 1, ..DriverConfig::default() },
+            advertise: "a:1".into(),
+            peers: [(1, "a:1".to_string())].into(),
+            data_dir: PathBuf::from("data"),
+            wal: WalOptions::default(),
+            metrics: None,
+            dialer: crate::security::Dialer::default(),
+        };
+        claim_data_dir(disk.as_ref(), &options.data_dir, 1).expect("claimed");
+        let (mut wal, _) = Wal::open(disk.clone(), &options.data_dir, WalOptions::default()).expect("opens");
+        wal.append(&[raft::eraftpb::Entry { index: 1, term: 1, ..Default::default() }]).expect("append");
+        wal.set_hard_state(&HardState { term: 1, commit: 4, ..HardState::default() });
+        wal.sync().expect("sync");
+        drop(wal);
+        let error = open_log(&options, LogStorage::Disk(disk)).map(drop).expect_err("refused").to_string();
+        assert!(error.contains("data") && error.contains("commits index 4, past the log's last index 1"), "{error}");
     }
 
     /// The bootstrap snapshot is the same bytes on every member, whatever the order of start.
