@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The simulator build: every async call goes through madsim, in its own target dir.
 SIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim
 
-.PHONY: build run test test-std test-sim chaos fuzz fuzz-merge sim-build sim-ci sim sim-sweep sim-mutants bench-fsm bench-vs-beanstalkd bench-cluster clean
+.PHONY: build run lint test test-std test-sim chaos fuzz fuzz-merge sim-build sim-ci sim sim-sweep sim-mutants bench-fsm bench-vs-beanstalkd bench-cluster clean
 
 build:
 	$(CARGO) build --release
@@ -13,6 +13,11 @@ run:
 	$(CARGO) run --release -- serve
 
 test: test-std test-sim sim-ci
+
+# Clippy's warnings are errors, in both builds (CI runs this before the tests).
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(SIM_ENV) $(CARGO) clippy --workspace --all-targets --release -- -D warnings
 
 test-std:
 	$(CARGO) test --workspace
