@@ -18,18 +18,18 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::clock;
-use super::codec::{decode_conf_change, encode_entry, op_request, ENTRY_FORMAT_LOCAL};
+use super::codec::decode_conf_change;
 use super::version::Versions;
 use super::inbound::{self, Refusals};
 use super::handle::{lock, AppliedEvents, CallerSeq, Input, MemberChange, NodeError, NodeStop, Shared, Status};
 use super::log_store::LogStore;
 use super::metrics::SnapshotKind;
 use super::owed::{Owed, Pending, WriteReply};
+use super::entry_format::{EntryFormat, LocalEntry, Ops};
 use super::persist::{Durable, Persistence};
 use super::reads::Reads;
-use super::replicated::{EntryError, LocalOp, Replicated};
+use super::replicated::{EntryError, Replicated};
 use super::transport::Transport;
-use crate::api::{ApplyOpBatch, ApplyOpRequest};
 use crate::fsm::{FsmError, Op};
 use crate::chaos::mutant::{self, Mutant};
 use crate::chaos::observe;
@@ -69,9 +69,6 @@ pub struct DriverConfig {
     pub versions: Versions,
 }
 
-/// Writes proposed together in one entry at most: the entry is applied under one lock of the
-/// state, and a larger batch would keep readers waiting longer for little gain.
-const ENTRY_OPS_MAX: usize = 1024;
 
 impl Default for DriverConfig {
     fn default() -> Self {
@@ -93,23 +90,11 @@ impl Default for DriverConfig {
 }
 
 /// The writes of this turn, waiting to be proposed as one entry.
-#[derive(Default)]
 struct Batch {
-    /// The writes as the log records them...
-    ops: Vec<ApplyOpRequest>,
-    /// ...or, on a node whose entries stay in memory, as they are.
-    local: Vec<LocalOp>,
+    ops: Ops,
     replies: Vec<WriteReply>,
-    /// The encoded size of `ops`, in bytes.
-    bytes: usize,
     /// What its puts count for against `jobs_bytes_max`.
     put_bytes: u64,
-}
-
-/// The operations of a proposed entry kept in memory, with the time stamped on them.
-struct LocalEntry {
-    now_ms: u64,
-    ops: Vec<LocalOp>,
 }
 
 pub(crate) struct Driver {
@@ -141,9 +126,9 @@ pub(crate) struct Driver {
     refused: Refusals,
     /// When raft messages from each member last reached the driver (published in the status).
     heard_at: BTreeMap<u64, Instant>,
-    /// The log never leaves this process (a lone node whose log is in memory): entries hold
-    /// only `ENTRY_FORMAT_LOCAL`, and their operations wait here, by index, until applied.
-    local_entries: Option<BTreeMap<u64, LocalEntry>>,
+    /// How entries carry their operations: encoded, or (a lone node whose log is in memory)
+    /// kept here by index until applied.
+    format: EntryFormat,
     /// A snapshot is being encoded and written apart from the driver; no other starts.
     snapshot_in_flight: bool,
     /// Asked for a snapshot while one was in flight: answered when it is adopted.
@@ -176,6 +161,8 @@ impl Driver {
         let inputs_back = transport.reports();
         let persist = Persistence::new(raw.store(), shared.metrics.clone());
         let reads = Reads::new(config.pending_max);
+        let format = EntryFormat::new(local_entries);
+        let batch = Batch { ops: format.no_ops(), replies: Vec::new(), put_bytes: 0 };
         Driver {
             raw,
             config,
@@ -183,7 +170,7 @@ impl Driver {
             inputs,
             transport,
             owed: Owed::default(),
-            batch: Batch::default(),
+            batch,
             reads,
             tick_in_flight: None,
             last_stamp_ms: 0,
@@ -192,7 +179,7 @@ impl Driver {
             leader: 0,
             term: 0,
             removed: false,
-            local_entries: local_entries.then(BTreeMap::new),
+            format,
             snapshot_in_flight: false,
             snapshot_waiters: Vec::new(),
             inputs_back,
@@ -354,25 +341,12 @@ impl Driver {
             let _ = reply.send(Err(NodeError::Fsm(FsmError::OutOfMemory)));
             return;
         }
-        if self.local_entries.is_some() {
-            if self.batch.replies.len() >= ENTRY_OPS_MAX {
-                self.propose_batch();
-            }
-            self.batch.local.push(LocalOp { op, caller });
-            self.batch.replies.push(reply);
-            self.batch.put_bytes += put_bytes;
-            return;
-        }
-        let (caller_id, caller_seq) = caller.map(|c| (c.caller, c.seq)).unwrap_or_default();
-        let request = op_request(&op, caller_id, caller_seq);
-        let bytes = request.encoded_len();
-        let full = self.batch.ops.len() >= ENTRY_OPS_MAX || self.batch.bytes + bytes > crate::limits::ENTRY_OPS_BYTES_MAX;
-        if full {
+        let write = self.format.prepare(op, caller);
+        if !self.batch.ops.fits(&write) {
             self.propose_batch();
         }
-        self.batch.ops.push(request);
+        self.batch.ops.push(write);
         self.batch.replies.push(reply);
-        self.batch.bytes += bytes;
         self.batch.put_bytes += put_bytes;
     }
 
@@ -397,8 +371,8 @@ impl Driver {
         if self.batch.replies.is_empty() {
             return;
         }
-        let Batch { ops, local, replies, put_bytes, .. } = std::mem::take(&mut self.batch);
-        match self.propose_ops(ops, local) {
+        let Batch { ops, replies, put_bytes } = self.take_batch();
+        match self.propose_ops(ops) {
             Ok(index) => {
                 let proposed = self.shared.metrics.as_ref().map(|_| Instant::now());
                 self.owed.owe_writes(index, self.raw.raft.term, replies, proposed, put_bytes);
@@ -411,50 +385,36 @@ impl Driver {
         }
     }
 
-    /// Appends one entry of operations to the leader's log, all stamped with the leader's
-    /// time now; answers its index. The operations are `ops` encoded, or `local` when this
-    /// node's entries stay in memory. A leader's first proposal of its term goes after an
-    /// entry of its own: `Op::NewLeader`, which renews the front ends' leases before any
-    /// operation of this leader's time can end them.
-    fn propose_ops(&mut self, ops: Vec<ApplyOpRequest>, local: Vec<LocalOp>) -> Result<u64, NodeError> {
+    /// This turn's batch, leaving an empty one.
+    fn take_batch(&mut self) -> Batch {
+        let empty = Batch { ops: self.format.no_ops(), replies: Vec::new(), put_bytes: 0 };
+        std::mem::replace(&mut self.batch, empty)
+    }
+
+    /// Appends one entry of `ops` to the leader's log, all stamped with the leader's time now;
+    /// answers its index. A leader's first proposal of its term goes after an entry of its
+    /// own: `Op::NewLeader`, which renews the front ends' leases before any operation of this
+    /// leader's time can end them.
+    fn propose_ops(&mut self, ops: Ops) -> Result<u64, NodeError> {
+        assert!(!ops.is_empty(), "an entry of operations holds at least one");
         let term = self.raw.raft.term;
         if self.proposed_in_term != term {
-            let (new_ops, new_local) = self.one_op(Op::NewLeader);
-            self.append_entry(new_ops, new_local)?;
+            self.append_entry(self.format.one_op(Op::NewLeader))?;
             self.proposed_in_term = term;
         }
-        self.append_entry(ops, local)
+        self.append_entry(ops)
     }
 
-    /// An entry of one operation, in the form this node's entries take.
-    fn one_op(&self, op: Op) -> (Vec<ApplyOpRequest>, Vec<LocalOp>) {
-        match self.local_entries {
-            Some(_) => (Vec::new(), vec![LocalOp { op, caller: None }]),
-            None => (vec![op_request(&op, String::new(), 0)], Vec::new()),
-        }
-    }
-
-    fn append_entry(&mut self, mut ops: Vec<ApplyOpRequest>, local: Vec<LocalOp>) -> Result<u64, NodeError> {
+    fn append_entry(&mut self, ops: Ops) -> Result<u64, NodeError> {
         let now_ms = self.stamp();
-        let data = if self.local_entries.is_some() {
-            vec![ENTRY_FORMAT_LOCAL]
-        } else {
-            for op in &mut ops {
-                op.now_ms = now_ms as i64;
-                op.now_secs = (now_ms / 1000) as i64;
-            }
-            let version = self.config.versions.entry_version(&ops);
-            encode_entry(&ApplyOpBatch { ops, version })
-        };
+        let (data, local) = self.format.data(ops, now_ms, &self.config.versions);
         let before = self.raw.raft.raft_log.last_index();
         self.raw.propose(Vec::new(), data).map_err(|e| NodeError::Dropped(e.to_string()))?;
         let index = self.raw.raft.raft_log.last_index();
         if index == before {
             return Err(NodeError::Dropped("raft did not append the proposal".into()));
         }
-        if let Some(entries) = &mut self.local_entries {
-            entries.insert(index, LocalEntry { now_ms, ops: local });
-        }
+        self.format.remember(index, local);
         Ok(index)
     }
 
@@ -464,8 +424,7 @@ impl Driver {
         }
         let due = lock(&self.shared.state).fsm.next_deadline().is_some_and(|at| at <= clock::now_ms());
         if due {
-            let (ops, local) = self.one_op(Op::Tick);
-            match self.propose_ops(ops, local) {
+            match self.propose_ops(self.format.one_op(Op::Tick)) {
                 Ok(index) => self.tick_in_flight = Some(index),
                 Err(e) => tracing::debug!(error = %e, "tick proposal dropped"),
             }
@@ -497,7 +456,7 @@ impl Driver {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
-        if self.local_entries.is_some() {
+        if self.format.in_memory() {
             let _ = reply.send(Err(NodeError::Invalid("a node whose log is in memory only takes no other members".into())));
             return;
         }
@@ -673,10 +632,8 @@ impl Driver {
     }
 
     fn fail_all(&mut self, error: impl Fn() -> NodeError) {
-        if let Some(entries) = &mut self.local_entries {
-            entries.clear();
-        }
-        let queued = std::mem::take(&mut self.batch).replies;
+        self.format.forget_all();
+        let queued = self.take_batch().replies;
         for reply in queued {
             let _ = reply.send(Err(error()));
         }
@@ -744,7 +701,7 @@ impl Driver {
 
     /// Applies a normal entry; refuses one written by a newer state machine, changing nothing.
     fn apply_normal(&mut self, entry: &Entry) -> Result<(), String> {
-        let local = self.local_entries.as_mut().filter(|_| entry.data[..] == [ENTRY_FORMAT_LOCAL]).map(|e| e.remove(&entry.index));
+        let local = self.format.take(entry.index, &entry.data);
         let mut applied = match local {
             None => lock(&self.shared.state).apply_entry(entry.index, &entry.data),
             Some(Some(LocalEntry { now_ms, ops })) => Ok(lock(&self.shared.state).apply_local(entry.index, now_ms, ops)),

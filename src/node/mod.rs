@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod codec;
 mod driver;
+mod entry_format;
 mod handle;
 mod inbound;
 mod log_store;
