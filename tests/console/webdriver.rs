@@ -14,8 +14,20 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
+/// The chromedriver process, killed when dropped: also when the session never starts and
+/// the test fails before a `Browser` exists.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Browser {
-    driver: Child,
+    /// Dropped after the session is ended (fields drop after `Browser::drop`).
+    _driver: Driver,
     addr: SocketAddr,
     session: String,
     /// Where screenshots go.
@@ -89,6 +101,7 @@ impl Browser {
             .stdout(log.try_clone().expect("the log again"))
             .stderr(log)
             .spawn()
+            .map(Driver)
             .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let started = Instant::now();
@@ -108,7 +121,7 @@ impl Browser {
         let Some(session) = session.filter(|_| status == 200) else {
             panic!("chromium did not start (HTTP {status}): {answer}");
         };
-        let mut browser = Browser { driver, addr, session, shots: shots.to_path_buf() };
+        let mut browser = Browser { _driver: driver, addr, session, shots: shots.to_path_buf() };
         browser.driver_call("POST", "/timeouts", json!({"implicit": 0, "script": 10_000, "pageLoad": 20_000}));
         browser
     }
@@ -187,8 +200,6 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = exchange(self.addr, "DELETE", &format!("/session/{}", self.session), None);
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
