@@ -57,9 +57,6 @@ pub enum Corruption {
     /// A snapshot at the last index a log can hold: no entry could follow it, and the log's
     /// first index after it (its index plus one) does not exist.
     SnapshotIndexImpossible,
-    /// A hard state that commits past the last entry the log (or its snapshot) holds: raft
-    /// never records one, and raft-rs would stop the process on it at start.
-    CommitPastLog { commit: u64, last_index: u64 },
 }
 
 impl StorageError {
@@ -136,9 +133,6 @@ impl fmt::Display for Corruption {
                 "log starts after a snapshot at index {log_start_index}, newest snapshot file is at {snapshot_index}"
             ),
             Corruption::SnapshotIndexImpossible => write!(f, "snapshot at index {}, which no log entry can follow", u64::MAX),
-            Corruption::CommitPastLog { commit, last_index } => {
-                write!(f, "hard state commits index {commit}, past the log's last index {last_index}")
-            }
         }
     }
 }
