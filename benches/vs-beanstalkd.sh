@@ -3,7 +3,8 @@
 # beanstalkd and `coolbeans serve`, each on a fresh port, printing each round's rates and the
 # server's CPU time per command (utime+stime from /proc): first both in memory, then both
 # durable on every write (`beanstalkd -b DIR -f0` against `serve -b DIR`, which fsyncs every
-# commit), each on a fresh data dir. A summary of means and ratios ends it.
+# commit), each on a fresh data dir, with the disk's own fdatasync p50/p99 measured after each
+# durable round. A summary of means and ratios ends it.
 #
 #   benches/vs-beanstalkd.sh [ROUNDS] [pin]
 #
@@ -25,6 +26,8 @@ if [ "$pin" = pin ]; then server_cpu=(taskset -c 0) bench_cpu=(taskset -c 1); fi
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Prints the rate of a bench output line starting with $1.
 rate() { sed -n "s/^$1.* rate=\([0-9]*\)\/s.*/\1/p"; }
+# The value of field $2 (e.g. p50, p99) in the bench output line that starts with $1.
+field() { sed -n "s/^$1:.*[ ]$2=\([0-9.]*\).*/\1/p"; }
 
 work=$(mktemp -d -p "${TMPDIR:-target}" vs-beanstalkd.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -54,13 +57,19 @@ for durability in memory durable; do
       # Commands in the two phases: one per put, two per reserve+delete pair.
       commands=$(( (put + 2 * pairs) * seconds ))
       ns=$(( (after - before) * 1000000000 / $(getconf CLK_TCK) / commands ))
-      echo "round=$round durability=$durability server=$server put/s=$put pairs/s=$pairs server-ns-per-command=$ns" | tee -a "$results"
+      latency="put-p50=$(echo "$out" | field put p50)ms put-p99=$(echo "$out" | field put p99)ms"
+      echo "round=$round durability=$durability server=$server put/s=$put pairs/s=$pairs $latency server-ns-per-command=$ns" | tee -a "$results"
     done
+    if [ $durability = durable ]; then
+      fsync=$("$bin" bench --phases fsync --fsync-dir "$work" --fsync-samples 500)
+      echo "round=$round durability=disk fsync-p50=$(echo "$fsync" | field fsync p50)ms fsync-p99=$(echo "$fsync" | field fsync p99)ms" | tee -a "$results"
+    fi
   done
 done
 
 # Means per durability and server, and coolbeans' ratio to beanstalkd.
 awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+       if (v["durability"] == "disk") { f++; p50 += v["fsync-p50"]; p99 += v["fsync-p99"]; next }
        k = v["durability"] SUBSEP v["server"]; n[k]++; put[k] += v["put/s"]; pairs[k] += v["pairs/s"]; ns[k] += v["server-ns-per-command"] }
      END {
        printf "\n| durability | beanstalkd put/s | serve put/s | ratio | beanstalkd pairs/s | serve pairs/s | ratio | CPU ns per command (beanstalkd / serve) |\n|---|---|---|---|---|---|---|---|\n"
@@ -69,4 +78,5 @@ awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
          if (!(b in n)) continue
          label = d == "memory" ? "in memory" : "fsync every write (-b -f0 / -b)"
          printf "| %s | %.0f | %.0f | %.2fx | %.0f | %.0f | %.2fx | %.0f / %.0f |\n", label, put[b] / n[b], put[c] / n[c], put[c] / put[b],
-           pairs[b] / n[b], pairs[c] / n[c], pairs[c] / pairs[b], ns[b] / n[b], ns[c] / n[c] } }' "$results"
+           pairs[b] / n[b], pairs[c] / n[c], pairs[c] / pairs[b], ns[b] / n[b], ns[c] / n[c] }
+       if (f) printf "\nthe disk: fdatasync p50 %.3f ms, p99 %.3f ms (means over %d rounds)\n", p50 / f, p99 / f, f }' "$results"
