@@ -28,11 +28,13 @@ use super::owed::{Owed, Pending, WriteReply};
 use super::entry_format::{EntryFormat, LocalEntry, Ops};
 use super::persist::{Durable, Persistence};
 use super::reads::Reads;
+use super::received_snapshot::{Install, Received};
 use super::replicated::{EntryError, Replicated};
 use super::transport::Transport;
 use crate::fsm::{FsmError, Op};
 use crate::chaos::mutant::{self, Mutant};
 use crate::chaos::observe;
+use crate::storage::StagedSnapshot;
 
 /// Timing and thresholds of a node.
 #[derive(Clone, Debug)]
@@ -133,6 +135,8 @@ pub(crate) struct Driver {
     snapshot_in_flight: bool,
     /// Asked for a snapshot while one was in flight: answered when it is adopted.
     snapshot_waiters: Vec<oneshot::Sender<Result<u64, NodeError>>>,
+    /// A snapshot a peer sent, prepared apart from the driver, until raft installs it.
+    received: Received,
     /// Where a snapshot written apart reports back (weak: it must not keep the node alive).
     inputs_back: mpsc::WeakSender<Input>,
     /// Storage failed outside Ready handling (adopting a snapshot): the node must stop.
@@ -182,6 +186,7 @@ impl Driver {
             format,
             snapshot_in_flight: false,
             snapshot_waiters: Vec::new(),
+            received: Received::default(),
             inputs_back,
             failed: None,
             proposed_in_term: 0,
@@ -283,7 +288,11 @@ impl Driver {
         }
         match input {
             Input::Propose { op, caller, reply } => self.queue_write(op, caller, reply),
-            Input::Raft { from, from_addr, messages } => {
+            Input::Raft { from, from_addr, messages, prepared } => {
+                if let Some(prepared) = prepared {
+                    let replaced = self.received.offer(*prepared);
+                    self.discard_staged(replaced);
+                }
                 self.transport.learn(from, from_addr);
                 self.heard_at.insert(from, Instant::now());
                 for m in messages {
@@ -533,6 +542,8 @@ impl Driver {
             self.handle_ready()?;
             self.persist_next()?;
         }
+        let behind = self.received.drop_if_behind(self.applied);
+        self.discard_staged(behind);
         self.reads.serve(self.applied);
         self.snapshot_if_due()?;
         self.publish_status();
@@ -641,11 +652,21 @@ impl Driver {
         self.reads.fail_all(&error);
     }
 
+    /// Installs a snapshot from the leader: as prepared apart from the driver if it was (a
+    /// rename and a swap), else decoded and written here.
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), String> {
         let started = Instant::now();
-        let (index, bytes) = (snapshot.get_metadata().index, snapshot.get_data().len());
-        let state = Replicated::restore_encoded(&snapshot.data, self.config.versions.understood).map_err(|e| format!("snapshot {index}: {e}"))?;
-        self.raw.mut_store().apply_snapshot(snapshot).map_err(|e| e.to_string())?;
+        let (index, term, bytes) = (snapshot.get_metadata().index, snapshot.get_metadata().term, snapshot.get_data().len());
+        let install = self.received.take_for(index, term);
+        let prepared = install.is_some();
+        let Install { state, staged } = match install {
+            Some(install) => install,
+            None => {
+                let state = Replicated::restore_encoded(&snapshot.data, self.config.versions.understood).map_err(|e| format!("snapshot {index}: {e}"))?;
+                Install { state, staged: None }
+            }
+        };
+        self.raw.mut_store().apply_snapshot(snapshot, staged.as_ref()).map_err(|e| e.to_string())?;
         // A node that joined learns its cluster's id here, and stamps its traffic with it.
         self.shared.cluster_id.store(state.cluster_id, std::sync::atomic::Ordering::Relaxed);
         *lock(&self.shared.state) = state;
@@ -655,8 +676,19 @@ impl Driver {
             metrics.snapshot(SnapshotKind::Installed, started, bytes);
         }
         observe::report(observe::Event::Installed { node: self.config.id, index });
-        tracing::info!(node = self.config.id, term = self.raw.raft.term, index, "installed snapshot");
+        let took_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(node = self.config.id, term = self.raw.raft.term, index, prepared, took_ms, "installed snapshot");
         Ok(())
+    }
+
+    /// Removes a staged snapshot file that will not be installed. Failing to is no reason
+    /// to stop: recovery removes every temporary file.
+    fn discard_staged(&mut self, staged: Option<StagedSnapshot>) {
+        let Some(staged) = staged else { return };
+        let index = staged.index();
+        if let Err(e) = self.raw.mut_store().discard_staged(staged) {
+            tracing::warn!(node = self.config.id, index, error = %e, "a staged snapshot file was not removed");
+        }
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {

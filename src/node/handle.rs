@@ -10,10 +10,13 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::metrics::NodeMetrics;
 use super::codec::encode_op_type;
+use super::received_snapshot::{self, Prepared};
 use super::replicated::{EntryError, Replicated};
 use super::version::{self, Versions};
 use crate::api::OpType;
+use crate::chaos::buggify;
 use crate::fsm::{FsmError, Op, Reply, ReservationEvent};
+use crate::storage::SnapshotWriter;
 
 /// Why a node did not carry out a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,8 +86,9 @@ pub enum MemberChange {
 /// Inputs of the driver task, one bounded channel of them.
 pub(crate) enum Input {
     Propose { op: Op, caller: Option<CallerSeq>, reply: oneshot::Sender<Result<Reply, NodeError>> },
-    /// Raft messages from peer `from`, reachable at `from_addr`.
-    Raft { from: u64, from_addr: String, messages: Vec<Message> },
+    /// Raft messages from peer `from`, reachable at `from_addr`; with a snapshot among them,
+    /// what was prepared of it apart from the driver, if anything.
+    Raft { from: u64, from_addr: String, messages: Vec<Message>, prepared: Option<Box<Prepared>> },
     ReadIndex { reply: oneshot::Sender<Result<(), NodeError>> },
     Member { change: MemberChange, reply: oneshot::Sender<Result<(), NodeError>> },
     Snapshot { reply: oneshot::Sender<Result<u64, NodeError>> },
@@ -182,6 +186,10 @@ pub(crate) struct Shared {
     /// that is up, with no call of its own; a voter missing here has not been heard from
     /// since this node started, and counts as behind.
     pub heard_versions: Mutex<BTreeMap<u64, u32>>,
+    /// Where snapshots that peers send are staged apart from the driver (none for a log in
+    /// memory), and how many were, which keeps their temporary names apart.
+    pub snapshot_writer: Option<SnapshotWriter>,
+    pub snapshots_staged: std::sync::atomic::AtomicU64,
 }
 
 /// Locks a mutex even if a panicking holder poisoned it. Every mutex of the crate guards data
@@ -317,7 +325,33 @@ impl NodeHandle {
 
     /// Hands raft messages from peer `from` (reachable at `from_addr`) to the driver.
     pub async fn step(&self, from: u64, from_addr: String, messages: Vec<Message>) -> Result<(), NodeError> {
-        self.inputs.send(Input::Raft { from, from_addr, messages }).await.map_err(|_| NodeError::Stopped)
+        self.inputs.send(Input::Raft { from, from_addr, messages, prepared: None }).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Steps a snapshot a peer sent, once its state is decoded and its file staged on a
+    /// blocking thread (see `received_snapshot`). A snapshot that could not be prepared goes
+    /// to the driver as it came, which then installs it itself (or stops on the same error).
+    #[cfg_attr(madsim, allow(deprecated))] // madsim runs a blocking task as an ordinary one.
+    pub async fn step_snapshot(&self, from: u64, from_addr: String, message: Message) -> Result<(), NodeError> {
+        let writer = self.shared.snapshot_writer.as_ref().map(SnapshotWriter::another);
+        let tag = self.shared.snapshots_staged.fetch_add(1, Ordering::Relaxed);
+        let understood = self.shared.versions.understood;
+        let prepare = move || {
+            let prepared = received_snapshot::prepare(message.get_snapshot(), understood, writer, tag);
+            (message, prepared)
+        };
+        let (message, prepared) = tokio::task::spawn_blocking(prepare).await.map_err(|_| NodeError::Stopped)?;
+        let prepared = match prepared {
+            // Buggify: the driver installs a snapshot itself now and then, as it does one
+            // that could not be prepared.
+            Ok(_) if buggify::fires(0.2) => None,
+            Ok(prepared) => Some(Box::new(prepared)),
+            Err(why) => {
+                tracing::warn!(from, why, "a received snapshot could not be prepared apart; the driver installs it itself");
+                None
+            }
+        };
+        self.inputs.send(Input::Raft { from, from_addr, messages: vec![message], prepared }).await.map_err(|_| NodeError::Stopped)
     }
 
     pub fn status(&self) -> Status {

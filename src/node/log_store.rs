@@ -4,7 +4,7 @@
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
-use crate::storage::{Recovered, SnapshotWriter, StorageError as WalError, Wal, WalBatch, WalWriter};
+use crate::storage::{Recovered, SnapshotWriter, StagedSnapshot, StorageError as WalError, Wal, WalBatch, WalWriter};
 
 /// The log: the write-ahead log (which keeps the entries after the snapshot in memory too),
 /// the conf state, and the latest snapshot with its data.
@@ -78,12 +78,26 @@ impl LogStore {
         self.wal.poison();
     }
 
-    /// Installs a snapshot from the leader: durable first, then it replaces the log.
-    pub fn apply_snapshot(&mut self, snapshot: Snapshot) -> Result<(), WalError> {
-        self.wal.save_snapshot(&snapshot)?;
+    /// Installs a snapshot from the leader: durable first (its file staged apart, or written
+    /// here), then it replaces the log.
+    pub fn apply_snapshot(&mut self, snapshot: Snapshot, staged: Option<&StagedSnapshot>) -> Result<(), WalError> {
+        match staged {
+            Some(staged) => self.wal.adopt_staged_snapshot(&snapshot, staged)?,
+            None => self.wal.save_snapshot(&snapshot)?,
+        }
         self.conf_state = snapshot.get_metadata().get_conf_state().clone();
         self.snapshot = snapshot;
         Ok(())
+    }
+
+    /// Removes a staged snapshot file that will not be applied.
+    pub fn discard_staged(&mut self, staged: StagedSnapshot) -> Result<(), WalError> {
+        self.wal.discard_staged_snapshot(staged)
+    }
+
+    /// A writer of snapshot files apart from the driver; `None` for a log in memory.
+    pub fn snapshot_writer(&self) -> Option<SnapshotWriter> {
+        self.wal.snapshot_writer()
     }
 
     /// What a snapshot of our own applied state at `index` needs besides the state: its
@@ -102,12 +116,17 @@ impl LogStore {
 
     /// Makes a snapshot of our own state, which a `SnapshotWriter` wrote, the start of the
     /// log. Answers false, changing nothing, if a newer snapshot took its place meanwhile.
+    /// A fresh snapshot asked for while this one was written is no longer wanted: raft asks
+    /// again, and should this one not do, the ask stands again. (Kept, it made a second
+    /// snapshot at once, which compacted the log past the one a joining node was being
+    /// sent, so that node needed a second one too.)
     pub fn adopt_snapshot(&mut self, snapshot: Snapshot) -> Result<bool, WalError> {
         if snapshot.get_metadata().index <= self.snapshot_index() {
             return Ok(false);
         }
         self.wal.adopt_snapshot(&snapshot)?;
         self.snapshot = snapshot;
+        self.fresh_snapshot_wanted.set(false);
         Ok(true)
     }
 
@@ -210,7 +229,7 @@ mod tests {
         snapshot.mut_metadata().index = 5;
         snapshot.mut_metadata().term = 1;
         snapshot.mut_metadata().mut_conf_state().voters = voters;
-        store.apply_snapshot(snapshot).expect("installs");
+        store.apply_snapshot(snapshot, None).expect("installs");
         store
     }
 
@@ -249,7 +268,10 @@ mod tests {
         let older = write(3, &store);
         let newer = write(5, &store);
         assert_eq!(store.first_index().unwrap(), 1, "nothing changes before adoption");
+        // A peer asked for a snapshot while these were written: adopting one answers it.
+        assert!(store.snapshot(4, 2).is_err());
         assert!(store.adopt_snapshot(newer).expect("adopted"));
+        assert!(!store.take_fresh_snapshot_wanted(), "answered by the adopted snapshot");
         assert!(!store.adopt_snapshot(older).expect("refused without error"));
         assert_eq!((store.snapshot_index(), store.first_index().unwrap(), store.last_index().unwrap()), (5, 6, 6));
         assert!(store.snapshot_plan(5).is_none(), "nothing left to compact at 5");

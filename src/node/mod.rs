@@ -13,6 +13,7 @@ mod owed;
 mod persist;
 mod raft_logger;
 mod reads;
+mod received_snapshot;
 pub mod replicated;
 pub(crate) mod snapshot_chunks;
 mod start;

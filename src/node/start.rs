@@ -223,6 +223,8 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         metrics: options.metrics.clone(),
         versions: options.driver.versions,
         heard_versions: Mutex::default(),
+        snapshot_writer: raw.store().snapshot_writer(),
+        snapshots_staged: std::sync::atomic::AtomicU64::new(0),
     });
     if let Some(metrics) = &shared.metrics {
         metrics.watch(&shared);

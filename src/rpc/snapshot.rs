@@ -1,6 +1,7 @@
 //! The receiving end of `RaftTransport.SendSnapshot`: takes a snapshot's parts as they come
 //! (each within `SNAPSHOT_CHUNK_TIMEOUT`), acknowledges how much of the data it holds, and
-//! hands the whole message to the node as any raft message from a peer. The data lives in
+//! hands the whole message to the node as any raft message from a peer, once its state is
+//! decoded and its file staged (acknowledging all held meanwhile). The data lives in
 //! the node's one `Receiving` slot (see `snapshot_chunks`), where a call that ends early
 //! leaves it for the next call of the same snapshot.
 
@@ -79,7 +80,17 @@ async fn carry(
                 let snapshot = delivery.message.get_snapshot();
                 let (index, bytes) = (snapshot.get_metadata().index, snapshot.get_data().len() as u64);
                 let from = delivery.from;
-                node.step(from, delivery.from_addr, vec![delivery.message]).await.map_err(status_of)?;
+                // Preparing a large snapshot (see `received_snapshot`) may take longer than the
+                // sender waits for an acknowledgement: it hears that all is held meanwhile.
+                let stepped = node.step_snapshot(from, delivery.from_addr, delivery.message);
+                tokio::pin!(stepped);
+                let stepped = loop {
+                    tokio::select! {
+                        stepped = &mut stepped => break stepped,
+                        _ = tokio::time::sleep(SNAPSHOT_CHUNK_TIMEOUT / 4) => acknowledge(acks, bytes)?,
+                    }
+                };
+                stepped.map_err(status_of)?;
                 tracing::info!(from, index, bytes, resumed_from = held, "snapshot received");
                 observe::report(observe::Event::SnapshotReceived { node: node_id, index, bytes, resumed_from: held });
                 let delivered = SnapshotProgress { received_bytes: bytes, delivered: true };

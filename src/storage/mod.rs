@@ -30,4 +30,5 @@ pub(crate) use record::parse_message;
 pub use disk::{Disk, RealDisk, SimDisk, SyncObserver};
 pub use error::{Corruption, StorageError};
 pub use sync_policy::{spawn_overdue_timer, PolicyDisk, SyncPolicy};
+pub use snapshot_file::StagedSnapshot;
 pub use wal::{Recovered, SnapshotWriter, Wal, WalBatch, WalOptions, WalWriter};

@@ -6,20 +6,48 @@ use raft::eraftpb::Snapshot;
 
 use super::data_dir::DataDir;
 use super::error::{Corruption, StorageError};
-use super::names::{snapshot_name, temp_name};
+use super::names::{classify, snapshot_name, temp_name, FileName};
 use super::record::{self, RecordKind};
 
 /// Writes `snapshot` as the file for its index and makes it durable.
 pub(crate) fn save(dir: &mut DataDir, snapshot: &Snapshot) -> Result<(), StorageError> {
-    let name = snapshot_name(snapshot.get_metadata().index);
-    let temp = temp_name(&name);
+    let temp = temp_name(&snapshot_name(snapshot.get_metadata().index));
+    let staged = stage(dir, snapshot, temp)?;
+    place(dir, &staged)
+}
+
+/// A snapshot file written and synced under a temporary name: recovery removes it, so it
+/// counts for nothing until `place` gives it its index's name.
+#[derive(Debug)]
+pub struct StagedSnapshot {
+    index: u64,
+    temp: String,
+}
+
+impl StagedSnapshot {
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    pub(crate) fn temp(&self) -> &str {
+        &self.temp
+    }
+}
+
+/// Writes `snapshot` under the temporary name `temp` and makes its bytes durable.
+pub(crate) fn stage(dir: &mut DataDir, snapshot: &Snapshot, temp: String) -> Result<StagedSnapshot, StorageError> {
+    debug_assert_eq!(classify(&temp), FileName::Temp);
     let mut bytes = Vec::new();
     record::encode(RecordKind::Snapshot, snapshot, &mut bytes)?;
     dir.write_new(&temp, &bytes)?;
     dir.sync(&temp)?;
-    dir.rename(&temp, &name)?;
-    dir.sync_dir()?;
-    Ok(())
+    Ok(StagedSnapshot { index: snapshot.get_metadata().index, temp })
+}
+
+/// Gives a staged file its index's name, durably.
+pub(crate) fn place(dir: &mut DataDir, staged: &StagedSnapshot) -> Result<(), StorageError> {
+    dir.rename(&staged.temp, &snapshot_name(staged.index))?;
+    dir.sync_dir()
 }
 
 /// Reads the snapshot file `name`, which its name says covers up to `name_index`. Any damage

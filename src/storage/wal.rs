@@ -24,11 +24,11 @@ use super::compaction::{dropped_count, settle_hard_state};
 use super::data_dir::DataDir;
 use super::disk::Disk;
 use super::error::StorageError;
-use super::names::segment_name;
+use super::names::{segment_name, snapshot_name, temp_name};
 use super::record::{self, RecordKind};
 use super::recovery;
 use super::replace::replace_log;
-use super::snapshot_file;
+use super::snapshot_file::{self, StagedSnapshot};
 
 #[cfg(test)]
 mod proptests;
@@ -281,7 +281,22 @@ impl Wal {
         self.put_snapshot(snapshot, SnapshotFile::Written)
     }
 
-    fn put_snapshot(&mut self, snapshot: &Snapshot, file: SnapshotFile) -> Result<(), StorageError> {
+    /// As `save_snapshot`, for a snapshot whose file a `SnapshotWriter` staged: only its
+    /// renaming is left to do.
+    pub fn adopt_staged_snapshot(&mut self, snapshot: &Snapshot, staged: &StagedSnapshot) -> Result<(), StorageError> {
+        assert_eq!(staged.index(), snapshot.get_metadata().index, "a staged file is adopted for its own snapshot");
+        self.put_snapshot(snapshot, SnapshotFile::Staged(staged))
+    }
+
+    /// Removes a staged snapshot file that will not be adopted.
+    pub fn discard_staged_snapshot(&mut self, staged: StagedSnapshot) -> Result<(), StorageError> {
+        match self.dir.as_mut() {
+            Some(dir) => dir.remove(staged.temp()),
+            None => Ok(()),
+        }
+    }
+
+    fn put_snapshot(&mut self, snapshot: &Snapshot, file: SnapshotFile<'_>) -> Result<(), StorageError> {
         self.check_not_poisoned()?;
         let index = snapshot.get_metadata().index;
         if index < self.snapshot.index {
@@ -346,13 +361,15 @@ impl Wal {
     /// Puts the snapshot file in place, then replaces the log with what the snapshot leaves
     /// of it; each step durable before the next, so recovery finds either the old state or
     /// the new one (and finishes replacing the log if the crash came before).
-    fn install_snapshot(&mut self, snapshot: &Snapshot, file: SnapshotFile) -> Result<(), StorageError> {
+    fn install_snapshot(&mut self, snapshot: &Snapshot, file: SnapshotFile<'_>) -> Result<(), StorageError> {
         let metadata = snapshot.get_metadata();
         let dropped = dropped_count(&self.entries, metadata.index, metadata.term);
         let hard_state = settle_hard_state(&self.hard_state, metadata);
         if let Some(dir) = self.dir.as_mut() {
-            if file == SnapshotFile::ToWrite {
-                snapshot_file::save(dir, snapshot)?;
+            match file {
+                SnapshotFile::ToWrite => snapshot_file::save(dir, snapshot)?,
+                SnapshotFile::Staged(staged) => snapshot_file::place(dir, staged)?,
+                SnapshotFile::Written => {}
             }
             let sequence = self.segment.as_ref().map_or(1, |segment| segment.sequence + 1);
             let size_bytes = replace_log(dir, sequence, metadata, &hard_state, &self.entries[dropped..])?;
@@ -444,10 +461,11 @@ impl WalWriter {
     }
 }
 
-/// Whether a snapshot's file is still to be written, or a `SnapshotWriter` wrote it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SnapshotFile {
+/// Whether a snapshot's file is still to be written, or a `SnapshotWriter` staged or wrote it.
+#[derive(Clone, Copy)]
+enum SnapshotFile<'a> {
     ToWrite,
+    Staged(&'a StagedSnapshot),
     Written,
 }
 
@@ -463,6 +481,20 @@ impl SnapshotWriter {
     /// Writes `snapshot` as the file for its index and makes it durable.
     pub fn write(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         snapshot_file::save(&mut self.dir, snapshot)
+    }
+
+    /// Writes `snapshot` durably under a temporary name of its own (`tag` keeps two stagings
+    /// of one index apart), for the log to adopt later, or not: a snapshot a peer sent is
+    /// staged before raft has taken it, and a file under its index's name would be taken by
+    /// recovery for an adoption a crash cut short.
+    pub fn stage(&mut self, snapshot: &Snapshot, tag: u64) -> Result<StagedSnapshot, StorageError> {
+        let temp = temp_name(&format!("{}.{tag}", snapshot_name(snapshot.get_metadata().index)));
+        snapshot_file::stage(&mut self.dir, snapshot, temp)
+    }
+
+    /// Another writer of the same directory.
+    pub fn another(&self) -> SnapshotWriter {
+        SnapshotWriter { dir: self.dir.another_handle() }
     }
 }
 

@@ -428,6 +428,40 @@ fn crash_during_snapshot_save_recovers_old_or_new() {
     assert!(outcomes.last() == Some(&true));
 }
 
+// A snapshot staged apart counts for nothing until adopted: a crash before then recovers the
+// log as it was (the staged file removed), and so does a staging that is discarded; once
+// adopted it is the log's start, and its file holds the staged bytes.
+#[test]
+fn staged_snapshot_counts_only_once_adopted() {
+    let old = recovered(hard_state(1, 1, 7), entries(1..=10, 1), None);
+    let new = recovered(hard_state(1, 1, 7), entries(6..=10, 1), Some(snapshot(5, 1)));
+    let sim = SimDisk::new();
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    let (mut wal, _) = open(&disk, WalOptions::default());
+    wal.append(&old.entries).expect("append");
+    wal.set_hard_state(&old.hard_state);
+    wal.sync().expect("sync");
+    let mut writer = wal.snapshot_writer().expect("a log on disk has a writer");
+    let staged = writer.stage(&snapshot(5, 1), 0).expect("staged");
+    sim.crash(None);
+    let (mut wal, reopened) = open(&disk, WalOptions::default());
+    assert_eq!(reopened, old, "a crash before adopting");
+    assert_eq!(disk.list(Path::new(DIR)).expect("list").len(), 1, "only the segment is left");
+
+    let mut writer = wal.snapshot_writer().expect("writer");
+    let discarded = writer.stage(&snapshot(5, 1), 1).expect("staged");
+    let kept = writer.another().stage(&snapshot(5, 1), 2).expect("staged under another name");
+    assert_ne!(discarded.temp(), kept.temp());
+    let temp = path(discarded.temp());
+    wal.discard_staged_snapshot(discarded).expect("discarded");
+    assert!(!disk.exists(&temp).expect("exists"));
+    wal.adopt_staged_snapshot(&snapshot(5, 1), &kept).expect("adopted");
+    assert!(!disk.exists(&path(staged.temp())).expect("exists"));
+    sim.crash(None);
+    let (_, reopened) = open(&disk, WalOptions::default());
+    assert_eq!(reopened, new);
+}
+
 // Leftovers of an interrupted snapshot save (a temporary file) are removed on open.
 #[test]
 fn open_removes_temporary_files() {
