@@ -13,11 +13,12 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use prost::Message;
 
-use super::codec::{decode_entry, decode_op, encode_entry, op_request};
+use super::codec::log::{decode_op, op_request};
+use super::codec::{decode_entry, encode_entry};
 use super::replicated::Replicated;
 use super::version::STATE_MACHINE_VERSION;
-use crate::api::{ApplyOpBatch, ApplyOpRequest, OpType, ReplicatedStateProto};
 use crate::fsm::{ClientKey, Op};
+use crate::storage::format::{ApplyOpBatch, ApplyOpRequest, OpType, ReplicatedStateProto};
 
 fn client(name: &str) -> ClientKey {
     ClientKey::new("proxy-a", name)

@@ -9,10 +9,10 @@ use raft::eraftpb::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::metrics::NodeMetrics;
-use super::codec::encode_op_type;
+use super::codec::log::encode_op_type;
 use super::replicated::{EntryError, Replicated};
 use super::version::{self, Versions};
-use crate::api::OpType;
+use crate::storage::format::OpType;
 use crate::fsm::{FsmError, Op, Reply, ReservationEvent};
 
 /// Why a node did not carry out a request.
