@@ -14,11 +14,12 @@ use bytes::Bytes;
 use prost::Message as _;
 use raft::eraftpb::{Entry, EntryType, Snapshot};
 
-use crate::api::{self, OpType};
 use crate::fsm::Op;
-use crate::node::codec::{decode_conf_change, decode_entry, decode_op, decode_result, encode_op};
+use crate::node::codec::log::{decode_op, decode_result, encode_op};
+use crate::node::codec::{decode_conf_change, decode_entry};
 use crate::node::replicated::{LocalOp, Replicated};
 use crate::node::version::STATE_MACHINE_VERSION;
+use crate::storage::format::{ApplyOpResponse, OpType};
 use crate::storage::names::{segment_name, snapshot_name, UNSYNCED_BATCHES_MARK};
 use crate::storage::record::{self, RecordKind};
 use crate::storage::{Disk, SimDisk, Wal, WalOptions};
@@ -154,7 +155,7 @@ pub fn op_decoder(input: &[u8]) {
                 assert_eq!(decode_op(op_type, &body).as_ref(), Ok(&op), "{op:?} does not round trip");
             }
             // The same bytes as a cached result, as a retried write reads one.
-            if let Ok(response) = api::ApplyOpResponse::decode(&request.body[..]) {
+            if let Ok(response) = ApplyOpResponse::decode(&request.body[..]) {
                 let _ = decode_result(op_type, &response);
             }
         }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coolbeans::api::JobStateProto;
+use coolbeans::storage::format::JobStateProto;
 use madsim::runtime::Handle;
 use tokio::sync::watch;
 

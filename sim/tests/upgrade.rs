@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use coolbeans::api::OpType;
+use coolbeans::storage::format::OpType;
 use coolbeans::fsm::{Op, Reply};
 use coolbeans::node::version::{self, Versions};
 use coolbeans::node::{NodeError, NodeHandle};

@@ -78,7 +78,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::api::{JobProto, SnapshotProto, TubeProto};
+    use crate::storage::format::{JobProto, SnapshotProto, TubeProto};
 
     /// Every field of a message is found with its number and bytes, and the fields copied out
     /// without one of them decode as the message without it.

@@ -1,6 +1,6 @@
-//! Snapshot and restore: the whole state as a `SnapshotProto`, and back. The snapshot keeps
-//! what replay would rebuild and cannot be derived; indexes, counts and timers are derived on
-//! restore, and the result is checked against every invariant before it is used.
+//! Snapshot and restore: the whole state as the disk format's `SnapshotProto`, and back. The
+//! snapshot keeps what replay would rebuild and cannot be derived; indexes, counts and timers
+//! are derived on restore, and the result is checked against every invariant before it is used.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,9 +14,9 @@ use super::index::{
     URGENT_PRI_MAX_EXCLUSIVE,
 };
 use super::machine::Fsm;
-use super::types::{ClientKey, JobId, JobState, Millis};
-use crate::api::{ClientResvEntryProto, CountersProto, JobProto, JobStateProto, LeaseProto, SnapshotProto, TubeProto};
+use super::types::{ClientKey, JobState, Millis};
 use crate::chaos::mutant::{self, Mutant};
+use crate::storage::format::{ClientResvEntryProto, CountersProto, JobProto, LeaseProto, SnapshotProto, TubeProto};
 
 /// A snapshot that cannot be restored, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,76 +84,16 @@ impl Counters {
     }
 }
 
-/// Converts a job to its wire form (also used by the peeks of the gRPC API).
-pub fn job_to_proto(job: &super::types::JobView) -> JobProto {
-    let mut p = JobProto {
-        id: job.id as i64,
-        priority: job.pri,
-        delay: i64::from(job.delay_secs),
-        ttr: job.ttr_secs as i32,
-        tube_name: job.tube.clone(),
-        created_at: job.created_ms as i64,
-        body_size: job.body.len() as i32,
-        body: job.body.clone(),
-        reserve_count: job.reserves,
-        timeout_count: job.timeouts,
-        release_count: job.releases,
-        bury_count: job.buries,
-        kick_count: job.kicks,
-        ..JobProto::default()
-    };
-    let state = match &job.state {
-        JobState::Ready => JobStateProto::Ready,
-        JobState::Delayed { until } => {
-            p.ready_at = *until as i64;
-            JobStateProto::Delayed
-        }
-        JobState::Reserved { by, deadline } => {
-            p.expires_at = *deadline as i64;
-            p.reserved_by = by.client.to_string();
-            p.reserved_by_proxy = by.proxy.to_string();
-            JobStateProto::Reserved
-        }
-        JobState::Buried { seq } => {
-            p.bury_seq = *seq;
-            JobStateProto::Buried
-        }
-    };
-    p.set_state(state);
-    p
+/// A job in the published API's message (peeks, browsing).
+pub mod wire {
+    use crate::api as pb;
+    include!("job_proto.rs");
 }
 
-/// A job's copy from its wire form: `job_to_proto` undone.
-pub fn job_view_from_proto(p: &JobProto) -> Result<super::types::JobView, RestoreError> {
-    Ok(super::types::JobView {
-        id: JobId::try_from(p.id).map_err(|_| bad(format!("job id {} is negative", p.id)))?,
-        tube: p.tube_name.clone(),
-        pri: p.priority,
-        state: job_state_from_proto(p)?,
-        delay_secs: secs_u32(p.delay, "delay")?,
-        ttr_secs: p.ttr as u32,
-        created_ms: ms(p.created_at, "created_at")?,
-        body: p.body.clone(),
-        reserves: p.reserve_count,
-        timeouts: p.timeout_count,
-        releases: p.release_count,
-        buries: p.bury_count,
-        kicks: p.kick_count,
-    })
-}
-
-fn job_state_from_proto(p: &JobProto) -> Result<JobState, RestoreError> {
-    let id = p.id;
-    Ok(match p.state() {
-        JobStateProto::Ready => JobState::Ready,
-        JobStateProto::Delayed => JobState::Delayed { until: ms(p.ready_at, "ready_at")? },
-        JobStateProto::Reserved => JobState::Reserved {
-            by: ClientKey::new(&p.reserved_by_proxy, &p.reserved_by),
-            deadline: ms(p.expires_at, "expires_at")?,
-        },
-        JobStateProto::Buried => JobState::Buried { seq: p.bury_seq },
-        other => return Err(bad(format!("job {id} is in state {other:?}"))),
-    })
+/// A job in the disk format's message (snapshots).
+mod disk {
+    use crate::storage::format as pb;
+    include!("job_proto.rs");
 }
 
 impl Fsm {
@@ -162,7 +102,7 @@ impl Fsm {
         let s = &self.s;
         let mut ids: Vec<_> = s.jobs.keys().copied().collect();
         ids.sort_unstable();
-        let jobs = ids.iter().map(|id| job_to_proto(&self.job(*id).expect("listed job exists"))).collect();
+        let jobs = ids.iter().map(|id| disk::job_to_proto(&self.job(*id).expect("listed job exists"))).collect();
         let name = |t: &TubeId| s.tubes[t].name.to_string();
         let reservations = s
             .client_keys()
@@ -398,25 +338,26 @@ fn restore_sessions(s: &mut State, entries: &[ClientResvEntryProto]) -> Result<(
 /// Adds one job to the state, in the index of its state. Its body is a copy, as a put's is,
 /// so the job does not keep alive the buffer it was decoded from.
 fn restore_job(s: &mut State, p: &JobProto) -> Result<(), RestoreError> {
-    let id = u64::try_from(p.id).map_err(|_| bad(format!("job id {} is negative", p.id)))?;
+    let view = disk::job_view_from_proto(p)?;
+    let id = view.id;
     if s.jobs.contains_key(&id) {
         return Err(bad(format!("job {id} is listed twice")));
     }
     let mut job = Job {
         id,
-        tube: tube_named(s, &p.tube_name)?,
-        pri: p.priority,
-        delay_secs: secs_u32(p.delay, "delay")?,
-        ttr_secs: p.ttr as u32,
-        created: ms(p.created_at, "created_at")?,
-        body: Bytes::copy_from_slice(&p.body),
+        tube: tube_named(s, &view.tube)?,
+        pri: view.pri,
+        delay_secs: view.delay_secs,
+        ttr_secs: view.ttr_secs,
+        created: view.created_ms,
+        body: Bytes::copy_from_slice(&view.body),
         timer: None,
-        state: job_state_from_proto(p)?,
-        reserves: p.reserve_count,
-        timeouts: p.timeout_count,
-        releases: p.release_count,
-        buries: p.bury_count,
-        kicks: p.kick_count,
+        state: view.state,
+        reserves: view.reserves,
+        timeouts: view.timeouts,
+        releases: view.releases,
+        buries: view.buries,
+        kicks: view.kicks,
     };
     index_restored_job(s, &mut job)?;
     s.jobs_bytes += crate::limits::job_bytes(job.body.len(), s.tubes[&job.tube].name.len());

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::*;
-use crate::api::{JobStateProto, SnapshotProto};
+use crate::storage::format::{JobStateProto, SnapshotProto};
 
 const BODY: &[u8] = b"hello";
 

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 
 use prost::Message as _;
 
-use super::codec::{encode_entry, op_request, ENTRY_FORMAT_LOCAL};
+use super::codec::log::op_request;
+use super::codec::{encode_entry, ENTRY_FORMAT_LOCAL};
 use super::handle::CallerSeq;
 use super::replicated::LocalOp;
 use super::version::Versions;
-use crate::api::{ApplyOpBatch, ApplyOpRequest};
+use crate::storage::format::{ApplyOpBatch, ApplyOpRequest};
 use crate::fsm::Op;
 
 /// Writes proposed together in one entry at most: the entry is applied under one lock of the

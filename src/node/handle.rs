@@ -9,12 +9,12 @@ use raft::eraftpb::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::metrics::NodeMetrics;
-use super::codec::encode_op_type;
+use super::codec::log::encode_op_type;
 use super::received_snapshot::{self, Prepared};
 use super::replicated::{EntryError, Replicated};
 use super::version::{self, Versions};
-use crate::api::OpType;
 use crate::chaos::buggify;
+use crate::storage::format::OpType;
 use crate::fsm::{FsmError, Op, Reply, ReservationEvent};
 use crate::storage::SnapshotWriter;
 

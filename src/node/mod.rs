@@ -5,6 +5,8 @@ pub mod clock;
 pub mod codec;
 mod driver;
 mod entry_format;
+#[cfg(test)]
+mod golden_format;
 mod handle;
 mod inbound;
 mod log_store;

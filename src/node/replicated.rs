@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use prost::Message;
 
-use super::codec::{decode_entry, decode_op, decode_result, encode_op_type, encode_result, DecodeError};
+use super::codec::log::{decode_op, decode_result, encode_op_type, encode_result};
+use super::codec::{decode_entry, DecodeError};
 use super::handle::CallerSeq;
 use super::version::{self, STATE_MACHINE_VERSION};
-use crate::api::{self, ApplyOpRequest, ApplyOpResponse, OpType};
 use crate::fsm::{fields, ClientKey, Fsm, FsmError, Op, ReservationEvent, Reply};
+use crate::storage::format::{self, ApplyOpRequest, ApplyOpResponse, OpType};
 
 /// Responses kept per caller for deduplication: a caller with more writes in flight than this
 /// cannot have its oldest ones deduplicated (it gets an error instead of a second apply).
@@ -232,17 +233,17 @@ impl Replicated {
     }
 
     /// The whole replicated state as a snapshot payload.
-    pub fn snapshot(&self) -> api::ReplicatedStateProto {
+    pub fn snapshot(&self) -> format::ReplicatedStateProto {
         let callers = self
             .callers
             .iter()
-            .map(|(name, c)| api::CallerProto {
+            .map(|(name, c)| format::CallerProto {
                 caller_id: name.clone(),
                 last_index: c.last_index,
                 responses: c
                     .responses
                     .iter()
-                    .map(|(&seq, (op, response))| api::CachedResponseProto {
+                    .map(|(&seq, (op, response))| format::CachedResponseProto {
                         seq,
                         op: *op as i32,
                         response: Some(response.clone()),
@@ -250,7 +251,7 @@ impl Replicated {
                     .collect(),
             })
             .collect();
-        api::ReplicatedStateProto {
+        format::ReplicatedStateProto {
             fsm: Some(self.fsm.snapshot()),
             callers,
             addresses: self.addresses.iter().map(|(&id, a)| (id, a.clone())).collect(),
@@ -261,7 +262,7 @@ impl Replicated {
 
     /// Rebuilds the replicated state from a snapshot payload, on a node that applies up to
     /// version `understood`: a snapshot of a newer version is refused.
-    pub fn restore(snap: &api::ReplicatedStateProto, understood: u32) -> Result<Self, String> {
+    pub fn restore(snap: &format::ReplicatedStateProto, understood: u32) -> Result<Self, String> {
         if let Some(why) = version::unsupported("the snapshot", snap.version, understood) {
             return Err(why);
         }
@@ -287,7 +288,7 @@ impl Replicated {
                 fsm = Some(Fsm::restore_encoded(&bytes.slice_ref(field.content)).map_err(|e| e.to_string())?);
             }
         }
-        let rest = api::ReplicatedStateProto::decode(&others[..]).map_err(|e| format!("does not decode: {e}"))?;
+        let rest = format::ReplicatedStateProto::decode(&others[..]).map_err(|e| format!("does not decode: {e}"))?;
         // A newer snapshot is refused, whatever its jobs decoded to.
         if let Some(why) = version::unsupported("the snapshot", rest.version, understood) {
             return Err(why);
@@ -296,7 +297,7 @@ impl Replicated {
     }
 
     /// The state around a restored machine: the payload's callers, addresses and cluster id.
-    fn around(fsm: Fsm, snap: &api::ReplicatedStateProto, understood: u32) -> Result<Self, String> {
+    fn around(fsm: Fsm, snap: &format::ReplicatedStateProto, understood: u32) -> Result<Self, String> {
         let mut callers = BTreeMap::new();
         for c in &snap.callers {
             let mut responses = BTreeMap::new();
@@ -314,7 +315,7 @@ impl Replicated {
     /// A digest of everything replicated: equal on replicas at the same applied index.
     pub fn digest(&self) -> u64 {
         let tail = self.snapshot();
-        let bytes = api::ReplicatedStateProto { fsm: None, ..tail }.encode_to_vec();
+        let bytes = format::ReplicatedStateProto { fsm: None, ..tail }.encode_to_vec();
         let mut h = self.fsm.digest();
         for b in bytes {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
@@ -357,7 +358,8 @@ enum Cached {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::codec::{encode_entry, op_request, ENTRY_FORMAT_OP_BATCH};
+    use crate::node::codec::log::op_request;
+    use crate::node::codec::{encode_entry, ENTRY_FORMAT_OP_BATCH};
 
     fn request(op: &Op, caller: &str, seq: u64, now_ms: i64) -> ApplyOpRequest {
         ApplyOpRequest { now_ms, now_secs: now_ms / 1000, ..op_request(op, caller.into(), seq) }
@@ -368,7 +370,7 @@ mod tests {
     fn entry(op: &Op, caller: &str, seq: u64, now_ms: i64) -> Bytes {
         let ops = vec![request(op, caller, seq, now_ms)];
         let version = version::Versions::default().entry_version(&ops);
-        encode_entry(&api::ApplyOpBatch { ops, version }).into()
+        encode_entry(&format::ApplyOpBatch { ops, version }).into()
     }
 
     /// Applies an entry of one operation and answers its outcome.
@@ -458,7 +460,7 @@ mod tests {
     /// An entry's bytes as a proposer of `version` writes them.
     fn entry_of_version(ops: Vec<ApplyOpRequest>, version: u32) -> Bytes {
         let mut data = vec![ENTRY_FORMAT_OP_BATCH];
-        api::ApplyOpBatch { ops, version }.encode(&mut data).expect("encoded");
+        format::ApplyOpBatch { ops, version }.encode(&mut data).expect("encoded");
         data.into()
     }
 
@@ -522,7 +524,7 @@ mod tests {
     fn batch_applies_in_order() {
         let mut r = Replicated::default();
         let ops = vec![request(&put(), "p", 1, 1000), request(&put(), "", 0, 1000), request(&put(), "p", 1, 1000)];
-        let outcomes = r.apply_entry(1, &encode_entry(&api::ApplyOpBatch { ops, version: STATE_MACHINE_VERSION }).into()).unwrap();
+        let outcomes = r.apply_entry(1, &encode_entry(&format::ApplyOpBatch { ops, version: STATE_MACHINE_VERSION }).into()).unwrap();
         let results: Vec<_> = outcomes.iter().map(|o| o.result.clone()).collect();
         assert_eq!(results, vec![Ok(Ok(Reply::Put { id: 1 })), Ok(Ok(Reply::Put { id: 2 })), Ok(Ok(Reply::Put { id: 1 }))]);
         assert_eq!(outcomes.iter().map(|o| o.duplicate).collect::<Vec<_>>(), vec![false, false, true]);
@@ -563,7 +565,7 @@ mod tests {
         apply_one(&mut r, 1, &entry(&put(), "p", 1, 5000));
         apply_one(&mut r, 2, &entry(&Op::KickJob { id: 9 }, "p", 2, 6000));
         let bytes = r.snapshot().encode_to_vec();
-        let restored = Replicated::restore(&api::ReplicatedStateProto::decode(&bytes[..]).unwrap(), STATE_MACHINE_VERSION).unwrap();
+        let restored = Replicated::restore(&format::ReplicatedStateProto::decode(&bytes[..]).unwrap(), STATE_MACHINE_VERSION).unwrap();
         assert_eq!(restored.digest(), r.digest());
         let restored = Replicated::restore_encoded(&bytes.into(), STATE_MACHINE_VERSION).unwrap();
         assert_eq!(restored.digest(), r.digest());

@@ -1,8 +1,8 @@
 //! The state machine's version: which operations a node understands and how it applies
-//! them. Log entries and snapshots carry the version that wrote them, so a node never applies
-//! what it does not understand as something else (an older node would otherwise read a newer
-//! operation as a malformed no-op, and the replicas would silently diverge): it stops and
-//! says which versions met.
+//! them. Log entries and snapshots (the disk format, `storage::format`) carry the version
+//! that wrote them, so a node never applies what it does not understand as something else (an
+//! older node would otherwise read a newer operation as a malformed no-op, and the replicas
+//! would silently diverge): it stops and says which versions met.
 //!
 //! A rolling upgrade runs old and new nodes side by side, so the versions also say what may
 //! be proposed: each operation type names the version that introduced it (`introduced_in`),
@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{ApplyOpRequest, OpType};
+use crate::storage::format::{ApplyOpRequest, OpType};
 
 /// The version this build understands.
 pub const STATE_MACHINE_VERSION: u32 = 2;

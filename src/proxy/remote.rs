@@ -18,7 +18,7 @@ use crate::api;
 use crate::fsm::{add_to_yaml_counts, front_end_fields, front_end_shares, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent};
 use crate::chaos::mutant;
 use crate::limits::CLIENT_API_ANSWER_BYTES_MAX;
-use crate::node::codec::{decode_result, op_request};
+use crate::node::codec::wire::{decode_result, op_request};
 use crate::node::CallerSeq;
 use crate::security::dial::JobsApi;
 use crate::security::Dialer;
@@ -59,7 +59,7 @@ fn fsm_error(status: &Status) -> Option<FsmError> {
         _ => true,
     };
     let code = api::ResultCode::try_from(status.code() as i32).ok()?;
-    refusal.then(|| crate::node::codec::fsm_error_of(code)).flatten()
+    refusal.then(|| crate::node::codec::wire::fsm_error_of(code)).flatten()
 }
 
 /// A job id as the wire's int64: ids past i64::MAX cannot exist, so they are not found.
@@ -363,7 +363,7 @@ async fn stream_from(mut client: JobsApi, proxy_id: String, tx: mpsc::Sender<Res
                 let Some(r) = update.reservation else { continue };
                 // A reservation still waiting is no result, and one that does not decode (a
                 // negative job id) is dropped rather than read as another job.
-                let Ok(Some(outcome)) = crate::node::codec::outcome_from(&r) else { continue };
+                let Ok(Some(outcome)) = crate::node::codec::wire::outcome_from(&r) else { continue };
                 let (client_id, request_id) = (r.client_id, r.request_id);
                 let event = ReservationEvent { client: ClientKey::new(&proxy_id, &client_id), request_id, outcome };
                 if tx.send(event).await.is_err() {

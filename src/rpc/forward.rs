@@ -16,7 +16,7 @@ use crate::api::forwarding_server::Forwarding;
 use crate::api::{self, ForwardedAnswer};
 use crate::fsm::Op;
 use crate::limits::FORWARD_FRAME_BYTES_SOFT_MAX;
-use crate::node::codec::{decode_op, encode_result};
+use crate::node::codec::wire::{decode_op, encode_result};
 use crate::node::{CallerSeq, NodeError, NodeHandle};
 
 /// How long a write may wait for its entry to apply before its caller is told to retry (as on
@@ -224,7 +224,7 @@ mod tests {
     /// as the state machine's "wrong state", which share its code.
     #[test]
     fn not_upgraded_comes_back_as_such() {
-        let e = NodeError::NotEveryVoterUpgraded { op: api::OpType::PauseTube, needs: 2, behind: vec![(3, Some(1)), (4, None)] };
+        let e = NodeError::NotEveryVoterUpgraded { op: crate::storage::format::OpType::PauseTube, needs: 2, behind: vec![(3, Some(1)), (4, None)] };
         let back = outcome(refused(12, status_of(e))).expect_err("refused");
         assert_eq!(back.code(), tonic::Code::FailedPrecondition);
         assert_eq!(super::super::status::needs_version(&back), Some(2));

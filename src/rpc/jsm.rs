@@ -13,7 +13,8 @@ use super::status::{caller_of, invalid, status_of};
 use crate::api::job_state_machine_server::JobStateMachine;
 use crate::api::{self, Empty};
 use crate::fsm::{job_to_proto, JobView, Op, Reply, ServerStats};
-use crate::node::codec::{self, job_id, reservation};
+use crate::node::codec::wire::reservation;
+use crate::node::codec::{self, job_id};
 use crate::node::{NodeError, NodeHandle};
 
 /// How long a write may wait for its entry to apply before the caller is told to retry.
@@ -74,9 +75,9 @@ fn peek(job: Option<JobView>) -> api::PeekResponse {
     api::PeekResponse { job: job.as_ref().map(job_to_proto) }
 }
 
-/// A write request as its operation, or InvalidArgument: refused here, before the log, with
-/// the same conversion that decodes the log (`codec::decode_op`), so nothing reaches the log
-/// that every replica would then refuse as malformed.
+/// A write request as its operation, or InvalidArgument: refused here, before the log, by the
+/// same code that decodes the log (codec/ops.rs, for either format), so nothing reaches the
+/// log that every replica would then refuse as malformed.
 fn edge<'a, M>(request: &'a M) -> Result<Op, Status>
 where
     Op: TryFrom<&'a M, Error = codec::DecodeError>,
@@ -303,7 +304,7 @@ impl JobStateMachine for JobService {
     async fn client_gone(&self, request: Request<api::ClientGoneRequest>) -> Result<Response<Empty>, Status> {
         // One entry per client, without a caller sequence: ending a session twice is harmless.
         // Every client is checked before any is written.
-        for op in codec::clients_gone(request.get_ref()).map_err(invalid)? {
+        for op in codec::wire::clients_gone(request.get_ref()).map_err(invalid)? {
             let result = tokio::time::timeout(WRITE_TIMEOUT, self.node.propose(op, None)).await;
             result.map_err(|_| Status::unavailable("write not applied in time; retry"))?.map_err(status_of)?;
         }

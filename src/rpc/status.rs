@@ -3,7 +3,8 @@
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
-use crate::node::codec::{result_code, DecodeError};
+use crate::node::codec::wire::result_code;
+use crate::node::codec::DecodeError;
 use crate::node::replicated::EntryError;
 use crate::node::{CallerSeq, NodeError};
 

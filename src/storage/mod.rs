@@ -8,6 +8,9 @@
 //! - `*.tmp`: a snapshot being written; a crash may leave one, and open removes it.
 //! - `lock`: locked by the process using the dir ([`DirLock`]), which wrote its id in it.
 //!
+//! Records hold raft-rs's own messages; the data of its entries and snapshots is in the disk
+//! format of [`format`] (package coolbeans.storage.v1), apart from the published API.
+//!
 //! Durability contract: what [`Wal::sync`] or [`Wal::save_snapshot`] acknowledged survives any
 //! crash; a torn write at the end of the log is cut away on open; damage anywhere else is
 //! reported as [`StorageError::Corrupt`], naming the file and byte offset, never skipped.
@@ -17,6 +20,7 @@ mod data_dir;
 mod dir_lock;
 pub mod disk;
 mod error;
+pub mod format;
 pub(crate) mod names;
 pub(crate) mod record;
 mod recovery;
