@@ -43,7 +43,7 @@ fn secs_u32(value: i64, what: &str) -> Result<u32, RestoreError> {
 }
 
 impl Counters {
-    fn to_proto(&self) -> CountersProto {
+    pub fn to_proto(&self) -> CountersProto {
         CountersProto {
             cmd_put: self.cmd_put,
             cmd_reserve: self.cmd_reserve,
@@ -63,7 +63,7 @@ impl Counters {
         }
     }
 
-    fn from_proto(p: &CountersProto) -> Self {
+    pub fn from_proto(p: &CountersProto) -> Self {
         Counters {
             cmd_put: p.cmd_put,
             cmd_reserve: p.cmd_reserve,
