@@ -33,7 +33,7 @@ fn job_fields(j: &JobView, now: Millis) -> serde_json::Map<String, Value> {
     let fields = json!({
         "id": j.id,
         "tube": j.tube,
-        "state": j.state.name(),
+        "state": j.state.kind().name(),
         "pri": j.pri,
         "age_secs": now.saturating_sub(j.created_ms) / 1000,
         "delay_secs": j.delay_secs,

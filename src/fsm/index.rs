@@ -233,7 +233,7 @@ pub(crate) struct Lease {
 
 /// The server-wide command counters (beanstalkd's op counts that go through the log).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub(crate) struct Counters {
+pub struct Counters {
     pub cmd_put: u64,
     pub cmd_reserve: u64,
     pub cmd_reserve_with_timeout: u64,

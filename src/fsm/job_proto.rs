@@ -3,7 +3,7 @@
 // messages began as the same and keep the same fields.
 
 use super::{bad, ms, secs_u32, RestoreError};
-use crate::fsm::{ClientKey, JobId, JobState, JobView};
+use crate::fsm::{ClientKey, Counters, JobId, JobState, JobView};
 
 /// A job in this format.
 pub fn job_to_proto(job: &JobView) -> pb::JobProto {
@@ -75,4 +75,45 @@ fn job_state_from_proto(p: &pb::JobProto) -> Result<JobState, RestoreError> {
         pb::JobStateProto::Buried => JobState::Buried { seq: p.bury_seq },
         other => return Err(bad(format!("job {id} is in state {other:?}"))),
     })
+}
+
+/// The state machine's command counters in this format.
+pub fn counters_to_proto(counters: &Counters) -> pb::CountersProto {
+    pb::CountersProto {
+        cmd_put: counters.cmd_put,
+        cmd_reserve: counters.cmd_reserve,
+        cmd_reserve_with_timeout: counters.cmd_reserve_with_timeout,
+        cmd_delete: counters.cmd_delete,
+        cmd_release: counters.cmd_release,
+        cmd_use: counters.cmd_use,
+        cmd_watch: counters.cmd_watch,
+        cmd_ignore: counters.cmd_ignore,
+        cmd_bury: counters.cmd_bury,
+        cmd_kick: counters.cmd_kick,
+        cmd_touch: counters.cmd_touch,
+        cmd_pause_tube: counters.cmd_pause_tube,
+        job_timeouts: counters.job_timeouts,
+        total_jobs: counters.total_jobs,
+        cmd_reserve_job: counters.cmd_reserve_job,
+    }
+}
+
+pub fn counters_from_proto(p: &pb::CountersProto) -> Counters {
+    Counters {
+        cmd_put: p.cmd_put,
+        cmd_reserve: p.cmd_reserve,
+        cmd_reserve_with_timeout: p.cmd_reserve_with_timeout,
+        cmd_reserve_job: p.cmd_reserve_job,
+        cmd_delete: p.cmd_delete,
+        cmd_release: p.cmd_release,
+        cmd_use: p.cmd_use,
+        cmd_watch: p.cmd_watch,
+        cmd_ignore: p.cmd_ignore,
+        cmd_bury: p.cmd_bury,
+        cmd_kick: p.cmd_kick,
+        cmd_touch: p.cmd_touch,
+        cmd_pause_tube: p.cmd_pause_tube,
+        job_timeouts: p.job_timeouts,
+        total_jobs: p.total_jobs,
+    }
 }

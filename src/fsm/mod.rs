@@ -72,10 +72,11 @@ mod proptests;
 
 pub use browse::{BrowseCursor, BrowseState, JobPage, TubePage, TubeSummary, BROWSE_PAGE_MAX};
 pub use encoded::{fields, Field};
+pub use index::Counters;
 pub use machine::{Fsm, DEFAULT_TUBE};
-pub use snapshot::wire::{job_to_proto, job_view_from_proto};
+pub use snapshot::wire::{counters_from_proto, counters_to_proto, job_to_proto, job_view_from_proto};
 pub use snapshot::RestoreError;
-pub use stats::{add_to_yaml_counts, front_end_fields, front_end_shares, patch_yaml, JobCounts};
+pub use stats::{JobCounts, JobStats, MachineStats, TubeStats};
 pub use tube_name::{is_tube_name_byte, validate_tube_name, TUBE_NAME_BYTES_MAX};
 #[cfg(test)]
 mod tests;

@@ -10,13 +10,13 @@ use prost::Message;
 
 use super::encoded;
 use super::index::{
-    Answered, AnsweredOutcome, Counters, Job, Lease, Pause, Session, State, Timer, TimerKind, Tube, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
+    Answered, AnsweredOutcome, Job, Lease, Pause, Session, State, Timer, TimerKind, Tube, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
     URGENT_PRI_MAX_EXCLUSIVE,
 };
 use super::machine::Fsm;
 use super::types::{ClientKey, JobState, Millis};
 use crate::chaos::mutant::{self, Mutant};
-use crate::storage::format::{ClientResvEntryProto, CountersProto, JobProto, LeaseProto, SnapshotProto, TubeProto};
+use crate::storage::format::{ClientResvEntryProto, JobProto, LeaseProto, SnapshotProto, TubeProto};
 
 /// A snapshot that cannot be restored, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,48 +40,6 @@ fn ms(value: i64, what: &str) -> Result<Millis, RestoreError> {
 
 fn secs_u32(value: i64, what: &str) -> Result<u32, RestoreError> {
     u32::try_from(value).map_err(|_| bad(format!("{what} is outside 0..2^32: {value}")))
-}
-
-impl Counters {
-    fn to_proto(&self) -> CountersProto {
-        CountersProto {
-            cmd_put: self.cmd_put,
-            cmd_reserve: self.cmd_reserve,
-            cmd_reserve_with_timeout: self.cmd_reserve_with_timeout,
-            cmd_delete: self.cmd_delete,
-            cmd_release: self.cmd_release,
-            cmd_use: self.cmd_use,
-            cmd_watch: self.cmd_watch,
-            cmd_ignore: self.cmd_ignore,
-            cmd_bury: self.cmd_bury,
-            cmd_kick: self.cmd_kick,
-            cmd_touch: self.cmd_touch,
-            cmd_pause_tube: self.cmd_pause_tube,
-            job_timeouts: self.job_timeouts,
-            total_jobs: self.total_jobs,
-            cmd_reserve_job: self.cmd_reserve_job,
-        }
-    }
-
-    fn from_proto(p: &CountersProto) -> Self {
-        Counters {
-            cmd_put: p.cmd_put,
-            cmd_reserve: p.cmd_reserve,
-            cmd_reserve_with_timeout: p.cmd_reserve_with_timeout,
-            cmd_reserve_job: p.cmd_reserve_job,
-            cmd_delete: p.cmd_delete,
-            cmd_release: p.cmd_release,
-            cmd_use: p.cmd_use,
-            cmd_watch: p.cmd_watch,
-            cmd_ignore: p.cmd_ignore,
-            cmd_bury: p.cmd_bury,
-            cmd_kick: p.cmd_kick,
-            cmd_touch: p.cmd_touch,
-            cmd_pause_tube: p.cmd_pause_tube,
-            job_timeouts: p.job_timeouts,
-            total_jobs: p.total_jobs,
-        }
-    }
 }
 
 /// A job in the published API's message (peeks, browsing).
@@ -146,7 +104,7 @@ impl Fsm {
             jobs,
             reservations,
             tubes,
-            counters: Some(s.counters.to_proto()),
+            counters: Some(disk::counters_to_proto(&s.counters)),
             next_job_id: s.next_job_id,
             now_ms: s.clock as i64,
             next_bury_seq: s.next_bury_seq,
@@ -213,7 +171,7 @@ fn restore_around(
         next_wait_seq: snap.next_wait_seq,
         next_tube_id: snap.next_tube_seq,
         next_lease_id: snap.next_lease_id,
-        counters: snap.counters.as_ref().map(Counters::from_proto).unwrap_or_default(),
+        counters: snap.counters.as_ref().map(disk::counters_from_proto).unwrap_or_default(),
         ..State::default()
     };
     restore_tubes(&mut s, &snap.tubes)?;

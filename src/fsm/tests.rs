@@ -113,13 +113,14 @@ fn held(by: &ClientKey, deadline: Millis) -> JobState {
     JobState::Reserved { by: by.clone(), deadline }
 }
 
-/// The value of `key` in a YAML stats body.
-fn stat(yaml: &str, key: &str) -> String {
-    let prefix = format!("{key}: ");
-    yaml.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {key} in {yaml}"))
-        .to_string()
+/// A job's stats at `now`.
+fn job_stats(fsm: &Fsm, id: JobId, now: Millis) -> JobStats {
+    fsm.stats_job(id, now).unwrap_or_else(|| panic!("job {id} is missing"))
+}
+
+/// A tube's stats at `now`.
+fn tube_stats(fsm: &Fsm, name: &str, now: Millis) -> TubeStats {
+    fsm.stats_tube(name, now).unwrap_or_else(|| panic!("tube {name} is missing"))
 }
 
 // ---- ids, ttr, priority ----
@@ -145,8 +146,8 @@ fn discarded_put_uses_up_an_id() {
     assert_eq!(quiet(&mut f, 0, Op::DiscardPut { client: c.clone() }), Ok(Reply::Done));
     assert_eq!(f.job_count(), 0);
     assert_eq!(put(&mut f, 0, "default", 0, 0, 10), 2);
-    let stats = f.stats_yaml(&ServerStats::default());
-    assert_eq!((stat(&stats, "cmd-put"), stat(&stats, "total-jobs"), stat(&stats, "current-producers")), ("2".into(), "1".into(), "1".into()));
+    let stats = f.stats();
+    assert_eq!((stats.counters.cmd_put, stats.counters.total_jobs, stats.producers), (2, 1, 1));
 }
 
 /// A job keeps a copy of its body, not a slice of the buffer it came in (a socket read, a log
@@ -201,7 +202,7 @@ fn ttr_zero_becomes_one() {
     assert_eq!(f.job(id).unwrap().ttr_secs, 1);
     assert_eq!(run(&mut f, 0, reserve(&a, "r1")), answered(&a, "r1", got(id)));
     assert_eq!(state(&f, id), held(&a, 1000));
-    assert_eq!(stat(&f.stats_job_yaml(id, 0).unwrap(), "ttr"), "1");
+    assert_eq!(job_stats(&f, id, 0).ttr_secs, 1);
     quiet(&mut f, 1000, Op::Tick).unwrap();
     assert_eq!(state(&f, id), JobState::Ready);
 }
@@ -471,12 +472,10 @@ fn ttr_expiry_returns_the_job_to_ready_and_counts_a_timeout() {
     assert_eq!(run(&mut f, 2000, Op::Tick), woke(Reply::Done, vec![]));
     assert_eq!(state(&f, id), JobState::Ready);
     assert_eq!(f.reserved_by(&a), Vec::<JobId>::new());
-    assert_eq!(
-        f.stats_job_yaml(id, 2000).unwrap(),
-        "---\nid: 1\ntube: \"default\"\nstate: ready\npri: 0\nage: 2\ndelay: 0\nttr: 2\ntime-left: 0\nfile: 0\n\
-         reserves: 1\ntimeouts: 1\nreleases: 0\nburies: 0\nkicks: 0\n"
-    );
-    assert_eq!(stat(&f.stats_yaml(&ServerStats::default()), "job-timeouts"), "1");
+    let stats = job_stats(&f, id, 2000);
+    assert_eq!((stats.state, stats.age_secs, stats.ttr_secs, stats.time_left_secs), (BrowseState::Ready, 2, 2, 0));
+    assert_eq!((stats.reserves, stats.timeouts, stats.releases, stats.buries, stats.kicks), (1, 1, 0, 0, 0));
+    assert_eq!(f.stats().counters.job_timeouts, 1);
 }
 
 /// `touch` sets the deadline to now + ttr: the job survives its old deadline and runs out at
@@ -708,8 +707,8 @@ fn pause_tube_zero_unpauses_and_wakes_waiters() {
     assert_eq!(run(&mut f, 0, reserve(&a, "r1")), waits());
     assert_eq!(run(&mut f, 500, pause("default", 0)), woke(Reply::Done, vec![event(&a, "r1", got(id))]));
     assert_eq!(f.next_deadline(), Some(59_500));
-    let yaml = f.stats_tube_yaml("default", 500).unwrap();
-    assert_eq!((stat(&yaml, "pause"), stat(&yaml, "pause-time-left")), ("0".into(), "0".into()));
+    let tube = tube_stats(&f, "default", 500);
+    assert_eq!((tube.pause_secs, tube.pause_left_secs), (0, 0));
 }
 
 /// `pause-tube` of a tube that does not exist is NotFound and does not create it.
@@ -746,7 +745,7 @@ fn client_gone_releases_its_jobs_to_waiters_and_drops_its_wait() {
     assert_eq!(quiet(&mut f, 100, Op::ClientGone { client: c.clone() }), Ok(Reply::Done));
     assert_eq!(f.waiting_request(&c), None);
     assert!(!f.has_tube("solo"));
-    assert_eq!(stat(&f.stats_yaml(&ServerStats::default()), "current-waiting"), "0");
+    assert_eq!(f.stats().waiting, 0);
     assert_eq!(quiet(&mut f, 100, Op::ClientGone { client: c.clone() }), Ok(Reply::Done));
 }
 
@@ -909,7 +908,7 @@ fn the_clock_never_runs_backwards() {
     quiet(&mut f, 1000, Op::Tick).unwrap();
     assert_eq!(f.now_ms(), 5999);
     assert_eq!(state(&f, id), JobState::Delayed { until: 6000 });
-    assert_eq!(stat(&f.stats_job_yaml(id, 0).unwrap(), "age"), "0");
+    assert_eq!(job_stats(&f, id, 0).age_secs, 0);
     quiet(&mut f, 6000, Op::Tick).unwrap();
     assert_eq!(state(&f, id), JobState::Ready);
     assert_eq!(run(&mut f, 2000, reserve(&a, "r")), answered(&a, "r", got(id)));
@@ -974,145 +973,74 @@ fn known_state() -> Fsm {
     f
 }
 
-/// stats-job matches beanstalkd's STATS_JOB_FMT byte for byte (tube quoted, numbers plain,
-/// time-left and age in whole seconds truncated) for a fresh, a reserved, a delayed and a
-/// buried job.
+/// A job's stats: one made for the checks below, from `(id, state, pri, age, delay, ttr,
+/// time left)` and `(reserves, timeouts, releases, buries, kicks)`.
+fn job_stats_of(j: (JobId, BrowseState, u32, u64, u32, u32, i64), h: (u32, u32, u32, u32, u32)) -> JobStats {
+    let (id, state, pri, age_secs, delay_secs, ttr_secs, time_left_secs) = j;
+    let (reserves, timeouts, releases, buries, kicks) = h;
+    JobStats { id, tube: "default".into(), state, pri, age_secs, delay_secs, ttr_secs, time_left_secs, reserves, timeouts, releases, buries, kicks }
+}
+
+/// stats-job gives what beanstalkd's does (age and time left in whole seconds, truncated) for
+/// a fresh, a reserved, a delayed and a buried job.
 #[test]
-fn stats_job_yaml_is_exact() {
+fn stats_job_is_exact() {
     let mut f = Fsm::new();
     put(&mut f, 0, "default", 5, 0, 10);
-    assert_eq!(
-        f.stats_job_yaml(1, 0).unwrap(),
-        "---\nid: 1\ntube: \"default\"\nstate: ready\npri: 5\nage: 0\ndelay: 0\nttr: 10\ntime-left: 0\nfile: 0\n\
-         reserves: 0\ntimeouts: 0\nreleases: 0\nburies: 0\nkicks: 0\n"
-    );
-    assert_eq!(f.stats_job_yaml(2, 0), None);
+    assert_eq!(job_stats(&f, 1, 0), job_stats_of((1, BrowseState::Ready, 5, 0, 0, 10, 0), (0, 0, 0, 0, 0)));
+    assert_eq!(f.stats_job(2, 0), None);
 
     let f = known_state();
-    assert_eq!(
-        f.stats_job_yaml(1, 3500).unwrap(),
-        "---\nid: 1\ntube: \"default\"\nstate: reserved\npri: 1\nage: 3\ndelay: 0\nttr: 60\ntime-left: 57\nfile: 0\n\
-         reserves: 1\ntimeouts: 0\nreleases: 0\nburies: 0\nkicks: 0\n"
-    );
-    assert_eq!(
-        f.stats_job_yaml(5, 3500).unwrap(),
-        "---\nid: 5\ntube: \"default\"\nstate: delayed\npri: 7\nage: 3\ndelay: 5\nttr: 60\ntime-left: 1\nfile: 0\n\
-         reserves: 0\ntimeouts: 0\nreleases: 0\nburies: 0\nkicks: 0\n"
-    );
-    assert_eq!(
-        f.stats_job_yaml(2, 3500).unwrap(),
-        "---\nid: 2\ntube: \"default\"\nstate: buried\npri: 3\nage: 3\ndelay: 0\nttr: 60\ntime-left: 0\nfile: 0\n\
-         reserves: 1\ntimeouts: 0\nreleases: 0\nburies: 1\nkicks: 0\n"
-    );
+    assert_eq!(job_stats(&f, 1, 3500), job_stats_of((1, BrowseState::Reserved, 1, 3, 0, 60, 57), (1, 0, 0, 0, 0)));
+    assert_eq!(job_stats(&f, 5, 3500), job_stats_of((5, BrowseState::Delayed, 7, 3, 5, 60, 1), (0, 0, 0, 0, 0)));
+    assert_eq!(job_stats(&f, 2, 3500), job_stats_of((2, BrowseState::Buried, 3, 3, 0, 60, 0), (1, 0, 0, 1, 0)));
 }
 
-/// stats-tube matches beanstalkd's STATS_TUBE_FMT byte for byte for a known state (name
-/// quoted; urgent counts only ready jobs below 1024; the pause and its truncated time left).
+/// stats-tube gives what beanstalkd's does for a known state (urgent counts only ready jobs
+/// below 1024; the pause and its truncated time left).
 #[test]
-fn stats_tube_yaml_is_exact() {
+fn stats_tube_is_exact() {
     let f = known_state();
-    assert_eq!(
-        f.stats_tube_yaml("default", 3500).unwrap(),
-        "---\nname: \"default\"\ncurrent-jobs-urgent: 1\ncurrent-jobs-ready: 2\ncurrent-jobs-reserved: 1\n\
-         current-jobs-delayed: 1\ncurrent-jobs-buried: 1\ntotal-jobs: 6\ncurrent-using: 4\n\
-         current-watching: 4\ncurrent-waiting: 1\ncmd-delete: 1\ncmd-pause-tube: 1\npause: 30\n\
-         pause-time-left: 27\n"
-    );
-    assert_eq!(f.stats_tube_yaml("other", 3500), None);
-}
-
-/// stats matches beanstalkd's STATS_FMT byte for byte for a known state and known server
-/// facts: the machine's counts, then the server's, strings quoted as 1.13 does.
-#[test]
-fn stats_yaml_is_exact() {
-    let f = known_state();
-    let server = ServerStats {
-        cmd_put_unlogged: 0,
-        cmd_pause_tube_unlogged: 0,
-        cmd_peek: 11,
-        cmd_peek_ready: 12,
-        cmd_peek_delayed: 13,
-        cmd_peek_buried: 14,
-        cmd_stats: 15,
-        cmd_stats_job: 16,
-        cmd_stats_tube: 17,
-        cmd_list_tubes: 18,
-        cmd_list_tube_used: 19,
-        cmd_list_tubes_watched: 20,
-        max_job_size: 65535,
-        current_connections: 5,
-        total_connections: 9,
-        pid: 4242,
-        version: "1.13".into(),
-        rusage_utime_us: 1_500_000,
-        rusage_stime_us: 250,
-        uptime_secs: 77,
-        binlog_oldest_index: 1,
-        binlog_current_index: 2,
-        binlog_records_migrated: 3,
-        binlog_records_written: 4,
-        binlog_max_size: 10_485_760,
-        draining: false,
-        id: "abc123".into(),
-        hostname: "node-1".into(),
-        os: "#1 SMP".into(),
-        platform: "x86_64".into(),
+    let expected = TubeStats {
+        name: "default".into(),
+        jobs: JobCounts { urgent: 1, ready: 2, reserved: 1, delayed: 1, buried: 1 },
+        total_jobs: 6,
+        using: 4,
+        watching: 4,
+        waiting: 1,
+        cmd_delete: 1,
+        cmd_pause_tube: 1,
+        pause_secs: 30,
+        pause_left_secs: 27,
     };
-    assert_eq!(
-        f.stats_yaml(&server),
-        "---\n\
-         current-jobs-urgent: 1\n\
-         current-jobs-ready: 2\n\
-         current-jobs-reserved: 1\n\
-         current-jobs-delayed: 1\n\
-         current-jobs-buried: 1\n\
-         cmd-put: 6\n\
-         cmd-peek: 11\n\
-         cmd-peek-ready: 12\n\
-         cmd-peek-delayed: 13\n\
-         cmd-peek-buried: 14\n\
-         cmd-reserve: 3\n\
-         cmd-reserve-with-timeout: 1\n\
-         cmd-delete: 1\n\
-         cmd-release: 0\n\
-         cmd-use: 1\n\
-         cmd-watch: 1\n\
-         cmd-ignore: 1\n\
-         cmd-bury: 1\n\
-         cmd-kick: 1\n\
-         cmd-touch: 1\n\
-         cmd-stats: 15\n\
-         cmd-stats-job: 16\n\
-         cmd-stats-tube: 17\n\
-         cmd-list-tubes: 18\n\
-         cmd-list-tube-used: 19\n\
-         cmd-list-tubes-watched: 20\n\
-         cmd-pause-tube: 1\n\
-         job-timeouts: 0\n\
-         total-jobs: 6\n\
-         max-job-size: 65535\n\
-         current-tubes: 1\n\
-         current-connections: 5\n\
-         current-producers: 1\n\
-         current-workers: 3\n\
-         current-waiting: 1\n\
-         total-connections: 9\n\
-         pid: 4242\n\
-         version: \"1.13\"\n\
-         rusage-utime: 1.500000\n\
-         rusage-stime: 0.000250\n\
-         uptime: 77\n\
-         binlog-oldest-index: 1\n\
-         binlog-current-index: 2\n\
-         binlog-records-migrated: 3\n\
-         binlog-records-written: 4\n\
-         binlog-max-size: 10485760\n\
-         draining: false\n\
-         id: abc123\n\
-         hostname: \"node-1\"\n\
-         os: \"#1 SMP\"\n\
-         platform: \"x86_64\"\n"
-    );
+    assert_eq!(tube_stats(&f, "default", 3500), expected);
+    assert_eq!(f.stats_tube("other", 3500), None);
+}
+
+/// The machine's part of stats for a known state: jobs by state, the logged commands'
+/// counters, tubes, producers, workers and waiting reserves.
+#[test]
+fn stats_is_exact() {
+    let f = known_state();
+    let counters = Counters {
+        cmd_put: 6,
+        cmd_reserve: 3,
+        cmd_reserve_with_timeout: 1,
+        cmd_reserve_job: 0,
+        cmd_delete: 1,
+        cmd_release: 0,
+        cmd_use: 1,
+        cmd_watch: 1,
+        cmd_ignore: 1,
+        cmd_bury: 1,
+        cmd_kick: 1,
+        cmd_touch: 1,
+        cmd_pause_tube: 1,
+        job_timeouts: 0,
+        total_jobs: 6,
+    };
+    let jobs = JobCounts { urgent: 1, ready: 2, reserved: 1, delayed: 1, buried: 1 };
+    assert_eq!(f.stats(), MachineStats { jobs, counters, tubes: 1, producers: 1, workers: 3, waiting: 1 });
 }
 
 /// The stats counters move as beanstalkd's do: cmd-put, cmd-reserve apart from
@@ -1122,36 +1050,34 @@ fn stats_yaml_is_exact() {
 fn stats_counters() {
     let mut f = Fsm::new();
     let (p, a, b) = (key("p"), key("a"), key("b"));
-    let s = |f: &Fsm, k: &str| stat(&f.stats_yaml(&ServerStats::default()), k);
     let by_p = Op::Put { client: Some(p.clone()), tube: "t".into(), pri: 1023, delay_secs: 0, ttr_secs: 60, body: Bytes::from_static(BODY) };
     quiet(&mut f, 0, by_p).unwrap();
     put(&mut f, 0, "t", 1024, 0, 60);
     put(&mut f, 0, "default", 0, 0, 60);
     put(&mut f, 0, "default", 0, 5, 60);
-    assert_eq!(s(&f, "cmd-put"), "4");
-    assert_eq!(s(&f, "current-jobs-urgent"), "2");
-    assert_eq!(stat(&f.stats_tube_yaml("t", 0).unwrap(), "current-jobs-urgent"), "1");
-    assert_eq!(s(&f, "current-producers"), "1");
-    assert_eq!(s(&f, "current-tubes"), "2");
+    assert_eq!(f.stats().counters.cmd_put, 4);
+    assert_eq!(f.stats().jobs.urgent, 2);
+    assert_eq!(tube_stats(&f, "t", 0).jobs.urgent, 1);
+    assert_eq!((f.stats().producers, f.stats().tubes), (1, 2));
 
     assert_eq!(run(&mut f, 0, reserve(&a, "a1")), answered(&a, "a1", got(3)));
-    assert_eq!(s(&f, "current-jobs-urgent"), "1");
+    assert_eq!(f.stats().jobs.urgent, 1);
     assert_eq!(run(&mut f, 0, reserve_within(&a, "a2", 10)), waits());
-    assert_eq!((s(&f, "cmd-reserve"), s(&f, "cmd-reserve-with-timeout")), ("1".into(), "1".into()));
-    assert_eq!((s(&f, "current-workers"), s(&f, "current-waiting")), ("1".into(), "1".into()));
-    assert_eq!(stat(&f.stats_tube_yaml("default", 0).unwrap(), "current-waiting"), "1");
+    assert_eq!((f.stats().counters.cmd_reserve, f.stats().counters.cmd_reserve_with_timeout), (1, 1));
+    assert_eq!((f.stats().workers, f.stats().waiting), (1, 1));
+    assert_eq!(tube_stats(&f, "default", 0).waiting, 1);
     quiet(&mut f, 0, reserve_job(&b, 1)).unwrap();
-    assert_eq!(s(&f, "current-workers"), "2");
-    assert_eq!(s(&f, "current-jobs-urgent"), "0");
+    assert_eq!(f.stats().workers, 2);
+    assert_eq!(f.stats().jobs.urgent, 0);
 
     quiet(&mut f, 0, Op::Delete { client: None, id: 2 }).unwrap();
     assert_eq!(quiet(&mut f, 0, Op::Delete { client: None, id: 2 }), Err(FsmError::NotFound));
-    assert_eq!(s(&f, "cmd-delete"), "2");
-    assert_eq!(stat(&f.stats_tube_yaml("t", 0).unwrap(), "cmd-delete"), "1");
+    assert_eq!(f.stats().counters.cmd_delete, 2);
+    assert_eq!(tube_stats(&f, "t", 0).cmd_delete, 1);
     quiet(&mut f, 0, Op::ClientGone { client: p }).unwrap();
     quiet(&mut f, 0, Op::ClientGone { client: a }).unwrap();
-    assert_eq!((s(&f, "current-producers"), s(&f, "current-workers"), s(&f, "current-waiting")), ("0".into(), "1".into(), "0".into()));
-    assert_eq!(s(&f, "total-jobs"), "4");
+    assert_eq!((f.stats().producers, f.stats().workers, f.stats().waiting), (0, 1, 0));
+    assert_eq!(f.stats().counters.total_jobs, 4);
 }
 
 // ---- snapshot ----
@@ -1172,8 +1098,8 @@ fn snapshot_restore_keeps_waiters_pauses_counters_ids_and_clock() {
     assert_eq!(g.snapshot(), f.snapshot());
     assert_eq!(g.now_ms(), 1200);
     assert_eq!(g.next_deadline(), f.next_deadline());
-    assert_eq!(g.stats_yaml(&ServerStats::default()), f.stats_yaml(&ServerStats::default()));
-    assert_eq!(g.stats_tube_yaml("default", 1200), f.stats_tube_yaml("default", 1200));
+    assert_eq!(g.stats(), f.stats());
+    assert_eq!(g.stats_tube("default", 1200), f.stats_tube("default", 1200));
     assert_eq!(g.list_tubes(), vec!["default", "a", "b"]);
     assert_eq!(g.waiting_request(&n), Some("n1"));
 

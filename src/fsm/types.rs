@@ -183,13 +183,13 @@ pub enum JobState {
 }
 
 impl JobState {
-    /// The state as stats-job names it.
-    pub fn name(&self) -> &'static str {
+    /// The state without its times and holder.
+    pub fn kind(&self) -> super::BrowseState {
         match self {
-            JobState::Ready => "ready",
-            JobState::Delayed { .. } => "delayed",
-            JobState::Reserved { .. } => "reserved",
-            JobState::Buried { .. } => "buried",
+            JobState::Ready => super::BrowseState::Ready,
+            JobState::Delayed { .. } => super::BrowseState::Delayed,
+            JobState::Reserved { .. } => super::BrowseState::Reserved,
+            JobState::Buried { .. } => super::BrowseState::Buried,
         }
     }
 }
@@ -219,43 +219,4 @@ pub struct ClientStates {
     pub waiting: Vec<String>,
     pub not_waiting: Vec<String>,
     pub missing: Vec<String>,
-}
-
-/// What `stats` needs that the state machine does not keep: counts of commands that never
-/// reach the log and facts about the serving process. Filled by the front end.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServerStats {
-    /// Puts answered by the front end without reaching the log (JOB_TOO_BIG, bytes after the
-    /// numbers, a body cut short by the client leaving): beanstalkd counts them in `cmd-put`.
-    pub cmd_put_unlogged: u64,
-    /// Pause-tubes refused for a bad name after the delay read: beanstalkd counts those too.
-    pub cmd_pause_tube_unlogged: u64,
-    pub cmd_peek: u64,
-    pub cmd_peek_ready: u64,
-    pub cmd_peek_delayed: u64,
-    pub cmd_peek_buried: u64,
-    pub cmd_stats: u64,
-    pub cmd_stats_job: u64,
-    pub cmd_stats_tube: u64,
-    pub cmd_list_tubes: u64,
-    pub cmd_list_tube_used: u64,
-    pub cmd_list_tubes_watched: u64,
-    pub max_job_size: u64,
-    pub current_connections: u64,
-    pub total_connections: u64,
-    pub pid: u64,
-    pub version: String,
-    pub rusage_utime_us: u64,
-    pub rusage_stime_us: u64,
-    pub uptime_secs: u64,
-    pub binlog_oldest_index: u64,
-    pub binlog_current_index: u64,
-    pub binlog_records_migrated: u64,
-    pub binlog_records_written: u64,
-    pub binlog_max_size: u64,
-    pub draining: bool,
-    pub id: String,
-    pub hostname: String,
-    pub os: String,
-    pub platform: String,
 }

@@ -70,6 +70,113 @@ pub enum Command {
     Quit,
 }
 
+/// Each command but `quit` (which ends the connection and is neither counted nor timed), in
+/// the order of `CommandKind::NAMES`: what the front end counts commands and times them by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandKind {
+    Put,
+    Use,
+    Reserve,
+    ReserveWithTimeout,
+    ReserveJob,
+    Delete,
+    Release,
+    Bury,
+    Touch,
+    Watch,
+    Ignore,
+    Peek,
+    PeekReady,
+    PeekDelayed,
+    PeekBuried,
+    Kick,
+    KickJob,
+    StatsJob,
+    StatsTube,
+    Stats,
+    ListTubes,
+    ListTubeUsed,
+    ListTubesWatched,
+    PauseTube,
+}
+
+impl CommandKind {
+    /// Each kind's command name, by `index`.
+    pub const NAMES: [&'static str; 24] = [
+        "put",
+        "use",
+        "reserve",
+        "reserve-with-timeout",
+        "reserve-job",
+        "delete",
+        "release",
+        "bury",
+        "touch",
+        "watch",
+        "ignore",
+        "peek",
+        "peek-ready",
+        "peek-delayed",
+        "peek-buried",
+        "kick",
+        "kick-job",
+        "stats-job",
+        "stats-tube",
+        "stats",
+        "list-tubes",
+        "list-tube-used",
+        "list-tubes-watched",
+        "pause-tube",
+    ];
+
+    /// How many kinds there are: the length of arrays indexed by `index`.
+    pub const COUNT: usize = Self::NAMES.len();
+
+    /// Its place in `NAMES` and in arrays of per-command counts.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
+}
+
+const _: () = assert!(CommandKind::PauseTube as usize == CommandKind::COUNT - 1);
+
+impl Command {
+    /// The command's kind; None for `quit`.
+    pub fn kind(&self) -> Option<CommandKind> {
+        Some(match self {
+            Command::Put { .. } => CommandKind::Put,
+            Command::Use { .. } => CommandKind::Use,
+            Command::Reserve => CommandKind::Reserve,
+            Command::ReserveWithTimeout { .. } => CommandKind::ReserveWithTimeout,
+            Command::ReserveJob { .. } => CommandKind::ReserveJob,
+            Command::Delete { .. } => CommandKind::Delete,
+            Command::Release { .. } => CommandKind::Release,
+            Command::Bury { .. } => CommandKind::Bury,
+            Command::Touch { .. } => CommandKind::Touch,
+            Command::Watch { .. } => CommandKind::Watch,
+            Command::Ignore { .. } => CommandKind::Ignore,
+            Command::Peek { .. } => CommandKind::Peek,
+            Command::PeekReady => CommandKind::PeekReady,
+            Command::PeekDelayed => CommandKind::PeekDelayed,
+            Command::PeekBuried => CommandKind::PeekBuried,
+            Command::Kick { .. } => CommandKind::Kick,
+            Command::KickJob { .. } => CommandKind::KickJob,
+            Command::StatsJob { .. } => CommandKind::StatsJob,
+            Command::StatsTube { .. } => CommandKind::StatsTube,
+            Command::Stats => CommandKind::Stats,
+            Command::ListTubes => CommandKind::ListTubes,
+            Command::ListTubeUsed => CommandKind::ListTubeUsed,
+            Command::ListTubesWatched => CommandKind::ListTubesWatched,
+            Command::PauseTube { .. } => CommandKind::PauseTube,
+            Command::Quit => return None,
+        })
+    }
+}
+
 /// What one command line asks the decoder to do next.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Line {

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use crate::limits::{JOB_BODY_BYTES_MAX_DEFAULT, JOB_BODY_BYTES_MAX_LIMIT};
 
 use super::split_check::decode_pieces;
-use super::{Command, Counted, Decoded, Decoder, ProtocolError, LINE_BYTES_MAX};
+use super::{Command, CommandKind, Counted, Decoded, Decoder, ProtocolError, LINE_BYTES_MAX};
 
 const BAD: Decoded = Decoded::Error(ProtocolError::BadFormat);
 /// BAD_FORMAT that beanstalkd counts in `cmd-put` or `cmd-pause-tube` all the same.
@@ -447,4 +447,44 @@ fn mid_put_lasts_from_line_to_body() {
     assert_eq!(decoder.decode(&mut buf), Some(TOO_BIG));
     assert_eq!(decoder.decode(&mut buf), Some(BAD));
     assert!(!decoder.mid_put());
+}
+
+/// Each command, decoded from its own line, has the kind of its own name (what it is counted
+/// and timed under); `quit` has none.
+#[test]
+fn every_command_has_the_kind_of_its_name() {
+    let lines = [
+        "put 0 0 1 1\r\nx\r\n",
+        "use t\r\n",
+        "reserve\r\n",
+        "reserve-with-timeout 1\r\n",
+        "reserve-job 1\r\n",
+        "delete 1\r\n",
+        "release 1 0 0\r\n",
+        "bury 1 0\r\n",
+        "touch 1\r\n",
+        "watch t\r\n",
+        "ignore t\r\n",
+        "peek 1\r\n",
+        "peek-ready\r\n",
+        "peek-delayed\r\n",
+        "peek-buried\r\n",
+        "kick 1\r\n",
+        "kick-job 1\r\n",
+        "stats-job 1\r\n",
+        "stats-tube t\r\n",
+        "stats\r\n",
+        "list-tubes\r\n",
+        "list-tube-used\r\n",
+        "list-tubes-watched\r\n",
+        "pause-tube t 1\r\n",
+    ];
+    assert_eq!(lines.len(), CommandKind::COUNT);
+    for line in lines {
+        let mut input = BytesMut::from(line);
+        let Some(Decoded::Command(command)) = Decoder::new(1024).decode(&mut input) else { panic!("{line:?} decodes") };
+        let name = command.kind().expect("not quit").name();
+        assert!(line.starts_with(&format!("{name} ")) || line.starts_with(&format!("{name}\r")), "{line:?} is counted as {name}");
+    }
+    assert_eq!(Command::Quit.kind(), None);
 }

@@ -1,6 +1,7 @@
 //! The beanstalkd text protocol: bytes in to commands, answers out to bytes. Pure: no I/O, no
 //! clock, no async. A connection keeps one `Decoder`, feeds it what it reads, and `encode`s
-//! each `Response` into its write buffer.
+//! each `Response` into its write buffer. The stats commands' YAML is written here too, from
+//! the typed stats the state machine and the server give.
 //!
 //! The behaviour follows beanstalkd 1.13 (`prot.c`), checked against a live beanstalkd 1.12
 //! where they agree (the tests say which answers were seen live). Where we differ on purpose:
@@ -20,12 +21,14 @@ mod error;
 mod limits;
 mod response;
 pub mod split_check;
+mod stats;
 
-pub use command::Command;
+pub use command::{Command, CommandKind};
 pub use decoder::{Decoded, Decoder};
 pub use error::{Counted, ProtocolError};
 pub use limits::{CRLF, LINE_BYTES_MAX, RESERVE_TIMEOUT_SECS_MAX, U32_DIGITS_MAX};
 pub use response::{encode, yaml_list, Response};
+pub use stats::{job_stats_yaml, stats_yaml, tube_stats_yaml, ServerStats, Stats};
 
 #[cfg(test)]
 mod decoder_tests;

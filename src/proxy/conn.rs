@@ -9,18 +9,18 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::front_end::{Counters, FrontEnd};
+use super::front_end::FrontEnd;
 use super::upstream::{Answer, Query, UpstreamError};
 use crate::fsm::{ClientKey, FsmError, Op, Reply, ReserveOutcome, DEFAULT_TUBE};
 use crate::limits::{CONNECTION_BUFFER_BYTES_KEPT_MAX, CONNECTION_OUTPUT_BYTES_MAX};
-use crate::protocol::{encode, yaml_list, Command, Counted, Decoded, Decoder, ProtocolError, Response};
+use crate::protocol::{encode, job_stats_yaml, stats_yaml, tube_stats_yaml, yaml_list, Command, Counted, Decoded, Decoder, ProtocolError, Response};
 
 /// Bytes read at once, and what each buffer starts with.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -82,7 +82,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let _ = self.serve().await;
         // beanstalkd counts a put at its line: one whose body never came counts too.
         if self.decoder.mid_put() {
-            self.front.count(|c| c.unlogged(Counted::Put));
+            self.front.count_unlogged(Counted::Put);
         }
         if self.said_hello {
             if let Err(e) = self.front.upstream.write(Op::ClientGone { client: self.client.clone() }).await {
@@ -103,17 +103,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     Decoded::Error(ProtocolError::ExpectedCrlf) => Some(self.discard_put(Response::ExpectedCrlf).await),
                     Decoded::Error(e) => {
                         if let Some(command) = e.counted() {
-                            self.front.count(|c| c.unlogged(command));
+                            self.front.count_unlogged(command);
                         }
                         Some(e.response())
                     }
-                    // Not timed: it ends the connection.
-                    Decoded::Command(Command::Quit) => {
-                        self.flush().await?;
-                        return Err(Closed);
-                    }
                     Decoded::Command(command) => {
-                        let timing = self.front.metrics.as_ref().map(|m| m.time(&command));
+                        // Only `quit` has no kind: it ends the connection, neither counted nor timed.
+                        let Some(kind) = command.kind() else {
+                            self.flush().await?;
+                            return Err(Closed);
+                        };
+                        // Counted before it runs: a `stats` includes itself.
+                        self.front.count(kind);
+                        let timing = self.front.metrics.as_ref().map(|m| m.time(kind));
                         let response = self.execute(command).await?;
                         if let (Some(metrics), Some(timing)) = (&self.front.metrics, timing) {
                             metrics.answered(timing, &response);
@@ -254,26 +256,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .await,
             Command::KickJob { id } => self.write(Op::KickJob { id }, |_| Response::KickedJob).await,
             Command::PauseTube { tube, delay_secs } => self.write(Op::PauseTube { tube, delay_secs }, |_| Response::Paused).await,
-            Command::Peek { id } => self.found(|c| &c.cmd_peek, Query::Job(id)).await,
-            Command::PeekReady => self.found(|c| &c.cmd_peek_ready, Query::PeekReady(self.used.clone())).await,
-            Command::PeekDelayed => self.found(|c| &c.cmd_peek_delayed, Query::PeekDelayed(self.used.clone())).await,
-            Command::PeekBuried => self.found(|c| &c.cmd_peek_buried, Query::PeekBuried(self.used.clone())).await,
-            Command::StatsJob { id } => self.yaml(|c| &c.cmd_stats_job, Query::StatsJob(id)).await,
-            Command::StatsTube { tube } => self.yaml(|c| &c.cmd_stats_tube, Query::StatsTube(tube)).await,
-            Command::Stats => {
-                // Counted before the front end's stats are taken: they include this command.
-                self.front.count(|c| &c.cmd_stats);
-                self.answer_yaml(Query::Stats(Box::new(self.front.server_stats()))).await
-            }
+            Command::Peek { id } => self.found(Query::Job(id)).await,
+            Command::PeekReady => self.found(Query::PeekReady(self.used.clone())).await,
+            Command::PeekDelayed => self.found(Query::PeekDelayed(self.used.clone())).await,
+            Command::PeekBuried => self.found(Query::PeekBuried(self.used.clone())).await,
+            Command::StatsJob { id } => self.stats(Query::StatsJob(id)).await,
+            Command::StatsTube { tube } => self.stats(Query::StatsTube(tube)).await,
+            Command::Stats => self.stats(Query::Stats).await,
             Command::ListTubes => self.list_tubes().await,
-            Command::ListTubeUsed => {
-                self.front.count(|c| &c.cmd_list_tube_used);
-                Response::Using { tube: self.used.clone() }
-            }
-            Command::ListTubesWatched => {
-                self.front.count(|c| &c.cmd_list_tubes_watched);
-                Response::Ok { yaml: yaml_list(self.watched.iter().map(String::as_str)) }
-            }
+            Command::ListTubeUsed => Response::Using { tube: self.used.clone() },
+            Command::ListTubesWatched => Response::Ok { yaml: yaml_list(self.watched.iter().map(String::as_str)) },
             // `serve` ends the connection before it gets here; the same if it did.
             Command::Quit => {
                 self.flush().await?;
@@ -320,7 +312,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     async fn list_tubes(&mut self) -> Response {
-        self.front.count(|c| &c.cmd_list_tubes);
         match self.front.upstream.query(Query::ListTubes).await {
             Ok(Answer::Tubes(tubes)) => Response::Ok { yaml: yaml_list(tubes.iter().map(String::as_str)) },
             Ok(_) => Response::InternalError,
@@ -335,9 +326,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// A peek: counted in `counter`, answered FOUND or NOT_FOUND.
-    async fn found(&mut self, counter: impl FnOnce(&Counters) -> &AtomicU64, query: Query) -> Response {
-        self.front.count(counter);
+    /// A peek: answered FOUND or NOT_FOUND.
+    async fn found(&mut self, query: Query) -> Response {
         match self.front.upstream.query(query).await {
             Ok(Answer::Job(Some((id, body)))) => Response::Found { id, body },
             Ok(Answer::Job(None)) => Response::NotFound,
@@ -346,19 +336,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// A stats command: counted in `counter`, answered with its YAML or NOT_FOUND.
-    async fn yaml(&mut self, counter: impl FnOnce(&Counters) -> &AtomicU64, query: Query) -> Response {
-        self.front.count(counter);
-        self.answer_yaml(query).await
-    }
-
-    async fn answer_yaml(&mut self, query: Query) -> Response {
-        match self.front.upstream.query(query).await {
-            Ok(Answer::Yaml(Some(yaml))) => Response::Ok { yaml: yaml.into() },
-            Ok(Answer::Yaml(None)) => Response::NotFound,
-            Ok(_) => Response::InternalError,
-            Err(e) => error_response(e),
-        }
+    /// A stats command: the cluster's stats (with this front end's own, for `stats`) written
+    /// as YAML, or NOT_FOUND.
+    async fn stats(&mut self, query: Query) -> Response {
+        let yaml = match self.front.upstream.query(query).await {
+            Ok(Answer::JobStats(job)) => job.map(|job| job_stats_yaml(&job)),
+            Ok(Answer::TubeStats(tube)) => tube.map(|tube| tube_stats_yaml(&tube)),
+            Ok(Answer::Stats(cluster)) => Some(stats_yaml(&self.front.stats(*cluster))),
+            Ok(_) => return Response::InternalError,
+            Err(e) => return error_response(e),
+        };
+        yaml.map_or(Response::NotFound, |yaml| Response::Ok { yaml: yaml.into() })
     }
 
     /// `reserve` / `reserve-with-timeout`: answered at once, or after waiting for the state

@@ -11,8 +11,9 @@ use tokio::sync::oneshot;
 use super::metrics::ProxyMetrics;
 use super::upstream::{Answer, Query, Upstream};
 use crate::chaos::mutant::{self, Mutant};
-use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome, ServerStats};
-use crate::protocol::Counted;
+use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome};
+use crate::protocol::{CommandKind, Counted, ServerStats, Stats};
+use crate::rpc::stats::ClusterStats;
 
 /// The front end's limits, each one a flag.
 #[derive(Clone, Debug)]
@@ -54,36 +55,19 @@ impl Default for Limits {
     }
 }
 
-/// Counts of commands that never reach the log, and of connections.
+/// Counts of commands and of connections, for `stats`.
 #[derive(Default)]
 pub struct Counters {
+    /// Every command answered, by `CommandKind::index`: counted in one place, as decoded.
+    pub commands: [AtomicU64; CommandKind::COUNT],
+    /// Commands refused before the log that beanstalkd counts all the same.
     pub cmd_put_unlogged: AtomicU64,
     pub cmd_pause_tube_unlogged: AtomicU64,
-    pub cmd_peek: AtomicU64,
-    pub cmd_peek_ready: AtomicU64,
-    pub cmd_peek_delayed: AtomicU64,
-    pub cmd_peek_buried: AtomicU64,
-    pub cmd_stats: AtomicU64,
-    pub cmd_stats_job: AtomicU64,
-    pub cmd_stats_tube: AtomicU64,
-    pub cmd_list_tubes: AtomicU64,
-    pub cmd_list_tube_used: AtomicU64,
-    pub cmd_list_tubes_watched: AtomicU64,
     pub current_connections: AtomicU64,
     pub total_connections: AtomicU64,
 }
 
 use crate::node::lock;
-
-impl Counters {
-    /// Where a command refused before the log counts.
-    pub fn unlogged(&self, command: Counted) -> &AtomicU64 {
-        match command {
-            Counted::Put => &self.cmd_put_unlogged,
-            Counted::PauseTube => &self.cmd_pause_tube_unlogged,
-        }
-    }
-}
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
@@ -254,28 +238,35 @@ impl FrontEnd {
         self.next_client.fetch_add(1, Ordering::Relaxed).to_string()
     }
 
-    pub fn count(&self, pick: impl FnOnce(&Counters) -> &AtomicU64) {
-        bump(pick(&self.counters));
+    /// Counts a command as it is decoded.
+    pub fn count(&self, command: CommandKind) {
+        bump(&self.counters.commands[command.index()]);
+    }
+
+    /// Counts a command refused before the log.
+    pub fn count_unlogged(&self, command: Counted) {
+        let c = &self.counters;
+        bump(match command {
+            Counted::Put => &c.cmd_put_unlogged,
+            Counted::PauseTube => &c.cmd_pause_tube_unlogged,
+        });
+    }
+
+    /// `stats`: the cluster's counts and its node's log, with what this process knows.
+    pub fn stats(&self, cluster: ClusterStats) -> Stats {
+        let (binlog_oldest_index, binlog_current_index) = (cluster.log_oldest_index, cluster.log_current_index);
+        Stats { machine: cluster.machine, server: ServerStats { binlog_oldest_index, binlog_current_index, ..self.server_stats() } }
     }
 
     /// What `stats` needs from this process.
-    pub fn server_stats(&self) -> ServerStats {
+    fn server_stats(&self) -> ServerStats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (utime, stime) = rusage_us();
         ServerStats {
+            commands: c.commands.each_ref().map(get),
             cmd_put_unlogged: get(&c.cmd_put_unlogged),
             cmd_pause_tube_unlogged: get(&c.cmd_pause_tube_unlogged),
-            cmd_peek: get(&c.cmd_peek),
-            cmd_peek_ready: get(&c.cmd_peek_ready),
-            cmd_peek_delayed: get(&c.cmd_peek_delayed),
-            cmd_peek_buried: get(&c.cmd_peek_buried),
-            cmd_stats: get(&c.cmd_stats),
-            cmd_stats_job: get(&c.cmd_stats_job),
-            cmd_stats_tube: get(&c.cmd_stats_tube),
-            cmd_list_tubes: get(&c.cmd_list_tubes),
-            cmd_list_tube_used: get(&c.cmd_list_tube_used),
-            cmd_list_tubes_watched: get(&c.cmd_list_tubes_watched),
             max_job_size: self.limits.job_body_bytes_max as u64,
             current_connections: get(&c.current_connections),
             total_connections: get(&c.total_connections),

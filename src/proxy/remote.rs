@@ -15,13 +15,14 @@ use super::forward::Forwarder;
 use super::metrics::{Call, ProxyMetrics};
 use super::upstream::{next_backoff, Answer, Query, Upstream, UpstreamError, PATIENCE};
 use crate::api;
-use crate::fsm::{add_to_yaml_counts, front_end_fields, front_end_shares, patch_yaml, ClientKey, FsmError, Op, Reply, ReservationEvent};
+use crate::fsm::{ClientKey, FsmError, Op, Reply, ReservationEvent};
 use crate::chaos::mutant;
 use crate::limits::CLIENT_API_ANSWER_BYTES_MAX;
 use crate::node::codec::wire::{decode_result, op_request};
 use crate::node::CallerSeq;
 use crate::security::dial::JobsApi;
 use crate::security::Dialer;
+use crate::rpc::stats::{cluster_stats_from_proto, job_stats_from_proto, tube_stats_from_proto};
 use crate::rpc::status::{is_not_leader, is_state_machine, leader_hint, needs_version, set_caller};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,6 +61,15 @@ fn fsm_error(status: &Status) -> Option<FsmError> {
     };
     let code = api::ResultCode::try_from(status.code() as i32).ok()?;
     refusal.then(|| crate::node::codec::wire::fsm_error_of(code)).flatten()
+}
+
+/// A stats call's answer, or none when its job or tube does not exist.
+fn found<T>(answer: Result<T, UpstreamError>) -> Result<Option<T>, UpstreamError> {
+    match answer {
+        Ok(answer) => Ok(Some(answer)),
+        Err(UpstreamError::Fsm(FsmError::NotFound)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// A job id as the wire's int64: ids past i64::MAX cannot exist, so they are not found.
@@ -248,6 +258,10 @@ impl RemoteUpstream {
             if needs_version(&status).is_some() {
                 return Err(UpstreamError::NotUpgraded(status.message().to_string()));
             }
+            // A node older than this front end, without the call (the typed stats, say).
+            if status.code() == Code::Unimplemented {
+                return Err(UpstreamError::NotUpgraded(format!("{}: {}", self.addrs[index], status.message())));
+            }
             if let Some(e) = fsm_error(&status) {
                 return Err(UpstreamError::Fsm(e));
             }
@@ -289,11 +303,6 @@ impl Upstream for RemoteUpstream {
 
     async fn query(&self, query: Query) -> Result<Answer, UpstreamError> {
         let job = |r: Option<api::JobProto>| Answer::Job(r.map(|j| (j.id as u64, j.body)));
-        let missing_is_none = |r: Result<Answer, UpstreamError>| match r {
-            Err(UpstreamError::Fsm(FsmError::NotFound)) => Ok(Answer::Yaml(None)),
-            other => other,
-        };
-        let yaml = |bytes: bytes::Bytes| Answer::Yaml(Some(String::from_utf8_lossy(&bytes).into_owned()));
         match query {
             Query::Job(id) => {
                 let m = api::GetJobRequest { job_id: wire_id(id)? };
@@ -313,19 +322,18 @@ impl Upstream for RemoteUpstream {
             }
             Query::StatsJob(id) => {
                 let m = api::GetStatsJobYamlRequest { job_id: wire_id(id)? };
-                let r = self.on_leader(m, None, |mut c, r| async move { c.get_stats_job_yaml(r).await }).await;
-                missing_is_none(r.map(|r| yaml(r.stats_yaml)))
+                let r = found(self.on_leader(m, None, |mut c, r| async move { c.get_stats_job(r).await }).await)?;
+                let stats = r.as_ref().map(job_stats_from_proto).transpose();
+                stats.map(Answer::JobStats).map_err(|e| UpstreamError::Unavailable(format!("the cluster's stats-job does not decode: {e}")))
             }
             Query::StatsTube(tube_name) => {
                 let m = api::GetStatsTubeYamlRequest { tube_name };
-                let r = self.on_leader(m, None, |mut c, r| async move { c.get_stats_tube_yaml(r).await }).await;
-                missing_is_none(r.map(|r| yaml(r.stats_yaml)))
+                let r = found(self.on_leader(m, None, |mut c, r| async move { c.get_stats_tube(r).await }).await)?;
+                Ok(Answer::TubeStats(r.as_ref().map(tube_stats_from_proto)))
             }
-            Query::Stats(server) => {
-                let r = self.on_leader(api::Empty {}, None, |mut c, r| async move { c.get_stats_yaml(r).await }).await?;
-                let cluster = String::from_utf8_lossy(&r.stats_yaml).into_owned();
-                let patched = patch_yaml(&cluster, &front_end_fields(&server));
-                Ok(Answer::Yaml(Some(add_to_yaml_counts(&patched, &front_end_shares(&server)))))
+            Query::Stats => {
+                let r = self.on_leader(api::Empty {}, None, |mut c, r| async move { c.get_stats(r).await }).await?;
+                Ok(Answer::Stats(Box::new(cluster_stats_from_proto(&r))))
             }
             Query::NotWaiting(client_ids) => {
                 let m = api::CheckClientStateRequest { proxy_id: self.proxy_id.clone(), client_ids };

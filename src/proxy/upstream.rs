@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::fsm::{FsmError, JobId, Op, Reply, ReservationEvent, ServerStats};
+use crate::fsm::{FsmError, JobId, JobStats, Op, Reply, ReservationEvent, TubeStats};
 use crate::node::{NodeError, NodeHandle};
+use crate::rpc::stats::ClusterStats;
 
 /// How long a command may wait out a leader change before its client sees an error.
 pub const PATIENCE: Duration = Duration::from_secs(15);
@@ -25,8 +26,8 @@ pub enum Query {
     PeekBuried(String),
     StatsJob(JobId),
     StatsTube(String),
-    /// `stats`, with what the front end knows of itself.
-    Stats(Box<ServerStats>),
+    /// The cluster's part of `stats` (the front end adds its own).
+    Stats,
     ListTubes,
     /// Which of these clients of this front end do not wait for a reservation (or have no
     /// session at all).
@@ -38,8 +39,11 @@ pub enum Query {
 pub enum Answer {
     /// A job's id and body, or none.
     Job(Option<(JobId, bytes::Bytes)>),
-    /// A YAML body, or none (no such job or tube).
-    Yaml(Option<String>),
+    /// A job's stats, or none (no such job).
+    JobStats(Option<JobStats>),
+    /// A tube's stats, or none (no such tube).
+    TubeStats(Option<TubeStats>),
+    Stats(Box<ClusterStats>),
     Tubes(Vec<String>),
     Clients(Vec<String>),
 }
@@ -119,21 +123,27 @@ async fn read_local<R>(
 pub(crate) async fn query_local(node: &NodeHandle, proxy: &str, query: Query, patience: Duration) -> Result<Answer, UpstreamError> {
     let now = crate::node::clock::now_ms();
     let job = |v: Option<crate::fsm::JobView>| Answer::Job(v.map(|j| (j.id, j.body)));
-    read_local(node, patience, move |s| match query {
+    let mut answer = read_local(node, patience, move |s| match query {
         Query::Job(id) => job(s.fsm.job(id)),
         Query::PeekReady(tube) => job(s.fsm.peek_ready(&tube)),
         Query::PeekDelayed(tube) => job(s.fsm.peek_delayed(&tube)),
         Query::PeekBuried(tube) => job(s.fsm.peek_buried(&tube)),
-        Query::StatsJob(id) => Answer::Yaml(s.fsm.stats_job_yaml(id, now)),
-        Query::StatsTube(tube) => Answer::Yaml(s.fsm.stats_tube_yaml(&tube, now)),
-        Query::Stats(server) => Answer::Yaml(Some(s.fsm.stats_yaml(&server))),
+        Query::StatsJob(id) => Answer::JobStats(s.fsm.stats_job(id, now)),
+        Query::StatsTube(tube) => Answer::TubeStats(s.fsm.stats_tube(&tube, now)),
+        Query::Stats => Answer::Stats(Box::new(ClusterStats { machine: s.fsm.stats(), ..ClusterStats::default() })),
         Query::ListTubes => Answer::Tubes(s.fsm.list_tubes()),
         Query::NotWaiting(clients) => {
             let states = s.fsm.check_client_state(proxy, &clients);
             Answer::Clients(states.not_waiting.into_iter().chain(states.missing).collect())
         }
     })
-    .await
+    .await?;
+    // Taken after the read, not in it: the node's status has a lock of its own.
+    if let Answer::Stats(stats) = &mut answer {
+        let status = node.status();
+        (stats.log_oldest_index, stats.log_current_index) = (status.snapshot_index, status.applied_index);
+    }
+    Ok(answer)
 }
 
 /// Feeds the reservation results of front end `proxy` that a node in this process applies

@@ -12,10 +12,12 @@ use tonic::{Request, Response, Status};
 use super::status::{caller_of, invalid, status_of};
 use crate::api::job_state_machine_server::JobStateMachine;
 use crate::api::{self, Empty};
-use crate::fsm::{job_to_proto, JobView, Op, Reply, ServerStats};
+use super::stats::{self, ClusterStats};
+use crate::fsm::{job_to_proto, JobStats, JobView, Op, Reply, TubeStats};
 use crate::node::codec::wire::reservation;
 use crate::node::codec::{self, job_id};
 use crate::node::{NodeError, NodeHandle};
+use crate::protocol::{job_stats_yaml, stats_yaml, tube_stats_yaml, ServerStats, Stats};
 
 /// How long a write may wait for its entry to apply before the caller is told to retry.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +52,7 @@ impl JobService {
         }
     }
 
+    /// What `stats` says of this node's process, its log included.
     fn server_stats(&self) -> ServerStats {
         let status = self.node.status();
         ServerStats {
@@ -65,6 +68,23 @@ impl JobService {
             ..ServerStats::default()
         }
     }
+
+    /// `stats-job` at this node's time; NotFound if there is no such job.
+    async fn job_stats(&self, wire_id: i64) -> Result<JobStats, Status> {
+        let id = job_id(wire_id).map_err(invalid)?;
+        let now = crate::node::clock::now_ms();
+        self.read(|s| s.fsm.stats_job(id, now)).await?.ok_or_else(not_found)
+    }
+
+    /// `stats-tube` at this node's time; NotFound if there is no such tube.
+    async fn tube_stats(&self, tube: &str) -> Result<TubeStats, Status> {
+        let now = crate::node::clock::now_ms();
+        self.read(|s| s.fsm.stats_tube(tube, now)).await?.ok_or_else(not_found)
+    }
+}
+
+fn not_found() -> Status {
+    status_of(NodeError::Fsm(crate::fsm::FsmError::NotFound))
 }
 
 fn unexpected(reply: Reply) -> Status {
@@ -222,10 +242,7 @@ impl JobStateMachine for JobService {
         &self,
         request: Request<api::GetStatsJobYamlRequest>,
     ) -> Result<Response<api::GetStatsJobYamlResponse>, Status> {
-        let id = job_id(request.get_ref().job_id).map_err(invalid)?;
-        let now = crate::node::clock::now_ms();
-        let yaml = self.read(|s| s.fsm.stats_job_yaml(id, now)).await?;
-        let yaml = yaml.ok_or_else(|| status_of(NodeError::Fsm(crate::fsm::FsmError::NotFound)))?;
+        let yaml = job_stats_yaml(&self.job_stats(request.get_ref().job_id).await?);
         Ok(Response::new(api::GetStatsJobYamlResponse { stats_yaml: Bytes::from(yaml) }))
     }
 
@@ -233,17 +250,32 @@ impl JobStateMachine for JobService {
         &self,
         request: Request<api::GetStatsTubeYamlRequest>,
     ) -> Result<Response<api::GetStatsTubeYamlResponse>, Status> {
-        let tube = request.into_inner().tube_name;
-        let now = crate::node::clock::now_ms();
-        let yaml = self.read(|s| s.fsm.stats_tube_yaml(&tube, now)).await?;
-        let yaml = yaml.ok_or_else(|| status_of(NodeError::Fsm(crate::fsm::FsmError::NotFound)))?;
+        let yaml = tube_stats_yaml(&self.tube_stats(&request.get_ref().tube_name).await?);
         Ok(Response::new(api::GetStatsTubeYamlResponse { stats_yaml: Bytes::from(yaml) }))
     }
 
     async fn get_stats_yaml(&self, _request: Request<Empty>) -> Result<Response<api::GetStatsYamlResponse>, Status> {
         let server = self.server_stats();
-        let yaml = self.read(|s| s.fsm.stats_yaml(&server)).await?;
+        let machine = self.read(|s| s.fsm.stats()).await?;
+        let yaml = stats_yaml(&Stats { machine, server });
         Ok(Response::new(api::GetStatsYamlResponse { stats_yaml: Bytes::from(yaml) }))
+    }
+
+    async fn get_stats_job(&self, request: Request<api::GetStatsJobYamlRequest>) -> Result<Response<api::JobStatsProto>, Status> {
+        let job = self.job_stats(request.get_ref().job_id).await?;
+        Ok(Response::new(stats::job_stats_to_proto(&job)))
+    }
+
+    async fn get_stats_tube(&self, request: Request<api::GetStatsTubeYamlRequest>) -> Result<Response<api::TubeStatsProto>, Status> {
+        let tube = self.tube_stats(&request.get_ref().tube_name).await?;
+        Ok(Response::new(stats::tube_stats_to_proto(&tube)))
+    }
+
+    async fn get_stats(&self, _request: Request<Empty>) -> Result<Response<api::GetStatsResponse>, Status> {
+        let server = self.server_stats();
+        let machine = self.read(|s| s.fsm.stats()).await?;
+        let (log_oldest_index, log_current_index) = (server.binlog_oldest_index, server.binlog_current_index);
+        Ok(Response::new(stats::cluster_stats_to_proto(&ClusterStats { machine, log_oldest_index, log_current_index })))
     }
 
     async fn list_tubes(&self, _request: Request<Empty>) -> Result<Response<api::ListTubesResponse>, Status> {

@@ -11,6 +11,7 @@ pub mod jsm;
 #[cfg(not(madsim))]
 mod plain_refusal;
 mod snapshot;
+pub mod stats;
 pub mod status;
 
 use std::future::Future;
