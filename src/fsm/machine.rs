@@ -347,7 +347,11 @@ impl Fsm {
             }
             JobState::Reserved { .. } => unreachable!("a reserved job was refused above"),
         }
-        self.drop_tube_if_unused(from);
+        // A waiter that took the job ended its wait, which may have dropped `from` already
+        // (a wait on named tubes holds them only while it lasts).
+        if self.s.tubes.contains_key(&from) {
+            self.drop_tube_if_unused(from);
+        }
         Ok(Reply::Done)
     }
 

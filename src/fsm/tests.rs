@@ -1339,6 +1339,23 @@ fn jobs_bytes_count_bodies_tube_names_and_overhead() {
 // A move takes a job from one tube to another in one operation: it keeps its state and place
 // in time, a waiter on the new tube gets a ready job at once, the emptied tube goes, and a
 // reserved job is refused.
+// A job moved out of a paused tube to a waiter's other tube wakes the waiter, whose wait on
+// the named tubes ends and lets the emptied paused tube go before the move is done with it
+// (found by the property test: the move dropped the tube a second time and panicked).
+#[test]
+fn move_job_to_a_waiter_of_its_tube_drops_that_tube_once() {
+    let mut fsm = Fsm::new();
+    let waiter = key("w");
+    let named = Op::Reserve { client: waiter.clone(), request_id: "r".into(), timeout_secs: None, tubes: vec!["b".into(), "a".into()] };
+    assert_eq!(run(&mut fsm, 1_000, named), waits());
+    assert_eq!(quiet(&mut fsm, 1_000, Op::PauseTube { tube: "b".into(), delay_secs: 60 }), Ok(Reply::Done));
+    let id = put(&mut fsm, 1_000, "b", 5, 0, 60);
+    let moved = run(&mut fsm, 2_000, Op::MoveJob { id, tube: "a".into() });
+    assert_eq!(moved, woke(Reply::Done, vec![event(&waiter, "r", got(id))]));
+    assert!(!fsm.has_tube("b"), "the emptied tube is gone");
+    assert_eq!(fsm.job(id).map(|j| j.tube), Some("a".to_string()));
+}
+
 #[test]
 fn move_job_keeps_state_and_feeds_waiters() {
     let mut fsm = Fsm::new();
