@@ -29,6 +29,7 @@ use super::entry_format::{EntryFormat, LocalEntry, Ops};
 use super::persist::{Durable, Persistence};
 use super::reads::Reads;
 use super::received_snapshot::{Install, Received};
+use super::snapshots::{SnapshotReply, Snapshots};
 use super::replicated::{EntryError, Replicated};
 use super::transport::Transport;
 use crate::fsm::{FsmError, Op};
@@ -69,6 +70,8 @@ pub struct DriverConfig {
     /// The state machine version this node runs and which version introduced each operation:
     /// this build's, but in the simulator, which rehearses upgrades with nodes of two versions.
     pub versions: Versions,
+    /// The wall clock proposals are stamped with (the system's but in unit tests).
+    pub clock: clock::Clock,
 }
 
 
@@ -87,6 +90,7 @@ impl Default for DriverConfig {
             job_body_bytes_max: crate::limits::JOB_BODY_BYTES_MAX_DEFAULT,
             snapshot_chunk_bytes: crate::limits::SNAPSHOT_CHUNK_BYTES_MAX,
             versions: Versions::default(),
+            clock: clock::Clock::system(),
         }
     }
 }
@@ -118,8 +122,6 @@ pub(crate) struct Driver {
     /// The last time stamped into a proposal: stamps never go backwards on one leader.
     last_stamp_ms: u64,
     applied: u64,
-    /// Bytes of log applied since the last snapshot: entries' data and records.
-    log_bytes_since_snapshot: u64,
     leader: u64,
     term: u64,
     /// This node applied a membership without itself: it has left the cluster.
@@ -131,10 +133,8 @@ pub(crate) struct Driver {
     /// How entries carry their operations: encoded, or (a lone node whose log is in memory)
     /// kept here by index until applied.
     format: EntryFormat,
-    /// A snapshot is being encoded and written apart from the driver; no other starts.
-    snapshot_in_flight: bool,
-    /// Asked for a snapshot while one was in flight: answered when it is adopted.
-    snapshot_waiters: Vec<oneshot::Sender<Result<u64, NodeError>>>,
+    /// Snapshots of this node's own state: when one is due, the one in flight, who waits.
+    snapshots: Snapshots,
     /// A snapshot a peer sent, prepared apart from the driver, until raft installs it.
     received: Received,
     /// Where a snapshot written apart reports back (weak: it must not keep the node alive).
@@ -166,6 +166,7 @@ impl Driver {
         let persist = Persistence::new(raw.store(), shared.metrics.clone());
         let reads = Reads::new(config.pending_max);
         let format = EntryFormat::new(local_entries);
+        let snapshots = Snapshots::new(config.snapshot_entries, config.snapshot_log_bytes);
         let batch = Batch { ops: format.no_ops(), replies: Vec::new(), put_bytes: 0 };
         Driver {
             raw,
@@ -179,13 +180,11 @@ impl Driver {
             tick_in_flight: None,
             last_stamp_ms: 0,
             applied,
-            log_bytes_since_snapshot: 0,
             leader: 0,
             term: 0,
             removed: false,
             format,
-            snapshot_in_flight: false,
-            snapshot_waiters: Vec::new(),
+            snapshots,
             received: Received::default(),
             inputs_back,
             failed: None,
@@ -262,7 +261,7 @@ impl Driver {
             return next_tick;
         }
         let Some(deadline_ms) = lock(&self.shared.state).fsm.next_deadline() else { return next_tick };
-        let wait_ms = deadline_ms.saturating_sub(clock::now_ms());
+        let wait_ms = deadline_ms.saturating_sub(self.config.clock.now_ms());
         next_tick.min(Instant::now() + Duration::from_millis(wait_ms))
     }
 
@@ -328,7 +327,7 @@ impl Driver {
 
     /// A proposal's time: the leader's clock, never behind its own previous stamp.
     fn stamp(&mut self) -> u64 {
-        self.last_stamp_ms = self.last_stamp_ms.max(clock::now_ms());
+        self.last_stamp_ms = self.last_stamp_ms.max(self.config.clock.now_ms());
         self.last_stamp_ms
     }
 
@@ -431,7 +430,7 @@ impl Driver {
         if self.raw.raft.state != StateRole::Leader || self.tick_in_flight.is_some() {
             return;
         }
-        let due = lock(&self.shared.state).fsm.next_deadline().is_some_and(|at| at <= clock::now_ms());
+        let due = lock(&self.shared.state).fsm.next_deadline().is_some_and(|at| at <= self.config.clock.now_ms());
         if due {
             match self.propose_ops(self.format.one_op(Op::Tick)) {
                 Ok(index) => self.tick_in_flight = Some(index),
@@ -671,7 +670,7 @@ impl Driver {
         self.shared.cluster_id.store(state.cluster_id, std::sync::atomic::Ordering::Relaxed);
         *lock(&self.shared.state) = state;
         self.applied = index;
-        self.log_bytes_since_snapshot = 0;
+        self.snapshots.compacted();
         if let Some(metrics) = &self.shared.metrics {
             metrics.snapshot(SnapshotKind::Installed, started, bytes);
         }
@@ -698,7 +697,7 @@ impl Driver {
             }
             self.applied = entry.index;
             // The entry's own record counts too: an entry kept in memory has one byte of data.
-            self.log_bytes_since_snapshot += (entry.data.len() + std::mem::size_of::<Entry>()) as u64;
+            self.snapshots.applied((entry.data.len() + std::mem::size_of::<Entry>()) as u64);
             if self.tick_in_flight == Some(entry.index) {
                 self.tick_in_flight = None;
             }
@@ -822,13 +821,13 @@ impl Driver {
     // ---- snapshots ----
 
     fn snapshot_if_due(&mut self) -> Result<(), String> {
-        let store = self.raw.store();
-        let behind = self.applied.saturating_sub(store.snapshot_index());
-        if self.snapshot_in_flight {
+        // A peer's want is taken only when a snapshot can start: one in flight answers it.
+        if self.snapshots.in_flight() {
             return Ok(());
         }
-        let wanted = store.take_fresh_snapshot_wanted() && behind > 0;
-        let due = wanted || behind >= self.config.snapshot_entries || self.log_bytes_since_snapshot >= self.config.snapshot_log_bytes;
+        let store = self.raw.store();
+        let behind = self.applied.saturating_sub(store.snapshot_index());
+        let due = self.snapshots.due(behind, store.take_fresh_snapshot_wanted());
         // Buggify: compaction at an arbitrary moment.
         if due || (behind > 0 && crate::chaos::buggify::fires(0.002)) {
             self.start_snapshot()?;
@@ -838,17 +837,15 @@ impl Driver {
 
     /// A snapshot asked for: the one in flight (or started now) answers once adopted; with
     /// none in flight after starting, the log needed no file and the answer is at once.
-    fn snapshot_asked(&mut self, reply: oneshot::Sender<Result<u64, NodeError>>) {
-        if !self.snapshot_in_flight {
+    fn snapshot_asked(&mut self, reply: SnapshotReply) {
+        if !self.snapshots.in_flight() {
             if let Err(e) = self.start_snapshot() {
                 self.failed = Some(e);
                 let _ = reply.send(Err(NodeError::Stopped));
                 return;
             }
         }
-        if self.snapshot_in_flight {
-            self.snapshot_waiters.push(reply);
-        } else {
+        if let Err(reply) = self.snapshots.wait(reply) {
             let _ = reply.send(Ok(self.raw.store().snapshot_index()));
         }
     }
@@ -865,8 +862,7 @@ impl Driver {
         };
         let (started, metrics) = (Instant::now(), self.shared.metrics.clone());
         let state = lock(&self.shared.state).snapshot();
-        self.snapshot_in_flight = true;
-        self.log_bytes_since_snapshot = 0;
+        self.snapshots.started();
         let back = self.inputs_back.clone();
         tokio::spawn(async move {
             let write = move || {
@@ -889,7 +885,6 @@ impl Driver {
     /// A snapshot written apart is back: it becomes the log's start unless a newer one took
     /// its place meanwhile. A failed write stops the node, as any storage failure does.
     fn adopt_snapshot(&mut self, saved: Result<Snapshot, String>) {
-        self.snapshot_in_flight = false;
         let adopted = saved.and_then(|snapshot| {
             let index = snapshot.get_metadata().index;
             self.raw.mut_store().adopt_snapshot(snapshot).map(|fresh| (index, fresh)).map_err(|e| e.to_string())
@@ -906,9 +901,7 @@ impl Driver {
                 Err(NodeError::Stopped)
             }
         };
-        for reply in std::mem::take(&mut self.snapshot_waiters) {
-            let _ = reply.send(answer.clone());
-        }
+        self.snapshots.finished(answer);
     }
 
     /// Compacts a log that keeps no snapshot files up to the applied index: nothing to encode
@@ -918,7 +911,7 @@ impl Driver {
         let shared = &self.shared;
         let data = || lock(&shared.state).snapshot().encode_to_vec();
         self.raw.mut_store().compact_to(index, data).map_err(|e| e.to_string())?;
-        self.log_bytes_since_snapshot = 0;
+        self.snapshots.compacted();
         tracing::debug!(node = self.config.id, index, "log compacted");
         Ok(())
     }

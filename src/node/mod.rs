@@ -16,6 +16,7 @@ mod persist;
 mod raft_logger;
 mod reads;
 mod received_snapshot;
+mod snapshots;
 pub mod replicated;
 pub(crate) mod snapshot_chunks;
 mod start;

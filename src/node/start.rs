@@ -283,6 +283,20 @@ mod tests {
         assert!(!disk.exists(&dir.join(NODE_ID_FILE)).expect("exists"), "no id was written");
     }
 
+    /// A node that is its cluster's only voter, with `driver`'s settings.
+    #[cfg(not(madsim))]
+    fn lone_node(driver: DriverConfig) -> NodeOptions {
+        NodeOptions {
+            driver,
+            advertise: "127.0.0.1:0".into(),
+            peers: [(1, "127.0.0.1:0".to_string())].into(),
+            data_dir: PathBuf::new(),
+            wal: WalOptions::default(),
+            metrics: None,
+            dialer: crate::security::Dialer::default(),
+        }
+    }
+
     /// Once every handle is dropped the node stops and lets go of everything it shared: its
     /// driver's input channel has no sender left (nothing of its own holds a strong one).
     #[cfg(not(madsim))]
@@ -290,16 +304,7 @@ mod tests {
     fn dropping_every_handle_stops_the_node() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         runtime.block_on(async {
-            let options = NodeOptions {
-                driver: DriverConfig { id: 1, ..DriverConfig::default() },
-                advertise: "127.0.0.1:0".into(),
-                peers: [(1, "127.0.0.1:0".to_string())].into(),
-                data_dir: PathBuf::new(),
-                wal: WalOptions::default(),
-                metrics: None,
-                dialer: crate::security::Dialer::default(),
-            };
-            let node = start_node(options, LogStorage::Memory).expect("the node starts");
+            let node = start_node(lone_node(DriverConfig { id: 1, ..DriverConfig::default() }), LogStorage::Memory).expect("the node starts");
             let put = crate::fsm::Op::Put { client: None, tube: "t".into(), pri: 0, delay_secs: 0, ttr_secs: 1, body: bytes::Bytes::from_static(b"x") };
             node.propose(put, None).await.expect("the node works");
             let shared = Arc::downgrade(&node.shared);
@@ -309,6 +314,32 @@ mod tests {
                 assert!(tokio::time::Instant::now() < deadline, "the node still runs 5 s after its last handle was dropped");
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
+        });
+    }
+
+    /// The driver runs on the wall clock it is given: on a paused runtime, with a clock that
+    /// follows the runtime's, a delayed job stays delayed until the runtime's time passes its
+    /// delay, then the leader's tick makes it ready, within a tick of its time (milliseconds
+    /// of real time: the system's clock would not have moved far enough).
+    #[cfg(not(madsim))]
+    #[test]
+    fn the_driver_keeps_the_time_it_is_given() {
+        use crate::fsm::{JobState, Op, Reply};
+        use std::time::Duration;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("a runtime");
+        runtime.block_on(async {
+            let start_ms = 1_000_000;
+            let clock = super::super::clock::Clock::following_runtime(start_ms);
+            let node = start_node(lone_node(DriverConfig { id: 1, clock, ..DriverConfig::default() }), LogStorage::Memory).expect("the node starts");
+            let put = Op::Put { client: None, tube: "t".into(), pri: 0, delay_secs: 60, ttr_secs: 1, body: bytes::Bytes::from_static(b"x") };
+            let Ok(Reply::Put { id }) = node.propose(put, None).await else { panic!("the put is applied") };
+            let state = || lock(&node.shared.state).fsm.job(id).expect("the job").state;
+            let JobState::Delayed { until } = state() else { panic!("delayed: {:?}", state()) };
+            assert!((start_ms + 60_000..start_ms + 61_000).contains(&until), "stamped with the given clock: {until}");
+            tokio::time::sleep(Duration::from_secs(59)).await;
+            assert!(matches!(state(), JobState::Delayed { .. }), "59 s in: {:?}", state());
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(state(), JobState::Ready, "61 s in");
         });
     }
 
