@@ -1,4 +1,4 @@
-//! Writes over gRPC are checked at the edge (issue 14 §1): a request that could not apply
+//! Writes over gRPC are checked at the edge: a request that could not apply
 //! (here, naming no client where the operation needs one, or a negative id) is refused with
 //! InvalidArgument before it reaches the log, so the node's log does not grow; the same
 //! request naming its client is appended and answered.

@@ -1,4 +1,4 @@
-//! The gRPC API's message limits, on real processes (issue 15 §6): a put whose body is above
+//! The gRPC API's message limits, on real processes: a put whose body is above
 //! the node's job size max (`-z`) is refused with an error naming the limit, however close to
 //! gRPC's own 4 MiB request limit it is; and a `list-tubes` answer above 4 MiB comes back
 //! through a front end before the cluster.

@@ -1,4 +1,4 @@
-//! Security of the gRPC port (issue 12 §1, §2, §5), on real processes over loopback: with
+//! Security of the gRPC port, on real processes over loopback: with
 //! mTLS, a node or caller whose certificate the cluster's CA did not sign can neither join,
 //! send raft messages, call Leave nor put, and each refusal is logged with its address; a
 //! front end's certificate or token cannot call Leave and an admin's can; a plain-text client

@@ -1,7 +1,7 @@
 //! Faults that stopped a node: `serve -b` whose disk fills up exits non-zero at once with the
-//! reason as its last line, rather than living on and answering from a dead node (issue 15
-//! §1); a raft message raft-rs would panic on, or one from another cluster, is refused, and
-//! the node lives on (§2).
+//! reason as its last line, rather than living on and answering from a dead node; a raft
+//! message raft-rs would panic on, or one from another cluster, is refused, and the node
+//! lives on.
 #![cfg(not(madsim))]
 
 mod common;

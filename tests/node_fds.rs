@@ -1,4 +1,4 @@
-//! A cluster node under a low limit on open files (issue 15 §5): idle connections to its gRPC
+//! A cluster node under a low limit on open files: idle connections to its gRPC
 //! port draw on the same descriptor budget as its beanstalkd front end, so past the budget they
 //! wait in the listen backlog, and storage keeps the descriptors it needs: puts through
 //! compactions still succeed, and a waiting connection is served once others leave.

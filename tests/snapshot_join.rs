@@ -1,5 +1,5 @@
 //! A node that joins a real cluster holding 2,000,000 jobs gets them as a snapshot streamed
-//! in chunks (issue 15 §6): one node is loaded through its beanstalkd front end, compacts its
+//! in chunks: one node is loaded through its beanstalkd front end, compacts its
 //! log, and a second node started with `--join` catches up and holds every job. On 2 shared
 //! cores the load takes about 27 s and the snapshot (70 MB, 67 chunks) under 3 s.
 #![cfg(not(madsim))]

@@ -1,4 +1,4 @@
-//! Issue 3's scenario: a 3-node cluster elects, serves puts, reserves and deletes through the
+//! The failover scenario: a 3-node cluster elects, serves puts, reserves and deletes through the
 //! gRPC API; its leader is killed, a new one takes over within the election timeout, the old
 //! one restarts from its simulated disk and catches up, and every acknowledged job is there.
 

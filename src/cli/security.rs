@@ -1,4 +1,4 @@
-//! The gRPC security flags (issue 12) and what they make: how this process dials nodes, how a
+//! The gRPC security flags and what they make: how this process dials nodes, how a
 //! node tells its callers' roles, and the reading of their files again on SIGHUP.
 
 use std::path::{Path, PathBuf};
