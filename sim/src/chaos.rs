@@ -14,11 +14,12 @@ use crate::client::Connection;
 use crate::config::SeedConfig;
 use crate::front_ends::FrontEnds;
 use crate::history::{Answer, Call, ClientId, FinalJob, FinalState, History, HoldRisk, JobId, Record};
-use crate::nemesis::{Nemesis, World};
+use crate::nemesis::Nemesis;
+use crate::world::World;
 use crate::raft_watch::{one_leader_per_term, snapshot_restores, RaftWatch};
 use crate::trace::Trace;
 use crate::workload::{body_of, now, run_client, ClientSetup, Shared};
-use crate::world::{Cluster, NodeSetup};
+use crate::cluster::{Cluster, NodeSetup};
 
 /// Spare nodes a seed may join.
 const SPARE_NODES: u64 = 2;

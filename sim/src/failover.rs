@@ -9,7 +9,7 @@ use madsim::runtime::Handle;
 use rand::Rng;
 
 use coolbeans::rpc::job_client::{JobClient, Reserved};
-use crate::world::{node_addr, Cluster, NodeSetup};
+use crate::cluster::{node_addr, Cluster, NodeSetup};
 use crate::trace::Trace;
 
 /// Elections take 10 to 20 ticks of 100 ms; with pre-vote and check-quorum a new leader can

@@ -16,7 +16,7 @@ use madsim::task::NodeId;
 use tokio::sync::watch;
 
 use crate::trace::Trace;
-use crate::world::node_addr;
+use crate::cluster::node_addr;
 
 /// The port front ends listen on.
 pub const FRONT_END_PORT: u16 = 11300;
@@ -62,7 +62,7 @@ impl FrontEnds {
         let list = (0..count)
             .map(|i| {
                 let node = u64::from(i) + 1;
-                let addr = SocketAddr::new(crate::world::node_ip(node), FRONT_END_PORT);
+                let addr = SocketAddr::new(crate::cluster::node_ip(node), FRONT_END_PORT);
                 SimFrontEnd { host: hosts[i as usize], addr, node: Some(node), alive: true, generation: watch::channel(0).0 }
             })
             .collect();
@@ -159,7 +159,7 @@ pub async fn serve_in_node(id: u64, node: NodeHandle, node_ids_max: u64, lease: 
     let identity = Identity { version: "sim".into(), id: proxy_id, hostname: format!("node-{id}"), binlog_max_size: 0 };
     let front = FrontEnd::start(upstream, Limits::default(), identity, metrics);
     front.keep_lease(lease);
-    let addr = ListenAddr::Tcp(SocketAddr::new(crate::world::node_ip(id), FRONT_END_PORT).to_string());
+    let addr = ListenAddr::Tcp(SocketAddr::new(crate::cluster::node_ip(id), FRONT_END_PORT).to_string());
     let listener = Listener::bind(Listen { addr, tls: None }).await.expect("the front end binds its port");
     serve(listener, front).await;
 }

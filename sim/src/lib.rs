@@ -12,6 +12,8 @@ pub mod chaos;
 #[cfg(madsim)]
 pub mod client;
 #[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
 pub mod failover;
 #[cfg(madsim)]
 pub mod front_ends;

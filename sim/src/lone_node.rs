@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use coolbeans::node::NodeHandle;
 
-use crate::world::Cluster;
+use crate::cluster::Cluster;
 
 /// Restarts node 1 and answers its jobs, body → id, once it leads and has applied its log.
 pub async fn restart(cluster: &mut Cluster) -> Result<BTreeMap<Bytes, u64>, String> {

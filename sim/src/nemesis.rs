@@ -10,8 +10,8 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 
 use crate::config::{Fault, SeedConfig};
-use crate::front_ends::FrontEnds;
-use crate::world::{node_addr, Cluster, NodeSetup};
+use crate::cluster::{node_addr, NodeSetup};
+use crate::world::{FrontEndRisk, World};
 use crate::workload::now;
 
 /// Something the nemesis does at a set time: most undo an earlier fault.
@@ -25,37 +25,6 @@ enum Action {
     ResetLatency,
     RestartFrontEnd(u32),
     UnclogFrontEnd(u32),
-}
-
-/// A time window during which a front end's sessions may have lost their lease.
-#[derive(Clone, Debug)]
-pub struct FrontEndRisk {
-    pub front_end: u32,
-    pub from: Duration,
-    pub until: Duration,
-}
-
-/// The world the nemesis acts on.
-pub struct World {
-    pub config: SeedConfig,
-    pub cluster: Cluster,
-    pub front_ends: FrontEnds,
-    /// Node ids that left the cluster (their hosts are stopped for good).
-    pub left: Vec<u64>,
-    /// Spare node ids not started yet.
-    pub spares: Vec<u64>,
-    pub paused: Vec<u64>,
-    pub front_end_risks: Vec<FrontEndRisk>,
-    /// Which node believed it led each term.
-    pub leaders_by_term: BTreeMap<u64, std::collections::BTreeSet<u64>>,
-}
-
-impl World {
-    /// Kills node `id`, and the front end inside it if one runs there.
-    pub fn kill_node(&mut self, id: u64) {
-        self.cluster.kill(id);
-        self.front_ends.node_killed(id);
-    }
 }
 
 #[derive(Default)]
@@ -284,37 +253,6 @@ impl Nemesis {
             self.schedule(step * (clogged.len() + i) as u32 + step, Action::UnclogNode(*id));
         }
         world.cluster.trace.event(format!("swizzle {clogged:?} then unclog {order:?}"));
-    }
-}
-
-impl World {
-    /// The voters the current leader reports, else every started node that has not left.
-    pub fn members(&self) -> Vec<u64> {
-        let from_leader = self.cluster.leader().and_then(|l| self.cluster.status(l)).map(|s| s.voters);
-        let mut members = from_leader.unwrap_or_else(|| {
-            self.cluster.nodes.keys().copied().filter(|id| !self.left.contains(id)).collect()
-        });
-        members.sort_unstable();
-        members
-    }
-
-    fn random_member(&self) -> Option<u64> {
-        let members = self.members();
-        (!members.is_empty()).then(|| members[thread_rng().gen_range(0..members.len())])
-    }
-
-    /// Notes which node claims to lead its term.
-    pub fn sample_leaders(&mut self) {
-        for id in self.cluster.nodes.keys() {
-            if let Some(s) = self.cluster.status(*id).filter(|s| s.is_leader()) {
-                self.leaders_by_term.entry(s.term).or_default().insert(s.node_id);
-            }
-        }
-    }
-
-    /// Nodes that should converge: started, not left.
-    pub fn live_members(&self) -> Vec<u64> {
-        self.cluster.nodes.keys().copied().filter(|id| !self.left.contains(id)).collect()
     }
 }
 

@@ -13,7 +13,7 @@ use madsim::runtime::Handle;
 use rand::Rng;
 
 use crate::trace::Trace;
-use crate::world::{node_addr, Cluster, NodeSetup};
+use crate::cluster::{node_addr, Cluster, NodeSetup};
 
 /// Runs the scenario; an error names the first check that failed.
 pub async fn run(trace: Trace) -> Result<(), String> {

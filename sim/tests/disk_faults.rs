@@ -12,7 +12,7 @@ use coolbeans::fsm::{Op, Reply};
 use coolbeans::node::{NodeHandle, NodeStop};
 use coolbeans_sim::lone_node::restart;
 use coolbeans_sim::trace::Trace;
-use coolbeans_sim::world::{Cluster, NodeSetup};
+use coolbeans_sim::cluster::{Cluster, NodeSetup};
 
 /// Seeds run for each fault, unless COOLBEANS_SIM_SEEDS says how many.
 const SEEDS_DEFAULT: u64 = 8;

@@ -13,7 +13,7 @@ use coolbeans::fsm::{ClientKey, Op, Reply};
 use coolbeans::proxy::upstream::{Answer, Query};
 use coolbeans::proxy::{RemoteUpstream, Upstream};
 use coolbeans_sim::trace::Trace;
-use coolbeans_sim::world::{node_addr, Cluster, NodeSetup};
+use coolbeans_sim::cluster::{node_addr, Cluster, NodeSetup};
 use madsim::runtime::{Handle, Runtime};
 
 fn put(n: u32) -> Op {

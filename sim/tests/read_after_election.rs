@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use coolbeans_sim::trace::Trace;
-use coolbeans_sim::world::{Cluster, NodeSetup};
+use coolbeans_sim::cluster::{Cluster, NodeSetup};
 
 const ELECTIONS: usize = 12;
 

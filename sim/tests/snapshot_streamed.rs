@@ -12,7 +12,7 @@ use coolbeans::chaos::observe::{self, Event};
 use coolbeans::limits::SNAPSHOT_CHUNK_TIMEOUT;
 use coolbeans::rpc::job_client::JobClient;
 use coolbeans_sim::trace::Trace;
-use coolbeans_sim::world::{node_addr, Cluster, NodeSetup};
+use coolbeans_sim::cluster::{node_addr, Cluster, NodeSetup};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 

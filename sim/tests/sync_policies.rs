@@ -17,7 +17,7 @@ use coolbeans::node::NodeHandle;
 use coolbeans::storage::SyncPolicy;
 use coolbeans_sim::lone_node::restart;
 use coolbeans_sim::trace::Trace;
-use coolbeans_sim::world::{Cluster, NodeSetup};
+use coolbeans_sim::cluster::{Cluster, NodeSetup};
 use madsim::time::Instant;
 use rand::Rng;
 

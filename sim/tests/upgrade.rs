@@ -13,7 +13,7 @@ use coolbeans::fsm::{Op, Reply};
 use coolbeans::node::version::{self, Versions};
 use coolbeans::node::{NodeError, NodeHandle};
 use coolbeans_sim::trace::Trace;
-use coolbeans_sim::world::{Cluster, NodeSetup, RunVersions};
+use coolbeans_sim::cluster::{Cluster, NodeSetup, RunVersions};
 use madsim::runtime::Runtime;
 
 /// This build's versions, but for `pause-tube`, declared new in version 2.
