@@ -25,15 +25,20 @@ pub struct LeaderChange {
 pub struct Timeline(Arc<Mutex<VecDeque<LeaderChange>>>);
 
 impl Timeline {
-    /// Starts sampling the leader `reads` knows, for as long as the process runs.
+    /// Starts sampling the leader `reads` knows, for as long as the timeline is kept: the
+    /// sampler holds it weakly, so that once the console is dropped the sampler ends and lets
+    /// go of `reads` (which may hold the node: held for ever, it kept the node running).
     pub fn follow(reads: std::sync::Arc<dyn Reads>) -> Self {
         let timeline = Timeline::default();
-        let changes = timeline.clone();
+        let changes = Arc::downgrade(&timeline.0);
         tokio::spawn(async move {
-            loop {
-                if let Some((leader_id, term)) = reads.leader().await {
-                    changes.saw(crate::node::clock::now_ms(), leader_id, term);
-                }
+            while changes.strong_count() > 0 {
+                let seen = reads.leader().await;
+                let (Some((leader_id, term)), Some(changes)) = (seen, changes.upgrade()) else {
+                    tokio::time::sleep(SAMPLE_EVERY).await;
+                    continue;
+                };
+                Timeline(changes).saw(crate::node::clock::now_ms(), leader_id, term);
                 tokio::time::sleep(SAMPLE_EVERY).await;
             }
         });
@@ -59,7 +64,65 @@ impl Timeline {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
+    use crate::cli::status::ClusterView;
+    use crate::console::backend::{Refusal, Totals};
+    use crate::fsm::{BrowseCursor, BrowseState, JobId, JobPage, JobView, TubePage, TubeSummary};
+
+    struct Counting(Arc<AtomicU64>);
+
+    #[tonic::async_trait]
+    impl Reads for Counting {
+        async fn cluster(&self) -> Result<ClusterView, Refusal> {
+            unreachable!()
+        }
+        async fn tubes(&self, _: Option<u64>, _: usize) -> Result<TubePage, Refusal> {
+            unreachable!()
+        }
+        async fn tube(&self, _: String) -> Result<TubeSummary, Refusal> {
+            unreachable!()
+        }
+        async fn totals(&self) -> Result<Totals, Refusal> {
+            unreachable!()
+        }
+        async fn jobs(&self, _: String, _: BrowseState, _: BrowseCursor, _: usize) -> Result<JobPage, Refusal> {
+            unreachable!()
+        }
+        async fn job(&self, _: JobId) -> Result<JobView, Refusal> {
+            unreachable!()
+        }
+        async fn leader(&self) -> Option<(u64, u64)> {
+            let n = self.0.fetch_add(1, Ordering::Relaxed);
+            Some((1 + n / 3, 1 + n / 3))
+        }
+        fn node_id(&self) -> Option<u64> {
+            None
+        }
+    }
+
+    /// The sampler records leader changes while the timeline is kept, and once it is dropped
+    /// it stops asking and lets go of its reads (which may hold a node).
+    #[cfg(not(madsim))]
+    #[test]
+    fn sampling_stops_once_the_timeline_is_dropped() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("a runtime");
+        runtime.block_on(async {
+            let asked = Arc::new(AtomicU64::new(0));
+            let reads: Arc<dyn Reads> = Arc::new(Counting(asked.clone()));
+            let held = Arc::downgrade(&reads);
+            let timeline = Timeline::follow(reads);
+            tokio::time::sleep(SAMPLE_EVERY * 7).await;
+            assert!(timeline.changes().len() >= 2, "{:?}", timeline.changes());
+            drop(timeline);
+            tokio::time::sleep(SAMPLE_EVERY * 3).await;
+            let after_drop = asked.load(Ordering::Relaxed);
+            tokio::time::sleep(SAMPLE_EVERY * 10).await;
+            assert_eq!(asked.load(Ordering::Relaxed), after_drop, "still asking");
+            assert!(held.upgrade().is_none(), "the reads are let go");
+        });
+    }
 
     /// Only changes of leader or term are kept, oldest first, and the list is bounded.
     #[test]
