@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::api::NodeStatusResponse;
 use crate::cli::status::ClusterView;
-use crate::fsm::{Fsm, JobCounts, JobView, Millis, TubeSummary};
+use crate::fsm::{JobCounts, JobView, Millis, TubeSummary};
 
 /// How much of a body a job's row shows.
 const PREVIEW_BYTES: usize = 80;
@@ -38,7 +38,7 @@ fn job_fields(j: &JobView, now: Millis) -> serde_json::Map<String, Value> {
         "age_secs": now.saturating_sub(j.created_ms) / 1000,
         "delay_secs": j.delay_secs,
         "ttr_secs": j.ttr_secs,
-        "time_left_secs": Fsm::time_left_secs(j, now).max(0),
+        "time_left_secs": j.state.secs_left(now).max(0),
         "reserves": j.reserves,
         "timeouts": j.timeouts,
         "releases": j.releases,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::index::Tube;
 use super::machine::Fsm;
 use super::stats::{secs_until, JobCounts};
-use super::types::{JobId, JobState, JobView, Millis};
+use super::types::{JobId, JobView, Millis};
 
 /// The longest page: a console asks for a screenful, and a longer page would hold the
 /// state's lock for longer than a command takes.
@@ -172,14 +172,6 @@ impl Fsm {
         (ids.into_iter().map(|id| BrowseCursor { key: 0, id }).collect(), more)
     }
 
-    /// The seconds a job has left in its state (delay or TTR), as stats-job gives them.
-    pub fn time_left_secs(job: &JobView, now: Millis) -> i64 {
-        match &job.state {
-            JobState::Reserved { deadline, .. } => secs_until(*deadline, now),
-            JobState::Delayed { until } => secs_until(*until, now),
-            _ => 0,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::browse::BrowseState;
 use super::index::{Counters, Job, Tube};
 use super::machine::Fsm;
-use super::types::{JobId, JobState, Millis};
+use super::types::{JobId, Millis};
 
 /// Whole seconds from `now` to `at`, truncated toward zero as beanstalkd's integer division.
 pub(crate) fn secs_until(at: Millis, now: Millis) -> i64 {
@@ -103,11 +103,6 @@ pub struct MachineStats {
 
 impl JobStats {
     fn of(job: &Job, tube: &Tube, now: Millis) -> Self {
-        let time_left_secs = match &job.state {
-            JobState::Reserved { deadline, .. } => secs_until(*deadline, now),
-            JobState::Delayed { until } => secs_until(*until, now),
-            _ => 0,
-        };
         JobStats {
             id: job.id,
             tube: tube.name.clone(),
@@ -116,7 +111,7 @@ impl JobStats {
             age_secs: (now - job.created.min(now)) / 1000,
             delay_secs: job.delay_secs,
             ttr_secs: job.ttr_secs,
-            time_left_secs,
+            time_left_secs: job.state.secs_left(now),
             reserves: job.reserves,
             timeouts: job.timeouts,
             releases: job.releases,

@@ -192,6 +192,16 @@ impl JobState {
             JobState::Buried { .. } => super::BrowseState::Buried,
         }
     }
+
+    /// The whole seconds left before the state ends on its own (a delay or a TTR runs out),
+    /// as stats-job's time-left gives them; 0 for a state with no end.
+    pub fn secs_left(&self, now: Millis) -> i64 {
+        match self {
+            JobState::Reserved { deadline, .. } => super::stats::secs_until(*deadline, now),
+            JobState::Delayed { until } => super::stats::secs_until(*until, now),
+            JobState::Ready | JobState::Buried { .. } => 0,
+        }
+    }
 }
 
 /// A copy of one job, for peeks and stats.
