@@ -1,4 +1,7 @@
-//! Every limit in one place, each with why it is what it is.
+//! Every limit on what a process holds or takes in (sizes, counts, queues), in one place,
+//! each with why it is what it is. Two kinds stay beside their code: the beanstalkd
+//! protocol's own limits, in `protocol::limits` (the protocol is pure and stands alone), and
+//! the timeout of one exchange, beside the exchange.
 
 use std::time::Duration;
 
@@ -57,15 +60,15 @@ pub const CLIENT_API_ANSWER_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// bytes: one more write or answer (at most one job body) may still go in.
 pub const FORWARD_FRAME_BYTES_SOFT_MAX: usize = 1024 * 1024;
 
-/// A batch of raft messages on a peer's stream takes no more once it holds this many bytes:
-/// one more message may still go in (an append of up to about 1 MiB of entries, or a single
-/// larger entry, which holds at most one job body beyond 1 MiB of operations).
 /// Encoded operations in one log entry at most, in bytes (one larger operation goes alone).
 /// Raft's own messages are cut at the same size (`max_size_per_msg`), so an entry fills a
 /// message and never needs two.
 pub const ENTRY_OPS_BYTES_MAX: usize = 1024 * 1024;
 const _: () = assert!(ENTRY_OPS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX);
 
+/// A batch of raft messages on a peer's stream takes no more once it holds this many bytes:
+/// one more message may still go in (an append of up to about 1 MiB of entries, or a single
+/// larger entry, which holds at most one job body beyond 1 MiB of operations).
 pub const RAFT_BATCH_BYTES_SOFT_MAX: usize = 8 * 1024 * 1024;
 
 /// The largest message the internal `RaftTransport` decodes or encodes: a batch of raft
@@ -133,3 +136,38 @@ const _: () = assert!(
 );
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX + MESSAGE_FIELDS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX as u64 <= SNAPSHOT_BYTES_MAX);
+
+// ---- Queues, buffers and records ----
+
+/// Inputs waiting for the driver before senders wait.
+pub const DRIVER_INPUTS_MAX: usize = 16_384;
+
+/// Applied entries' reservation events buffered per stream subscriber.
+pub const APPLIED_EVENTS_BUFFERED_MAX: usize = 16_384;
+
+/// Raft messages queued per peer before new ones are dropped (raft sends them again).
+pub const RAFT_PEER_QUEUE_MESSAGES_MAX: usize = 4096;
+
+/// Raft messages sent in one batch on a peer's stream (and bytes: [`RAFT_BATCH_BYTES_SOFT_MAX`]).
+pub const RAFT_BATCH_MESSAGES_MAX: usize = 256;
+
+/// Batches waiting to go out on a peer's stream: past this the peer has stopped reading (it
+/// is paused or cut off though its connection looks open), and the stream is dropped.
+pub const RAFT_STREAM_BATCHES_MAX: usize = 64;
+
+/// The longest request head the metrics endpoint reads: a scraper's is a few hundred bytes.
+pub const METRICS_REQUEST_BYTES_MAX: usize = 8 * 1024;
+
+/// Metrics scrapes answered at once; more wait in the listen backlog.
+pub const METRICS_SCRAPES_MAX: usize = 8;
+
+/// The largest payload a record of the log or of a snapshot file may carry. Raft entries are far smaller (a job body is
+/// bounded well under this), and a snapshot of a job queue this large would not fit the
+/// memory a node has anyway; so a larger length can only be damage, and is reported as such
+/// rather than trusted and read past.
+pub const RECORD_PAYLOAD_BYTES_MAX: u32 = 1 << 30;
+
+/// Applied log kept in memory before it is dropped, by `serve` without `-b`: compaction there encodes
+/// nothing and only drops entries, so it can be frequent, and a small log is reused while
+/// still in the cache instead of growing into fresh pages the kernel must zero.
+pub const MEMORY_LOG_BYTES_MAX: u64 = 1024 * 1024;

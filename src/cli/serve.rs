@@ -14,6 +14,7 @@ use super::metrics::Metrics;
 use crate::node::{start_node, DriverConfig, LogStorage, NodeMetrics, NodeOptions};
 use crate::proxy::{ListenAddr, LocalUpstream};
 use crate::storage::{spawn_overdue_timer, DirLock, PolicyDisk, RealDisk, SyncPolicy, WalOptions};
+use crate::limits::MEMORY_LOG_BYTES_MAX;
 
 /// The front end's proxy id in `serve`: fixed, so a restart can end the sessions of the run
 /// before it at once.
@@ -89,10 +90,6 @@ fn storage_for(args: &ServeArgs, metrics: Option<&NodeMetrics>) -> Result<(LogSt
     Ok((LogStorage::Disk(disk), name))
 }
 
-/// Applied log kept in memory before it is dropped, without `-b`: compaction there encodes
-/// nothing and only drops entries, so it can be frequent, and a small log is reused while
-/// still in the cache instead of growing into fresh pages the kernel must zero.
-const MEMORY_LOG_BYTES_MAX: u64 = 1024 * 1024;
 
 fn driver_config(storage: &LogStorage, args: &ServeArgs, job_body_bytes_max: usize) -> DriverConfig {
     let (jobs_bytes_max, tubes_max) = (args.max_jobs_bytes, args.max_tubes);

@@ -11,13 +11,10 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use crate::limits::{METRICS_REQUEST_BYTES_MAX, METRICS_SCRAPES_MAX};
 
-/// The longest request head read: a scraper's is a few hundred bytes.
-const REQUEST_BYTES_MAX: usize = 8 * 1024;
 /// How long a client may take to send its request and take the answer.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Scrapes answered at once; more wait in the listen backlog.
-const SCRAPES_MAX: usize = 8;
 
 /// Binds `addr` (HOST:PORT) for `serve`: done before the process reports itself started, so a
 /// taken port fails the start.
@@ -27,7 +24,7 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
 
 /// Answers scrapes on `listener` for ever (until the task is dropped).
 pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
-    let permits = Arc::new(Semaphore::new(SCRAPES_MAX));
+    let permits = Arc::new(Semaphore::new(METRICS_SCRAPES_MAX));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         match listener.accept().await {
@@ -68,13 +65,13 @@ async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
 }
 
 /// The request head, up to its blank line; `None` if the client closed first or sent more
-/// than `REQUEST_BYTES_MAX` without one.
+/// than `METRICS_REQUEST_BYTES_MAX` without one.
 async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         let read = stream.read(&mut chunk).await?;
-        if read == 0 || head.len() + read > REQUEST_BYTES_MAX {
+        if read == 0 || head.len() + read > METRICS_REQUEST_BYTES_MAX {
             return Ok(None);
         }
         head.extend_from_slice(&chunk[..read]);

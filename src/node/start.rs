@@ -18,11 +18,8 @@ use super::raft_logger;
 use super::replicated::Replicated;
 use super::transport::Transport;
 use crate::storage::{Disk, Recovered, Wal, WalOptions};
+use crate::limits::{APPLIED_EVENTS_BUFFERED_MAX, DRIVER_INPUTS_MAX};
 
-/// Inputs waiting for the driver before senders wait.
-const INPUT_QUEUE_MAX: usize = 16_384;
-/// Applied entries' reservation events buffered per stream subscriber.
-const EVENT_BUFFER_MAX: usize = 16_384;
 
 /// Where a node keeps its log and snapshots.
 pub enum LogStorage {
@@ -211,7 +208,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
         raw.campaign().map_err(|e| StartError::Raft(e.to_string()))?;
     }
     let cluster_id = state.cluster_id;
-    let (events, _) = broadcast::channel(EVENT_BUFFER_MAX);
+    let (events, _) = broadcast::channel(APPLIED_EVENTS_BUFFERED_MAX);
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
         status: Mutex::new(Status { node_id: id, ..Status::default() }),
@@ -229,7 +226,7 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
     if let Some(metrics) = &shared.metrics {
         metrics.watch(&shared);
     }
-    let (tx, rx) = mpsc::channel::<Input>(INPUT_QUEUE_MAX);
+    let (tx, rx) = mpsc::channel::<Input>(DRIVER_INPUTS_MAX);
     let stamps = (shared.cluster_id.clone(), understood);
     let transport = Transport::new(id, options.advertise.clone(), tx.downgrade(), options.driver.snapshot_chunk_bytes, stamps, options.dialer.clone());
     let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied, local_entries);

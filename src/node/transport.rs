@@ -24,17 +24,10 @@ use crate::api::{RaftBatch, SnapshotProgress};
 use crate::chaos::buggify;
 use crate::security::dial::explain;
 use crate::security::Dialer;
-use crate::limits::{RAFT_BATCH_BYTES_SOFT_MAX, RAFT_MESSAGE_BYTES_MAX, SNAPSHOT_CHUNKS_IN_FLIGHT_MAX, SNAPSHOT_CHUNK_TIMEOUT};
+use crate::limits::{RAFT_BATCH_BYTES_SOFT_MAX, RAFT_BATCH_MESSAGES_MAX, RAFT_MESSAGE_BYTES_MAX, RAFT_PEER_QUEUE_MESSAGES_MAX, RAFT_STREAM_BATCHES_MAX, SNAPSHOT_CHUNKS_IN_FLIGHT_MAX, SNAPSHOT_CHUNK_TIMEOUT};
 
-/// Messages queued per peer before new ones are dropped.
-const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
-/// Messages sent in one batch.
-const BATCH_MESSAGES_MAX: usize = 256;
 /// How long connecting to a peer may take before it counts as unreachable.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
-/// Batches waiting to go out on a peer's stream: past this the peer has stopped reading (it
-/// is paused or cut off though its connection looks open), and the stream is dropped.
-const STREAM_BATCHES_MAX: usize = 64;
 
 struct Peer {
     addr: String,
@@ -117,7 +110,7 @@ impl Transport {
     fn peer(&mut self, to: u64, addr: &str) -> &Peer {
         let stale = self.peers.get(&to).is_some_and(|p| p.addr != addr);
         if stale || !self.peers.contains_key(&to) {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
+            let (tx, rx) = mpsc::channel(RAFT_PEER_QUEUE_MESSAGES_MAX);
             let from = (self.from, self.from_addr.clone());
             let stamps = (self.cluster_id.clone(), self.version);
             let (reports, dialer) = (self.reports.clone(), self.dialer.clone());
@@ -189,7 +182,7 @@ fn take_batch(first: Message, queue: &mut mpsc::Receiver<Message>) -> (Vec<Bytes
             bytes += e.len();
             encoded.push(e.into());
         }
-        if encoded.len() + snapshots.len() < BATCH_MESSAGES_MAX && bytes < RAFT_BATCH_BYTES_SOFT_MAX {
+        if encoded.len() + snapshots.len() < RAFT_BATCH_MESSAGES_MAX && bytes < RAFT_BATCH_BYTES_SOFT_MAX {
             next = queue.try_recv().ok();
         }
     }
@@ -353,7 +346,7 @@ async fn send_on_stream((dialer, endpoint): &(Dialer, Endpoint), stream: &mut Op
             }
             Err(_) => return false,
         };
-        let (batches, rx) = mpsc::channel(STREAM_BATCHES_MAX);
+        let (batches, rx) = mpsc::channel(RAFT_STREAM_BATCHES_MAX);
         let mut client = dialer.raft(channel);
         let call = tokio::spawn(async move { client.stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
         *stream = Some(PeerStream { batches, call });

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use protobuf::Message;
 
 use super::error::{Corruption, StorageError};
+use crate::limits::RECORD_PAYLOAD_BYTES_MAX;
 
 /// Length, checksum, kind and the header's own checksum.
 pub(crate) const HEADER_BYTES: usize = 13;
@@ -21,11 +22,6 @@ pub(crate) const HEADER_BYTES: usize = 13;
 const KIND_AT: usize = 8;
 const HEADER_CRC_AT: usize = 9;
 
-/// The largest payload a record may carry. Raft entries are far smaller (a job body is
-/// bounded well under this), and a snapshot of a job queue this large would not fit the
-/// memory a node has anyway; so a larger length can only be damage, and is reported as such
-/// rather than trusted and read past.
-pub(crate) const RECORD_PAYLOAD_BYTES_MAX: u32 = 1 << 30;
 const _: () = assert!(RECORD_PAYLOAD_BYTES_MAX as u64 <= u32::MAX as u64);
 // A snapshot whose data a follower takes fits in the record of a snapshot file (the largest
 // a leader can store is a little less: the record holds the snapshot's metadata too).
