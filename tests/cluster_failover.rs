@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coolbeans::rpc::job_client::JobClient;
+use coolbeans::client::JobClient;
 use common::{cluster, leader, status, temp_dir};
 
 /// Puts jobs until told to stop; answers the ids of the acknowledged ones.

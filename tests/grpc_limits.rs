@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use coolbeans::api::job_state_machine_client::JobStateMachineClient;
 use coolbeans::api::PutRequest;
-use coolbeans::rpc::job_client::JobClient;
+use coolbeans::client::JobClient;
 use common::{free_port, loopback, one_node, temp_dir, Proc};
 use tonic::transport::Channel;
 

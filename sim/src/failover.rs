@@ -8,7 +8,7 @@ use std::time::Duration;
 use madsim::runtime::Handle;
 use rand::Rng;
 
-use coolbeans::rpc::job_client::{JobClient, Reserved};
+use coolbeans::client::{JobClient, Reserved};
 use crate::cluster::{node_addr, Cluster, NodeSetup};
 use crate::trace::Trace;
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use coolbeans::node::NodeHandle;
 use coolbeans::proxy::server::Listen;
-use coolbeans::proxy::{serve, CoLocatedUpstream, FrontEnd, Identity, Limits, ListenAddr, Listener, ProxyMetrics, RemoteUpstream, Upstream};
+use coolbeans::proxy::{serve, CoLocatedUpstream, FrontEnd, Identity, Limits, ListenAddr, Listener, ProxyMetrics, Upstream};
+use coolbeans::client::RemoteUpstream;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use tokio::sync::watch;
@@ -132,7 +133,7 @@ fn spawn(index: u32, upstreams: Vec<String>, lease: Duration) -> SimFrontEnd {
             };
             async move {
                 let metrics = recorded_metrics();
-                let upstream = RemoteUpstream::with_metrics(upstreams, proxy_id.clone(), metrics.clone()).expect("node addresses are valid");
+                let upstream = RemoteUpstream::with_metrics(upstreams, proxy_id.clone(), metrics.as_ref().map(|m| m.client())).expect("node addresses are valid");
                 let identity = Identity { version: "sim".into(), id: proxy_id, hostname: format!("front-end-{index}"), binlog_max_size: 0 };
                 let front = FrontEnd::start(upstream, Limits::default(), identity, metrics);
                 front.keep_lease(lease);
@@ -154,7 +155,7 @@ pub async fn serve_in_node(id: u64, node: NodeHandle, node_ids_max: u64, lease: 
     upstreams.extend((1..=node_ids_max).filter(|n| *n != id).map(|n| node_addr(n).to_string()));
     let proxy_id = format!("n{id}.{}", coolbeans::node::clock::now_ms());
     let metrics = recorded_metrics();
-    let remote = RemoteUpstream::with_metrics(upstreams, proxy_id.clone(), metrics.clone()).expect("node addresses are valid");
+    let remote = RemoteUpstream::with_metrics(upstreams, proxy_id.clone(), metrics.as_ref().map(|m| m.client())).expect("node addresses are valid");
     let upstream: std::sync::Arc<dyn Upstream> = CoLocatedUpstream::new(node, remote);
     let identity = Identity { version: "sim".into(), id: proxy_id, hostname: format!("node-{id}"), binlog_max_size: 0 };
     let front = FrontEnd::start(upstream, Limits::default(), identity, metrics);

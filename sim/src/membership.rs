@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use coolbeans::api::cluster_client::ClusterClient;
 use coolbeans::api::LeaveRequest;
-use coolbeans::rpc::job_client::JobClient;
+use coolbeans::client::JobClient;
 use madsim::runtime::Handle;
 
 use crate::trace::Trace;

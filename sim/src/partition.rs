@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coolbeans::rpc::job_client::JobClient;
+use coolbeans::client::JobClient;
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use rand::Rng;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use coolbeans::rpc::job_client::JobClient;
+use coolbeans::client::JobClient;
 use coolbeans_sim::client::Connection;
 use coolbeans_sim::front_ends::{front_end_addr, FrontEnds};
 use coolbeans_sim::history::{Answer, Call};

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use coolbeans::rpc::job_client::JobClient;
+use coolbeans::client::JobClient;
 use coolbeans_sim::trace::Trace;
 use coolbeans_sim::cluster::{node_addr, Cluster, NodeSetup};
 use madsim::runtime::{Handle, Runtime};

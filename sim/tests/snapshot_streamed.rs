@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use coolbeans::chaos::observe::{self, Event};
 use coolbeans::limits::SNAPSHOT_CHUNK_TIMEOUT;
-use coolbeans::rpc::job_client::JobClient;
+use coolbeans::client::JobClient;
 use coolbeans_sim::trace::Trace;
 use coolbeans_sim::cluster::{node_addr, Cluster, NodeSetup};
 use madsim::net::NetSim;

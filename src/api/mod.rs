@@ -1,5 +1,13 @@
-//! The wire API, package `coolbeans.api.v1`, generated from `proto/` by build.rs.
+//! The wire API, package `coolbeans.api.v1`, generated from `proto/` by build.rs, and what its
+//! server (`rpc`) and its client (`client`) both read of it beyond the messages: the metadata
+//! keys and the typed stats. Both sides depend on this; neither on the other.
 
-#![allow(clippy::all, missing_docs)]
+pub mod metadata;
+pub mod stats;
 
-tonic::include_proto!("coolbeans.api.v1");
+#[allow(clippy::all, missing_docs)]
+mod generated {
+    tonic::include_proto!("coolbeans.api.v1");
+}
+
+pub use generated::*;

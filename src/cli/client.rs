@@ -8,7 +8,7 @@ use tonic::Code;
 use crate::api::{Empty, JoinRequest, LeaveRequest};
 use crate::security::dial::{explain, ClusterApi};
 use crate::security::Dialer;
-use crate::rpc::status::leader_hint;
+use crate::api::metadata::leader_hint;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

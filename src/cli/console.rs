@@ -58,7 +58,7 @@ impl Bound {
     }
 
     /// Serves the console of the cluster behind a front end.
-    pub fn start_front_end(self, remote: std::sync::Arc<crate::proxy::RemoteUpstream>) {
+    pub fn start_front_end(self, remote: std::sync::Arc<crate::client::RemoteUpstream>) {
         #[cfg(not(madsim))]
         self.serve_front_end(remote);
         #[cfg(madsim)]

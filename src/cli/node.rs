@@ -159,7 +159,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         // Its own upstream: the console's writes are not a front end's clients, and go to the
         // leader wherever it is.
         let proxy_id = format!("console-{}-{}", args.node_id, crate::node::clock::now_ms());
-        let remote = crate::proxy::RemoteUpstream::dialing(upstream_addrs(&args, &advertise), proxy_id, None, security.dialer.clone())?;
+        let remote = crate::client::RemoteUpstream::dialing(upstream_addrs(&args, &advertise), proxy_id, None, security.dialer.clone())?;
         let upstream = crate::proxy::CoLocatedUpstream::new(node.clone(), remote);
         console.start_node(node.clone(), upstream, Some((advertise.clone(), security.dialer.clone())), "cluster-node");
     }
@@ -229,7 +229,7 @@ fn co_located_front_end(
     let lease = Duration::from_secs(args.lease_secs.max(1));
     let limits = crate::proxy::Limits { job_body_bytes_max: args.job_bytes_max, ..crate::proxy::Limits::default() };
     async move {
-        let result = match crate::proxy::RemoteUpstream::dialing(upstreams, proxy_id, metrics.clone(), dialer) {
+        let result = match crate::client::RemoteUpstream::dialing(upstreams, proxy_id, metrics.as_ref().map(|m| m.client()), dialer) {
             Ok(remote) => {
                 let upstream = crate::proxy::CoLocatedUpstream::new(node, remote);
                 super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease), metrics, stop).await

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::rpc::job_client::JobClient;
+use crate::client::JobClient;
 use crate::security::Dialer;
 
 /// What one writer measured: the latency of each acknowledged put, and failures.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::cli::status::ClusterView;
 use crate::fsm::{BrowseCursor, BrowseState, FsmError, JobCounts, JobId, JobPage, JobView, Op, Reply, TubePage, TubeSummary};
-use crate::proxy::upstream::UpstreamError;
+use crate::client::UpstreamError;
 use crate::proxy::Upstream;
 
 /// Buried jobs one "delete all buried" request deletes at most, each a replicated write;

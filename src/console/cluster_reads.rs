@@ -8,8 +8,8 @@ use super::backend::{Reads, Refusal, Totals};
 use crate::api::{BrowseJobsRequest, BrowseTubesRequest, BrowseTubesResponse};
 use crate::cli::status::{self, ClusterView};
 use crate::fsm::{BrowseCursor, BrowseState, FsmError, JobId, JobPage, JobView, TubePage, TubeSummary};
-use crate::proxy::upstream::UpstreamError;
-use crate::proxy::RemoteUpstream;
+use crate::client::UpstreamError;
+use crate::client::RemoteUpstream;
 use crate::rpc::browse::{counts_from_proto, jobs_from_proto, tube_from_proto};
 
 pub struct ClusterReads {

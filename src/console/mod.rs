@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use backend::{Backend, Reads};
 use crate::node::NodeHandle;
-use crate::proxy::{RemoteUpstream, Upstream};
+use crate::client::RemoteUpstream;
+use crate::proxy::Upstream;
 
 /// A bound console port, waiting for the node it will show.
 pub struct BoundConsole {

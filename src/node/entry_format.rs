@@ -9,8 +9,7 @@ use prost::Message as _;
 
 use super::codec::log::op_request;
 use super::codec::{encode_entry, ENTRY_FORMAT_LOCAL};
-use super::handle::CallerSeq;
-use super::replicated::LocalOp;
+use super::replicated::{CallerSeq, LocalOp};
 use super::version::Versions;
 use crate::storage::format::{ApplyOpBatch, ApplyOpRequest};
 use crate::fsm::Op;

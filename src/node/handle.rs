@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::metrics::NodeMetrics;
 use super::codec::log::encode_op_type;
 use super::received_snapshot::{self, Prepared};
-use super::replicated::{EntryError, Replicated};
+use super::replicated::{CallerSeq, EntryError, Replicated};
 use super::version::{self, Versions};
 use crate::chaos::buggify;
 use crate::storage::format::OpType;
@@ -67,13 +67,6 @@ impl std::fmt::Display for NodeError {
 }
 
 impl std::error::Error for NodeError {}
-
-/// Identifies a write for deduplication: who sent it and its sequence number.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallerSeq {
-    pub caller: String,
-    pub seq: u64,
-}
 
 /// A membership change asked of the leader.
 #[derive(Clone, Debug, PartialEq, Eq)]

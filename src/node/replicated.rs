@@ -9,7 +9,6 @@ use prost::Message;
 
 use super::codec::log::{decode_op, decode_result, encode_op_type, encode_result};
 use super::codec::{decode_entry, DecodeError};
-use super::handle::CallerSeq;
 use super::version::{self, STATE_MACHINE_VERSION};
 use crate::fsm::{fields, ClientKey, Fsm, FsmError, Op, ReservationEvent, Reply};
 use crate::storage::format::{self, ApplyOpRequest, ApplyOpResponse, OpType};
@@ -55,6 +54,14 @@ impl std::fmt::Display for EntryError {
             }
         }
     }
+}
+
+/// Identifies a write for deduplication: who sent it and its sequence number. The replicated
+/// state keeps each caller's last answers by it; the node, its server and its clients carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallerSeq {
+    pub caller: String,
+    pub seq: u64,
 }
 
 /// What applying one operation of an entry came to.

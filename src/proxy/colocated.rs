@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::remote::RemoteUpstream;
-use super::upstream::{feed_local_reservations, query_local, Answer, Query, Upstream, UpstreamError};
+use super::upstream::{feed_local_reservations, query_local, Upstream};
+use crate::client::{Answer, Query, RemoteUpstream, UpstreamError};
 use crate::fsm::{Op, Reply, ReservationEvent};
 use crate::node::{NodeError, NodeHandle};
 

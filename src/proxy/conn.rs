@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::front_end::FrontEnd;
-use super::upstream::{Answer, Query, UpstreamError};
+use crate::client::{Answer, Query, UpstreamError};
 use crate::fsm::{ClientKey, FsmError, Op, Reply, ReserveOutcome, DEFAULT_TUBE};
 use crate::limits::{CONNECTION_BUFFER_BYTES_KEPT_MAX, CONNECTION_OUTPUT_BYTES_MAX};
 use crate::protocol::{encode, job_stats_yaml, stats_yaml, tube_stats_yaml, yaml_list, Command, Counted, Decoded, Decoder, ProtocolError, Response};

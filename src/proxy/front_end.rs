@@ -9,11 +9,12 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::metrics::ProxyMetrics;
-use super::upstream::{Answer, Query, Upstream};
+use super::upstream::Upstream;
+use crate::client::{Answer, Query};
 use crate::chaos::mutant::{self, Mutant};
 use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome};
 use crate::protocol::{CommandKind, Counted, ServerStats, Stats};
-use crate::rpc::stats::ClusterStats;
+use crate::api::stats::ClusterStats;
 
 /// The front end's limits, each one a flag.
 #[derive(Clone, Debug)]

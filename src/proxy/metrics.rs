@@ -9,15 +9,9 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
 use super::front_end::FrontEnd;
+use crate::client::ClientMetrics;
 use crate::metrics::{as_gauge, counter, family, gauge, Counter, Latencies, Registry, Timing, Watched};
 use crate::protocol::{CommandKind, Response};
-
-/// What a front end forwards to the cluster over gRPC.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Call {
-    Write = 0,
-    Read = 1,
-}
 
 /// The metrics of one front end.
 #[derive(Debug)]
@@ -27,10 +21,8 @@ pub struct ProxyMetrics {
     commands: Latencies<{ CommandKind::COUNT }>,
     bad_commands: Counter,
     internal_errors: Counter,
-    /// Writes and reads forwarded to the cluster, by `Call`.
-    forwarded: [Counter; 2],
-    forward_retries: Counter,
-    forward_streams_opened: Counter,
+    /// The calls it forwards to the cluster, their retries and its write streams.
+    client: Arc<ClientMetrics>,
     /// The front end whose connections are read when scraped (set when it starts).
     front: Watched<FrontEnd>,
 }
@@ -56,16 +48,14 @@ impl ProxyMetrics {
             commands,
             bad_commands: Counter::default(),
             internal_errors: Counter::default(),
-            forwarded: [write, read],
-            forward_retries: Counter::default(),
-            forward_streams_opened: Counter::default(),
+            client: Arc::new(ClientMetrics { forwarded: [write, read], retries: Counter::default(), streams_opened: Counter::default() }),
             front: Watched::default(),
         });
         let counters = [
             ("coolbeans_front_bad_commands", "Command lines refused as malformed, unknown or too large", &metrics.bad_commands),
             ("coolbeans_front_internal_errors", "Commands answered INTERNAL_ERROR (the cluster was unavailable)", &metrics.internal_errors),
-            ("coolbeans_front_forward_retries", "Forwarded calls tried again (another node, or after a leader change)", &metrics.forward_retries),
-            ("coolbeans_front_forward_streams_opened", "Write streams opened to nodes (again after each break)", &metrics.forward_streams_opened),
+            ("coolbeans_front_forward_retries", "Forwarded calls tried again (another node, or after a leader change)", &metrics.client.retries),
+            ("coolbeans_front_forward_streams_opened", "Write streams opened to nodes (again after each break)", &metrics.client.streams_opened),
         ];
         for (name, help, metric) in counters {
             registry.register(name, help, metric.clone());
@@ -95,17 +85,9 @@ impl ProxyMetrics {
         self.bad_commands.inc();
     }
 
-    pub(crate) fn forwarded(&self, call: Call) {
-        self.forwarded[call as usize].inc();
-    }
-
-    pub(crate) fn retried(&self) {
-        self.forward_retries.inc();
-    }
-
-    /// The counter of write streams opened, for each node's forwarder.
-    pub(crate) fn streams_opened(&self) -> Counter {
-        self.forward_streams_opened.clone()
+    /// The counts of the calls forwarded to the cluster, for its `RemoteUpstream`.
+    pub fn client(&self) -> Arc<ClientMetrics> {
+        self.client.clone()
     }
 }
 

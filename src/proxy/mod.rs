@@ -3,10 +3,9 @@
 
 pub mod colocated;
 mod conn;
-mod forward;
 pub mod front_end;
 pub mod metrics;
-pub mod remote;
+mod remote;
 pub mod server;
 pub mod tls;
 pub mod upstream;
@@ -14,6 +13,5 @@ pub mod upstream;
 pub use front_end::{FrontEnd, Identity, Limits, COMMAND_TIMEOUT_DEFAULT};
 pub use metrics::ProxyMetrics;
 pub use colocated::CoLocatedUpstream;
-pub use remote::RemoteUpstream;
 pub use server::{serve, ListenAddr, Listener};
 pub use upstream::{LocalUpstream, Upstream};

@@ -7,64 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::fsm::{FsmError, JobId, JobStats, Op, Reply, ReservationEvent, TubeStats};
+use crate::api::stats::ClusterStats;
+use crate::client::{Answer, Query, UpstreamError};
+use crate::client::retry::{next_backoff, BACKOFF_MIN, PATIENCE};
+use crate::fsm::{Op, Reply, ReservationEvent};
 use crate::node::{NodeError, NodeHandle};
-use crate::rpc::stats::ClusterStats;
-
-/// How long a command may wait out a leader change before its client sees an error.
-pub const PATIENCE: Duration = Duration::from_secs(15);
-/// Backoff between attempts while the cluster has no leader.
-const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
-
-/// A read the front end asks of the state machine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Query {
-    Job(JobId),
-    PeekReady(String),
-    PeekDelayed(String),
-    PeekBuried(String),
-    StatsJob(JobId),
-    StatsTube(String),
-    /// The cluster's part of `stats` (the front end adds its own).
-    Stats,
-    ListTubes,
-    /// Which of these clients of this front end do not wait for a reservation (or have no
-    /// session at all).
-    NotWaiting(Vec<String>),
-}
-
-/// The answer to a `Query`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Answer {
-    /// A job's id and body, or none.
-    Job(Option<(JobId, bytes::Bytes)>),
-    /// A job's stats, or none (no such job).
-    JobStats(Option<JobStats>),
-    /// A tube's stats, or none (no such tube).
-    TubeStats(Option<TubeStats>),
-    Stats(Box<ClusterStats>),
-    Tubes(Vec<String>),
-    Clients(Vec<String>),
-}
-
-/// Why the upstream could not answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UpstreamError {
-    /// The state machine refused the operation.
-    Fsm(FsmError),
-    /// No leader answered within the patience, or the upstream is gone.
-    Unavailable(String),
-    /// The operation is of a state machine version not every voter runs yet (a rolling
-    /// upgrade is under way); why, naming the voters behind.
-    NotUpgraded(String),
-}
-
-impl From<FsmError> for UpstreamError {
-    fn from(e: FsmError) -> Self {
-        UpstreamError::Fsm(e)
-    }
-}
 
 /// The state machine as the front end sees it.
 #[tonic::async_trait]
@@ -78,11 +25,6 @@ pub trait Upstream: Send + Sync + 'static {
     fn reservations(&self) -> mpsc::Receiver<ReservationEvent>;
     /// The front end's own id: its clients are (proxy id, client id).
     fn proxy_id(&self) -> &str;
-}
-
-/// Doubles a backoff up to the maximum.
-pub fn next_backoff(backoff: Duration) -> Duration {
-    (backoff * 2).clamp(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX)
 }
 
 /// The state machine of a node in this process that is the cluster's only voter (`serve`).
@@ -107,7 +49,7 @@ async fn read_local<R>(
     f: impl FnOnce(&crate::node::replicated::Replicated) -> R,
 ) -> Result<R, UpstreamError> {
     let deadline = tokio::time::Instant::now() + patience;
-    let mut backoff = RETRY_BACKOFF_MIN;
+    let mut backoff = BACKOFF_MIN;
     loop {
         match node.read_barrier().await {
             Ok(()) => return Ok(node.read(f)),
@@ -177,7 +119,7 @@ impl Upstream for LocalUpstream {
     /// throughput and 40% of reserve+delete throughput in `serve`.
     async fn write(&self, op: Op) -> Result<Reply, UpstreamError> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        let mut backoff = RETRY_BACKOFF_MIN;
+        let mut backoff = BACKOFF_MIN;
         loop {
             match self.node.propose(op.clone(), None).await {
                 Ok(reply) => return Ok(reply),

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::status::status_of;
 use crate::api::forwarding_server::Forwarding;
+use crate::api::metadata::{leader_hint, needs_version};
 use crate::api::{self, ForwardedAnswer};
 use crate::fsm::Op;
 use crate::limits::FORWARD_FRAME_BYTES_SOFT_MAX;
@@ -105,7 +106,7 @@ fn answered(id: u64, response: api::ApplyOpResponse) -> ForwardedAnswer {
 
 /// A write refused as `status` says; "not the leader" carries the leader if known.
 fn refused(id: u64, status: Status) -> ForwardedAnswer {
-    let (leader_id, leader_addr) = super::status::leader_hint(&status);
+    let (leader_id, leader_addr) = leader_hint(&status);
     ForwardedAnswer {
         id,
         response: None,
@@ -113,34 +114,8 @@ fn refused(id: u64, status: Status) -> ForwardedAnswer {
         status_message: status.message().to_string(),
         leader_id: leader_id.unwrap_or(0),
         leader_addr: leader_addr.unwrap_or_default(),
-        needs_version: super::status::needs_version(&status).unwrap_or(0),
+        needs_version: needs_version(&status).unwrap_or(0),
     }
-}
-
-/// A forwarded answer's outcome as the unary call would have had it: the state machine's
-/// answer, or the status that refused the write (with its leader hint).
-pub fn outcome(answer: ForwardedAnswer) -> Result<api::ApplyOpResponse, Status> {
-    if let Some(response) = answer.response {
-        return Ok(response);
-    }
-    let code = tonic::Code::from_i32(answer.status_code);
-    if code == tonic::Code::FailedPrecondition && answer.needs_version != 0 {
-        let mut status = Status::failed_precondition(answer.status_message);
-        status.metadata_mut().insert(super::status::NEEDS_VERSION_KEY, answer.needs_version.into());
-        return Err(status);
-    }
-    if code == tonic::Code::FailedPrecondition {
-        let leader_id = (answer.leader_id != 0).then_some(answer.leader_id);
-        let leader_addr = (!answer.leader_addr.is_empty()).then_some(answer.leader_addr);
-        return Err(status_of(NodeError::NotLeader { leader_id, leader_addr }));
-    }
-    let mut status = Status::new(code, answer.status_message);
-    // One answer's OutOfRange is the state machine's ("last watched tube"): tonic's own, for a
-    // message over the size limit, would have failed the whole stream.
-    if code == tonic::Code::OutOfRange {
-        status.metadata_mut().insert(super::status::STATE_MACHINE_KEY, tonic::metadata::MetadataValue::from_static("1"));
-    }
-    Err(status)
 }
 
 /// The answers of one stream, as many to a frame as are ready when it is sent.
@@ -176,6 +151,9 @@ impl tokio_stream::Stream for Answers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The round trip of a refusal: the node's side here, the front end's in `client`.
+    use crate::api::metadata::{is_not_leader, is_state_machine};
+    use crate::client::forward::outcome;
 
     /// A refusal crosses the stream and comes back as the status the unary call would have
     /// returned: "not the leader" with its hint, anything else with its code and message.
@@ -183,17 +161,17 @@ mod tests {
     fn refusals_come_back_as_the_unary_status() {
         let hint = status_of(NodeError::NotLeader { leader_id: Some(3), leader_addr: Some("h:3".into()) });
         let back = outcome(refused(7, hint)).expect_err("refused");
-        assert!(super::super::status::is_not_leader(&back));
-        assert_eq!(super::super::status::leader_hint(&back), (Some(3), Some("h:3".into())));
+        assert!(is_not_leader(&back));
+        assert_eq!(leader_hint(&back), (Some(3), Some("h:3".into())));
         let unknown = outcome(refused(8, status_of(NodeError::NotLeader { leader_id: None, leader_addr: None }))).expect_err("refused");
-        assert!(super::super::status::is_not_leader(&unknown));
-        assert_eq!(super::super::status::leader_hint(&unknown), (None, None));
+        assert!(is_not_leader(&unknown));
+        assert_eq!(leader_hint(&unknown), (None, None));
         let busy = outcome(refused(9, status_of(NodeError::Overloaded))).expect_err("refused");
         assert_eq!(busy.code(), tonic::Code::ResourceExhausted);
-        assert!(!super::super::status::is_not_leader(&busy));
+        assert!(!is_not_leader(&busy));
         let last_tube = outcome(refused(11, status_of(NodeError::Fsm(crate::fsm::FsmError::LastWatchedTube)))).expect_err("refused");
         assert_eq!(last_tube.code(), tonic::Code::OutOfRange);
-        assert!(super::super::status::is_state_machine(&last_tube), "the state machine's answer keeps its mark");
+        assert!(is_state_machine(&last_tube), "the state machine's answer keeps its mark");
         let answer = answered(10, encode_result(&Ok(crate::fsm::Reply::Put { id: 5 })));
         assert_eq!(outcome(answer).expect("answered").error_code, 0);
     }
@@ -227,10 +205,10 @@ mod tests {
         let e = NodeError::NotEveryVoterUpgraded { op: crate::storage::format::OpType::PauseTube, needs: 2, behind: vec![(3, Some(1)), (4, None)] };
         let back = outcome(refused(12, status_of(e))).expect_err("refused");
         assert_eq!(back.code(), tonic::Code::FailedPrecondition);
-        assert_eq!(super::super::status::needs_version(&back), Some(2));
-        assert!(!super::super::status::is_not_leader(&back));
+        assert_eq!(needs_version(&back), Some(2));
+        assert!(!is_not_leader(&back));
         assert!(back.message().contains("PAUSE_TUBE") && back.message().contains("node 3 runs version 1, node 4 has not been heard from"));
         let not_leader = outcome(refused(13, status_of(NodeError::NotLeader { leader_id: None, leader_addr: None }))).expect_err("refused");
-        assert_eq!(super::super::status::needs_version(&not_leader), None);
+        assert_eq!(needs_version(&not_leader), None);
     }
 }

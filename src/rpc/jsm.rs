@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::status::{caller_of, invalid, status_of};
 use crate::api::job_state_machine_server::JobStateMachine;
 use crate::api::{self, Empty};
-use super::stats::{self, ClusterStats};
+use crate::api::stats::{self, ClusterStats};
 use crate::fsm::{job_to_proto, JobStats, JobView, Op, Reply, TubeStats};
 use crate::node::codec::wire::reservation;
 use crate::node::codec::{self, job_id};

@@ -6,12 +6,10 @@ pub mod cluster;
 pub mod forward;
 #[cfg(not(madsim))]
 mod incoming;
-pub mod job_client;
 pub mod jsm;
 #[cfg(not(madsim))]
 mod plain_refusal;
 mod snapshot;
-pub mod stats;
 pub mod status;
 
 use std::future::Future;

@@ -2,7 +2,8 @@
 //! while a frame is sent go together in the next, so many clients share each frame and no
 //! write pays for a call of its own. A stream that breaks, or stops answering, fails the
 //! writes it carried (their callers retry with the same sequence number, which applies
-//! once) and is opened again for the next write.
+//! once) and is opened again for the next write. An answer comes back as the status the
+//! unary call would have had (`outcome`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,11 +13,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::Status;
 
-use crate::api::{self, ForwardRequest, ForwardedWrite};
+use super::retry::{next_backoff, BACKOFF_MIN};
+use crate::api::metadata::{mark_state_machine, not_leader, NEEDS_VERSION_KEY};
+use crate::api::{self, ForwardRequest, ForwardedAnswer, ForwardedWrite};
 use crate::limits::{CLIENT_API_ANSWER_BYTES_MAX, FORWARD_FRAME_BYTES_SOFT_MAX};
 use crate::metrics::Counter;
+use crate::node::NodeError;
 use crate::security::dial::ForwardingApi;
-use crate::rpc::forward::outcome;
 
 /// Writes waiting for the stream task before callers wait.
 const CALLS_QUEUED_MAX: usize = 16_384;
@@ -32,8 +35,6 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 const STREAM_SILENCE_MAX: Duration = Duration::from_secs(6);
 /// How long opening a stream may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
-const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 type Answer = Result<api::ApplyOpResponse, Status>;
 
@@ -69,10 +70,38 @@ impl Forwarder {
     }
 }
 
+/// A forwarded answer's outcome as the unary call would have had it: the state machine's
+/// answer, or the status that refused the write (with its leader hint).
+pub fn outcome(answer: ForwardedAnswer) -> Result<api::ApplyOpResponse, Status> {
+    if let Some(response) = answer.response {
+        return Ok(response);
+    }
+    let code = tonic::Code::from_i32(answer.status_code);
+    if code == tonic::Code::FailedPrecondition && answer.needs_version != 0 {
+        let mut status = Status::failed_precondition(answer.status_message);
+        status.metadata_mut().insert(NEEDS_VERSION_KEY, answer.needs_version.into());
+        return Err(status);
+    }
+    if code == tonic::Code::FailedPrecondition {
+        let leader_id = (answer.leader_id != 0).then_some(answer.leader_id);
+        let leader_addr = (!answer.leader_addr.is_empty()).then_some(answer.leader_addr);
+        // The node's own words for it, as its unary refusal has them.
+        let message = NodeError::NotLeader { leader_id, leader_addr: leader_addr.clone() }.to_string();
+        return Err(not_leader(message, leader_id, leader_addr));
+    }
+    let mut status = Status::new(code, answer.status_message);
+    // One answer's OutOfRange is the state machine's ("last watched tube"): tonic's own, for a
+    // message over the size limit, would have failed the whole stream.
+    if code == tonic::Code::OutOfRange {
+        mark_state_machine(&mut status);
+    }
+    Err(status)
+}
+
 /// Opens a stream when there is a write to send, and runs it until it breaks; again and again
 /// until the forwarder is dropped.
 async fn run(client: ForwardingApi, mut calls: mpsc::Receiver<Call>, opened: Option<Counter>) {
-    let mut backoff = RETRY_BACKOFF_MIN;
+    let mut backoff = BACKOFF_MIN;
     // After a failed open, writes are refused at once until this time (their callers try
     // another node meanwhile), rather than wait behind the backoff.
     let mut down_until: Option<Instant> = None;
@@ -96,11 +125,11 @@ async fn run(client: ForwardingApi, mut calls: mpsc::Receiver<Call>, opened: Opt
                 };
                 let _ = first.reply.send(Err(status));
                 down_until = Some(Instant::now() + backoff);
-                backoff = (backoff * 2).clamp(RETRY_BACKOFF_MIN, RETRY_BACKOFF_MAX);
+                backoff = next_backoff(backoff);
                 continue;
             }
         };
-        (backoff, down_until) = (RETRY_BACKOFF_MIN, None);
+        (backoff, down_until) = (BACKOFF_MIN, None);
         if let Some(opened) = &opened {
             opened.inc();
         }

@@ -1,5 +1,5 @@
 //! A small job client over the gRPC API, for the simulator's clients, the loopback tests and
-//! put-bench: the front end's remote upstream (leader-following, retries that apply once)
+//! put-bench: the cluster over gRPC as a front end reaches it (leader-following, retries that apply once)
 //! with the few calls they need.
 
 use std::net::SocketAddr;
@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use tonic::Status;
 
+use super::{Answer, Query, RemoteUpstream, UpstreamError};
 use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome};
-use crate::proxy::upstream::{Answer, Query, Upstream, UpstreamError};
-use crate::proxy::RemoteUpstream;
 
 /// What a reserve came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
