@@ -167,7 +167,24 @@ pub const METRICS_SCRAPES_MAX: usize = 8;
 /// rather than trusted and read past.
 pub const RECORD_PAYLOAD_BYTES_MAX: u32 = 1 << 30;
 
-/// Applied log kept in memory before it is dropped, by `serve` without `-b`: compaction there encodes
-/// nothing and only drops entries, so it can be frequent, and a small log is reused while
-/// still in the cache instead of growing into fresh pages the kernel must zero.
+/// Applied log kept in memory before it is dropped, by `serve` without `-b`: compaction there
+/// encodes nothing and only drops entries, so it can be frequent, and a small log is reused
+/// while still in the cache instead of growing into fresh pages the kernel must zero.
 pub const MEMORY_LOG_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Responses kept per caller for deduplication: a caller with more writes in flight than this
+/// cannot have its oldest ones deduplicated (it gets an error instead of a second apply).
+pub const CALLER_RESPONSES_MAX: usize = 1024;
+
+/// Callers remembered at once; the one whose last write is oldest is forgotten first.
+/// Both are rules of the replicated state (every replica forgets the same callers at the
+/// same entry): changing either needs a new state machine version.
+pub const CALLERS_MAX: usize = 4096;
+
+/// Answers in one frame of a front end's `Forwarding` stream at most (and bytes:
+/// [`FORWARD_FRAME_BYTES_SOFT_MAX`]).
+pub const FORWARD_FRAME_ANSWERS_MAX: usize = 1024;
+
+/// Reservation results buffered per stream before a slow front end starts losing them (it then
+/// sees the stream end and resubscribes, checking its clients' states).
+pub const RESERVATION_STREAM_BUFFERED_MAX: usize = 4096;

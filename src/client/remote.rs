@@ -26,6 +26,9 @@ use crate::node::CallerSeq;
 use crate::security::dial::JobsApi;
 use crate::security::Dialer;
 
+/// How long one node may take to say who leads, before the next is asked.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A call's own limit; a reserve's wait is not a call (results come on the stream).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -196,6 +199,19 @@ impl RemoteUpstream {
             async move { answer.await.map(tonic::Response::into_inner) }
         })
         .await
+    }
+
+    /// The leader and term as the first node to answer `Cluster.Status` knows them, over the
+    /// connections already open (one call, where `cluster-client status` asks every member).
+    pub async fn leader_and_term(&self) -> Option<(u64, u64)> {
+        for channel in &self.channels {
+            let mut client = self.dialer.cluster(channel.clone());
+            if let Ok(Ok(status)) = tokio::time::timeout(STATUS_TIMEOUT, client.status(api::Empty {})).await {
+                let status = status.into_inner();
+                return Some((status.leader_id, status.term));
+            }
+        }
+        None
     }
 
     /// A job with its stats, or none (GetJob, on the leader).

@@ -77,8 +77,7 @@ impl Reads for ClusterReads {
     }
 
     async fn leader(&self) -> Option<(u64, u64)> {
-        let view = self.cluster().await.ok()?;
-        Some((view.source.leader_id, view.source.term))
+        self.remote.leader_and_term().await
     }
 
     fn node_id(&self) -> Option<u64> {

@@ -8,7 +8,7 @@ use crate::api::NodeStatusResponse;
 use crate::cli::status::{self, ClusterView};
 use crate::fsm::{BrowseCursor, BrowseState, JobCounts, JobId, JobPage, JobView, TubePage, TubeSummary};
 use crate::node::replicated::Replicated;
-use crate::node::NodeHandle;
+use crate::node::{NodeHandle, ReadRefused};
 use crate::security::Dialer;
 
 /// How long a read may wait for its barrier (a leader to confirm it): a page asks again
@@ -28,11 +28,10 @@ impl NodeReads {
     }
 
     async fn read<R>(&self, f: impl FnOnce(&Replicated) -> R) -> Result<R, Refusal> {
-        match tokio::time::timeout(READ_PATIENCE, self.node.read_barrier()).await {
-            Ok(Ok(())) => Ok(self.node.read(f)),
-            Ok(Err(e)) => Err(Refusal::Unavailable(format!("the read was not confirmed: {e}"))),
-            Err(_) => Err(Refusal::Unavailable(format!("no leader confirmed the read within {READ_PATIENCE:?}"))),
-        }
+        self.node.read_within(READ_PATIENCE, f).await.map_err(|refused| match refused {
+            ReadRefused::Node(e) => Refusal::Unavailable(format!("the read was not confirmed: {e}")),
+            ReadRefused::TimedOut(within) => Refusal::Unavailable(format!("no leader confirmed the read within {within:?}")),
+        })
     }
 
     fn own_status(&self) -> NodeStatusResponse {

@@ -68,6 +68,15 @@ impl std::fmt::Display for NodeError {
 
 impl std::error::Error for NodeError {}
 
+/// Why a linearizable read (`NodeHandle::read_within`) was not made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadRefused {
+    /// The node could not confirm it (no leader, stopped, too many reads in flight).
+    Node(NodeError),
+    /// No leader confirmed it within the time given.
+    TimedOut(std::time::Duration),
+}
+
 /// A membership change asked of the leader.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberChange {
@@ -296,6 +305,16 @@ impl NodeHandle {
             metrics.read(started);
         }
         result
+    }
+
+    /// Reads the replicated state linearizably: once this node has applied everything
+    /// committed when asked (`read_barrier`), if that takes no longer than `within`.
+    pub async fn read_within<R>(&self, within: std::time::Duration, f: impl FnOnce(&Replicated) -> R) -> Result<R, ReadRefused> {
+        match tokio::time::timeout(within, self.read_barrier()).await {
+            Ok(Ok(())) => Ok(self.read(f)),
+            Ok(Err(e)) => Err(ReadRefused::Node(e)),
+            Err(_) => Err(ReadRefused::TimedOut(within)),
+        }
     }
 
     /// Reads the replicated state (call `read_barrier` first for a linearizable read).

@@ -25,7 +25,7 @@ pub mod version;
 
 pub use driver::DriverConfig;
 pub use metrics::NodeMetrics;
-pub use handle::{AppliedEvents, MemberChange, NodeError, NodeHandle, NodeStop, Status};
+pub use handle::{AppliedEvents, MemberChange, NodeError, NodeHandle, NodeStop, ReadRefused, Status};
 pub use replicated::CallerSeq;
 pub(crate) use handle::lock;
 pub use start::{start_node, LogStorage, NodeOptions, StartError};

@@ -12,13 +12,9 @@ use super::codec::{decode_entry, DecodeError};
 use super::version::{self, STATE_MACHINE_VERSION};
 use crate::fsm::{fields, ClientKey, Fsm, FsmError, Op, ReservationEvent, Reply};
 use crate::storage::format::{self, ApplyOpRequest, ApplyOpResponse, OpType};
+use crate::limits::{CALLERS_MAX, CALLER_RESPONSES_MAX};
 
-/// Responses kept per caller for deduplication: a caller with more writes in flight than this
-/// cannot have its oldest ones deduplicated (it gets an error instead of a second apply).
-pub const CALLER_RESPONSES_MAX: usize = 1024;
 
-/// Callers remembered at once; the one whose last write is oldest is forgotten first.
-pub const CALLERS_MAX: usize = 4096;
 
 /// The field number of `ReplicatedStateProto.fsm`.
 const FSM_FIELD: u32 = 1;

@@ -4,7 +4,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::status::status_of;
+use super::status::{read_refused, status_of};
 use crate::api::browse_server::Browse;
 use crate::api::{BrowseJobsRequest, BrowseJobsResponse, BrowseTubesRequest, BrowseTubesResponse, TubeSummaryProto};
 use crate::fsm::{job_to_proto, BrowseCursor, BrowseState, FsmError, JobCounts, JobPage, TubePage, TubeSummary, BROWSE_PAGE_MAX};
@@ -24,11 +24,7 @@ impl BrowseService {
     }
 
     async fn read<R>(&self, f: impl FnOnce(&Replicated) -> R) -> Result<R, Status> {
-        match tokio::time::timeout(READ_TIMEOUT, self.node.read_barrier()).await {
-            Ok(Ok(())) => Ok(self.node.read(f)),
-            Ok(Err(e)) => Err(status_of(e)),
-            Err(_) => Err(Status::unavailable("read barrier not reached in time; retry")),
-        }
+        self.node.read_within(READ_TIMEOUT, f).await.map_err(read_refused)
     }
 }
 

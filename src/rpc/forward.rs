@@ -16,15 +16,13 @@ use crate::api::forwarding_server::Forwarding;
 use crate::api::metadata::{leader_hint, needs_version};
 use crate::api::{self, ForwardedAnswer};
 use crate::fsm::Op;
-use crate::limits::FORWARD_FRAME_BYTES_SOFT_MAX;
 use crate::node::codec::wire::{decode_op, encode_result};
 use crate::node::{CallerSeq, NodeError, NodeHandle};
+use crate::limits::{FORWARD_FRAME_ANSWERS_MAX, FORWARD_FRAME_BYTES_SOFT_MAX};
 
 /// How long a write may wait for its entry to apply before its caller is told to retry (as on
 /// the unary calls).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Answers in one response frame at most (and bytes: `FORWARD_FRAME_BYTES_SOFT_MAX`).
-pub const FRAME_ANSWERS_MAX: usize = 1024;
 
 pub struct ForwardService {
     node: NodeHandle,
@@ -135,7 +133,7 @@ impl tokio_stream::Stream for Answers {
         };
         let mut bytes = first.encoded_len();
         let mut answers = vec![first];
-        while answers.len() < FRAME_ANSWERS_MAX && bytes < FORWARD_FRAME_BYTES_SOFT_MAX {
+        while answers.len() < FORWARD_FRAME_ANSWERS_MAX && bytes < FORWARD_FRAME_BYTES_SOFT_MAX {
             match self.rx.try_recv() {
                 Ok((answer, _permit)) => {
                     bytes += answer.encoded_len();

@@ -9,7 +9,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::status::{caller_of, invalid, status_of};
+use super::status::{caller_of, invalid, read_refused, status_of};
 use crate::api::job_state_machine_server::JobStateMachine;
 use crate::api::{self, Empty};
 use crate::api::stats::{self, ClusterStats};
@@ -18,12 +18,10 @@ use crate::node::codec::wire::reservation;
 use crate::node::codec::{self, job_id};
 use crate::node::{NodeError, NodeHandle};
 use crate::protocol::{job_stats_yaml, stats_yaml, tube_stats_yaml, ServerStats, Stats};
+use crate::limits::RESERVATION_STREAM_BUFFERED_MAX;
 
 /// How long a write may wait for its entry to apply before the caller is told to retry.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Reservation results buffered per stream before a slow proxy starts losing them (it then
-/// sees the stream end and resubscribes, checking its clients' states).
-const STREAM_BUFFER_MAX: usize = 4096;
 
 pub struct JobService {
     node: NodeHandle,
@@ -45,11 +43,7 @@ impl JobService {
     }
 
     async fn read<R>(&self, f: impl FnOnce(&crate::node::replicated::Replicated) -> R) -> Result<R, Status> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.node.read_barrier()).await {
-            Ok(Ok(())) => Ok(self.node.read(f)),
-            Ok(Err(e)) => Err(status_of(e)),
-            Err(_) => Err(Status::unavailable("read barrier not reached in time; retry")),
-        }
+        self.node.read_within(WRITE_TIMEOUT, f).await.map_err(read_refused)
     }
 
     /// What `stats` says of this node's process, its log included.
@@ -144,7 +138,7 @@ impl JobStateMachine for JobService {
     ) -> Result<Response<Self::StreamReserveUpdatesStream>, Status> {
         let proxy = request.into_inner().proxy_id;
         let mut events = self.node.subscribe();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER_MAX);
+        let (tx, rx) = mpsc::channel(RESERVATION_STREAM_BUFFERED_MAX);
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             loop {

@@ -8,7 +8,7 @@ use crate::api::metadata::{mark_state_machine, not_leader, CALLER_ID_KEY, CALLER
 use crate::node::codec::wire::result_code;
 use crate::node::codec::DecodeError;
 use crate::node::replicated::EntryError;
-use crate::node::{CallerSeq, NodeError};
+use crate::node::{CallerSeq, NodeError, ReadRefused};
 
 fn code_of(code: crate::api::ResultCode) -> Code {
     Code::from_i32(code as i32)
@@ -34,6 +34,15 @@ pub fn status_of(e: NodeError) -> Status {
             status.metadata_mut().insert(NEEDS_VERSION_KEY, needs.into());
             status
         }
+    }
+}
+
+/// A linearizable read not made: the node's reason, or Unavailable once the time ran out
+/// (a retry may find a leader).
+pub fn read_refused(e: ReadRefused) -> Status {
+    match e {
+        ReadRefused::Node(e) => status_of(e),
+        ReadRefused::TimedOut(_) => Status::unavailable("read barrier not reached in time; retry"),
     }
 }
 
