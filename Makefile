@@ -14,8 +14,10 @@ run:
 
 test: test-std test-sim sim-ci
 
-# Clippy's warnings are errors, in both builds (CI runs this before the tests).
+# The code's format (rustfmt.toml), then clippy's warnings as errors in both builds (CI runs
+# this before the tests).
 lint:
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(SIM_ENV) $(CARGO) clippy --workspace --all-targets --release -- -D warnings
 

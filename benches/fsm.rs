@@ -42,12 +42,7 @@ fn preload(jobs: usize) -> (Fsm, Vec<ClientKey>) {
 fn add_waiters(fsm: &mut Fsm, count: usize) {
     for i in 0..count {
         let client = ClientKey::new("bench", &format!("waiter-{i}"));
-        let op = Op::Reserve {
-            client,
-            request_id: format!("r{i}"),
-            timeout_secs: Some(3600),
-            tubes: vec![format!("idle-{}", i % TUBES)],
-        };
+        let op = Op::Reserve { client, request_id: format!("r{i}"), timeout_secs: Some(3600), tubes: vec![format!("idle-{}", i % TUBES)] };
         let applied = fsm.apply(op, 0);
         assert_eq!(applied.reply, Ok(Reply::Reserve(None)), "waiter {i} waits");
     }

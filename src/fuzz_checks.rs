@@ -55,10 +55,7 @@ pub const WAL_SNAPSHOT_FIRST: u8 = 4;
 pub fn wal_reader(input: &[u8]) {
     let Some((&flags, rest)) = input.split_first() else { return };
     let framed = flags & WAL_FRAMED != 0;
-    let mut files: Vec<Vec<u8>> = split(rest, FILE_SEPARATOR)
-        .take(FILES_MAX)
-        .map(|f| if framed { frame_records(f) } else { f.to_vec() })
-        .collect();
+    let mut files: Vec<Vec<u8>> = split(rest, FILE_SEPARATOR).take(FILES_MAX).map(|f| if framed { frame_records(f) } else { f.to_vec() }).collect();
     let disk = Arc::new(SimDisk::new());
     if flags & WAL_SNAPSHOT_FIRST != 0 {
         let snapshot = files.remove(0);

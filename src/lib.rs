@@ -14,15 +14,15 @@ pub mod fuzz_checks;
 #[cfg(test)]
 #[global_allocator]
 static ALLOCATOR: fuzz_checks::WatchingAllocator = fuzz_checks::WatchingAllocator;
-pub mod history;
-pub mod node;
-pub mod protocol;
-pub mod limits;
-pub mod metrics;
-pub mod rpc;
-pub mod security;
 pub mod cli;
 #[cfg(not(madsim))]
 pub mod console;
-pub mod storage;
+pub mod history;
+pub mod limits;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
 pub mod proxy;
+pub mod rpc;
+pub mod security;
+pub mod storage;

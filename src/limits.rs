@@ -127,13 +127,9 @@ pub const FDS_RESERVED_MAX: u64 = 64;
 const _: () = assert!(JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX <= CLIENT_API_REQUEST_BYTES_MAX);
 const _: () = assert!(CLIENT_API_REQUEST_BYTES_MAX <= CLIENT_API_ANSWER_BYTES_MAX);
 // A full forward frame and one more write or answer of the largest body fit the limit.
-const _: () = assert!(
-    FORWARD_FRAME_BYTES_SOFT_MAX + JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX * 2 <= CLIENT_API_ANSWER_BYTES_MAX
-);
+const _: () = assert!(FORWARD_FRAME_BYTES_SOFT_MAX + JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX * 2 <= CLIENT_API_ANSWER_BYTES_MAX);
 // A full raft batch and one more message of the largest entry fit, as does a chunk.
-const _: () = assert!(
-    RAFT_BATCH_BYTES_SOFT_MAX + 1024 * 1024 + JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX
-);
+const _: () = assert!(RAFT_BATCH_BYTES_SOFT_MAX + 1024 * 1024 + JOB_BODY_BYTES_MAX_LIMIT + MESSAGE_FIELDS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX + MESSAGE_FIELDS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX as u64 <= SNAPSHOT_BYTES_MAX);
 

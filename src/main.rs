@@ -87,8 +87,7 @@ fn init_logging_verbose(verbose: u8, format: LogFormat) {
 
 fn init_logging_with(default: &str, format: LogFormat) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -147,9 +146,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve(args) => init_logging_verbose(args.verbose, cli.log_format),
         Command::Beanstalkd(_) | Command::ClusterNode(_) => init_logging(cli.log_format),
         // Their output is what they print; only trouble is logged.
-        Command::ClusterClient { .. } | Command::Bench(_) | Command::Top(_) | Command::GenTestCa { .. } => {
-            init_logging_with("warn", cli.log_format)
-        }
+        Command::ClusterClient { .. } | Command::Bench(_) | Command::Top(_) | Command::GenTestCa { .. } => init_logging_with("warn", cli.log_format),
     }
     match cli.command {
         Command::Serve(args) => cli::serve::run(args).await,

@@ -64,9 +64,8 @@ async fn a_cluster_answers_out_of_memory_through_every_front_end() {
     let dir = temp_dir("jobs-bytes-cluster");
     let fronts: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
     let listen = fronts.clone();
-    let mut nodes = cluster(&dir, move |id| {
-        vec!["--max-jobs-bytes".into(), LIMIT.into(), "--beanstalkd-listen".into(), listen[id as usize - 1].to_string()]
-    });
+    let mut nodes =
+        cluster(&dir, move |id| vec!["--max-jobs-bytes".into(), LIMIT.into(), "--beanstalkd-listen".into(), listen[id as usize - 1].to_string()]);
     for node in &mut nodes {
         node.proc.start();
     }
@@ -76,7 +75,11 @@ async fn a_cluster_answers_out_of_memory_through_every_front_end() {
     let (mut front, standalone) = common::start_front_end(&dir, &members).await;
 
     // The jobs are deleted after each way, so each meets the limit afresh.
-    let ways = [(fronts[leader as usize - 1], "the leader's front end"), (fronts[follower as usize - 1], "a follower's front end"), (standalone, "coolbeans beanstalkd")];
+    let ways = [
+        (fronts[leader as usize - 1], "the leader's front end"),
+        (fronts[follower as usize - 1], "a follower's front end"),
+        (standalone, "coolbeans beanstalkd"),
+    ];
     for (addr, what) in ways {
         let mut client = Beanstalk::connect(addr);
         fill_refuse_and_free(&mut client, what);

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coolbeans::client::JobClient;
 use common::{cluster, leader, status, temp_dir};
+use coolbeans::client::JobClient;
 
 /// Puts jobs until told to stop; answers the ids of the acknowledged ones.
 async fn write_until(mut client: JobClient, stop: Arc<AtomicBool>) -> Vec<u64> {

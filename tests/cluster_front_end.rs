@@ -16,7 +16,13 @@ use common::{client_cli, cluster, free_port, loopback, temp_dir};
 async fn cluster_cli_and_front_ends() {
     let dir = temp_dir("front-end");
     let co_located = loopback(free_port());
-    let mut nodes = cluster(&dir, |id| if id == 1 { vec!["--beanstalkd-listen".into(), co_located.to_string()] } else { vec![] });
+    let mut nodes = cluster(&dir, |id| {
+        if id == 1 {
+            vec!["--beanstalkd-listen".into(), co_located.to_string()]
+        } else {
+            vec![]
+        }
+    });
     for n in &mut nodes {
         n.proc.start();
     }

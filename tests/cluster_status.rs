@@ -36,7 +36,8 @@ async fn status_shows_every_member_as_the_leader_sees_it() {
     let rows = rows(&out);
     assert_eq!(rows.len(), 3, "a row per member: {out}");
     for (id, addr) in &members {
-        let row = rows.iter().find(|r| r.contains(&id.to_string()) && r.contains(&addr.to_string())).unwrap_or_else(|| panic!("no row for {id}: {out}"));
+        let row =
+            rows.iter().find(|r| r.contains(&id.to_string()) && r.contains(&addr.to_string())).unwrap_or_else(|| panic!("no row for {id}: {out}"));
         let starred = row[0] == "*";
         assert_eq!(starred, *id == leader, "only the leader is starred: {out}");
         let cells = &row[usize::from(starred)..];

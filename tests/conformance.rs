@@ -127,9 +127,7 @@ fn beanstalkd_dialect() -> Option<Dialect> {
         .split_whitespace()
         .nth(1)
         .and_then(|v| v.split_once('.'))
-        .and_then(|(major, minor)| {
-            Some((major.parse().ok()?, minor.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()?))
-        })
+        .and_then(|(major, minor)| Some((major.parse().ok()?, minor.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()?)))
         .unwrap_or_else(|| panic!("cannot read a version in `beanstalkd -v`: {text:?}"));
     Some(Dialect { version, quote_bare_strings: version < (1, 13), loses_ttr_timers: true })
 }
@@ -186,13 +184,7 @@ fn start_cluster_once(logs: &Path, name: &str) -> Result<Server, StartError> {
     let front_port = server::free_port();
     let node_addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", server::free_port())).collect();
     // Start the front end first: if the subcommand does not exist, no node is started at all.
-    let front_args = vec![
-        "beanstalkd".into(),
-        "--listen".into(),
-        format!("127.0.0.1:{front_port}"),
-        "--upstreams".into(),
-        node_addrs.join(","),
-    ];
+    let front_args = vec!["beanstalkd".into(), "--listen".into(), format!("127.0.0.1:{front_port}"), "--upstreams".into(), node_addrs.join(",")];
     let mut processes = vec![server::spawn(coolbeans_binary(), &front_args, &logs.join(format!("{name}.front.log")))?];
     let peers: Vec<String> = node_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
     for (i, addr) in node_addrs.iter().enumerate() {
@@ -248,9 +240,7 @@ fn wait_for_leader(node_addrs: &[String], processes: &mut [server::Spawned]) -> 
 /// Plays every conversation against `target` and fails the test if any differs.
 fn run_target(target: &Target) {
     let conversations = selected(load_conversations());
-    let logs = std::env::temp_dir()
-        .join(format!("coolbeans-conformance-{}", std::process::id()))
-        .join(target.label.replace(' ', "-"));
+    let logs = std::env::temp_dir().join(format!("coolbeans-conformance-{}", std::process::id())).join(target.label.replace(' ', "-"));
     std::fs::create_dir_all(&logs).expect("create the log directory");
     match (target.start)(&logs, "probe") {
         Ok(probe) => drop(probe),
@@ -268,12 +258,7 @@ fn run_target(target: &Target) {
     let verdicts = play_all(target, &conversations, &logs);
     let failures = report(target, &verdicts, started.elapsed());
     if failures > 0 {
-        panic!(
-            "{failures} of {} conversations differ against {}; logs in {}",
-            conversations.len(),
-            target.label,
-            logs.display()
-        );
+        panic!("{failures} of {} conversations differ against {}; logs in {}", conversations.len(), target.label, logs.display());
     }
     let _ = std::fs::remove_dir_all(&logs);
     if let Some(parent) = logs.parent() {
@@ -285,8 +270,7 @@ fn run_target(target: &Target) {
 fn selected(conversations: Vec<Conversation>) -> Vec<Conversation> {
     let only = std::env::var("CONFORMANCE_ONLY").unwrap_or_default();
     let words: Vec<&str> = only.split(',').map(str::trim).filter(|w| !w.is_empty()).collect();
-    let mut chosen: Vec<Conversation> =
-        conversations.into_iter().filter(|c| words.is_empty() || words.iter().any(|w| c.name.contains(w))).collect();
+    let mut chosen: Vec<Conversation> = conversations.into_iter().filter(|c| words.is_empty() || words.iter().any(|w| c.name.contains(w))).collect();
     chosen.sort_by_key(|c| std::cmp::Reverse(waiting_ms(c)));
     chosen
 }
@@ -303,11 +287,7 @@ fn waiting_ms(conversation: &Conversation) -> u64 {
         .sum()
 }
 
-fn play_all<'a>(
-    target: &Target,
-    conversations: &'a [Conversation],
-    logs: &Path,
-) -> Vec<(&'a Conversation, Verdict, Duration)> {
+fn play_all<'a>(target: &Target, conversations: &'a [Conversation], logs: &Path) -> Vec<(&'a Conversation, Verdict, Duration)> {
     let jobs = std::env::var("CONFORMANCE_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or(target.parallel).max(1);
     let queue: Mutex<VecDeque<&Conversation>> = Mutex::new(conversations.iter().collect());
     let done = Mutex::new(Vec::new());
@@ -335,11 +315,7 @@ fn play_one(target: &Target, conversation: &Conversation, logs: &Path) -> Verdic
     let mut server = match (target.start)(logs, &conversation.name) {
         Ok(server) => server,
         Err(StartError::Unavailable(why) | StartError::Failed(why)) => {
-            return Verdict::Failed(Failure {
-                step: None,
-                reason: format!("the server did not start: {why}"),
-                transcript: Vec::new(),
-            })
+            return Verdict::Failed(Failure { step: None, reason: format!("the server did not start: {why}"), transcript: Vec::new() })
         }
     };
     match runner::run(conversation, &mut server, target.dialect) {
@@ -389,10 +365,6 @@ fn report(target: &Target, verdicts: &[(&Conversation, Verdict, Duration)], elap
             }
         }
     }
-    eprintln!(
-        "\n{}: {passed} passed, {skipped} skipped, {failed} failed, in {:.1} s\n",
-        target.label,
-        elapsed.as_secs_f64()
-    );
+    eprintln!("\n{}: {passed} passed, {skipped} skipped, {failed} failed, in {:.1} s\n", target.label, elapsed.as_secs_f64());
     failed
 }

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use coolbeans::storage::format::{ApplyOpBatch, ApplyOpRequest};
 use coolbeans::fsm::{ClientKey, Op};
 use coolbeans::fuzz_checks::{self, within_allocation_bound, WatchingAllocator};
 use coolbeans::fuzz_checks::{FILE_SEPARATOR, SNAPSHOT_DATA, SNAPSHOT_FILE, SNAPSHOT_RECORD, WAL_FRAMED, WAL_SNAPSHOT_FIRST, WAL_UNSYNCED_BATCHES};
@@ -16,6 +15,7 @@ use coolbeans::node::codec::encode_entry;
 use coolbeans::node::codec::log::op_request;
 use coolbeans::node::replicated::Replicated;
 use coolbeans::node::version::STATE_MACHINE_VERSION;
+use coolbeans::storage::format::{ApplyOpBatch, ApplyOpRequest};
 use coolbeans::storage::{Disk, RealDisk, Wal, WalOptions};
 use prost::Message as _;
 use protobuf::Message as _;
@@ -138,11 +138,8 @@ fn seed_entries() -> Vec<Entry> {
     entries.push(conf_entry);
     for (at, batch) in ops.iter().enumerate() {
         let now_ms = 1_700_000_000_000 + 1000 * at as i64;
-        let requests = batch
-            .iter()
-            .enumerate()
-            .map(|(n, op)| ApplyOpRequest { now_ms, ..op_request(op, format!("front-1/{n}"), at as u64) })
-            .collect();
+        let requests =
+            batch.iter().enumerate().map(|(n, op)| ApplyOpRequest { now_ms, ..op_request(op, format!("front-1/{n}"), at as u64) }).collect();
         let data = encode_entry(&ApplyOpBatch { version: STATE_MACHINE_VERSION, ops: requests });
         entries.push(Entry { index: entries.len() as u64 + 1, term: 2, data: data.into(), ..Entry::default() });
     }
@@ -168,9 +165,8 @@ fn files(disk: &RealDisk) -> Vec<(String, Vec<u8>)> {
 /// Log inputs: the segments alone, raw and framed, whole and with a torn end; and the
 /// segments after a snapshot, with the snapshot file.
 fn write_wal_seeds(before: &[(String, Vec<u8>)], after: &[(String, Vec<u8>)]) {
-    let segments = |log: &[(String, Vec<u8>)]| -> Vec<Vec<u8>> {
-        log.iter().filter(|(n, _)| n.starts_with("wal-")).map(|(_, b)| b.clone()).collect()
-    };
+    let segments =
+        |log: &[(String, Vec<u8>)]| -> Vec<Vec<u8>> { log.iter().filter(|(n, _)| n.starts_with("wal-")).map(|(_, b)| b.clone()).collect() };
     let (before, after_snapshot) = (segments(before), segments(after));
     assert!(before.len() > 1, "several segments");
     let snapshot = after.iter().find(|(n, _)| n.starts_with("snap-")).map(|(_, b)| b.clone()).expect("a snapshot file");

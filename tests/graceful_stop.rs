@@ -46,7 +46,11 @@ fn client(addr: SocketAddr, name: usize, stop: Arc<AtomicBool>, seen: Arc<Seen>)
     while !stop.load(Ordering::Relaxed) {
         let body = format!("client {name} round {round}");
         let put = line(&mut writer, format!("put 10 0 60 {}\r\n{body}\r\n", body.len()).as_bytes());
-        let reserved = if put.starts_with("INSERTED ") { line(&mut writer, b"reserve-with-timeout 10\r\n") } else { put };
+        let reserved = if put.starts_with("INSERTED ") {
+            line(&mut writer, b"reserve-with-timeout 10\r\n")
+        } else {
+            put
+        };
         let deleted = match reserved.strip_prefix("RESERVED ").and_then(|rest| rest.split(' ').next()) {
             Some(id) => line(&mut writer, format!("delete {id}\r\n").as_bytes()),
             None => reserved,
@@ -134,7 +138,13 @@ async fn sigterm_hands_leadership_over_and_no_client_sees_an_error() {
     assert_eq!(survivors, new, "the survivors follow the leader the old one handed over to");
     assert!(log.position("leadership handed over") < log.position("stopped; everything written is durable"), "handed over, then stopped");
     // Each line a JSON object; the events an operator follows carry the node and its term.
-    for message in ["log recovered", "leadership changed", "snapshot taken; log compacted", "handing leadership over before stopping", "stopped; everything written is durable"] {
+    for message in [
+        "log recovered",
+        "leadership changed",
+        "snapshot taken; log compacted",
+        "handing leadership over before stopping",
+        "stopped; everything written is durable",
+    ] {
         let event = log.event(message);
         assert_eq!(event["node"].as_u64(), Some(old), "{event}");
         assert!(event["term"].as_u64().is_some_and(|t| t > 0), "{event}");
@@ -163,7 +173,8 @@ async fn sigterm_hands_leadership_over_and_no_client_sees_an_error() {
 async fn serve_finishes_its_connections_then_exits_0() {
     let dir = temp_dir("graceful-serve");
     let port = free_port();
-    let args: Vec<String> = vec!["serve".into(), "-l".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-b".into(), dir.join("data").display().to_string()];
+    let args: Vec<String> =
+        vec!["serve".into(), "-l".into(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-b".into(), dir.join("data").display().to_string()];
     let mut serve = Proc::new(args.clone(), dir.join("serve.log"));
     serve.start();
     common::wait_for_port(loopback(port), Duration::from_secs(10)).await;

@@ -6,9 +6,9 @@
 
 mod common;
 
+use common::{one_node, status, temp_dir};
 use coolbeans::api::job_state_machine_client::JobStateMachineClient;
 use coolbeans::api::{ClientGoneRequest, KickRequest, ReleaseRequest, UseTubeRequest};
-use common::{one_node, status, temp_dir};
 use tonic::Code;
 
 #[tokio::test]

@@ -11,10 +11,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{free_port, loopback, one_node, temp_dir, Proc};
 use coolbeans::api::job_state_machine_client::JobStateMachineClient;
 use coolbeans::api::PutRequest;
 use coolbeans::client::JobClient;
-use common::{free_port, loopback, one_node, temp_dir, Proc};
 use tonic::transport::Channel;
 
 async fn put(client: &mut JobStateMachineClient<Channel>, body_bytes: usize) -> Result<i64, tonic::Status> {

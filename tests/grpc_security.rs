@@ -11,10 +11,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::{client_cli, cluster, free_port, loopback, temp_dir, Node, Proc};
 use coolbeans::api::{Empty, LeaveRequest, PutRequest, RaftBatch};
 use coolbeans::cli::security::DialArgs;
 use coolbeans::security::Dialer;
-use common::{client_cli, cluster, free_port, loopback, temp_dir, Node, Proc};
 
 /// Writes a test CA and its certificates into `dir` with `coolbeans gen-test-ca`.
 fn gen_ca(dir: &Path) {
@@ -136,7 +136,11 @@ async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_r
     let node_flags = tls_flags(&ours, "node", &ours);
     let co_located = loopback(free_port());
     let mut nodes = cluster(&dir, |id| {
-        let front = if id == 1 { vec!["--beanstalkd-listen".into(), co_located.to_string()] } else { vec![] };
+        let front = if id == 1 {
+            vec!["--beanstalkd-listen".into(), co_located.to_string()]
+        } else {
+            vec![]
+        };
         [node_flags.clone(), front].concat()
     });
     nodes.iter_mut().for_each(|n| n.proc.start());
@@ -180,7 +184,8 @@ async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_r
 
     let upstreams = nodes.iter().map(|n| n.addr.to_string()).collect::<Vec<_>>().join(",");
     let apart = loopback(free_port());
-    let front_args = [vec!["beanstalkd".into(), "--listen".into(), apart.to_string(), "--upstreams".into(), upstreams], tls_flags(&ours, "frontend", &ours)];
+    let front_args =
+        [vec!["beanstalkd".into(), "--listen".into(), apart.to_string(), "--upstreams".into(), upstreams], tls_flags(&ours, "frontend", &ours)];
     let mut front_end = Proc::new(front_args.concat(), dir.join("front.log"));
     front_end.start();
     for addr in [co_located, apart] {
@@ -190,7 +195,8 @@ async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_r
     }
     drop(front_end);
     let wrong = loopback(free_port());
-    let admin_front = [vec!["beanstalkd".into(), "--listen".into(), wrong.to_string(), "--upstreams".into(), leader.to_string()], tls_flags(&ours, "admin", &ours)];
+    let admin_front =
+        [vec!["beanstalkd".into(), "--listen".into(), wrong.to_string(), "--upstreams".into(), leader.to_string()], tls_flags(&ours, "admin", &ours)];
     let mut front_end = Proc::new(admin_front.concat(), dir.join("admin-front.log"));
     front_end.start();
     common::wait_for_port(wrong, Duration::from_secs(20)).await;
@@ -236,7 +242,9 @@ async fn tokens_give_their_roles_without_tls() {
     std::fs::write(&front_file, "fr0nt-t0ken").expect("write");
     std::fs::write(&admin_file, "4dm1n-t0ken").expect("write");
     let front_only = write("front-only.token", "fr0nt-t0ken");
-    for (own_flags, why) in [(vec![], "needs --auth-token-file"), (vec!["--auth-token-file".to_string(), front_only], "holds the roles frontend, not peer")] {
+    for (own_flags, why) in
+        [(vec![], "needs --auth-token-file"), (vec!["--auth-token-file".to_string(), front_only], "holds the roles frontend, not peer")]
+    {
         let mut args: Vec<String> = vec!["cluster-node".into(), "--node-id".into(), "1".into(), "--listen".into(), loopback(free_port()).to_string()];
         args.extend(["--data-dir".into(), dir.join("lone").display().to_string(), "--peers".into(), "1=127.0.0.1:1".into()]);
         args.extend([vec!["--auth-tokens-file".to_string(), table.clone()], own_flags].concat());

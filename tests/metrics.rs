@@ -31,11 +31,8 @@ impl Scrape {
     /// The value of the series `name` whose labels include `labels`; panics unless exactly
     /// one matches.
     fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let found: Vec<&Sample> = self
-            .samples
-            .iter()
-            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
-            .collect();
+        let found: Vec<&Sample> =
+            self.samples.iter().filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))).collect();
         assert_eq!(found.len(), 1, "{name}{labels:?}: {found:?}");
         found[0].value
     }
@@ -80,7 +77,10 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
             continue;
         }
         let sample = parse_sample(line);
-        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| sample.name.strip_suffix(s)).filter(|f| typed.get(*f).is_some_and(|t| t == "histogram"));
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| sample.name.strip_suffix(s))
+            .filter(|f| typed.get(*f).is_some_and(|t| t == "histogram"));
         let family = family.unwrap_or(&sample.name);
         assert!(typed.contains_key(family), "sample before its TYPE: {line}");
         samples.push(sample);

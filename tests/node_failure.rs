@@ -11,9 +11,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{cluster, free_port, status, temp_dir};
 use coolbeans::api::raft_transport_client::RaftTransportClient;
 use coolbeans::api::RaftBatch;
-use common::{cluster, free_port, status, temp_dir};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 

@@ -134,10 +134,7 @@ fn sigusr1_drains() {
 /// Limits out of range are refused at start with one line that says which.
 #[test]
 fn bad_limits_are_refused() {
-    for (args, says) in [
-        (vec!["--max-line-bytes", "100"], "--max-line-bytes"),
-        (vec!["-z", "999999999"], "-z"),
-    ] {
+    for (args, says) in [(vec!["--max-line-bytes", "100"], "--max-line-bytes"), (vec!["-z", "999999999"], "-z")] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_coolbeans"))
             .arg("serve")
             .args(["-p", &free_port().to_string()])

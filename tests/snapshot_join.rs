@@ -9,10 +9,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::{free_port, loopback, status, temp_dir, Proc};
 use coolbeans::api::cluster_client::ClusterClient;
 use coolbeans::api::job_state_machine_client::JobStateMachineClient;
 use coolbeans::api::Empty;
-use common::{free_port, loopback, status, temp_dir, Proc};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 

@@ -11,15 +11,15 @@ use madsim::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::client::Connection;
+use crate::cluster::{Cluster, NodeSetup};
 use crate::config::SeedConfig;
 use crate::front_ends::FrontEnds;
 use crate::history::{Answer, Call, ClientId, FinalJob, FinalState, History, HoldRisk, JobId, Record};
 use crate::nemesis::Nemesis;
-use crate::world::World;
 use crate::raft_watch::{one_leader_per_term, snapshot_restores, RaftWatch};
 use crate::trace::Trace;
 use crate::workload::{body_of, now, run_client, ClientSetup, Shared};
-use crate::cluster::{Cluster, NodeSetup};
+use crate::world::World;
 
 /// Spare nodes a seed may join.
 const SPARE_NODES: u64 = 2;
@@ -187,11 +187,8 @@ fn waiting_sessions(cluster: &Cluster) -> String {
     let Some(handle) = cluster.leader().and_then(|l| cluster.handle(l)) else { return "no leader".into() };
     let snapshot = handle.read(|s| s.snapshot());
     let sessions = snapshot.fsm.map(|f| f.reservations).unwrap_or_default();
-    let busy: Vec<String> = sessions
-        .iter()
-        .filter(|c| c.is_waiting_for_resv)
-        .map(|c| format!("{}/{} request {}", c.proxy_id, c.client_id, c.req_id))
-        .collect();
+    let busy: Vec<String> =
+        sessions.iter().filter(|c| c.is_waiting_for_resv).map(|c| format!("{}/{} request {}", c.proxy_id, c.client_id, c.req_id)).collect();
     busy.join(", ")
 }
 
@@ -215,7 +212,10 @@ async fn converge(world: &World) -> Result<Vec<u64>, String> {
                 .nodes
                 .keys()
                 .map(|id| match world.cluster.status(*id) {
-                    Some(s) => format!("{id}: term {} leader {} commit {} applied {} voters {:?}", s.term, s.leader_id, s.commit_index, s.applied_index, s.voters),
+                    Some(s) => format!(
+                        "{id}: term {} leader {} commit {} applied {} voters {:?}",
+                        s.term, s.leader_id, s.commit_index, s.applied_index, s.voters
+                    ),
                     None => format!("{id}: down"),
                 })
                 .collect();

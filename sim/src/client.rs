@@ -33,7 +33,13 @@ impl Connection {
     /// Sends `use` and `watch` for `tube` and ignores `default`, so the connection uses and
     /// watches `tube` only.
     pub async fn settle_on(&mut self, tube: &str, patience: Duration) -> Result<(), CallError> {
-        let expect = |line: String, want: &str| if line == want { Ok(()) } else { Err(CallError::Broken(format!("answered {line:?}"))) };
+        let expect = |line: String, want: &str| {
+            if line == want {
+                Ok(())
+            } else {
+                Err(CallError::Broken(format!("answered {line:?}")))
+            }
+        };
         expect(self.line_exchange(&format!("use {tube}\r\n"), patience).await?, &format!("USING {tube}"))?;
         let watching = self.line_exchange(&format!("watch {tube}\r\n"), patience).await?;
         if tube != "default" {
@@ -46,7 +52,11 @@ impl Connection {
     /// Sends `use`.
     pub async fn use_tube(&mut self, tube: &str, patience: Duration) -> Result<(), CallError> {
         let line = self.line_exchange(&format!("use {tube}\r\n"), patience).await?;
-        if line == format!("USING {tube}") { Ok(()) } else { Err(CallError::Broken(format!("answered {line:?}"))) }
+        if line == format!("USING {tube}") {
+            Ok(())
+        } else {
+            Err(CallError::Broken(format!("answered {line:?}")))
+        }
     }
 
     /// Sends `watch`; answers the count watched.

@@ -137,11 +137,7 @@ impl Cluster {
         let mut best: Option<(u64, u64)> = None;
         for id in self.nodes.keys() {
             let Some(s) = self.status(*id).filter(|s| s.is_leader()) else { continue };
-            let agree = s
-                .voters
-                .iter()
-                .filter(|v| self.status(**v).is_some_and(|o| o.term == s.term && o.leader_id == s.node_id))
-                .count();
+            let agree = s.voters.iter().filter(|v| self.status(**v).is_some_and(|o| o.term == s.term && o.leader_id == s.node_id)).count();
             if agree > s.voters.len() / 2 && best.is_none_or(|(term, _)| s.term > term) {
                 best = Some((s.term, s.node_id));
             }

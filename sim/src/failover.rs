@@ -8,9 +8,9 @@ use std::time::Duration;
 use madsim::runtime::Handle;
 use rand::Rng;
 
-use coolbeans::client::{JobClient, Reserved};
 use crate::cluster::{node_addr, Cluster, NodeSetup};
 use crate::trace::Trace;
+use coolbeans::client::{JobClient, Reserved};
 
 /// Elections take 10 to 20 ticks of 100 ms; with pre-vote and check-quorum a new leader can
 /// need up to two rounds after the old one's lease lapses.
@@ -36,8 +36,7 @@ pub async fn run(trace: Trace) -> Result<(), String> {
 
     let old = cluster.leader().ok_or("no leader after the workload")?;
     cluster.kill(old);
-    let (new_leader, took) =
-        cluster.await_leader(NEW_LEADER_LIMIT, Some(old)).await.ok_or(format!("no new leader within {NEW_LEADER_LIMIT:?}"))?;
+    let (new_leader, took) = cluster.await_leader(NEW_LEADER_LIMIT, Some(old)).await.ok_or(format!("no new leader within {NEW_LEADER_LIMIT:?}"))?;
     trace.event(format!("new leader {new_leader} after {took:?}"));
 
     let nodes: Vec<_> = (1..=3).map(node_addr).collect();

@@ -8,16 +8,16 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use coolbeans::client::RemoteUpstream;
 use coolbeans::node::NodeHandle;
 use coolbeans::proxy::server::Listen;
 use coolbeans::proxy::{serve, CoLocatedUpstream, FrontEnd, Identity, Limits, ListenAddr, Listener, ProxyMetrics, Upstream};
-use coolbeans::client::RemoteUpstream;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use tokio::sync::watch;
 
-use crate::trace::Trace;
 use crate::cluster::node_addr;
+use crate::trace::Trace;
 
 /// The port front ends listen on.
 pub const FRONT_END_PORT: u16 = 11300;
@@ -133,7 +133,8 @@ fn spawn(index: u32, upstreams: Vec<String>, lease: Duration) -> SimFrontEnd {
             };
             async move {
                 let metrics = recorded_metrics();
-                let upstream = RemoteUpstream::with_metrics(upstreams, proxy_id.clone(), metrics.as_ref().map(|m| m.client())).expect("node addresses are valid");
+                let upstream = RemoteUpstream::with_metrics(upstreams, proxy_id.clone(), metrics.as_ref().map(|m| m.client()))
+                    .expect("node addresses are valid");
                 let identity = Identity { version: "sim".into(), id: proxy_id, hostname: format!("front-end-{index}"), binlog_max_size: 0 };
                 let front = FrontEnd::start(upstream, Limits::default(), identity, metrics);
                 front.keep_lease(lease);

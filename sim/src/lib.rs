@@ -84,11 +84,8 @@ type Scenario = fn(trace::Trace) -> std::pin::Pin<Box<dyn std::future::Future<Ou
 /// The focused scenarios of the gRPC API (the chaos run reaches the cluster through front
 /// ends): failover, membership, and a partitioned leader.
 #[cfg(madsim)]
-pub const SCENARIOS: [(&str, Scenario); 3] = [
-    ("failover", |t| Box::pin(failover::run(t))),
-    ("membership", |t| Box::pin(membership::run(t))),
-    ("partition", |t| Box::pin(partition::run(t))),
-];
+pub const SCENARIOS: [(&str, Scenario); 3] =
+    [("failover", |t| Box::pin(failover::run(t))), ("membership", |t| Box::pin(membership::run(t))), ("partition", |t| Box::pin(partition::run(t)))];
 
 /// Runs every focused scenario for `seed`, each in a fresh world; answers the trace hash.
 #[cfg(madsim)]

@@ -10,8 +10,8 @@ use coolbeans::api::LeaveRequest;
 use coolbeans::client::JobClient;
 use madsim::runtime::Handle;
 
-use crate::trace::Trace;
 use crate::cluster::{node_addr, Cluster, NodeSetup};
+use crate::trace::Trace;
 
 /// Runs the scenario; an error names the first check that failed.
 pub async fn run(trace: Trace) -> Result<(), String> {
@@ -20,10 +20,7 @@ pub async fn run(trace: Trace) -> Result<(), String> {
     cluster.await_leader(Duration::from_secs(10), None).await.ok_or("no leader elected in 10 s")?;
     let client_host = Handle::current().create_node().name("client").ip("10.0.1.1".parse().unwrap()).build();
 
-    let acked = client_host
-        .spawn(put_jobs("before-join", (1..=3).map(node_addr).collect(), 80))
-        .await
-        .map_err(|e| format!("client task: {e}"))??;
+    let acked = client_host.spawn(put_jobs("before-join", (1..=3).map(node_addr).collect(), 80)).await.map_err(|e| format!("client task: {e}"))??;
     trace.event(format!("{} jobs before the join", acked.len()));
 
     cluster.add_node(4, setup);

@@ -9,10 +9,10 @@ use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 
-use crate::config::{Fault, SeedConfig};
 use crate::cluster::{node_addr, NodeSetup};
-use crate::world::{FrontEndRisk, World};
+use crate::config::{Fault, SeedConfig};
 use crate::workload::now;
+use crate::world::{FrontEndRisk, World};
 
 /// Something the nemesis does at a set time: most undo an earlier fault.
 #[derive(Clone, Debug)]
@@ -129,7 +129,19 @@ impl Nemesis {
     async fn inject(&mut self, world: &mut World) {
         let total: u32 = world.config.faults.iter().map(|(_, w)| w).sum();
         let mut pick = thread_rng().gen_range(0..total);
-        let fault = world.config.faults.iter().find(|(_, w)| if pick < *w { true } else { pick -= w; false }).map(|(f, _)| *f);
+        let fault = world
+            .config
+            .faults
+            .iter()
+            .find(|(_, w)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .map(|(f, _)| *f);
         let Some(fault) = fault else { return };
         let d = self.duration(&world.config);
         let trace = world.cluster.trace.clone();
@@ -205,7 +217,11 @@ impl Nemesis {
     /// Kills a majority (sometimes every member) at once, then brings them back.
     fn power_loss(&mut self, world: &mut World, d: Duration) {
         let mut up: Vec<u64> = world.members().into_iter().filter(|id| world.cluster.nodes[id].alive).collect();
-        let count = if thread_rng().gen_bool(0.5) { up.len() } else { (world.members().len() / 2 + 1).min(up.len()) };
+        let count = if thread_rng().gen_bool(0.5) {
+            up.len()
+        } else {
+            (world.members().len() / 2 + 1).min(up.len())
+        };
         world.cluster.trace.event(format!("power loss: {count} nodes"));
         for _ in 0..count {
             let id = up.remove(thread_rng().gen_range(0..up.len()));

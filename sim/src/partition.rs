@@ -12,8 +12,8 @@ use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use rand::Rng;
 
-use crate::trace::Trace;
 use crate::cluster::{node_addr, Cluster, NodeSetup};
+use crate::trace::Trace;
 
 /// Runs the scenario; an error names the first check that failed.
 pub async fn run(trace: Trace) -> Result<(), String> {

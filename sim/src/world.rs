@@ -46,9 +46,7 @@ impl World {
     /// The voters the current leader reports, else every started node that has not left.
     pub fn members(&self) -> Vec<u64> {
         let from_leader = self.cluster.leader().and_then(|l| self.cluster.status(l)).map(|s| s.voters);
-        let mut members = from_leader.unwrap_or_else(|| {
-            self.cluster.nodes.keys().copied().filter(|id| !self.left.contains(id)).collect()
-        });
+        let mut members = from_leader.unwrap_or_else(|| self.cluster.nodes.keys().copied().filter(|id| !self.left.contains(id)).collect());
         members.sort_unstable();
         members
     }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use coolbeans::fsm::{Op, Reply};
 use coolbeans::node::{NodeHandle, NodeStop};
+use coolbeans_sim::cluster::{Cluster, NodeSetup};
 use coolbeans_sim::lone_node::restart;
 use coolbeans_sim::trace::Trace;
-use coolbeans_sim::cluster::{Cluster, NodeSetup};
 
 /// Seeds run for each fault, unless COOLBEANS_SIM_SEEDS says how many.
 const SEEDS_DEFAULT: u64 = 8;

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use coolbeans::api::forwarding_client::ForwardingClient;
 use coolbeans::api::{ApplyOpRequest, ForwardRequest, ForwardedWrite, OpType};
-use coolbeans::fsm::{ClientKey, Op, Reply};
 use coolbeans::client::{Answer, Query, RemoteUpstream};
-use coolbeans_sim::trace::Trace;
+use coolbeans::fsm::{ClientKey, Op, Reply};
 use coolbeans_sim::cluster::{node_addr, Cluster, NodeSetup};
+use coolbeans_sim::trace::Trace;
 use madsim::runtime::{Handle, Runtime};
 
 fn put(n: u32) -> Op {

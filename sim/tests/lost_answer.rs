@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use coolbeans::client::JobClient;
 use coolbeans_sim::client::Connection;
+use coolbeans_sim::cluster::{node_addr, Cluster, NodeSetup};
 use coolbeans_sim::front_ends::{front_end_addr, FrontEnds};
 use coolbeans_sim::history::{Answer, Call};
 use coolbeans_sim::trace::Trace;
-use coolbeans_sim::cluster::{node_addr, Cluster, NodeSetup};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 

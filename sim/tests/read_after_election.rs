@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use coolbeans_sim::trace::Trace;
 use coolbeans_sim::cluster::{Cluster, NodeSetup};
+use coolbeans_sim::trace::Trace;
 
 const ELECTIONS: usize = 12;
 

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use coolbeans::client::JobClient;
-use coolbeans_sim::trace::Trace;
 use coolbeans_sim::cluster::{node_addr, Cluster, NodeSetup};
+use coolbeans_sim::trace::Trace;
 use madsim::runtime::{Handle, Runtime};
 
 #[test]

@@ -9,10 +9,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use coolbeans::chaos::observe::{self, Event};
-use coolbeans::limits::SNAPSHOT_CHUNK_TIMEOUT;
 use coolbeans::client::JobClient;
-use coolbeans_sim::trace::Trace;
+use coolbeans::limits::SNAPSHOT_CHUNK_TIMEOUT;
 use coolbeans_sim::cluster::{node_addr, Cluster, NodeSetup};
+use coolbeans_sim::trace::Trace;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 

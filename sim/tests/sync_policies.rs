@@ -15,9 +15,9 @@ use bytes::Bytes;
 use coolbeans::fsm::{Op, Reply};
 use coolbeans::node::NodeHandle;
 use coolbeans::storage::SyncPolicy;
+use coolbeans_sim::cluster::{Cluster, NodeSetup};
 use coolbeans_sim::lone_node::restart;
 use coolbeans_sim::trace::Trace;
-use coolbeans_sim::cluster::{Cluster, NodeSetup};
 use madsim::time::Instant;
 use rand::Rng;
 
@@ -94,9 +94,7 @@ async fn write(node: &NodeHandle, round: &mut Round, until: Option<Instant>) -> 
         let write = next_write(round);
         round.in_flight = Some(write.clone());
         let op = match &write {
-            Write::Put { body } => {
-                Op::Put { client: None, tube: "default".into(), pri: 0, delay_secs: 0, ttr_secs: 60, body: body.clone() }
-            }
+            Write::Put { body } => Op::Put { client: None, tube: "default".into(), pri: 0, delay_secs: 0, ttr_secs: 60, body: body.clone() },
             Write::Delete { id, .. } => Op::Delete { client: None, id: *id },
         };
         let reply = node.propose(op, None).await.map_err(|e| format!("{write:?} failed: {e}"))?;

@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use coolbeans::storage::format::OpType;
 use coolbeans::fsm::{Op, Reply};
 use coolbeans::node::version::{self, Versions};
 use coolbeans::node::{NodeError, NodeHandle};
-use coolbeans_sim::trace::Trace;
+use coolbeans::storage::format::OpType;
 use coolbeans_sim::cluster::{Cluster, NodeSetup, RunVersions};
+use coolbeans_sim::trace::Trace;
 use madsim::runtime::Runtime;
 
 /// This build's versions, but for `pause-tube`, declared new in version 2.

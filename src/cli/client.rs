@@ -5,10 +5,10 @@ use std::time::Duration;
 use clap::Subcommand;
 use tonic::Code;
 
+use crate::api::metadata::leader_hint;
 use crate::api::{Empty, JoinRequest, LeaveRequest};
 use crate::security::dial::{explain, ClusterApi};
 use crate::security::Dialer;
-use crate::api::metadata::leader_hint;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -151,8 +151,7 @@ pub async fn run(command: ClientCommand, addr: &str, dialer: &Dialer) -> Result<
             Ok(format!("node {node_id} joined (as a learner until it catches up)"))
         }
         ClientCommand::Leave { node_id } => {
-            on_leader(dialer, addr, |mut c| async move { c.leave(LeaveRequest { node_id: node_id.to_string() }).await.map(|_| ()) })
-                .await?;
+            on_leader(dialer, addr, |mut c| async move { c.leave(LeaveRequest { node_id: node_id.to_string() }).await.map(|_| ()) }).await?;
             Ok(format!("node {node_id} left"))
         }
         ClientCommand::PutBench { mut nodes, writers, seconds, body_bytes } => {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::client::RemoteUpstream;
 use crate::proxy::server::Listen;
 use crate::proxy::{serve, FrontEnd, Identity, Limits, ListenAddr, Listener, ProxyMetrics, Upstream};
-use crate::client::RemoteUpstream;
 
 #[derive(Args, Debug, Clone)]
 pub struct FrontArgs {
@@ -183,7 +183,8 @@ pub async fn run(args: FrontArgs) -> Result<(), String> {
     let proxy_metrics = metrics.as_mut().map(super::metrics::Metrics::proxy);
     let mut security = args.dial.load(None)?;
     security.reload_on_sighup();
-    let upstream = RemoteUpstream::dialing(args.upstreams.clone(), unique_proxy_id(), proxy_metrics.as_ref().map(|m| m.client()), security.dialer.clone())?;
+    let upstream =
+        RemoteUpstream::dialing(args.upstreams.clone(), unique_proxy_id(), proxy_metrics.as_ref().map(|m| m.client()), security.dialer.clone())?;
     if let Some(metrics) = metrics {
         metrics.serve();
     }

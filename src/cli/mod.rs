@@ -8,11 +8,11 @@ pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod put_bench;
-pub mod security;
 mod rejoin;
+pub mod security;
 pub mod serve;
-pub mod stop;
 pub mod status;
+pub mod stop;
 pub mod table;
 pub mod top;
 

@@ -128,7 +128,11 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     let mut metrics = args.metrics.bind().await?;
     let console = args.console.bind().await?;
     let node_metrics = metrics.as_mut().map(Metrics::node);
-    let proxy_metrics = if args.beanstalkd_listen.is_some() { metrics.as_mut().map(Metrics::proxy) } else { None };
+    let proxy_metrics = if args.beanstalkd_listen.is_some() {
+        metrics.as_mut().map(Metrics::proxy)
+    } else {
+        None
+    };
     let options = NodeOptions {
         driver: DriverConfig {
             id: args.node_id,

@@ -73,8 +73,12 @@ impl DialArgs {
     pub fn load_node(&self, tokens_file: Option<&Path>) -> Result<Security, String> {
         let security = self.load(tokens_file)?;
         let (what, roles) = match (&security.callers, tokens_file, &self.auth_token_file) {
-            (Callers::Tokens(table), Some(_), Some(own)) => ("the token of --auth-token-file", table.get().roles(Some(&bearer(&read_own_token(own)?)))),
-            (Callers::Tokens(_), _, _) => return Err("--auth-tokens-file needs --auth-token-file: the node's own token, which its peers take as a peer's".into()),
+            (Callers::Tokens(table), Some(_), Some(own)) => {
+                ("the token of --auth-token-file", table.get().roles(Some(&bearer(&read_own_token(own)?))))
+            }
+            (Callers::Tokens(_), _, _) => {
+                return Err("--auth-tokens-file needs --auth-token-file: the node's own token, which its peers take as a peer's".into())
+            }
             _ => match &self.tls_cert {
                 Some(cert) => ("the certificate of --tls-cert", self.cert_roles(cert)?),
                 None => return Ok(security),

@@ -11,10 +11,10 @@ use clap::Args;
 
 use super::front::{identity, run_front_end};
 use super::metrics::Metrics;
+use crate::limits::MEMORY_LOG_BYTES_MAX;
 use crate::node::{start_node, DriverConfig, LogStorage, NodeMetrics, NodeOptions};
 use crate::proxy::{ListenAddr, LocalUpstream};
 use crate::storage::{spawn_overdue_timer, DirLock, PolicyDisk, RealDisk, SyncPolicy, WalOptions};
-use crate::limits::MEMORY_LOG_BYTES_MAX;
 
 /// The front end's proxy id in `serve`: fixed, so a restart can end the sessions of the run
 /// before it at once.
@@ -89,7 +89,6 @@ fn storage_for(args: &ServeArgs, metrics: Option<&NodeMetrics>) -> Result<(LogSt
     spawn_overdue_timer(&disk);
     Ok((LogStorage::Disk(disk), name))
 }
-
 
 fn driver_config(storage: &LogStorage, args: &ServeArgs, job_body_bytes_max: usize) -> DriverConfig {
     let (jobs_bytes_max, tubes_max) = (args.max_jobs_bytes, args.max_tubes);

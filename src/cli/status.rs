@@ -60,19 +60,26 @@ async fn leader_of(dialer: &Dialer, asked: &NodeStatusResponse) -> Result<NodeSt
 }
 
 /// The status of each member of `source` but those already `known`, all asked at once.
-async fn ask_members(dialer: &Dialer, source: &NodeStatusResponse, known: &[&NodeStatusResponse]) -> BTreeMap<u64, Result<NodeStatusResponse, String>> {
+async fn ask_members(
+    dialer: &Dialer,
+    source: &NodeStatusResponse,
+    known: &[&NodeStatusResponse],
+) -> BTreeMap<u64, Result<NodeStatusResponse, String>> {
     let mut asks = Vec::new();
     for m in &source.members {
         if known.iter().any(|k| k.node_id == m.node_id) {
             continue;
         }
         let (id, addr, dialer) = (m.node_id, m.addr.clone(), dialer.clone());
-        asks.push((id, tokio::spawn(async move {
-            if addr.is_empty() {
-                return Err("no address known".to_string());
-            }
-            ask(&dialer, addr, MEMBER_TIMEOUT).await
-        })));
+        asks.push((
+            id,
+            tokio::spawn(async move {
+                if addr.is_empty() {
+                    return Err("no address known".to_string());
+                }
+                ask(&dialer, addr, MEMBER_TIMEOUT).await
+            }),
+        ));
     }
     let mut answers = BTreeMap::new();
     for (id, ask) in asks {

@@ -111,10 +111,7 @@ async fn run(client: ForwardingApi, mut calls: mpsc::Receiver<Call>, opened: Opt
             continue;
         }
         let (frames, frames_rx) = mpsc::channel(FRAMES_QUEUED_MAX);
-        let mut client = client
-            .clone()
-            .max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX)
-            .max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
+        let mut client = client.clone().max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX).max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
         let request = tokio_stream::wrappers::ReceiverStream::new(frames_rx);
         let answers = match tokio::time::timeout(OPEN_TIMEOUT, client.forward(request)).await {
             Ok(Ok(response)) => response.into_inner(),

@@ -39,4 +39,3 @@ impl From<FsmError> for UpstreamError {
         UpstreamError::Fsm(e)
     }
 }
-

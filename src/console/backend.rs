@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use crate::cli::status::ClusterView;
-use crate::fsm::{BrowseCursor, BrowseState, FsmError, JobCounts, JobId, JobPage, JobView, Op, Reply, TubePage, TubeSummary};
 use crate::client::UpstreamError;
+use crate::fsm::{BrowseCursor, BrowseState, FsmError, JobCounts, JobId, JobPage, JobView, Op, Reply, TubePage, TubeSummary};
 use crate::proxy::Upstream;
 
 /// Buried jobs one "delete all buried" request deletes at most, each a replicated write;
@@ -32,7 +32,9 @@ impl From<UpstreamError> for Refusal {
     fn from(e: UpstreamError) -> Self {
         match e {
             UpstreamError::Fsm(FsmError::NotFound) => Refusal::NotFound("no such job or tube".into()),
-            UpstreamError::Fsm(e @ (FsmError::WrongState | FsmError::NotYours)) => Refusal::Conflict(format!("{e:?}: the job is reserved or in another state")),
+            UpstreamError::Fsm(e @ (FsmError::WrongState | FsmError::NotYours)) => {
+                Refusal::Conflict(format!("{e:?}: the job is reserved or in another state"))
+            }
             UpstreamError::Fsm(e) => Refusal::BadRequest(format!("refused: {e:?}")),
             UpstreamError::NotUpgraded(why) => Refusal::Conflict(why),
             UpstreamError::Unavailable(why) => Refusal::Unavailable(why),

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use super::backend::{Reads, Refusal, Totals};
 use crate::api::{BrowseJobsRequest, BrowseTubesRequest, BrowseTubesResponse};
 use crate::cli::status::{self, ClusterView};
-use crate::fsm::{BrowseCursor, BrowseState, FsmError, JobId, JobPage, JobView, TubePage, TubeSummary};
-use crate::client::UpstreamError;
 use crate::client::RemoteUpstream;
+use crate::client::UpstreamError;
+use crate::fsm::{BrowseCursor, BrowseState, FsmError, JobId, JobPage, JobView, TubePage, TubeSummary};
 use crate::rpc::browse::{counts_from_proto, jobs_from_proto, tube_from_proto};
 
 pub struct ClusterReads {
@@ -23,10 +23,13 @@ impl ClusterReads {
 
     async fn tubes_page(&self, after: Option<u64>, limit: usize, name: String) -> Result<BrowseTubesResponse, Refusal> {
         let request = BrowseTubesRequest { after, limit: limit as u32, name };
-        self.remote.browse(|mut c| {
-            let request = request.clone();
-            async move { c.tubes(request).await }
-        }).await.map_err(Refusal::from)
+        self.remote
+            .browse(|mut c| {
+                let request = request.clone();
+                async move { c.tubes(request).await }
+            })
+            .await
+            .map_err(Refusal::from)
     }
 }
 
@@ -61,11 +64,16 @@ impl Reads for ClusterReads {
     }
 
     async fn jobs(&self, tube: String, state: BrowseState, after: BrowseCursor, limit: usize) -> Result<JobPage, Refusal> {
-        let request = BrowseJobsRequest { tube_name: tube, state: state.name().into(), after_key: after.key, after_id: after.id, limit: limit as u32 };
-        match self.remote.browse(|mut c| {
-            let request = request.clone();
-            async move { c.jobs(request).await }
-        }).await {
+        let request =
+            BrowseJobsRequest { tube_name: tube, state: state.name().into(), after_key: after.key, after_id: after.id, limit: limit as u32 };
+        match self
+            .remote
+            .browse(|mut c| {
+                let request = request.clone();
+                async move { c.jobs(request).await }
+            })
+            .await
+        {
             Ok(page) => jobs_from_proto(&page).map_err(Refusal::Unavailable),
             Err(UpstreamError::Fsm(FsmError::NotFound)) => Err(Refusal::NotFound("no such tube".into())),
             Err(e) => Err(e.into()),

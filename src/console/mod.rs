@@ -15,10 +15,10 @@ mod view;
 
 use std::sync::Arc;
 
-use backend::{Backend, Reads};
-use crate::node::NodeHandle;
 use crate::client::RemoteUpstream;
+use crate::node::NodeHandle;
 use crate::proxy::Upstream;
+use backend::{Backend, Reads};
 
 /// A bound console port, waiting for the node it will show.
 pub struct BoundConsole {

@@ -171,7 +171,6 @@ impl Fsm {
         ids.truncate(limit);
         (ids.into_iter().map(|id| BrowseCursor { key: 0, id }).collect(), more)
     }
-
 }
 
 #[cfg(test)]

@@ -35,10 +35,7 @@ impl Fsm {
                 JobState::Ready => tube.ready.contains(&(job.pri, id)),
                 JobState::Delayed { until } => tube.delayed.contains(&(*until, id)),
                 JobState::Buried { seq } => tube.buried.contains(&(*seq, id)),
-                JobState::Reserved { by, deadline } => s
-                    .sessions
-                    .get(by)
-                    .is_some_and(|session| session.reserved.contains(&(*deadline, id))),
+                JobState::Reserved { by, deadline } => s.sessions.get(by).is_some_and(|session| session.reserved.contains(&(*deadline, id))),
             };
             ensure(indexed, || format!("job {id} is missing from the index of its state"))?;
             ensure(job.ttr_secs >= 1, || format!("job {id} has ttr 0"))?;
@@ -63,18 +60,18 @@ impl Fsm {
             let name = &tube.name;
             ensure(s.tube_ids.get(name) == Some(&tid), || format!("tube {name} is not filed under its name"))?;
             ensure(tid < s.next_tube_id, || format!("tube {name} has an id not below next_tube_id"))?;
-            let job_is = |id: u64, want: fn(&JobState) -> bool| {
-                s.jobs.get(&id).is_some_and(|j| j.tube == tid && want(&j.state))
-            };
+            let job_is = |id: u64, want: fn(&JobState) -> bool| s.jobs.get(&id).is_some_and(|j| j.tube == tid && want(&j.state));
             ensure(tube.ready.iter().all(|&(pri, id)| job_is(id, |st| *st == JobState::Ready) && s.jobs[&id].pri == pri), || {
                 format!("tube {name}'s ready index holds a job that is not ready there")
             })?;
-            ensure(tube.delayed.iter().all(|&(until, id)| s.jobs.get(&id).is_some_and(|j| j.tube == tid && j.state == JobState::Delayed { until })), || {
-                format!("tube {name}'s delayed index holds a job that is not delayed there")
-            })?;
-            ensure(tube.buried.iter().all(|&(seq, id)| s.jobs.get(&id).is_some_and(|j| j.tube == tid && j.state == JobState::Buried { seq })), || {
-                format!("tube {name}'s buried index holds a job that is not buried there")
-            })?;
+            ensure(
+                tube.delayed.iter().all(|&(until, id)| s.jobs.get(&id).is_some_and(|j| j.tube == tid && j.state == JobState::Delayed { until })),
+                || format!("tube {name}'s delayed index holds a job that is not delayed there"),
+            )?;
+            ensure(
+                tube.buried.iter().all(|&(seq, id)| s.jobs.get(&id).is_some_and(|j| j.tube == tid && j.state == JobState::Buried { seq })),
+                || format!("tube {name}'s buried index holds a job that is not buried there"),
+            )?;
             let _ = job_is;
             let urgent = tube.ready.iter().filter(|&&(pri, _)| pri < URGENT_PRI_MAX_EXCLUSIVE).count() as u64;
             ensure(tube.urgent_count == urgent, || format!("tube {name}'s urgent count is off"))?;
@@ -125,9 +122,7 @@ impl Fsm {
         ensure(waits == s.waits.len(), || "the wait map holds waits no session has".into())?;
         for (&tid, tube) in &s.tubes {
             ensure(tube.using_count == using.get(&tid).copied().unwrap_or(0), || format!("tube {}'s using count is off", tube.name))?;
-            ensure(tube.watching_count == watching.get(&tid).copied().unwrap_or(0), || {
-                format!("tube {}'s watching count is off", tube.name)
-            })?;
+            ensure(tube.watching_count == watching.get(&tid).copied().unwrap_or(0), || format!("tube {}'s watching count is off", tube.name))?;
         }
         ensure(using.keys().chain(watching.keys()).all(|t| s.tubes.contains_key(t)), || "a session names a missing tube".into())
     }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::index::{
-    Answered, AnsweredOutcome, Job, Lease, Pause, Session, State, Timer, TimerKind, TubeId, Wait, DEADLINE_SOON_MARGIN_MS,
-    URGENT_PRI_MAX_EXCLUSIVE,
+    Answered, AnsweredOutcome, Job, Lease, Pause, Session, State, Timer, TimerKind, TubeId, Wait, DEADLINE_SOON_MARGIN_MS, URGENT_PRI_MAX_EXCLUSIVE,
 };
 use super::tube_name::validate_tube_name;
 use super::types::*;
@@ -42,13 +41,7 @@ fn secs_to_ms(secs: u32) -> Millis {
 impl Fsm {
     /// An empty machine at time 0 with the `default` tube.
     pub fn new() -> Self {
-        let mut fsm = Fsm::from_state(State {
-            next_job_id: 1,
-            next_bury_seq: 1,
-            next_wait_seq: 1,
-            next_lease_id: 1,
-            ..State::default()
-        });
+        let mut fsm = Fsm::from_state(State { next_job_id: 1, next_bury_seq: 1, next_wait_seq: 1, next_lease_id: 1, ..State::default() });
         fsm.tube_or_create(DEFAULT_TUBE);
         fsm
     }
@@ -82,11 +75,7 @@ impl Fsm {
         let mut reply = self.execute(op);
         self.fire_due_timers();
         if let (Ok(Reply::Reserve(outcome)), Some((client, request_id))) = (&mut reply, reserve_request) {
-            *outcome = self
-                .events
-                .iter()
-                .find(|e| e.client == client && e.request_id == request_id)
-                .map(|e| e.outcome.clone());
+            *outcome = self.events.iter().find(|e| e.client == client && e.request_id == request_id).map(|e| e.outcome.clone());
         }
         debug_assert!(self.next_deadline().is_none_or(|at| at > self.s.clock));
         Applied { reply, events: std::mem::take(&mut self.events) }
@@ -94,12 +83,8 @@ impl Fsm {
 
     fn execute(&mut self, op: Op) -> Result<Reply, FsmError> {
         match op {
-            Op::Put { client, tube, pri, delay_secs, ttr_secs, body } => {
-                self.put(client, &tube, pri, delay_secs, ttr_secs, body)
-            }
-            Op::Reserve { client, request_id, timeout_secs, tubes } => {
-                self.reserve(client, request_id, timeout_secs, &tubes)
-            }
+            Op::Put { client, tube, pri, delay_secs, ttr_secs, body } => self.put(client, &tube, pri, delay_secs, ttr_secs, body),
+            Op::Reserve { client, request_id, timeout_secs, tubes } => self.reserve(client, request_id, timeout_secs, &tubes),
             Op::ReserveJob { client, id } => self.reserve_by_id(client, id),
             Op::Delete { client, id } => self.delete(client.as_ref(), id),
             Op::Release { client, id, pri, delay_secs } => self.release(&client, id, pri, delay_secs),
@@ -141,15 +126,7 @@ impl Fsm {
 
     // ---- operations ----
 
-    fn put(
-        &mut self,
-        client: Option<ClientKey>,
-        tube: &str,
-        pri: u32,
-        delay_secs: u32,
-        ttr_secs: u32,
-        body: Bytes,
-    ) -> Result<Reply, FsmError> {
+    fn put(&mut self, client: Option<ClientKey>, tube: &str, pri: u32, delay_secs: u32, ttr_secs: u32, body: Bytes) -> Result<Reply, FsmError> {
         self.s.counters.cmd_put += 1;
         validate_tube_name(tube)?;
         if let Some(client) = client {
@@ -185,13 +162,7 @@ impl Fsm {
         Ok(Reply::Put { id })
     }
 
-    fn reserve(
-        &mut self,
-        client: ClientKey,
-        request_id: String,
-        timeout_secs: Option<u32>,
-        tube_names: &[String],
-    ) -> Result<Reply, FsmError> {
+    fn reserve(&mut self, client: ClientKey, request_id: String, timeout_secs: Option<u32>, tube_names: &[String]) -> Result<Reply, FsmError> {
         if let Some(reply) = self.ask_again(&client, &request_id) {
             return Ok(reply);
         }
@@ -206,7 +177,11 @@ impl Fsm {
         let session = self.session(client.clone());
         session.worker = true;
         let soonest_deadline = session.reserved.first().map(|&(deadline, _)| deadline);
-        let named = if tube_names.is_empty() { None } else { Some(self.tubes_or_create(tube_names)) };
+        let named = if tube_names.is_empty() {
+            None
+        } else {
+            Some(self.tubes_or_create(tube_names))
+        };
         let watched = &self.s.sessions[&client].watched;
         let best = best_ready(&self.s.tubes, named.as_deref().unwrap_or(watched));
         let deadline_soon = soonest_deadline.is_some_and(|d| self.s.clock + DEADLINE_SOON_MARGIN_MS >= d);
@@ -441,8 +416,7 @@ impl Fsm {
     }
 
     fn end_proxy(&mut self, proxy: &str) {
-        let clients: Vec<ClientKey> =
-            self.s.client_keys().into_iter().filter(|k| &*k.proxy == proxy).cloned().collect();
+        let clients: Vec<ClientKey> = self.s.client_keys().into_iter().filter(|k| &*k.proxy == proxy).cloned().collect();
         // Every wait ends first, so no job released below goes to a client that is leaving.
         for client in &clients {
             self.end_wait(client);
@@ -529,9 +503,7 @@ impl Fsm {
     /// the job's next timer is its TTR end.
     fn deadline_soon(&mut self, id: JobId) {
         let job = self.job_mut(id);
-        let JobState::Reserved { by, deadline } = job.state.clone() else {
-            unreachable!("deadline-soon timer on a job that is not reserved")
-        };
+        let JobState::Reserved { by, deadline } = job.state.clone() else { unreachable!("deadline-soon timer on a job that is not reserved") };
         let ttr_end = Timer { at: deadline, kind: TimerKind::TtrEnd, key: id };
         job.timer = Some(ttr_end);
         self.s.timers.insert(ttr_end);

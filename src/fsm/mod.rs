@@ -61,14 +61,14 @@ mod encoded;
 mod index;
 mod invariants;
 mod machine;
+#[cfg(test)]
+mod proptests;
 mod reads;
+#[cfg(test)]
+mod reference;
 mod snapshot;
 mod stats;
 mod tube_name;
-#[cfg(test)]
-mod reference;
-#[cfg(test)]
-mod proptests;
 
 pub use browse::{BrowseCursor, BrowseState, JobPage, TubePage, TubeSummary, BROWSE_PAGE_MAX};
 pub use encoded::{fields, Field};

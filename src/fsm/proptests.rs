@@ -18,8 +18,8 @@ use prost::Message;
 
 use super::reference::Model;
 use super::types::{Applied, ClientKey, FsmError, JobId, JobState, JobView, Millis, Op};
-use crate::protocol::{stats_yaml, tube_stats_yaml, Stats};
 use super::Fsm;
+use crate::protocol::{stats_yaml, tube_stats_yaml, Stats};
 
 const PROXIES: [&str; 2] = ["p1", "p2"];
 const CLIENTS: [&str; 3] = ["c1", "c2", "c3"];
@@ -138,10 +138,8 @@ fn aimed(mut op: Op, aim: &Aim, fsm: &Fsm) -> Op {
             (None, *ix.get(&ids))
         }
         Aim::Held(ix) => {
-            let held: Vec<(ClientKey, JobId)> = all_clients()
-                .into_iter()
-                .flat_map(|c| fsm.reserved_by(&c).into_iter().map(move |id| (c.clone(), id)))
-                .collect();
+            let held: Vec<(ClientKey, JobId)> =
+                all_clients().into_iter().flat_map(|c| fsm.reserved_by(&c).into_iter().map(move |id| (c.clone(), id))).collect();
             if held.is_empty() {
                 // Nothing is held: an existing job still beats an id that names none.
                 return aimed(op, &Aim::Existing(*ix), fsm);
@@ -241,33 +239,16 @@ fn reserve_tubes() -> impl Strategy<Value = Vec<String>> {
 
 fn put() -> impl Strategy<Value = Op> {
     let args = (prop::option::weighted(0.7, client()), tube(), pri(), delay_secs(), ttr_secs(), body());
-    args.prop_map(|(client, tube, pri, delay_secs, ttr_secs, body)| Op::Put {
-        client,
-        tube,
-        pri,
-        delay_secs,
-        ttr_secs,
-        body,
-    })
+    args.prop_map(|(client, tube, pri, delay_secs, ttr_secs, body)| Op::Put { client, tube, pri, delay_secs, ttr_secs, body })
 }
 
 fn reserve() -> impl Strategy<Value = Op> {
     let args = (client(), select(&REQUEST_IDS[..]), timeout_secs(), reserve_tubes());
-    args.prop_map(|(client, request_id, timeout_secs, tubes)| Op::Reserve {
-        client,
-        request_id: request_id.to_string(),
-        timeout_secs,
-        tubes,
-    })
+    args.prop_map(|(client, request_id, timeout_secs, tubes)| Op::Reserve { client, request_id: request_id.to_string(), timeout_secs, tubes })
 }
 
 fn release() -> impl Strategy<Value = Op> {
-    (client(), job_id(), pri(), delay_secs()).prop_map(|(client, id, pri, delay_secs)| Op::Release {
-        client,
-        id,
-        pri,
-        delay_secs,
-    })
+    (client(), job_id(), pri(), delay_secs()).prop_map(|(client, id, pri, delay_secs)| Op::Release { client, id, pri, delay_secs })
 }
 
 /// Every op kind with its base weight (how often it comes in an even mix).
@@ -315,24 +296,22 @@ fn mix(kinds: usize) -> impl Strategy<Value = Vec<u32>> {
 /// Values drawn from the kinds `mix` keeps, at their scaled weights (at their base weights
 /// if it keeps none).
 fn mixed<T: std::fmt::Debug>(kinds: Vec<(u32, BoxedStrategy<T>)>, mix: &[u32]) -> Union<BoxedStrategy<T>> {
-    let kept: Vec<(u32, BoxedStrategy<T>)> =
-        kinds.iter().zip(mix).filter(|&(_, &m)| m > 0).map(|((w, kind), &m)| (w * m, kind.clone())).collect();
+    let kept: Vec<(u32, BoxedStrategy<T>)> = kinds.iter().zip(mix).filter(|&(_, &m)| m > 0).map(|((w, kind), &m)| (w * m, kind.clone())).collect();
     Union::new_weighted(if kept.is_empty() { kinds } else { kept })
 }
 
 fn aim_kinds() -> Vec<(u32, BoxedStrategy<Aim>)> {
-    vec![
-        (1, Just(Aim::AsGenerated).boxed()),
-        (1, any::<Index>().prop_map(Aim::Existing).boxed()),
-        (3, any::<Index>().prop_map(Aim::Held).boxed()),
-    ]
+    vec![(1, Just(Aim::AsGenerated).boxed()), (1, any::<Index>().prop_map(Aim::Existing).boxed()), (3, any::<Index>().prop_map(Aim::Held).boxed())]
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     let mixes = (mix(time_kinds().len()), mix(aim_kinds().len()), mix(op_kinds().len()));
     mixes.prop_flat_map(|(time_mix, aim_mix, op_mix)| {
-        let step = (mixed(time_kinds(), &time_mix), mixed(aim_kinds(), &aim_mix), mixed(op_kinds(), &op_mix))
-            .prop_map(|(time, aim, op)| Step { time, aim, op });
+        let step = (mixed(time_kinds(), &time_mix), mixed(aim_kinds(), &aim_mix), mixed(op_kinds(), &op_mix)).prop_map(|(time, aim, op)| Step {
+            time,
+            aim,
+            op,
+        });
         prop::collection::vec(step, 0..=MAX_OPS)
     })
 }
@@ -487,14 +466,10 @@ fn check_snapshot_restore(steps: &[Step], cut: usize) -> Result<(), TestCaseErro
     }
     // Restored as a node restores one: from the encoding, a job at a time.
     let bytes = bytes::Bytes::from(original.snapshot().encode_to_vec());
-    let mut restored = Fsm::restore_encoded(&bytes).map_err(|e| {
-        with_history(TestCaseError::fail(format!("restore after {cut} ops refused the snapshot: {e}")), &history)
-    })?;
+    let mut restored = Fsm::restore_encoded(&bytes)
+        .map_err(|e| with_history(TestCaseError::fail(format!("restore after {cut} ops refused the snapshot: {e}")), &history))?;
     if restored.digest() != original.digest() {
-        return Err(with_history(
-            TestCaseError::fail(format!("digest differs right after restore at op #{cut}")),
-            &history,
-        ));
+        return Err(with_history(TestCaseError::fail(format!("digest differs right after restore at op #{cut}")), &history));
     }
     for step in after {
         let (op, now) = step.resolve(&original);

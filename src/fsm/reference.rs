@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::types::{
-    Applied, ClientKey, FsmError, JobId, JobState, JobView, Millis, Op, Reply, ReservationEvent, ReserveOutcome,
-};
+use super::types::{Applied, ClientKey, FsmError, JobId, JobState, JobView, Millis, Op, Reply, ReservationEvent, ReserveOutcome};
 use super::validate_tube_name;
 
 /// The tube every session starts with; it always exists.
@@ -247,23 +245,15 @@ impl Model {
         if let (Ok(Reply::Reserve(outcome)), Some((client, request_id))) = (&mut reply, request) {
             // The contract: the reserve's reply carries the outcome of an event for this
             // (client, request id) emitted anywhere in this apply, the first if several.
-            *outcome = self
-                .events
-                .iter()
-                .find(|e| e.client == client && e.request_id == request_id)
-                .map(|e| e.outcome.clone());
+            *outcome = self.events.iter().find(|e| e.client == client && e.request_id == request_id).map(|e| e.outcome.clone());
         }
         Applied { reply, events: std::mem::take(&mut self.events) }
     }
 
     fn execute(&mut self, op: Op) -> Result<Reply, FsmError> {
         match op {
-            Op::Put { client, tube, pri, delay_secs, ttr_secs, body } => {
-                self.put(client, &tube, pri, delay_secs, ttr_secs, body)
-            }
-            Op::Reserve { client, request_id, timeout_secs, tubes } => {
-                self.reserve(&client, request_id, timeout_secs, &tubes)
-            }
+            Op::Put { client, tube, pri, delay_secs, ttr_secs, body } => self.put(client, &tube, pri, delay_secs, ttr_secs, body),
+            Op::Reserve { client, request_id, timeout_secs, tubes } => self.reserve(&client, request_id, timeout_secs, &tubes),
             Op::ReserveJob { client, id } => self.reserve_job(&client, id),
             Op::Delete { client, id } => self.delete(client.as_ref(), id),
             Op::Release { client, id, pri, delay_secs } => self.release(&client, id, pri, delay_secs),
@@ -308,15 +298,7 @@ impl Model {
 
     // ---- operations ----
 
-    fn put(
-        &mut self,
-        client: Option<ClientKey>,
-        tube: &str,
-        pri: u32,
-        delay_secs: u32,
-        ttr_secs: u32,
-        body: Bytes,
-    ) -> Result<Reply, FsmError> {
+    fn put(&mut self, client: Option<ClientKey>, tube: &str, pri: u32, delay_secs: u32, ttr_secs: u32, body: Bytes) -> Result<Reply, FsmError> {
         self.counters.cmd_put += 1;
         validate_tube_name(tube)?;
         if let Some(client) = &client {
@@ -348,13 +330,7 @@ impl Model {
         Ok(Reply::Put { id })
     }
 
-    fn reserve(
-        &mut self,
-        client: &ClientKey,
-        request_id: String,
-        timeout_secs: Option<u32>,
-        names: &[String],
-    ) -> Result<Reply, FsmError> {
+    fn reserve(&mut self, client: &ClientKey, request_id: String, timeout_secs: Option<u32>, names: &[String]) -> Result<Reply, FsmError> {
         if let Some(reply) = self.ask_again(client, &request_id) {
             return Ok(reply);
         }
@@ -367,7 +343,11 @@ impl Model {
         }
         self.end_wait(client);
         self.session(client).worker = true;
-        let tubes = if names.is_empty() { self.session(client).watched.clone() } else { self.create_tubes(names) };
+        let tubes = if names.is_empty() {
+            self.session(client).watched.clone()
+        } else {
+            self.create_tubes(names)
+        };
         if let Some(id) = self.best_ready_in(&tubes) {
             self.give(client, request_id, id);
         } else if self.holds_job_due_soon(client) {
@@ -577,17 +557,13 @@ impl Model {
         let mut timers = Vec::new();
         for job in self.jobs.values() {
             match &job.state {
-                JobState::Delayed { until } => {
-                    timers.push(PendingTimer { at: *until, kind: TimerKind::DelayEnd, key: job.id })
-                }
+                JobState::Delayed { until } => timers.push(PendingTimer { at: *until, kind: TimerKind::DelayEnd, key: job.id }),
                 JobState::Reserved { deadline, .. } if job.soon_fired => {
                     timers.push(PendingTimer { at: *deadline, kind: TimerKind::TtrEnd, key: job.id })
                 }
-                JobState::Reserved { deadline, .. } => timers.push(PendingTimer {
-                    at: deadline - SOON_MARGIN_MS,
-                    kind: TimerKind::DeadlineSoon,
-                    key: job.id,
-                }),
+                JobState::Reserved { deadline, .. } => {
+                    timers.push(PendingTimer { at: deadline - SOON_MARGIN_MS, kind: TimerKind::DeadlineSoon, key: job.id })
+                }
                 JobState::Ready | JobState::Buried { .. } => {}
             }
         }
@@ -650,12 +626,8 @@ impl Model {
                 self.answer(&client, wait.request_id, ReserveOutcome::TimedOut);
             }
             TimerKind::LeaseEnd => {
-                let proxy = self
-                    .leases
-                    .iter()
-                    .find(|(_, (id, _, _))| *id == timer.key)
-                    .map(|(p, _)| p.clone())
-                    .expect("a lease timer belongs to a lease");
+                let proxy =
+                    self.leases.iter().find(|(_, (id, _, _))| *id == timer.key).map(|(p, _)| p.clone()).expect("a lease timer belongs to a lease");
                 self.leases.remove(&proxy);
                 self.proxy_gone(&proxy);
             }
@@ -693,11 +665,7 @@ impl Model {
 
     /// The ready job with the smallest (priority, id) among the unpaused `tubes`.
     fn best_ready_in(&self, tubes: &[String]) -> Option<JobId> {
-        self.jobs
-            .values()
-            .filter(|j| j.is_ready() && tubes.contains(&j.tube) && !self.is_paused(&j.tube))
-            .min_by_key(|j| (j.pri, j.id))
-            .map(|j| j.id)
+        self.jobs.values().filter(|j| j.is_ready() && tubes.contains(&j.tube) && !self.is_paused(&j.tube)).min_by_key(|j| (j.pri, j.id)).map(|j| j.id)
     }
 
     /// Whether `client` holds a job whose TTR runs out within the DEADLINE_SOON margin.
@@ -829,8 +797,7 @@ impl Model {
         if self.tube(name).is_none() {
             let seq = self.next_tube_seq;
             self.next_tube_seq += 1;
-            let tube =
-                ModelTube { name: name.to_string(), seq, pause: None, total_jobs: 0, cmd_delete: 0, cmd_pause_tube: 0 };
+            let tube = ModelTube { name: name.to_string(), seq, pause: None, total_jobs: 0, cmd_delete: 0, cmd_pause_tube: 0 };
             self.tubes.push(tube);
         }
     }
@@ -851,17 +818,15 @@ impl Model {
     fn keeps_tube(&self, name: &str) -> bool {
         name == DEFAULT_TUBE
             || self.jobs.values().any(|j| j.tube == name)
-            || self.sessions.values().any(|s| {
-                s.used == name
-                    || s.watched.iter().any(|w| w == name)
-                    || s.wait.as_ref().is_some_and(|w| w.tubes.iter().any(|t| t == name))
-            })
+            || self
+                .sessions
+                .values()
+                .any(|s| s.used == name || s.watched.iter().any(|w| w == name) || s.wait.as_ref().is_some_and(|w| w.tubes.iter().any(|t| t == name)))
     }
 
     /// Removes every tube nothing keeps alive (with its pause and counters).
     fn drop_dead_tubes(&mut self) {
-        let dead: Vec<String> =
-            self.tubes.iter().filter(|t| !self.keeps_tube(&t.name)).map(|t| t.name.clone()).collect();
+        let dead: Vec<String> = self.tubes.iter().filter(|t| !self.keeps_tube(&t.name)).map(|t| t.name.clone()).collect();
         self.tubes.retain(|t| !dead.contains(&t.name));
     }
 

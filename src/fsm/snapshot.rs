@@ -160,10 +160,7 @@ const JOBS_FIELD: u32 = 1;
 
 /// A machine from a snapshot's other parts and its jobs, which `restore_jobs` adds to the state
 /// once the tubes and sessions they name are in place; refused if it breaks any invariant.
-fn restore_around(
-    snap: &SnapshotProto,
-    restore_jobs: impl FnOnce(&mut State) -> Result<(), RestoreError>,
-) -> Result<Fsm, RestoreError> {
+fn restore_around(snap: &SnapshotProto, restore_jobs: impl FnOnce(&mut State) -> Result<(), RestoreError>) -> Result<Fsm, RestoreError> {
     let mut s = State {
         clock: ms(snap.now_ms, "now_ms")?,
         next_job_id: snap.next_job_id,
@@ -211,13 +208,7 @@ fn restore_tubes(s: &mut State, tubes: &[TubeProto]) -> Result<(), RestoreError>
         if let Some(p) = pause {
             s.timers.insert(Timer { at: p.until, kind: TimerKind::PauseEnd, key: id });
         }
-        let tube = Tube {
-            pause,
-            total_jobs: t.total_jobs,
-            cmd_delete: t.cmd_delete,
-            cmd_pause_tube: t.cmd_pause_tube,
-            ..Tube::new(name.clone())
-        };
+        let tube = Tube { pause, total_jobs: t.total_jobs, cmd_delete: t.cmd_delete, cmd_pause_tube: t.cmd_pause_tube, ..Tube::new(name.clone()) };
         if s.tubes.insert(id, tube).is_some() || s.tube_ids.insert(name, id).is_some() {
             return Err(bad(format!("tube {:?} or its id {id} is listed twice", t.name)));
         }
@@ -277,15 +268,7 @@ fn restore_sessions(s: &mut State, entries: &[ClientResvEntryProto]) -> Result<(
             None
         };
         let answered = answered_from_proto(e).map_err(|other| bad(format!("client {key}: unknown answered outcome {other}")))?;
-        let session = Session {
-            used,
-            watched,
-            reserved: Default::default(),
-            answered,
-            wait,
-            producer: e.is_producer,
-            worker: e.is_worker,
-        };
+        let session = Session { used, watched, reserved: Default::default(), answered, wait, producer: e.is_producer, worker: e.is_worker };
         if s.sessions.insert(key.clone(), session).is_some() {
             return Err(bad(format!("client {key} is listed twice")));
         }

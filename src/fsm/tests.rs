@@ -755,8 +755,7 @@ fn client_gone_releases_its_jobs_to_waiters_and_drops_its_wait() {
 fn proxy_gone_ends_every_client_of_that_proxy_only() {
     let mut f = Fsm::new();
     let (p1a, p1b, p1w) = (ClientKey::new("p1", "a"), ClientKey::new("p1", "b"), ClientKey::new("p1", "w"));
-    let (p2a, p10a, pa, p2w) =
-        (ClientKey::new("p2", "a"), ClientKey::new("p10", "a"), ClientKey::new("p", "a"), ClientKey::new("p2", "w"));
+    let (p2a, p10a, pa, p2w) = (ClientKey::new("p2", "a"), ClientKey::new("p10", "a"), ClientKey::new("p", "a"), ClientKey::new("p2", "w"));
     let ids: Vec<JobId> = (0..5).map(|_| put(&mut f, 0, "default", 0, 0, 60)).collect();
     for (client, &id) in [&p1a, &p1b, &p2a, &p10a, &pa].into_iter().zip(&ids) {
         quiet(&mut f, 0, reserve_job(client, id)).unwrap();
@@ -765,10 +764,7 @@ fn proxy_gone_ends_every_client_of_that_proxy_only() {
     assert_eq!(run(&mut f, 0, wait_on_q), waits());
     assert_eq!(run(&mut f, 0, reserve(&p2w, "w")), waits());
 
-    assert_eq!(
-        run(&mut f, 100, Op::ProxyGone { proxy: "p1".into() }),
-        woke(Reply::Done, vec![event(&p2w, "w", got(ids[0]))])
-    );
+    assert_eq!(run(&mut f, 100, Op::ProxyGone { proxy: "p1".into() }), woke(Reply::Done, vec![event(&p2w, "w", got(ids[0]))]));
     assert_eq!(state(&f, ids[1]), JobState::Ready);
     assert!(!f.has_tube("q"));
     let p1 = f.check_client_state("p1", &["a".into(), "b".into(), "w".into()]);
@@ -1135,26 +1131,38 @@ fn restore_rejects_corrupt_snapshots() {
     let holder = |snap: &SnapshotProto| snap.jobs.iter().position(|j| j.state() == JobStateProto::Reserved).unwrap();
     type Corruption = (&'static str, Box<dyn Fn(&mut SnapshotProto)>);
     let corruptions: Vec<Corruption> = vec![
-        ("holder session missing", Box::new(move |s| {
-            let by = s.jobs[holder(s)].reserved_by.clone();
-            s.reservations.retain(|r| r.client_id != by);
-        })),
+        (
+            "holder session missing",
+            Box::new(move |s| {
+                let by = s.jobs[holder(s)].reserved_by.clone();
+                s.reservations.retain(|r| r.client_id != by);
+            }),
+        ),
         ("job in an unlisted tube", Box::new(|s| s.jobs[0].tube_name = "ghost".into())),
-        ("job listed twice", Box::new(|s| {
-            let dup = s.jobs[0].clone();
-            s.jobs.push(dup);
-        })),
+        (
+            "job listed twice",
+            Box::new(|s| {
+                let dup = s.jobs[0].clone();
+                s.jobs.push(dup);
+            }),
+        ),
         ("job in no state", Box::new(|s| s.jobs[0].set_state(JobStateProto::Initial))),
-        ("reservation past its deadline", Box::new(move |s| {
-            let i = holder(s);
-            s.jobs[i].expires_at = 500;
-        })),
+        (
+            "reservation past its deadline",
+            Box::new(move |s| {
+                let i = holder(s);
+                s.jobs[i].expires_at = 500;
+            }),
+        ),
         ("negative pause", Box::new(|s| s.tubes[0].pause_secs = -1)),
-        ("no default tube", Box::new(|s| {
-            s.tubes.clear();
-            s.reservations.clear();
-            s.jobs.clear();
-        })),
+        (
+            "no default tube",
+            Box::new(|s| {
+                s.tubes.clear();
+                s.reservations.clear();
+                s.jobs.clear();
+            }),
+        ),
     ];
     for (what, corrupt) in corruptions {
         let mut snap = good.clone();

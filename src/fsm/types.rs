@@ -175,11 +175,18 @@ pub struct Applied {
 pub enum JobState {
     Ready,
     /// Becomes ready at `until`.
-    Delayed { until: Millis },
+    Delayed {
+        until: Millis,
+    },
     /// Held by `by` until `deadline` (its TTR runs out then).
-    Reserved { by: ClientKey, deadline: Millis },
+    Reserved {
+        by: ClientKey,
+        deadline: Millis,
+    },
     /// `seq` orders the tube's buried jobs: kicks and peek-buried take the smallest.
-    Buried { seq: u64 },
+    Buried {
+        seq: u64,
+    },
 }
 
 impl JobState {

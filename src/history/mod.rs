@@ -23,18 +23,40 @@ pub type JobId = u64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
     /// `put` into `tube`. Bodies are unique across the run, so a body names its put.
-    Put { tube: String, pri: u32, delay_secs: u32, ttr_secs: u32, body: Vec<u8> },
+    Put {
+        tube: String,
+        pri: u32,
+        delay_secs: u32,
+        ttr_secs: u32,
+        body: Vec<u8>,
+    },
     /// `reserve` (timeout `None`) or `reserve-with-timeout`, watching `tube` only.
-    Reserve { tube: String, timeout_secs: Option<u32> },
+    Reserve {
+        tube: String,
+        timeout_secs: Option<u32>,
+    },
     ReserveJob(JobId),
     Delete(JobId),
-    Release { id: JobId, pri: u32, delay_secs: u32 },
-    Bury { id: JobId, pri: u32 },
+    Release {
+        id: JobId,
+        pri: u32,
+        delay_secs: u32,
+    },
+    Bury {
+        id: JobId,
+        pri: u32,
+    },
     Touch(JobId),
     KickJob(JobId),
     /// `kick <bound>` on `tube`: moves up to `bound` buried (else delayed) jobs to ready.
-    Kick { tube: String, bound: u32 },
-    PauseTube { tube: String, delay_secs: u32 },
+    Kick {
+        tube: String,
+        bound: u32,
+    },
+    PauseTube {
+        tube: String,
+        delay_secs: u32,
+    },
     /// `peek <id>`.
     Peek(JobId),
 }
@@ -43,8 +65,14 @@ pub enum Call {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
     Inserted(JobId),
-    Reserved { id: JobId, body: Vec<u8> },
-    Found { id: JobId, body: Vec<u8> },
+    Reserved {
+        id: JobId,
+        body: Vec<u8>,
+    },
+    Found {
+        id: JobId,
+        body: Vec<u8>,
+    },
     TimedOut,
     DeadlineSoon,
     Deleted,

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::limits::{METRICS_REQUEST_BYTES_MAX, METRICS_SCRAPES_MAX};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use crate::limits::{METRICS_REQUEST_BYTES_MAX, METRICS_SCRAPES_MAX};
 
 /// How long a client may take to send its request and take the answer.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,10 +90,7 @@ fn request_target(head: &str) -> Option<(&str, &str)> {
 }
 
 fn response(status: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+    format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
 }
 
 #[cfg(test)]

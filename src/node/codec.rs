@@ -88,9 +88,7 @@ pub fn encode_entry(batch: &ApplyOpBatch) -> Vec<u8> {
 /// it keeps (a job's body) out of them.
 pub fn decode_entry(data: &Bytes) -> Result<ApplyOpBatch, DecodeError> {
     match data.first() {
-        Some(&ENTRY_FORMAT_OP_BATCH) => {
-            ApplyOpBatch::decode(data.slice(1..)).map_err(|e| invalid(format!("undecodable entry: {e}")))
-        }
+        Some(&ENTRY_FORMAT_OP_BATCH) => ApplyOpBatch::decode(data.slice(1..)).map_err(|e| invalid(format!("undecodable entry: {e}"))),
         Some(&ENTRY_FORMAT_LOCAL) => Err(invalid("an entry whose operations were kept in its proposer's memory")),
         Some(format) => Err(invalid(format!("unknown entry format {format}"))),
         None => Err(invalid("empty entry data")),

@@ -19,22 +19,22 @@ use tokio::time::Instant;
 
 use super::clock;
 use super::codec::decode_conf_change;
-use super::version::Versions;
-use super::inbound::{self, Refusals};
+use super::entry_format::{EntryFormat, LocalEntry, Ops};
 use super::handle::{lock, AppliedEvents, Input, MemberChange, NodeError, NodeStop, Shared, Status};
+use super::inbound::{self, Refusals};
 use super::log_store::LogStore;
 use super::metrics::SnapshotKind;
 use super::owed::{Owed, Pending, WriteReply};
-use super::entry_format::{EntryFormat, LocalEntry, Ops};
 use super::persist::{Durable, Persistence};
 use super::reads::Reads;
 use super::received_snapshot::{Install, Received};
-use super::snapshots::{SnapshotReply, Snapshots};
 use super::replicated::{CallerSeq, EntryError, Replicated};
+use super::snapshots::{SnapshotReply, Snapshots};
 use super::transport::Transport;
-use crate::fsm::{FsmError, Op};
+use super::version::Versions;
 use crate::chaos::mutant::{self, Mutant};
 use crate::chaos::observe;
+use crate::fsm::{FsmError, Op};
 use crate::storage::StagedSnapshot;
 
 /// Timing and thresholds of a node.
@@ -73,7 +73,6 @@ pub struct DriverConfig {
     /// The wall clock proposals are stamped with (the system's but in unit tests).
     pub clock: clock::Clock,
 }
-
 
 impl Default for DriverConfig {
     fn default() -> Self {
@@ -661,7 +660,8 @@ impl Driver {
         let Install { state, staged } = match install {
             Some(install) => install,
             None => {
-                let state = Replicated::restore_encoded(&snapshot.data, self.config.versions.understood).map_err(|e| format!("snapshot {index}: {e}"))?;
+                let state =
+                    Replicated::restore_encoded(&snapshot.data, self.config.versions.understood).map_err(|e| format!("snapshot {index}: {e}"))?;
                 Install { state, staged: None }
             }
         };
@@ -811,7 +811,11 @@ impl Driver {
             tracing::error!(index = entry.index, error = %e, "conf change not applied");
         }
         if let Some(Pending::Member { term, reply }) = self.owed.take(entry.index) {
-            let outcome = if term == entry.term { result.map_err(NodeError::Invalid) } else { Err(NodeError::Dropped("overwritten".into())) };
+            let outcome = if term == entry.term {
+                result.map_err(NodeError::Invalid)
+            } else {
+                Err(NodeError::Dropped("overwritten".into()))
+            };
             let _ = reply.send(outcome);
         }
     }

@@ -11,8 +11,8 @@ use super::codec::log::op_request;
 use super::codec::{encode_entry, ENTRY_FORMAT_LOCAL};
 use super::replicated::{CallerSeq, LocalOp};
 use super::version::Versions;
-use crate::storage::format::{ApplyOpBatch, ApplyOpRequest};
 use crate::fsm::Op;
+use crate::storage::format::{ApplyOpBatch, ApplyOpRequest};
 
 /// Writes proposed together in one entry at most: the entry is applied under one lock of the
 /// state, and a larger batch would keep readers waiting longer for little gain.

@@ -81,12 +81,8 @@ fn workload() -> Vec<(Op, &'static str)> {
         ttr_secs: 120,
         body: Bytes::from(format!("job at {pri}")),
     };
-    let reserve = |name: &str, request_id: &str, timeout_secs| Op::Reserve {
-        client: client(name),
-        request_id: request_id.into(),
-        timeout_secs,
-        tubes: vec![],
-    };
+    let reserve =
+        |name: &str, request_id: &str, timeout_secs| Op::Reserve { client: client(name), request_id: request_id.into(), timeout_secs, tubes: vec![] };
     vec![
         (Op::ClientHello { client: client("c1") }, ""),
         (Op::ClientHello { client: client("c2") }, ""),
@@ -151,7 +147,10 @@ fn golden_snapshot_bytes_are_unchanged() {
         r.apply_entry(index, &entry(vec![stamped(&op, caller, index, at)]).into()).expect("applies");
     }
     let snapshot = r.snapshot();
-    assert!(snapshot.callers.iter().any(|c| c.responses.iter().any(|r| r.op == OpType::Delete as i32 && r.response.as_ref().is_some_and(|r| r.error_code != 0))));
+    assert!(snapshot
+        .callers
+        .iter()
+        .any(|c| c.responses.iter().any(|r| r.op == OpType::Delete as i32 && r.response.as_ref().is_some_and(|r| r.error_code != 0))));
     let bytes = snapshot.encode_to_vec();
     assert_eq!(bytes, golden("snapshot.bin", &bytes), "a snapshot encodes to other bytes than the golden file's");
     let restored = Replicated::restore(&ReplicatedStateProto::decode(&bytes[..]).expect("decodes"), STATE_MACHINE_VERSION).expect("restores");

@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use raft::eraftpb::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::metrics::NodeMetrics;
 use super::codec::log::encode_op_type;
+use super::metrics::NodeMetrics;
 use super::received_snapshot::{self, Prepared};
 use super::replicated::{CallerSeq, EntryError, Replicated};
 use super::version::{self, Versions};
 use crate::chaos::buggify;
-use crate::storage::format::OpType;
 use crate::fsm::{FsmError, Op, Reply, ReservationEvent};
+use crate::storage::format::OpType;
 use crate::storage::SnapshotWriter;
 
 /// Why a node did not carry out a request.
@@ -81,24 +81,54 @@ pub enum ReadRefused {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberChange {
     /// Add as a learner, promoted to voter once caught up.
-    Join { id: u64, addr: String },
-    Leave { id: u64 },
+    Join {
+        id: u64,
+        addr: String,
+    },
+    Leave {
+        id: u64,
+    },
 }
 
 /// Inputs of the driver task, one bounded channel of them.
 pub(crate) enum Input {
-    Propose { op: Op, caller: Option<CallerSeq>, reply: oneshot::Sender<Result<Reply, NodeError>> },
+    Propose {
+        op: Op,
+        caller: Option<CallerSeq>,
+        reply: oneshot::Sender<Result<Reply, NodeError>>,
+    },
     /// Raft messages from peer `from`, reachable at `from_addr`; with a snapshot among them,
     /// what was prepared of it apart from the driver, if anything.
-    Raft { from: u64, from_addr: String, messages: Vec<Message>, prepared: Option<Box<Prepared>> },
-    ReadIndex { reply: oneshot::Sender<Result<(), NodeError>> },
-    Member { change: MemberChange, reply: oneshot::Sender<Result<(), NodeError>> },
-    Snapshot { reply: oneshot::Sender<Result<u64, NodeError>> },
-    TransferLeader { to: u64 },
-    Unreachable { peer: u64 },
-    SnapshotSent { peer: u64, ok: bool },
+    Raft {
+        from: u64,
+        from_addr: String,
+        messages: Vec<Message>,
+        prepared: Option<Box<Prepared>>,
+    },
+    ReadIndex {
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Member {
+        change: MemberChange,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Result<u64, NodeError>>,
+    },
+    TransferLeader {
+        to: u64,
+    },
+    Unreachable {
+        peer: u64,
+    },
+    SnapshotSent {
+        peer: u64,
+        ok: bool,
+    },
     /// A snapshot of our own state was encoded and written apart from the driver.
-    SnapshotSaved { saved: Result<raft::eraftpb::Snapshot, String> },
+    SnapshotSaved {
+        saved: Result<raft::eraftpb::Snapshot, String>,
+    },
     /// Stop once every log write out is durable (a graceful stop).
     Stop,
 }
@@ -292,7 +322,13 @@ impl NodeHandle {
             (status.node_id, status.voters.clone())
         };
         let heard = lock(&self.shared.heard_versions);
-        let version_of = |voter: &u64| if *voter == me { self.version() } else { heard.get(voter).copied().unwrap_or(version::BASE_VERSION) };
+        let version_of = |voter: &u64| {
+            if *voter == me {
+                self.version()
+            } else {
+                heard.get(voter).copied().unwrap_or(version::BASE_VERSION)
+            }
+        };
         voters.iter().map(version_of).min().unwrap_or(self.version())
     }
 

@@ -42,9 +42,7 @@ pub(crate) fn refusal<T: Storage>(id: u64, log: &RaftLog<T>, m: &Message) -> Opt
     }
     let last_index = log.last_index();
     match m.get_msg_type() {
-        MessageType::MsgHeartbeat if m.commit > last_index => {
-            Some(format!("commits index {} past this log's last index {last_index}", m.commit))
-        }
+        MessageType::MsgHeartbeat if m.commit > last_index => Some(format!("commits index {} past this log's last index {last_index}", m.commit)),
         MessageType::MsgAppend => append_refusal(log, m),
         MessageType::MsgAppendResponse if !m.reject && m.index > last_index => {
             Some(format!("acknowledges index {} past this log's last index {last_index}", m.index))
@@ -76,7 +74,9 @@ fn append_refusal<T: Storage>(log: &RaftLog<T>, m: &Message) -> Option<String> {
         let term = log.term(entry.index).unwrap_or(0);
         term != 0 && term != entry.term
     });
-    rewrites.map(|entry| format!("rewrites committed entry {} (term {} here, {} in the message)", entry.index, log.term(entry.index).unwrap_or(0), entry.term))
+    rewrites.map(|entry| {
+        format!("rewrites committed entry {} (term {} here, {} in the message)", entry.index, log.term(entry.index).unwrap_or(0), entry.term)
+    })
 }
 
 #[cfg(test)]

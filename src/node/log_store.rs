@@ -159,13 +159,7 @@ impl raft::Storage for LogStore {
         Ok(RaftState { hard_state: self.wal.hard_state().clone(), conf_state: self.conf_state.clone() })
     }
 
-    fn entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
-    ) -> raft::Result<Vec<Entry>> {
+    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _context: GetEntriesContext) -> raft::Result<Vec<Entry>> {
         let first = self.wal.first_index();
         if low < first {
             return Err(raft::Error::Store(StorageError::Compacted));

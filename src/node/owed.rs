@@ -18,8 +18,16 @@ pub(super) type MemberReply = oneshot::Sender<Result<(), NodeError>>;
 pub(super) enum Pending {
     /// One reply for each operation of the entry, in its order; when it was proposed, if
     /// metrics time entries; what its puts count for against `jobs_bytes_max`.
-    Writes { term: u64, replies: Vec<WriteReply>, proposed: Option<Instant>, put_bytes: u64 },
-    Member { term: u64, reply: MemberReply },
+    Writes {
+        term: u64,
+        replies: Vec<WriteReply>,
+        proposed: Option<Instant>,
+        put_bytes: u64,
+    },
+    Member {
+        term: u64,
+        reply: MemberReply,
+    },
 }
 
 #[derive(Default)]

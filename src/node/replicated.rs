@@ -10,11 +10,9 @@ use prost::Message;
 use super::codec::log::{decode_op, decode_result, encode_op_type, encode_result};
 use super::codec::{decode_entry, DecodeError};
 use super::version::{self, STATE_MACHINE_VERSION};
-use crate::fsm::{fields, ClientKey, Fsm, FsmError, Op, ReservationEvent, Reply};
-use crate::storage::format::{self, ApplyOpRequest, ApplyOpResponse, OpType};
+use crate::fsm::{fields, ClientKey, Fsm, FsmError, Op, Reply, ReservationEvent};
 use crate::limits::{CALLERS_MAX, CALLER_RESPONSES_MAX};
-
-
+use crate::storage::format::{self, ApplyOpRequest, ApplyOpResponse, OpType};
 
 /// The field number of `ReplicatedStateProto.fsm`.
 const FSM_FIELD: u32 = 1;
@@ -246,11 +244,7 @@ impl Replicated {
                 responses: c
                     .responses
                     .iter()
-                    .map(|(&seq, (op, response))| format::CachedResponseProto {
-                        seq,
-                        op: *op as i32,
-                        response: Some(response.clone()),
-                    })
+                    .map(|(&seq, (op, response))| format::CachedResponseProto { seq, op: *op as i32, response: Some(response.clone()) })
                     .collect(),
             })
             .collect();
@@ -408,12 +402,7 @@ mod tests {
     fn only_waiting_reserves_raise_events() {
         let mut r = Replicated::default();
         let client = ClientKey::new("proxy-a", "1");
-        let reserve = |request_id: &str| Op::Reserve {
-            client: client.clone(),
-            request_id: request_id.into(),
-            timeout_secs: None,
-            tubes: Vec::new(),
-        };
+        let reserve = |request_id: &str| Op::Reserve { client: client.clone(), request_id: request_id.into(), timeout_secs: None, tubes: Vec::new() };
         apply_one(&mut r, 1, &entry(&put(), "p", 1, 1000));
         let at_once = apply_one(&mut r, 2, &entry(&reserve("r1"), "p", 2, 1000));
         assert!(matches!(at_once.result, Ok(Ok(Reply::Reserve(Some(_))))), "{at_once:?}");
@@ -498,7 +487,10 @@ mod tests {
         Replicated::restore(&snapshot, STATE_MACHINE_VERSION).expect("a snapshot from before versions restores");
         snapshot.version = STATE_MACHINE_VERSION + 1;
         let why = Replicated::restore(&snapshot, STATE_MACHINE_VERSION).map(|_| ()).expect_err("a newer snapshot is refused");
-        assert!(why.contains(&format!("version {}", STATE_MACHINE_VERSION + 1)) && why.contains(&format!("up to version {STATE_MACHINE_VERSION}")), "{why}");
+        assert!(
+            why.contains(&format!("version {}", STATE_MACHINE_VERSION + 1)) && why.contains(&format!("up to version {STATE_MACHINE_VERSION}")),
+            "{why}"
+        );
     }
 
     /// A node that understands a newer version applies its entries, and its snapshot then

@@ -100,8 +100,7 @@ impl Outgoing {
         let metadata = message.get_snapshot().get_metadata();
         let key = SnapshotKey { index: metadata.index, term: metadata.term, data_bytes: data.len() as u64 };
         let encoded = message.write_to_bytes().expect("raft-rs messages always encode");
-        let header =
-            SnapshotHeader { from, from_addr, message: encoded.into(), data_bytes: key.data_bytes, ..SnapshotHeader::default() };
+        let header = SnapshotHeader { from, from_addr, message: encoded.into(), data_bytes: key.data_bytes, ..SnapshotHeader::default() };
         Outgoing { header, key, message_term: message.term, data, chunk_bytes, hasher: crc32fast::Hasher::new(), hashed_bytes: 0 }
     }
 

@@ -17,9 +17,8 @@ use super::metrics::NodeMetrics;
 use super::raft_logger;
 use super::replicated::Replicated;
 use super::transport::Transport;
-use crate::storage::{Disk, Recovered, Wal, WalOptions};
 use crate::limits::{APPLIED_EVENTS_BUFFERED_MAX, DRIVER_INPUTS_MAX};
-
+use crate::storage::{Disk, Recovered, Wal, WalOptions};
 
 /// Where a node keeps its log and snapshots.
 pub enum LogStorage {
@@ -53,9 +52,15 @@ pub struct NodeOptions {
 #[derive(Debug)]
 pub enum StartError {
     /// The data dir was written by another node.
-    WrongNode { dir: PathBuf, stored: u64, given: u64 },
+    WrongNode {
+        dir: PathBuf,
+        stored: u64,
+        given: u64,
+    },
     /// `--peers` does not include this node.
-    NotAPeer { id: u64 },
+    NotAPeer {
+        id: u64,
+    },
     Storage(String),
     Raft(String),
 }
@@ -86,9 +91,10 @@ fn claim_data_dir(disk: &dyn Disk, dir: &Path, id: u64) -> Result<(), StartError
     let path = dir.join(NODE_ID_FILE);
     if disk.exists(&path).map_err(storage)? {
         let text = disk.read(&path).map_err(storage)?;
-        let stored = String::from_utf8_lossy(&text).trim().parse::<u64>().map_err(|_| {
-            StartError::Storage(format!("{} does not hold a node id; the data dir is damaged", path.display()))
-        })?;
+        let stored = String::from_utf8_lossy(&text)
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| StartError::Storage(format!("{} does not hold a node id; the data dir is damaged", path.display())))?;
         if stored != id {
             return Err(StartError::WrongNode { dir: dir.to_path_buf(), stored, given: id });
         }
@@ -228,7 +234,8 @@ pub fn start_node(options: NodeOptions, storage: LogStorage) -> Result<NodeHandl
     }
     let (tx, rx) = mpsc::channel::<Input>(DRIVER_INPUTS_MAX);
     let stamps = (shared.cluster_id.clone(), understood);
-    let transport = Transport::new(id, options.advertise.clone(), tx.downgrade(), options.driver.snapshot_chunk_bytes, stamps, options.dialer.clone());
+    let transport =
+        Transport::new(id, options.advertise.clone(), tx.downgrade(), options.driver.snapshot_chunk_bytes, stamps, options.dialer.clone());
     let driver = Driver::new(raw, options.driver, shared.clone(), rx, transport, applied, local_entries);
     watch_driver(tokio::spawn(driver.run()), shared.clone());
     Ok(NodeHandle { inputs: tx, shared })
@@ -302,7 +309,8 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         runtime.block_on(async {
             let node = start_node(lone_node(DriverConfig { id: 1, ..DriverConfig::default() }), LogStorage::Memory).expect("the node starts");
-            let put = crate::fsm::Op::Put { client: None, tube: "t".into(), pri: 0, delay_secs: 0, ttr_secs: 1, body: bytes::Bytes::from_static(b"x") };
+            let put =
+                crate::fsm::Op::Put { client: None, tube: "t".into(), pri: 0, delay_secs: 0, ttr_secs: 1, body: bytes::Bytes::from_static(b"x") };
             node.propose(put, None).await.expect("the node works");
             let shared = Arc::downgrade(&node.shared);
             drop(node);

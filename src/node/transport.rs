@@ -22,9 +22,12 @@ use super::handle::Input;
 use super::snapshot_chunks::{Outgoing, SnapshotKey};
 use crate::api::{RaftBatch, SnapshotProgress};
 use crate::chaos::buggify;
+use crate::limits::{
+    RAFT_BATCH_BYTES_SOFT_MAX, RAFT_BATCH_MESSAGES_MAX, RAFT_MESSAGE_BYTES_MAX, RAFT_PEER_QUEUE_MESSAGES_MAX, RAFT_STREAM_BATCHES_MAX,
+    SNAPSHOT_CHUNKS_IN_FLIGHT_MAX, SNAPSHOT_CHUNK_TIMEOUT,
+};
 use crate::security::dial::explain;
 use crate::security::Dialer;
-use crate::limits::{RAFT_BATCH_BYTES_SOFT_MAX, RAFT_BATCH_MESSAGES_MAX, RAFT_MESSAGE_BYTES_MAX, RAFT_PEER_QUEUE_MESSAGES_MAX, RAFT_STREAM_BATCHES_MAX, SNAPSHOT_CHUNKS_IN_FLIGHT_MAX, SNAPSHOT_CHUNK_TIMEOUT};
 
 /// How long connecting to a peer may take before it counts as unreachable.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -155,13 +158,7 @@ async fn run_peer(
         if let Some(pause) = buggify::delay(0.01, Duration::from_millis(300)) {
             tokio::time::sleep(pause).await;
         }
-        let batch = RaftBatch {
-            from,
-            messages,
-            from_addr: from_addr.clone(),
-            cluster_id: cluster_id.load(Relaxed),
-            version,
-        };
+        let batch = RaftBatch { from, messages, from_addr: from_addr.clone(), cluster_id: cluster_id.load(Relaxed), version };
         if !send_on_stream(&endpoint, &mut stream, batch).await {
             report(&reports, Input::Unreachable { peer: to });
         }
@@ -209,13 +206,7 @@ fn report(reports: &mpsc::WeakSender<Input>, input: Input) {
 /// Starts sending `outgoing` to peer `to`. One snapshot is sent to a peer at a time: the same
 /// one asked again while it is sent goes on (its outcome answers both asks); another takes
 /// the place of the one being sent, whose outcome then no longer matters to raft.
-fn start_snapshot(
-    current: &mut Option<SnapshotSend>,
-    outgoing: Outgoing,
-    to: u64,
-    endpoint: &(Dialer, Endpoint),
-    reports: &mpsc::WeakSender<Input>,
-) {
+fn start_snapshot(current: &mut Option<SnapshotSend>, outgoing: Outgoing, to: u64, endpoint: &(Dialer, Endpoint), reports: &mpsc::WeakSender<Input>) {
     if let Some(sending) = current.as_ref().filter(|s| !s.task.is_finished()) {
         if sending.key == outgoing.key() && sending.message_term == outgoing.message_term() {
             tracing::debug!(to, index = sending.key.index, "snapshot already being sent");
@@ -257,9 +248,7 @@ fn start_snapshot(
 /// takes as long as it needs while a stalled one fails. Answers where the data resumed from.
 async fn send_snapshot((dialer, endpoint): &(Dialer, Endpoint), mut outgoing: Outgoing) -> Result<u64, String> {
     let channel = within(dialer.connect(endpoint), "connecting").await?.map_err(|e| format!("connecting: {}", explain(&e)))?;
-    let mut client = dialer.raft(channel)
-        .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+    let mut client = dialer.raft(channel).max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX).max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
     let (parts, parts_rx) = mpsc::channel(SNAPSHOT_CHUNKS_IN_FLIGHT_MAX + 2);
     parts.try_send(outgoing.header()).map_err(|_| "the header did not queue")?;
     let call = client.send_snapshot(tokio_stream::wrappers::ReceiverStream::new(parts_rx));

@@ -22,10 +22,7 @@ pub(crate) fn leading_u64(rest: &[u8]) -> Result<(u64, &[u8]), ProtocolError> {
     }
     let mut value: u64 = 0;
     for &digit in &rest[..digits_bytes] {
-        value = value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(digit - b'0')))
-            .ok_or(ProtocolError::BadFormat)?;
+        value = value.checked_mul(10).and_then(|v| v.checked_add(u64::from(digit - b'0'))).ok_or(ProtocolError::BadFormat)?;
     }
     Ok((value, &rest[digits_bytes..]))
 }

@@ -255,8 +255,7 @@ pub(crate) fn parse_line(line: &[u8], job_body_bytes_max: usize) -> Result<Line,
     if line.iter().any(|&b| b == b'\0' || b == b'\r') {
         return Err(ProtocolError::BadFormat);
     }
-    let (name, parse) =
-        COMMANDS.iter().find(|(name, _)| line.starts_with(name)).ok_or(ProtocolError::UnknownCommand)?;
+    let (name, parse) = COMMANDS.iter().find(|(name, _)| line.starts_with(name)).ok_or(ProtocolError::UnknownCommand)?;
     parse(&line[name.len()..], job_body_bytes_max)
 }
 

@@ -140,8 +140,11 @@ impl Decoder {
     /// Drops bytes up to and including the overlong line's `\r\n`, answering `BAD_FORMAT`
     /// only then (as beanstalkd does): nothing of the line is kept meanwhile.
     fn discard_line(&mut self, buf: &mut BytesMut, after_cr: bool) -> Step {
-        let end =
-            if after_cr && buf.first() == Some(&b'\n') { Some(1) } else { find_crlf(buf).map(|at| at + CRLF.len()) };
+        let end = if after_cr && buf.first() == Some(&b'\n') {
+            Some(1)
+        } else {
+            find_crlf(buf).map(|at| at + CRLF.len())
+        };
         match end {
             Some(end) => {
                 buf.advance(end);

@@ -47,10 +47,7 @@ fn check(cases: &[(&[u8], Vec<Decoded>)]) {
 fn every_command_cases() -> Vec<(&'static [u8], Command)> {
     let id = 18_446_744_073_709_551_615;
     vec![
-        (
-            b"put 1 2 3 5\r\nhello\r\n",
-            Command::Put { pri: 1, delay_secs: 2, ttr_secs: 3, body: Bytes::from_static(b"hello") },
-        ),
+        (b"put 1 2 3 5\r\nhello\r\n", Command::Put { pri: 1, delay_secs: 2, ttr_secs: 3, body: Bytes::from_static(b"hello") }),
         (b"use foo\r\n", Command::Use { tube: tube("foo") }),
         (b"reserve\r\n", Command::Reserve),
         (b"reserve-with-timeout 7\r\n", Command::ReserveWithTimeout { timeout_secs: 7 }),
@@ -108,12 +105,7 @@ fn spaces_before_arguments() {
         (b"bury  5  1\r\n", vec![ok(Command::Bury { id: 5, pri: 1 })]),
         (
             b"kick-job  5\r\ntouch  5\r\ndelete  5\r\nstats-job  5\r\n",
-            vec![
-                ok(Command::KickJob { id: 5 }),
-                ok(Command::Touch { id: 5 }),
-                ok(Command::Delete { id: 5 }),
-                ok(Command::StatsJob { id: 5 }),
-            ],
+            vec![ok(Command::KickJob { id: 5 }), ok(Command::Touch { id: 5 }), ok(Command::Delete { id: 5 }), ok(Command::StatsJob { id: 5 })],
         ),
         (b"pause-tube  default   0\r\n", vec![ok(Command::PauseTube { tube: tube("default"), delay_secs: 0 })]),
         (b"reserve-with-timeout  0\r\n", vec![ok(Command::ReserveWithTimeout { timeout_secs: 0 })]),
@@ -144,10 +136,7 @@ fn trailing_bytes() {
         // 1.13 ignores what follows the timeout (1.12 too, here).
         (
             b"reserve-with-timeout 0x\r\nreserve-with-timeout 0 \r\n",
-            vec![
-                ok(Command::ReserveWithTimeout { timeout_secs: 0 }),
-                ok(Command::ReserveWithTimeout { timeout_secs: 0 }),
-            ],
+            vec![ok(Command::ReserveWithTimeout { timeout_secs: 0 }), ok(Command::ReserveWithTimeout { timeout_secs: 0 })],
         ),
         (b"quit \r\n", vec![ok(Command::Quit)]),
     ]);
@@ -207,10 +196,7 @@ fn integers() {
         (b"kick 4294967295\r\n", vec![ok(Command::Kick { bound: u32::MAX })]),
         (b"reserve-with-timeout -1\r\nreserve-with-timeout x\r\n", vec![BAD, BAD]),
         (b"reserve-with-timeout 4294967296\r\nreserve-with-timeout 2147483648\r\n", vec![BAD, BAD]),
-        (
-            b"reserve-with-timeout 2147483647\r\n",
-            vec![ok(Command::ReserveWithTimeout { timeout_secs: i32::MAX as u32 })],
-        ),
+        (b"reserve-with-timeout 2147483647\r\n", vec![ok(Command::ReserveWithTimeout { timeout_secs: i32::MAX as u32 })]),
     ]);
 }
 

@@ -21,8 +21,7 @@ pub const RESERVE_TIMEOUT_SECS_MAX: u32 = i32::MAX as u32;
 
 /// The longest valid command line: `pause-tube <name> <delay>\r\n` with the longest name and
 /// delay.
-const PAUSE_TUBE_LINE_BYTES_MAX: usize =
-    "pause-tube ".len() + TUBE_NAME_BYTES_MAX + " ".len() + U32_DIGITS_MAX + CRLF.len();
+const PAUSE_TUBE_LINE_BYTES_MAX: usize = "pause-tube ".len() + TUBE_NAME_BYTES_MAX + " ".len() + U32_DIGITS_MAX + CRLF.len();
 
 // Every valid command fits in a line, and not one byte more is read: beanstalkd's own limit.
 const _: () = assert!(PAUSE_TUBE_LINE_BYTES_MAX == LINE_BYTES_MAX);

@@ -21,10 +21,7 @@ fn config() -> ProptestConfig {
 // ---- generators ----
 
 fn tube_name() -> impl Strategy<Value = String> {
-    prop_oneof![
-        select(vec!["default", "a", "b-c", "(x)$_;./+"]).prop_map(str::to_owned),
-        "[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()-]{0,199}",
-    ]
+    prop_oneof![select(vec!["default", "a", "b-c", "(x)$_;./+"]).prop_map(str::to_owned), "[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()-]{0,199}",]
 }
 
 /// Bodies with plenty of `\r` and `\n`, so a body that looks like lines is common.
@@ -44,9 +41,7 @@ fn command() -> impl Strategy<Value = Command> {
         (0..=RESERVE_TIMEOUT_SECS_MAX).prop_map(|timeout_secs| Command::ReserveWithTimeout { timeout_secs }).boxed(),
         id().prop_map(|id| Command::ReserveJob { id }).boxed(),
         id().prop_map(|id| Command::Delete { id }).boxed(),
-        (id(), any::<u32>(), any::<u32>())
-            .prop_map(|(id, pri, delay_secs)| Command::Release { id, pri, delay_secs })
-            .boxed(),
+        (id(), any::<u32>(), any::<u32>()).prop_map(|(id, pri, delay_secs)| Command::Release { id, pri, delay_secs }).boxed(),
         (id(), any::<u32>()).prop_map(|(id, pri)| Command::Bury { id, pri }).boxed(),
         id().prop_map(|id| Command::Touch { id }).boxed(),
         tube_name().prop_map(|tube| Command::Watch { tube }).boxed(),

@@ -69,9 +69,7 @@ pub fn check_fuzz_input(input: &[u8]) {
     let cut_count = usize::from(cuts_byte) % (FUZZ_CUTS_MAX + 1);
     let cut_bytes = (cut_count * FUZZ_CUT_BYTES).min(rest.len());
     let (cut_input, stream) = rest.split_at(cut_bytes);
-    let cuts: Vec<usize> = cut_input
-        .chunks_exact(FUZZ_CUT_BYTES)
-        .map(|pair| usize::from(u16::from_le_bytes([pair[0], pair[1]])) % (stream.len() + 1))
-        .collect();
+    let cuts: Vec<usize> =
+        cut_input.chunks_exact(FUZZ_CUT_BYTES).map(|pair| usize::from(u16::from_le_bytes([pair[0], pair[1]])) % (stream.len() + 1)).collect();
     check_split_decoding(stream, &cuts, job_body_bytes_max);
 }

@@ -238,22 +238,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Command::Use { tube } => self.use_tube(tube).await,
             Command::Watch { tube } => self.watch(tube).await,
             Command::Ignore { tube } => self.ignore(tube).await,
-            Command::ReserveJob { id } => self.write(Op::ReserveJob { client: self.client.clone(), id }, |r| match r {
-                Reply::ReservedJob { id, body } => Response::Reserved { id, body },
-                other => unexpected(other),
-            })
-            .await,
+            Command::ReserveJob { id } => {
+                self.write(Op::ReserveJob { client: self.client.clone(), id }, |r| match r {
+                    Reply::ReservedJob { id, body } => Response::Reserved { id, body },
+                    other => unexpected(other),
+                })
+                .await
+            }
             Command::Delete { id } => self.write(Op::Delete { client: Some(self.client.clone()), id }, |_| Response::Deleted).await,
             Command::Release { id, pri, delay_secs } => {
                 self.write(Op::Release { client: self.client.clone(), id, pri, delay_secs }, |_| Response::Released).await
             }
             Command::Bury { id, pri } => self.write(Op::Bury { client: self.client.clone(), id, pri }, |_| Response::Buried).await,
             Command::Touch { id } => self.write(Op::Touch { client: self.client.clone(), id }, |_| Response::Touched).await,
-            Command::Kick { bound } => self.write(Op::Kick { tube: self.used.clone(), bound }, |r| match r {
-                Reply::Kicked { count } => Response::Kicked { count },
-                other => unexpected(other),
-            })
-            .await,
+            Command::Kick { bound } => {
+                self.write(Op::Kick { tube: self.used.clone(), bound }, |r| match r {
+                    Reply::Kicked { count } => Response::Kicked { count },
+                    other => unexpected(other),
+                })
+                .await
+            }
             Command::KickJob { id } => self.write(Op::KickJob { id }, |_| Response::KickedJob).await,
             Command::PauseTube { tube, delay_secs } => self.write(Op::PauseTube { tube, delay_secs }, |_| Response::Paused).await,
             Command::Peek { id } => self.found(Query::Job(id)).await,

@@ -10,11 +10,11 @@ use tokio::sync::oneshot;
 
 use super::metrics::ProxyMetrics;
 use super::upstream::Upstream;
-use crate::client::{Answer, Query};
+use crate::api::stats::ClusterStats;
 use crate::chaos::mutant::{self, Mutant};
+use crate::client::{Answer, Query};
 use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome};
 use crate::protocol::{CommandKind, Counted, ServerStats, Stats};
-use crate::api::stats::ClusterStats;
 
 /// The front end's limits, each one a flag.
 #[derive(Clone, Debug)]

@@ -10,8 +10,8 @@ pub mod server;
 pub mod tls;
 pub mod upstream;
 
+pub use colocated::CoLocatedUpstream;
 pub use front_end::{FrontEnd, Identity, Limits, COMMAND_TIMEOUT_DEFAULT};
 pub use metrics::ProxyMetrics;
-pub use colocated::CoLocatedUpstream;
 pub use server::{serve, ListenAddr, Listener};
 pub use upstream::{LocalUpstream, Upstream};

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::conn::Conn;
-use crate::accept::{accept_loop, Permit, Permits};
 use super::front_end::FrontEnd;
 use super::tls::Acceptor;
+use crate::accept::{accept_loop, Permit, Permits};
 
 /// Where a front end listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,7 +110,9 @@ pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
                 tokio::spawn(async move {
                     match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => spawn_conn(front, tls, permit),
-                        Ok(Err(e)) => tracing::info!(%peer, error = %e, "closing a connection: its TLS handshake failed (a plain-text client on the TLS port?)"),
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "closing a connection: its TLS handshake failed (a plain-text client on the TLS port?)")
+                        }
                         Err(_) => tracing::info!(%peer, "closing a connection: no TLS handshake within 10 s"),
                     }
                 });

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::api::stats::ClusterStats;
-use crate::client::{Answer, Query, UpstreamError};
 use crate::client::retry::{next_backoff, BACKOFF_MIN, PATIENCE};
+use crate::client::{Answer, Query, UpstreamError};
 use crate::fsm::{Op, Reply, ReservationEvent};
 use crate::node::{NodeError, NodeHandle};
 
@@ -43,11 +43,7 @@ impl LocalUpstream {
 
 /// A linearizable read of a node in this process: its ReadIndex barrier (which a follower
 /// asks of the leader), then the read, retried through leader changes within `patience`.
-async fn read_local<R>(
-    node: &NodeHandle,
-    patience: Duration,
-    f: impl FnOnce(&crate::node::replicated::Replicated) -> R,
-) -> Result<R, UpstreamError> {
+async fn read_local<R>(node: &NodeHandle, patience: Duration, f: impl FnOnce(&crate::node::replicated::Replicated) -> R) -> Result<R, UpstreamError> {
     let deadline = tokio::time::Instant::now() + patience;
     let mut backoff = BACKOFF_MIN;
     loop {

@@ -16,9 +16,9 @@ use crate::api::forwarding_server::Forwarding;
 use crate::api::metadata::{leader_hint, needs_version};
 use crate::api::{self, ForwardedAnswer};
 use crate::fsm::Op;
+use crate::limits::{FORWARD_FRAME_ANSWERS_MAX, FORWARD_FRAME_BYTES_SOFT_MAX};
 use crate::node::codec::wire::{decode_op, encode_result};
 use crate::node::{CallerSeq, NodeError, NodeHandle};
-use crate::limits::{FORWARD_FRAME_ANSWERS_MAX, FORWARD_FRAME_BYTES_SOFT_MAX};
 
 /// How long a write may wait for its entry to apply before its caller is told to retry (as on
 /// the unary calls).

@@ -11,14 +11,14 @@ use tonic::{Request, Response, Status};
 
 use super::status::{caller_of, invalid, read_refused, status_of};
 use crate::api::job_state_machine_server::JobStateMachine;
-use crate::api::{self, Empty};
 use crate::api::stats::{self, ClusterStats};
+use crate::api::{self, Empty};
 use crate::fsm::{job_to_proto, JobStats, JobView, Op, Reply, TubeStats};
+use crate::limits::RESERVATION_STREAM_BUFFERED_MAX;
 use crate::node::codec::wire::reservation;
 use crate::node::codec::{self, job_id};
 use crate::node::{NodeError, NodeHandle};
 use crate::protocol::{job_stats_yaml, stats_yaml, tube_stats_yaml, ServerStats, Stats};
-use crate::limits::RESERVATION_STREAM_BUFFERED_MAX;
 
 /// How long a write may wait for its entry to apply before the caller is told to retry.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,10 +169,7 @@ impl JobStateMachine for JobService {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
-    async fn check_client_state(
-        &self,
-        request: Request<api::CheckClientStateRequest>,
-    ) -> Result<Response<api::CheckClientStateResponse>, Status> {
+    async fn check_client_state(&self, request: Request<api::CheckClientStateRequest>) -> Result<Response<api::CheckClientStateResponse>, Status> {
         let m = request.into_inner();
         let states = self.read(|s| s.fsm.check_client_state(&m.proxy_id, &m.client_ids)).await?;
         Ok(Response::new(api::CheckClientStateResponse {
@@ -232,18 +229,12 @@ impl JobStateMachine for JobService {
         Ok(Response::new(peek(self.read(|s| s.fsm.peek_ready(&tube)).await?)))
     }
 
-    async fn get_stats_job_yaml(
-        &self,
-        request: Request<api::GetStatsJobYamlRequest>,
-    ) -> Result<Response<api::GetStatsJobYamlResponse>, Status> {
+    async fn get_stats_job_yaml(&self, request: Request<api::GetStatsJobYamlRequest>) -> Result<Response<api::GetStatsJobYamlResponse>, Status> {
         let yaml = job_stats_yaml(&self.job_stats(request.get_ref().job_id).await?);
         Ok(Response::new(api::GetStatsJobYamlResponse { stats_yaml: Bytes::from(yaml) }))
     }
 
-    async fn get_stats_tube_yaml(
-        &self,
-        request: Request<api::GetStatsTubeYamlRequest>,
-    ) -> Result<Response<api::GetStatsTubeYamlResponse>, Status> {
+    async fn get_stats_tube_yaml(&self, request: Request<api::GetStatsTubeYamlRequest>) -> Result<Response<api::GetStatsTubeYamlResponse>, Status> {
         let yaml = tube_stats_yaml(&self.tube_stats(&request.get_ref().tube_name).await?);
         Ok(Response::new(api::GetStatsTubeYamlResponse { stats_yaml: Bytes::from(yaml) }))
     }

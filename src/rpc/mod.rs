@@ -78,12 +78,7 @@ pub async fn serve(
     let mut server = server.layer(crate::security::guard::GuardLayer(callers.clone()));
     #[cfg(madsim)]
     let (mut server, _) = (server, callers);
-    let router = server
-        .add_service(browse)
-        .add_service(cluster)
-        .add_service(forwarding)
-        .add_service(jobs)
-        .add_service(raft);
+    let router = server.add_service(browse).add_service(cluster).add_service(forwarding).add_service(jobs).add_service(raft);
     #[cfg(not(madsim))]
     router.serve_with_incoming_shutdown(incoming::Incoming::bind(addr, callers.server_tls()).await?, shutdown).await?;
     #[cfg(madsim)]

@@ -29,12 +29,7 @@ const ACKS_QUEUED_MAX: usize = SNAPSHOT_CHUNKS_IN_FLIGHT_MAX + 4;
 pub(super) type Progress = ReceiverStream<Result<SnapshotProgress, Status>>;
 
 /// Receives one call's parts in a task of its own; answers the stream of acknowledgements.
-pub(super) fn receive(
-    node: NodeHandle,
-    receiving: Arc<Mutex<Receiving>>,
-    stopping: watch::Receiver<()>,
-    parts: Streaming<SnapshotPart>,
-) -> Progress {
+pub(super) fn receive(node: NodeHandle, receiving: Arc<Mutex<Receiving>>, stopping: watch::Receiver<()>, parts: Streaming<SnapshotPart>) -> Progress {
     let (acks, rx) = mpsc::channel(ACKS_QUEUED_MAX);
     tokio::spawn(async move {
         if let Err(status) = carry(&node, &receiving, stopping, parts, &acks).await {
@@ -131,11 +126,8 @@ fn refused(e: PartError) -> Status {
         PartError::Superseded => Status::aborted(message),
         PartError::TooLarge { .. } | PartError::ChunkTooLarge { .. } => Status::resource_exhausted(message),
         PartError::Checksum { .. } => Status::data_loss(message),
-        PartError::NotASnapshot(_)
-        | PartError::DataInHeader
-        | PartError::OutOfOrder { .. }
-        | PartError::PastEnd { .. }
-        | PartError::Short { .. } => Status::invalid_argument(message),
+        PartError::NotASnapshot(_) | PartError::DataInHeader | PartError::OutOfOrder { .. } | PartError::PastEnd { .. } | PartError::Short { .. } => {
+            Status::invalid_argument(message)
+        }
     }
 }
-

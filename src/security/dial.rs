@@ -165,7 +165,9 @@ mod real {
 
     /// Connects over TCP, then TLS with the configuration current now, checking that the
     /// node's certificate names the host dialed.
-    pub(super) fn connector(tls: Arc<Swap<ClientConfig>>) -> impl tower::Service<Uri, Response = TokioIo<TlsStream<TcpStream>>, Error = io::Error, Future = Connecting> + Clone + Send + 'static {
+    pub(super) fn connector(
+        tls: Arc<Swap<ClientConfig>>,
+    ) -> impl tower::Service<Uri, Response = TokioIo<TlsStream<TcpStream>>, Error = io::Error, Future = Connecting> + Clone + Send + 'static {
         tower::service_fn(move |uri: Uri| -> Connecting {
             let config = tls.get();
             Box::pin(async move {

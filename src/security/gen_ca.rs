@@ -9,8 +9,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use super::roles::{Role, ROLE_URI_PREFIX};
 
 /// The certificates made, by file stem, with the roles each names.
-pub const MADE: [(&str, &[Role]); 3] =
-    [("node", &[Role::Peer, Role::FrontEnd]), ("frontend", &[Role::FrontEnd]), ("admin", &[Role::Admin])];
+pub const MADE: [(&str, &[Role]); 3] = [("node", &[Role::Peer, Role::FrontEnd]), ("frontend", &[Role::FrontEnd]), ("admin", &[Role::Admin])];
 
 /// Writes `ca.pem` and, for each of `MADE`, `NAME.pem` and `NAME-key.pem` into `dir`; every
 /// certificate names `hosts` (how nodes are dialed: a node's must name its own).
@@ -21,7 +20,8 @@ pub fn write(dir: &Path, hosts: &[String]) -> Result<String, String> {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "coolbeans test CA");
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(fail)?).map_err(fail)?;
-    let file = |name: String, text: String| std::fs::write(dir.join(&name), text).map_err(|e| format!("cannot write {name} in {}: {e}", dir.display()));
+    let file =
+        |name: String, text: String| std::fs::write(dir.join(&name), text).map_err(|e| format!("cannot write {name} in {}: {e}", dir.display()));
     file("ca.pem".into(), ca.pem())?;
     for (stem, roles) in MADE {
         let mut params = CertificateParams::new(hosts.to_vec()).map_err(fail)?;

@@ -55,11 +55,7 @@ fn holder(file: &mut File) -> Option<u32> {
 
 fn in_use(dir: &Path, path: &Path, pid: Option<u32>) -> String {
     let who = pid.map_or_else(|| "another process".to_string(), |pid| format!("process {pid}"));
-    format!(
-        "data dir {} is in use by {who} (it holds the lock on {}): stop it, or give another data dir",
-        dir.display(),
-        path.display()
-    )
+    format!("data dir {} is in use by {who} (it holds the lock on {}): stop it, or give another data dir", dir.display(), path.display())
 }
 
 #[cfg(test)]

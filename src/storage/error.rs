@@ -128,10 +128,9 @@ impl fmt::Display for Corruption {
             Corruption::NameMismatch { name_index, snapshot_index } => {
                 write!(f, "snapshot index {snapshot_index} in a file named for index {name_index}")
             }
-            Corruption::SnapshotMissing { log_start_index, snapshot_index } => write!(
-                f,
-                "log starts after a snapshot at index {log_start_index}, newest snapshot file is at {snapshot_index}"
-            ),
+            Corruption::SnapshotMissing { log_start_index, snapshot_index } => {
+                write!(f, "log starts after a snapshot at index {log_start_index}, newest snapshot file is at {snapshot_index}")
+            }
             Corruption::SnapshotIndexImpossible => write!(f, "snapshot at index {}, which no log entry can follow", u64::MAX),
         }
     }

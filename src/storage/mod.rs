@@ -30,9 +30,9 @@ mod sync_policy;
 mod wal;
 
 pub use dir_lock::DirLock;
-pub(crate) use record::parse_message;
 pub use disk::{Disk, RealDisk, SimDisk, SyncObserver};
 pub use error::{Corruption, StorageError};
-pub use sync_policy::{spawn_overdue_timer, PolicyDisk, SyncPolicy};
+pub(crate) use record::parse_message;
 pub use snapshot_file::StagedSnapshot;
+pub use sync_policy::{spawn_overdue_timer, PolicyDisk, SyncPolicy};
 pub use wal::{Recovered, SnapshotWriter, Wal, WalBatch, WalOptions, WalWriter};

@@ -115,9 +115,7 @@ impl FrameError {
         match self {
             FrameError::Incomplete => Corruption::Truncated,
             FrameError::ChecksumMismatch | FrameError::HeaderChecksumMismatch => Corruption::ChecksumMismatch,
-            FrameError::LengthImpossible(payload_bytes) => {
-                Corruption::LengthImpossible { payload_bytes: *payload_bytes }
-            }
+            FrameError::LengthImpossible(payload_bytes) => Corruption::LengthImpossible { payload_bytes: *payload_bytes },
             FrameError::UnknownKind(kind) => Corruption::UnknownKind(*kind),
         }
     }
@@ -259,7 +257,11 @@ mod tests {
         for at in 0..out.len() {
             let mut flipped = out.clone();
             flipped[at] ^= 0x10;
-            let want = if at < HEADER_BYTES { FrameError::HeaderChecksumMismatch } else { FrameError::ChecksumMismatch };
+            let want = if at < HEADER_BYTES {
+                FrameError::HeaderChecksumMismatch
+            } else {
+                FrameError::ChecksumMismatch
+            };
             assert_eq!(decode(&flipped).map(|_| ()).map_err(|e| e.0), Err(want), "flipped byte {at}");
         }
     }

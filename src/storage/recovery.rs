@@ -134,11 +134,7 @@ fn load_newest_snapshot(dir: &mut DataDir, snapshots: &[(u64, String)]) -> Resul
 
 /// Replays every segment in order. Returns the log and the last segment with its valid size.
 /// With `unsynced_batches`, any damage in the last segment ends the log there.
-fn replay_segments(
-    dir: &mut DataDir,
-    segments: &[(u64, String)],
-    unsynced_batches: bool,
-) -> Result<(Replay, Option<(u64, u64)>), StorageError> {
+fn replay_segments(dir: &mut DataDir, segments: &[(u64, String)], unsynced_batches: bool) -> Result<(Replay, Option<(u64, u64)>), StorageError> {
     let mut replay = Replay::default();
     let mut last_segment = None;
     for (position, (sequence, name)) in segments.iter().enumerate() {
@@ -183,14 +179,7 @@ enum Tail {
 
 impl Replay {
     /// Applies every whole batch of one segment; returns how many leading bytes are valid.
-    fn segment(
-        &mut self,
-        dir: &DataDir,
-        segments: &[(u64, String)],
-        segment: usize,
-        bytes: &[u8],
-        tail: Tail,
-    ) -> Result<usize, StorageError> {
+    fn segment(&mut self, dir: &DataDir, segments: &[(u64, String)], segment: usize, bytes: &[u8], tail: Tail) -> Result<usize, StorageError> {
         let path = dir.path(&segments[segment].1);
         let mut batch = Vec::new();
         let mut batch_end = 0;
@@ -259,12 +248,7 @@ impl Replay {
 
 /// Checks the log does not start after the newest snapshot: the snapshot it started after
 /// would be missing.
-fn check_log_start(
-    dir: &DataDir,
-    segments: &[(u64, String)],
-    replay: &Replay,
-    snapshot: &SnapshotMetadata,
-) -> Result<(), StorageError> {
+fn check_log_start(dir: &DataDir, segments: &[(u64, String)], replay: &Replay, snapshot: &SnapshotMetadata) -> Result<(), StorageError> {
     match replay.log_start {
         Some((index, at)) if index > snapshot.index => {
             let path = dir.path(&segments[at.segment].1);

@@ -109,17 +109,11 @@ pub struct Wal {
 impl Wal {
     /// Opens (creating if needed) the log in `dir`, relative to the disk's root, and returns
     /// what it holds. A torn tail left by a crash is cut away; any other damage is an error.
-    pub fn open(
-        disk: Arc<dyn Disk>,
-        dir: impl Into<PathBuf>,
-        options: WalOptions,
-    ) -> Result<(Wal, Recovered), StorageError> {
+    pub fn open(disk: Arc<dyn Disk>, dir: impl Into<PathBuf>, options: WalOptions) -> Result<(Wal, Recovered), StorageError> {
         let mut dir = DataDir::open(disk, dir.into())?;
         let found = recovery::recover(&mut dir)?;
         let snapshot = found.snapshot.as_ref().map(|s| s.get_metadata().clone()).unwrap_or_default();
-        let segment = found
-            .last_segment
-            .map(|(sequence, size_bytes)| Segment { sequence, size_bytes, file_bytes: size_bytes, is_new: false });
+        let segment = found.last_segment.map(|(sequence, size_bytes)| Segment { sequence, size_bytes, file_bytes: size_bytes, is_new: false });
         let wal = Wal {
             dir: Some(dir),
             options,

@@ -126,12 +126,8 @@ fn start(dir: &Path, seed: u64, runtime: &tokio::runtime::Runtime, record: Arc<R
     for addr in &addrs {
         runtime.block_on(common::wait_for_port(*addr, Duration::from_secs(30)));
     }
-    let mut targets: Vec<Target> = led
-        .nodes
-        .into_iter()
-        .enumerate()
-        .map(|(i, node)| Target::running(format!("node {}", node.id), node.proc, true, i, addrs[i]))
-        .collect();
+    let mut targets: Vec<Target> =
+        led.nodes.into_iter().enumerate().map(|(i, node)| Target::running(format!("node {}", node.id), node.proc, true, i, addrs[i])).collect();
     targets.push(Target::running("front end".into(), front, false, addrs.len() - 1, standalone));
     (Chaos::new(targets, seed, record), addrs, led.members)
 }

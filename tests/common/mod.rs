@@ -44,13 +44,7 @@ impl Proc {
                 });
             }
         }
-        let child = command
-            .args(&self.args)
-            .env("RUST_LOG", "info,raft=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn coolbeans");
+        let child = command.args(&self.args).env("RUST_LOG", "info,raft=warn").stdout(Stdio::null()).stderr(log).spawn().expect("spawn coolbeans");
         self.child = Some(child);
     }
 
@@ -216,9 +210,8 @@ pub async fn wait_for_port(addr: SocketAddr, limit: Duration) {
 /// Starts a one-node cluster on loopback with `extra` flags and waits until it leads.
 pub async fn one_node(dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
     let addr = loopback(free_port());
-    let mut args: Vec<String> = ["cluster-node", "--node-id", "1", "--listen", &addr.to_string(), "--peers", &format!("1={addr}")]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> =
+        ["cluster-node", "--node-id", "1", "--listen", &addr.to_string(), "--peers", &format!("1={addr}")].map(String::from).to_vec();
     args.extend(["--data-dir".to_string(), dir.join("node-1").display().to_string()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut node = Proc::new(args, dir.join("node-1.log"));

@@ -166,7 +166,13 @@ fn actions_are_guarded() {
         (vec![json_type, ("Authorization", "Bearer s3cret-admin")], 403),
         (vec![json_type, ("Authorization", "Bearer s3cret-admin"), ("Cookie", "cb_csrf=a"), ("X-CSRF-Token", "b")], 403),
         (
-            vec![json_type, ("Authorization", "Bearer s3cret-admin"), ("Cookie", "cb_csrf=a"), ("X-CSRF-Token", "a"), ("Origin", "http://evil.example")],
+            vec![
+                json_type,
+                ("Authorization", "Bearer s3cret-admin"),
+                ("Cookie", "cb_csrf=a"),
+                ("X-CSRF-Token", "a"),
+                ("Origin", "http://evil.example"),
+            ],
             403,
         ),
     ];
@@ -199,7 +205,8 @@ fn browser_on_serve() {
     let ids = put_in(&mut bs, "emails", &[r#"{"to":"ada@example.com","n":1}"#, "plain text", "third"]);
     let mut browser = Browser::start(free_port(), &shots_dir());
     browser.open(&format!("http://{console}/"));
-    let ready = |b: &mut Browser, tube: &str, state: &str, n: u64| b.text(&format!("#tubes tr[data-tube='{tube}'] td.{state}")) == Some(n.to_string());
+    let ready =
+        |b: &mut Browser, tube: &str, state: &str, n: u64| b.text(&format!("#tubes tr[data-tube='{tube}'] td.{state}")) == Some(n.to_string());
     browser.wait_for("3 ready jobs in emails", Duration::from_secs(10), |b| ready(b, "emails", "ready", 3));
     browser.screenshot("serve-overview");
 
@@ -231,7 +238,9 @@ fn browser_on_serve() {
     browser.wait_for("the ready jobs", Duration::from_secs(10), |b| b.text(&first).is_some());
     browser.click_row(&first);
     browser.click("#body-views button[data-view='json']");
-    browser.wait_for("the body as pretty JSON", Duration::from_secs(10), |b| b.text("#job-body").is_some_and(|t| t.contains("\n  \"to\": \"ada@example.com\"")));
+    browser.wait_for("the body as pretty JSON", Duration::from_secs(10), |b| {
+        b.text("#job-body").is_some_and(|t| t.contains("\n  \"to\": \"ada@example.com\""))
+    });
     browser.type_into("#move-tube", "archive");
     browser.click("#job-move");
     browser.wait_for("the moved job in archive", Duration::from_secs(10), |b| ready(b, "archive", "ready", 1) && ready(b, "emails", "ready", 2));
@@ -257,18 +266,26 @@ fn browser_follows_a_leader_change() {
     }
     let leader_seen_by = |console: SocketAddr| get(console, "/api/overview").1["cluster"]["leader_id"].as_u64().filter(|&l| l != 0);
     let mut leader = None;
-    wait_until(Duration::from_secs(20), || {
-        leader = TcpStream::connect(consoles[0]).ok().and_then(|_| leader_seen_by(consoles[0]));
-        leader.is_some()
-    }, "leader");
+    wait_until(
+        Duration::from_secs(20),
+        || {
+            leader = TcpStream::connect(consoles[0]).ok().and_then(|_| leader_seen_by(consoles[0]));
+            leader.is_some()
+        },
+        "leader",
+    );
     let leader = leader.expect("a leader");
     let watcher = (0..3).find(|&i| i as u64 + 1 != leader).expect("a follower");
 
     let mut browser = Browser::start(free_port(), &shots_dir());
     browser.open(&format!("http://{}/", consoles[watcher]));
-    let shown = |b: &mut Browser| b.run("return document.querySelector('#cluster-summary').dataset.leader || '0';", json!([])).as_str().and_then(|s| s.parse::<u64>().ok());
+    let shown = |b: &mut Browser| {
+        b.run("return document.querySelector('#cluster-summary').dataset.leader || '0';", json!([])).as_str().and_then(|s| s.parse::<u64>().ok())
+    };
     browser.wait_for("the leader", Duration::from_secs(15), |b| shown(b) == Some(leader));
-    browser.wait_for("three members", Duration::from_secs(15), |b| b.run("return document.querySelectorAll('#members tbody tr').length;", json!([])) == json!(3));
+    browser.wait_for("three members", Duration::from_secs(15), |b| {
+        b.run("return document.querySelectorAll('#members tbody tr').length;", json!([])) == json!(3)
+    });
     browser.screenshot("cluster-before");
 
     nodes[leader as usize - 1].proc.kill();
@@ -297,9 +314,11 @@ fn front_end_console() {
     args.extend(["--http-admin-token-file".into(), token.display().to_string()]);
     let mut front = Proc::new(args, dir.join("front.log"));
     front.start();
-    wait_until(Duration::from_secs(20), || {
-        TcpStream::connect(console).is_ok() && get(console, "/api/overview").1["cluster"]["leader_id"].as_u64().is_some_and(|l| l != 0)
-    }, "leader seen through the front end's console");
+    wait_until(
+        Duration::from_secs(20),
+        || TcpStream::connect(console).is_ok() && get(console, "/api/overview").1["cluster"]["leader_id"].as_u64().is_some_and(|l| l != 0),
+        "leader seen through the front end's console",
+    );
     let (_, overview) = get(console, "/api/overview");
     assert_eq!((overview["mode"].as_str(), overview["node_id"].is_null()), (Some("beanstalkd"), true), "{overview}");
     assert_eq!(overview["cluster"]["members"].as_array().map(Vec::len), Some(3), "{overview}");

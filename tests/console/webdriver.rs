@@ -106,7 +106,11 @@ impl Browser {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let started = Instant::now();
         while !matches!(exchange(addr, "GET", "/status", None), Ok((200, _))) {
-            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not answer on {addr} within 20 s; its log is in {}", shots.display());
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not answer on {addr} within 20 s; its log is in {}",
+                shots.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let capabilities = json!({"capabilities": {"alwaysMatch": {

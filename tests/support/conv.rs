@@ -229,13 +229,7 @@ pub fn load(path: &Path) -> Result<Conversation, String> {
 
 /// Parses a conversation's text.
 pub fn parse(name: &str, path: &Path, source: &str) -> Result<Conversation, (usize, String)> {
-    let mut conversation = Conversation {
-        name: name.to_string(),
-        path: path.to_path_buf(),
-        summary: String::new(),
-        since: None,
-        steps: Vec::new(),
-    };
+    let mut conversation = Conversation { name: name.to_string(), path: path.to_path_buf(), summary: String::new(), since: None, steps: Vec::new() };
     let mut closed = BTreeSet::new();
     for (index, raw) in source.lines().enumerate() {
         let line_no = index + 1;
@@ -258,12 +252,7 @@ pub fn parse(name: &str, path: &Path, source: &str) -> Result<Conversation, (usi
     Ok(conversation)
 }
 
-fn parse_line(
-    conv: &mut Conversation,
-    closed: &mut BTreeSet<String>,
-    line_no: usize,
-    line: &str,
-) -> Result<(), String> {
+fn parse_line(conv: &mut Conversation, closed: &mut BTreeSet<String>, line_no: usize, line: &str) -> Result<(), String> {
     if line.is_empty() {
         return Ok(());
     }
@@ -324,9 +313,7 @@ fn parse_conn_action(conn: String, rest: &str) -> Result<Action, String> {
         ("eof", "") => Ok(Action::Eof { conn }),
         ("silent", ms) => Ok(Action::Silent { conn, wait_ms: parse_ms(ms)? }),
         ("nudge", "") => Ok(Action::Nudge { conn }),
-        _ => Err(format!(
-            "cannot parse `{conn}{rest}`: expected {conn}>, {conn}>>, {conn}<, {conn}|, close, eof or silent MS"
-        )),
+        _ => Err(format!("cannot parse `{conn}{rest}`: expected {conn}>, {conn}>>, {conn}<, {conn}|, close, eof or silent MS")),
     }
 }
 
@@ -383,8 +370,7 @@ pub fn announces_body(header: &Text) -> bool {
 
 fn parse_yaml_line(line: &str) -> Result<YamlLine, String> {
     if let Some((key, value)) = line.split_once(": ") {
-        let range =
-            value.split_once("..").and_then(|(lo, hi)| Some((lo.parse::<u64>().ok()?, hi.parse::<u64>().ok()?)));
+        let range = value.split_once("..").and_then(|(lo, hi)| Some((lo.parse::<u64>().ok()?, hi.parse::<u64>().ok()?)));
         if value == "*" || range.is_some() {
             if !VOLATILE_KEYS.contains(&key) {
                 return Err(format!("`{key}` is compared exactly; only {VOLATILE_KEYS:?} take `*` or LO..HI"));
@@ -448,8 +434,7 @@ pub fn parse_text(source: &str) -> Result<Text, String> {
 }
 
 fn parse_repetition(inner: &str) -> Result<Vec<u8>, String> {
-    let (unit, count) =
-        inner.rsplit_once('*').ok_or_else(|| format!("`{{{inner}}}` is not a repetition {{unit*N}}"))?;
+    let (unit, count) = inner.rsplit_once('*').ok_or_else(|| format!("`{{{inner}}}` is not a repetition {{unit*N}}"))?;
     let count: usize = count.parse().map_err(|_| format!("`{count}` is not a repetition count"))?;
     let unit = parse_text(unit)?.literal().ok_or("a repeated unit cannot hold a capture")?;
     Ok(unit.repeat(count))
@@ -513,10 +498,7 @@ mod tests {
     #[test]
     fn text_escapes_repetitions_and_captures() {
         let text = parse_text("put {a*3}\\r\\n$id\\$").unwrap();
-        assert_eq!(
-            text.pieces,
-            vec![Piece::Bytes(b"put aaa\r\n".to_vec()), Piece::Capture("id".into()), Piece::Bytes(b"$".to_vec())]
-        );
+        assert_eq!(text.pieces, vec![Piece::Bytes(b"put aaa\r\n".to_vec()), Piece::Capture("id".into()), Piece::Bytes(b"$".to_vec())]);
         assert_eq!(show(b"x\r\n$"), "x\\r\\n\\$");
     }
 }

@@ -56,9 +56,7 @@ impl Captures {
         for piece in &text.pieces {
             match piece {
                 Piece::Bytes(b) => out.extend_from_slice(b),
-                Piece::Capture(name) => {
-                    out.extend_from_slice(self.get(name).ok_or_else(|| format!("${name} is used before it is bound"))?)
-                }
+                Piece::Capture(name) => out.extend_from_slice(self.get(name).ok_or_else(|| format!("${name} is used before it is bound"))?),
             }
         }
         Ok(out)
@@ -170,12 +168,8 @@ fn match_yaml_line(want: &YamlLine, got: &[u8], captures: &mut Captures) -> Resu
 fn well_formed(key: &str, value: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     match key {
-        "rusage-utime" | "rusage-stime" => {
-            value.split_once('.').is_some_and(|(secs, micros)| digits(secs) && digits(micros) && micros.len() == 6)
-        }
-        "version" | "hostname" | "os" | "platform" => {
-            value.len() >= 2 && value.starts_with('"') && value.ends_with('"')
-        }
+        "rusage-utime" | "rusage-stime" => value.split_once('.').is_some_and(|(secs, micros)| digits(secs) && digits(micros) && micros.len() == 6),
+        "version" | "hostname" | "os" | "platform" => value.len() >= 2 && value.starts_with('"') && value.ends_with('"'),
         "id" => !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && b != b'"'),
         _ => digits(value),
     }

@@ -42,22 +42,12 @@ struct Session<'a> {
 
 /// Plays `conversation` against `server`; answers the transcript on success.
 pub fn run(conversation: &Conversation, server: &mut Server, dialect: Dialect) -> Result<Vec<String>, Failure> {
-    let mut session = Session {
-        dialect,
-        server,
-        conns: BTreeMap::new(),
-        captures: Captures::default(),
-        transcript: Vec::new(),
-        started: Instant::now(),
-    };
+    let mut session =
+        Session { dialect, server, conns: BTreeMap::new(), captures: Captures::default(), transcript: Vec::new(), started: Instant::now() };
     for step in &conversation.steps {
         if let Err(reason) = session.play(step) {
             session.transcript.push(format!("        ^^^ differs (script line {})", step.line_no));
-            return Err(Failure {
-                step: Some((step.line_no, step.source.clone())),
-                reason,
-                transcript: session.transcript,
-            });
+            return Err(Failure { step: Some((step.line_no, step.source.clone())), reason, transcript: session.transcript });
         }
     }
     if let Err(reason) = session.check_nothing_unexpected() {
@@ -105,7 +95,11 @@ impl Session<'_> {
 
     fn send(&mut self, conn: &str, text: &Text, crlf: bool) -> Result<(), String> {
         let mut bytes = self.captures.substitute(text)?;
-        let shown = if crlf { format!("{conn}> {}", show(&bytes)) } else { format!("{conn}>> {}", show(&bytes)) };
+        let shown = if crlf {
+            format!("{conn}> {}", show(&bytes))
+        } else {
+            format!("{conn}>> {}", show(&bytes))
+        };
         self.note(shown);
         if crlf {
             bytes.extend_from_slice(b"\r\n");
@@ -129,17 +123,13 @@ impl Session<'_> {
         self.match_header(header, &line, received.as_deref())?;
         match (body, received) {
             (None, None) => Ok(()),
-            (Some(Body::Job(want)), Some(got)) => {
-                match_text(want, &got, &mut self.captures).map_err(|e| format!("job body: {e}"))
-            }
+            (Some(Body::Job(want)), Some(got)) => match_text(want, &got, &mut self.captures).map_err(|e| format!("job body: {e}")),
             (Some(Body::Yaml(want)), Some(got)) => {
                 let lines = yaml_lines(&got, self.dialect)?;
                 match_yaml(want, &lines, &mut self.captures)
             }
             (Some(_), None) => Err(format!("expected an answer with a body, got `{}`", show(&line))),
-            (None, Some(_)) => {
-                Err(format!("expected `{}`, got an answer with a body: `{}`", show_text(header), show(&line)))
-            }
+            (None, Some(_)) => Err(format!("expected `{}`, got an answer with a body: `{}`", show_text(header), show(&line))),
         }
     }
 
@@ -246,9 +236,7 @@ fn body_count(line: &[u8]) -> Option<usize> {
 
 /// Reads an announced body and its `\r\n`; answers the body alone.
 fn read_body(wire: &mut Wire, count: usize, deadline: Instant) -> Result<Vec<u8>, String> {
-    let mut body = wire
-        .read_bytes(count + 2, deadline)
-        .map_err(|e| describe(e, &format!("a body of {count} bytes and \\r\\n")))?;
+    let mut body = wire.read_bytes(count + 2, deadline).map_err(|e| describe(e, &format!("a body of {count} bytes and \\r\\n")))?;
     if !body.ends_with(b"\r\n") {
         return Err(format!("the body announced as {count} bytes is not followed by \\r\\n: `{}`", show(&body)));
     }

@@ -36,11 +36,8 @@ impl Server {
 
     /// Sends `SIGNAME` to the front end with kill(1).
     pub fn signal(&self, name: &str) -> Result<(), String> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.signal_pid.to_string())
-            .status()
-            .map_err(|e| format!("kill -{name}: {e}"))?;
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.signal_pid.to_string()).status().map_err(|e| format!("kill -{name}: {e}"))?;
         if !status.success() {
             return Err(format!("kill -{name} {} failed: {status}", self.signal_pid));
         }
@@ -84,11 +81,8 @@ pub struct Spawned {
 
 /// Starts `program args`, its stdout and stderr appended to `log`.
 pub fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Spawned, StartError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| StartError::Failed(format!("open {}: {e}", log.display())))?;
+    let file =
+        std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| StartError::Failed(format!("open {}: {e}", log.display())))?;
     let err_file = file.try_clone().map_err(|e| StartError::Failed(e.to_string()))?;
     // RUST_LOG, if set, passes through from the test's environment.
     let child = Command::new(program)
@@ -128,12 +122,7 @@ pub fn exited(processes: &mut [Spawned]) -> Option<StartError> {
 /// another's for a moment (one that took it after its choice, or one about to exit), and a
 /// connection that one accepted closes under the conversation as it exits, even if ours binds
 /// the port right after. Once ours listens, no other process can take the port.
-pub fn wait_until_serving(
-    addr: SocketAddr,
-    mut processes: Vec<Spawned>,
-    signal_index: usize,
-    timeout: Duration,
-) -> Result<Server, StartError> {
+pub fn wait_until_serving(addr: SocketAddr, mut processes: Vec<Spawned>, signal_index: usize, timeout: Duration) -> Result<Server, StartError> {
     let started = Instant::now();
     let logs: Vec<PathBuf> = processes.iter().map(|p| p.log.clone()).collect();
     loop {
@@ -150,9 +139,7 @@ pub fn wait_until_serving(
         }
         if started.elapsed() > timeout {
             kill_all(&mut processes);
-            return Err(StartError::Failed(format!(
-                "nothing accepted connections on {addr} within {timeout:?}; logs: {logs:?}"
-            )));
+            return Err(StartError::Failed(format!("nothing accepted connections on {addr} within {timeout:?}; logs: {logs:?}")));
         }
         std::thread::sleep(Duration::from_millis(10));
     }

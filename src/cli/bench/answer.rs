@@ -83,12 +83,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Answer<'_>, usize)>, MalformedAnswer>
 }
 
 /// `RESERVED <id> <bytes>`: the id, then a body of `bytes` bytes and `\r\n`.
-fn parse_reserved<'a>(
-    buf: &'a [u8],
-    line: &[u8],
-    args: &[u8],
-    line_bytes: usize,
-) -> Result<Option<(Answer<'a>, usize)>, MalformedAnswer> {
+fn parse_reserved<'a>(buf: &'a [u8], line: &[u8], args: &[u8], line_bytes: usize) -> Result<Option<(Answer<'a>, usize)>, MalformedAnswer> {
     let Some(space) = args.iter().position(|&b| b == b' ') else {
         return Err(malformed("missing argument", line));
     };
@@ -124,17 +119,11 @@ fn number(digits: &[u8], line: &[u8]) -> Result<u64, MalformedAnswer> {
     if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
         return Err(malformed("bad number", line));
     }
-    digits
-        .iter()
-        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
-        .ok_or_else(|| malformed("number out of range", line))
+    digits.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0'))).ok_or_else(|| malformed("number out of range", line))
 }
 
 fn is_tube_name(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name.len() <= crate::fsm::TUBE_NAME_BYTES_MAX
-        && name[0] != b'-'
-        && name.iter().all(|&b| crate::fsm::is_tube_name_byte(b))
+    !name.is_empty() && name.len() <= crate::fsm::TUBE_NAME_BYTES_MAX && name[0] != b'-' && name.iter().all(|&b| crate::fsm::is_tube_name_byte(b))
 }
 
 fn is_printable(line: &[u8]) -> bool {

@@ -154,9 +154,7 @@ pub async fn watch_only(conn: &mut Conn, tube: &str) -> Result<(), String> {
 pub async fn stats_tube_number(conn: &mut Conn, tube: &str, key: &str) -> Result<u64, String> {
     let command = format!("stats-tube {tube}\r\n");
     conn.request(command.as_bytes(), |a| match a {
-        Answer::Ok { yaml } => {
-            answer::yaml_number(yaml, key).ok_or_else(|| format!("stats-tube {tube}: no number {key} in its YAML"))
-        }
+        Answer::Ok { yaml } => answer::yaml_number(yaml, key).ok_or_else(|| format!("stats-tube {tube}: no number {key} in its YAML")),
         Answer::Other { line: b"NOT_FOUND" } => Ok(0),
         other => Err(format!("stats-tube {tube}: answered {}", other.describe())),
     })

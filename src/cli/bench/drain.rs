@@ -49,8 +49,7 @@ pub async fn run(config: &Config, prefilled: u64) -> Result<String, String> {
     }
     let started = Instant::now();
     let deadline = started + config.phase;
-    let tasks: Vec<_> =
-        conns.into_iter().map(|conn| tokio::spawn(drain_loop(conn, config.pipeline, deadline))).collect();
+    let tasks: Vec<_> = conns.into_iter().map(|conn| tokio::spawn(drain_loop(conn, config.pipeline, deadline))).collect();
     let mut total = DrainRun::default();
     let mut first_failure = None;
     for task in tasks {

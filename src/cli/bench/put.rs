@@ -108,20 +108,12 @@ async fn connect_using(config: &Config) -> Result<Vec<Conn>, String> {
 
 /// Runs one putting task per connection, connection `i` stopping at `stop(i)`; waits for all
 /// and merges what they saw, or returns the first task's error.
-async fn put_on_all(
-    conns: Vec<Conn>,
-    config: &Config,
-    pipeline: usize,
-    stop: impl Fn(usize) -> Stop,
-) -> Result<PutRun, String> {
+async fn put_on_all(conns: Vec<Conn>, config: &Config, pipeline: usize, stop: impl Fn(usize) -> Stop) -> Result<PutRun, String> {
     let command = put_command(config.body_bytes);
     // A guess at each connection's puts that saves most of the latency vector's regrowth.
     let expected = (config.phase.as_secs_f64() * 2000.0) as usize;
-    let tasks: Vec<_> = conns
-        .into_iter()
-        .enumerate()
-        .map(|(i, conn)| tokio::spawn(put_loop(conn, command.clone(), pipeline, stop(i), expected)))
-        .collect();
+    let tasks: Vec<_> =
+        conns.into_iter().enumerate().map(|(i, conn)| tokio::spawn(put_loop(conn, command.clone(), pipeline, stop(i), expected))).collect();
     let mut total = PutRun::default();
     let mut first_failure = None;
     for task in tasks {
@@ -137,13 +129,7 @@ async fn put_on_all(
 }
 
 /// One connection's puts: keep `pipeline` in flight, timing each from its write to its answer.
-async fn put_loop(
-    mut conn: Conn,
-    command: Arc<[u8]>,
-    pipeline: usize,
-    stop: Stop,
-    expected: usize,
-) -> Result<PutRun, String> {
+async fn put_loop(mut conn: Conn, command: Arc<[u8]>, pipeline: usize, stop: Stop, expected: usize) -> Result<PutRun, String> {
     assert!(pipeline >= 1);
     let mut run = PutRun { latencies: Latencies::with_capacity(expected), ..PutRun::default() };
     // When each put in flight was written, oldest first: answers come in command order.

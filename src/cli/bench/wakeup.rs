@@ -58,14 +58,15 @@ pub async fn run(config: &Config) -> Result<String, String> {
         latencies.record(latency);
         pair.waiter.queue_with_number("delete", id);
         pair.waiter.send().await?;
-        pair.waiter.read_answer(|answer| if answer != Answer::Deleted { errors.note("delete", &answer) }).await?;
+        pair.waiter
+            .read_answer(|answer| {
+                if answer != Answer::Deleted {
+                    errors.note("delete", &answer)
+                }
+            })
+            .await?;
     }
-    Ok(format!(
-        "wakeup: samples={} body={}B {} unconfirmed={unconfirmed} {errors}",
-        latencies.count(),
-        config.body_bytes,
-        latencies.summary(),
-    ))
+    Ok(format!("wakeup: samples={} body={}B {} unconfirmed={unconfirmed} {errors}", latencies.count(), config.body_bytes, latencies.summary(),))
 }
 
 /// Whether the server reports the waiter as waiting on its tube, polling a few times.

@@ -157,8 +157,8 @@ fn json_string(s: &str) -> String {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::view::tests::{answer, member, three_members};
     use super::super::view::assemble;
+    use super::super::view::tests::{answer, member, three_members};
     use super::*;
 
     fn leader_view() -> ClusterView {

@@ -109,10 +109,7 @@ pub fn tube_rates(before: &Sample, now: &Sample, elapsed_secs: f64) -> BTreeMap<
         .iter()
         .map(|t| {
             let rates = match earlier.get(t.name.as_str()) {
-                Some(b) => Rates {
-                    puts: rate(b.total_jobs, t.total_jobs, elapsed_secs),
-                    deletes: rate(b.deletes, t.deletes, elapsed_secs),
-                },
+                Some(b) => Rates { puts: rate(b.total_jobs, t.total_jobs, elapsed_secs), deletes: rate(b.deletes, t.deletes, elapsed_secs) },
                 None => Rates::default(),
             };
             (t.name.clone(), rates)

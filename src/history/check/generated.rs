@@ -129,7 +129,11 @@ impl Server {
         let any_buried = self.jobs.values().any(|j| in_tube(j, true));
         let mut kicked = 0;
         for job in self.jobs.values_mut() {
-            let wanted = if any_buried { job.slot == Slot::Buried } else { matches!(job.slot, Slot::Delayed { .. }) };
+            let wanted = if any_buried {
+                job.slot == Slot::Buried
+            } else {
+                matches!(job.slot, Slot::Delayed { .. })
+            };
             if job.tube == tube && wanted && kicked < bound {
                 job.slot = Slot::Ready;
                 kicked += 1;
@@ -185,9 +189,7 @@ struct Sim {
 /// Plays `clients` clients spread over `tubes` tubes for `horizon_ms` against a correct
 /// server.
 fn generate(seed: u64, clients: u32, tubes: u32, horizon_ms: u64) -> History {
-    let states = (0..clients)
-        .map(|c| ClientState { conn: 0, tube: format!("t{}", c % tubes), held: Vec::new(), alive_ms: 0, puts: 0 })
-        .collect();
+    let states = (0..clients).map(|c| ClientState { conn: 0, tube: format!("t{}", c % tubes), held: Vec::new(), alive_ms: 0, puts: 0 }).collect();
     let mut sim = Sim {
         rng: StdRng::seed_from_u64(seed),
         h: History::default(),
@@ -397,13 +399,7 @@ fn flip(h: &mut History, i: usize) -> bool {
             }
         }
         (
-            Call::Delete(_)
-            | Call::Release { .. }
-            | Call::Bury { .. }
-            | Call::Touch(_)
-            | Call::KickJob(_)
-            | Call::Peek(_)
-            | Call::ReserveJob(_),
+            Call::Delete(_) | Call::Release { .. } | Call::Bury { .. } | Call::Touch(_) | Call::KickJob(_) | Call::Peek(_) | Call::ReserveJob(_),
             Some(
                 Answer::Deleted
                 | Answer::Released
@@ -446,8 +442,7 @@ fn dropped_final_jobs_are_caught() {
     for seed in 0..100u64 {
         let h = generate(seed, 4, 1, 4000);
         let undeletable = h.final_jobs.keys().copied().find(|&id| {
-            let acked =
-                h.records.iter().any(|r| matches!(r.call, Call::Put { .. }) && r.answer == Some(Answer::Inserted(id)));
+            let acked = h.records.iter().any(|r| matches!(r.call, Call::Put { .. }) && r.answer == Some(Answer::Inserted(id)));
             acked && !h.records.iter().any(|r| r.call == Call::Delete(id))
         });
         let Some(id) = undeletable else { continue };

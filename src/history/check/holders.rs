@@ -74,12 +74,7 @@ fn sure_hold(h: &History, index: &Index, own: &[usize], a: usize, id: JobId) -> 
     let Call::Put { ttr_secs, tube, .. } = &h.records[put].call else { return None };
     let later: Vec<usize> = own.iter().copied().filter(|&j| j != a && h.records[j].start >= ra.start).collect();
     // A's touches count only until A could have been granted the job anew.
-    let regrant = later
-        .iter()
-        .filter(|&&j| may_grant(&h.records[j], id, tube))
-        .map(|&j| h.records[j].start)
-        .min()
-        .unwrap_or(Duration::MAX);
+    let regrant = later.iter().filter(|&&j| may_grant(&h.records[j], id, tube)).map(|&j| h.records[j].start).min().unwrap_or(Duration::MAX);
     let touches: Vec<usize> = later
         .iter()
         .copied()
@@ -91,19 +86,13 @@ fn sure_hold(h: &History, index: &Index, own: &[usize], a: usize, id: JobId) -> 
     let touched_last = touches.iter().map(|&j| h.records[j].start).max().unwrap_or(ra.start).max(ra.start);
     let ttr_bound = (touched_last + ttr_of(*ttr_secs)).saturating_sub(CLOCK_SLACK);
     let mut hold = Hold { grant: a, until: ttr_bound, evidence: touches, reason: "its TTR could expire" };
-    if let Some(&end) =
-        later.iter().filter(|&&j| ends_hold(&h.records[j].call, id)).min_by_key(|&&j| h.records[j].start)
-    {
+    if let Some(&end) = later.iter().filter(|&&j| ends_hold(&h.records[j].call, id)).min_by_key(|&&j| h.records[j].start) {
         if h.records[end].start < hold.until {
             hold = Hold { grant: a, until: h.records[end].start, evidence: vec![end], reason: "its holder let it go" };
         }
     }
-    let risk_from = h
-        .risks
-        .iter()
-        .filter(|risk| risk.client == ra.client && risk.until.is_none_or(|until| ra.start < until))
-        .map(|risk| risk.from)
-        .min();
+    let risk_from =
+        h.risks.iter().filter(|risk| risk.client == ra.client && risk.until.is_none_or(|until| ra.start < until)).map(|risk| risk.from).min();
     if let Some(from) = risk_from.filter(|&from| from < hold.until) {
         hold = Hold { grant: a, until: from, evidence: Vec::new(), reason: "its holder's holds became at risk" };
     }
@@ -170,10 +159,7 @@ mod tests {
     #[test]
     fn reserve_after_release_passes() {
         // After the holder started its release, another client may get the job.
-        let h = reserved_by_one()
-            .call(1, 100, 120, release(1, 0), Released)
-            .call(2, 90, 130, reserve(), reserved(1, "a"))
-            .done();
+        let h = reserved_by_one().call(1, 100, 120, release(1, 0), Released).call(2, 90, 130, reserve(), reserved(1, "a")).done();
         check(&h).unwrap();
     }
 
@@ -216,10 +202,7 @@ mod tests {
     #[test]
     fn touch_extends_the_hold() {
         // An acknowledged touch at 1.5 s moves the sure TTR bound to 3.5 s, so a grant at 3 s fails.
-        let h = reserved_by_one()
-            .call(1, 1500, 1510, Touch(1), Touched)
-            .call(2, 2900, 3000, reserve(), reserved(1, "a"))
-            .done();
+        let h = reserved_by_one().call(1, 1500, 1510, Touch(1), Touched).call(2, 2900, 3000, reserve(), reserved(1, "a")).done();
         let v = fails(&h);
         assert!(v.detail.contains("touch 1"), "{v}");
     }
@@ -248,10 +231,7 @@ mod tests {
     #[test]
     fn grant_before_the_release_fails() {
         // A grant that ended before the holder even sent its release happened inside the hold.
-        let h = reserved_by_one()
-            .call(2, 100, 200, reserve(), reserved(1, "a"))
-            .call(1, 300, 310, release(1, 0), Released)
-            .done();
+        let h = reserved_by_one().call(2, 100, 200, reserve(), reserved(1, "a")).call(1, 300, 310, release(1, 0), Released).done();
         fails(&h);
     }
 }

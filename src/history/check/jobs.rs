@@ -43,9 +43,7 @@ pub(crate) fn job_of(r: &Record) -> Option<JobId> {
 pub(crate) fn shown_job(r: &Record) -> Option<(JobId, &[u8])> {
     match (&r.call, &r.answer) {
         (Call::Put { body, .. }, Some(Answer::Inserted(id))) => Some((*id, body.as_slice())),
-        (_, Some(Answer::Reserved { id, body })) | (_, Some(Answer::Found { id, body })) => {
-            Some((*id, body.as_slice()))
-        }
+        (_, Some(Answer::Reserved { id, body })) | (_, Some(Answer::Found { id, body })) => Some((*id, body.as_slice())),
         _ => None,
     }
 }

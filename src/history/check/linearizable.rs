@@ -105,13 +105,7 @@ fn check_job(h: &History, index: &Index, id: JobId, records: &[usize], stats: &m
 /// A job id no answer ever paired with a body: no put is known to have made it, so every
 /// answer about it must say it does not exist, unless a put whose job was never shown may
 /// have made it.
-fn check_never_shown(
-    h: &History,
-    index: &Index,
-    id: JobId,
-    records: &[usize],
-    stats: &mut Stats,
-) -> Result<(), Violation> {
+fn check_never_shown(h: &History, index: &Index, id: JobId, records: &[usize], stats: &mut Stats) -> Result<(), Violation> {
     let claims_existence = |r: &Record| match &r.answer {
         Some(Answer::NotFound | Answer::TimedOut | Answer::DeadlineSoon | Answer::Paused | Answer::Kicked(_)) => false,
         answer => !is_unknown(answer),
@@ -271,11 +265,7 @@ impl Job {
         if ops.len() > JOB_CALLS_MAX {
             return Ok(None);
         }
-        let required = ops
-            .iter()
-            .enumerate()
-            .filter(|(_, op)| op.expect != Expect::Unknown)
-            .fold(Mask::default(), |mask, (i, _)| mask.with(i));
+        let required = ops.iter().enumerate().filter(|(_, op)| op.expect != Expect::Unknown).fold(Mask::default(), |mask, (i, _)| mask.with(i));
         Ok(Some(Job {
             id,
             tube: tube.clone(),
@@ -372,11 +362,7 @@ impl Job {
     /// at `since` is at risk: from then on it may be gone, or held by a connection of the
     /// client's that is gone.
     fn risk_at(&self, client: ClientId, since: Duration, t: Duration) -> Option<Duration> {
-        self.risks
-            .iter()
-            .filter(|&&(c, _, until)| c == client && until.is_none_or(|until| since < until))
-            .map(|&(_, from, _)| from.max(t))
-            .min()
+        self.risks.iter().filter(|&&(c, _, until)| c == client && until.is_none_or(|until| since < until)).map(|&(_, from, _)| from.max(t)).min()
     }
 
     /// Whether the final observation, after every call, sees `s`.
@@ -393,10 +379,7 @@ impl Job {
 
     fn violation(&self, h: &History, furthest: Mask) -> Violation {
         let records: Vec<usize> = self.ops.iter().map(|op| op.record).collect();
-        let unplaced: Vec<usize> = (0..self.ops.len())
-            .filter(|&i| self.required.has(i) && !furthest.has(i))
-            .map(|i| self.ops[i].record)
-            .collect();
+        let unplaced: Vec<usize> = (0..self.ops.len()).filter(|&i| self.required.has(i) && !furthest.has(i)).map(|i| self.ops[i].record).collect();
         let end = match h.final_jobs.get(&self.id) {
             Some(job) => describe_final(self.id, job),
             None => "final state: the job is gone".to_string(),
@@ -442,11 +425,7 @@ fn op_of(h: &History, i: usize, id: JobId, tube: &str) -> Result<Option<Op>, Vio
     };
     let expect = match &r.answer {
         None | Some(Answer::Other(_)) => Expect::Unknown,
-        Some(Answer::TimedOut | Answer::DeadlineSoon | Answer::Paused | Answer::Kicked(_))
-            if !matches!(kind, Kind::Put { .. }) =>
-        {
-            return Ok(None)
-        }
+        Some(Answer::TimedOut | Answer::DeadlineSoon | Answer::Paused | Answer::Kicked(_)) if !matches!(kind, Kind::Put { .. }) => return Ok(None),
         Some(Answer::NotFound) if !matches!(kind, Kind::Put { .. } | Kind::Reserve) => Expect::NotFound,
         Some(answer) if succeeded(kind, answer, id) => Expect::Success,
         Some(_) => return Err(bad_answer(h, i, id, "an answer this call cannot have")),
@@ -497,11 +476,8 @@ fn ghosts(from: &BTreeMap<ClientId, Duration>, t: Duration) -> impl Iterator<Ite
 /// For each client, the earliest start of its reserves on `tube` with an unknown outcome.
 fn ghost_from(h: &History, tube: &str) -> BTreeMap<ClientId, Duration> {
     let mut from: BTreeMap<ClientId, Duration> = BTreeMap::new();
-    let unknown_reserves = h
-        .records
-        .iter()
-        .filter(|r| matches!(&r.call, Call::Reserve { tube: watched, .. } if watched == tube))
-        .filter(|r| is_unknown(&r.answer));
+    let unknown_reserves =
+        h.records.iter().filter(|r| matches!(&r.call, Call::Reserve { tube: watched, .. } if watched == tube)).filter(|r| is_unknown(&r.answer));
     for r in unknown_reserves {
         let earliest = from.entry(r.client).or_insert(r.start);
         *earliest = (*earliest).min(r.start);
@@ -618,11 +594,7 @@ impl Search<'_> {
         }
         // Every call still to place must be placed before its end: nothing may happen later.
         let ops = &self.job.ops;
-        let open_end = (0..ops.len())
-            .filter(|&i| required.has(i) && !placed.has(i))
-            .map(|i| ops[i].end)
-            .min()
-            .unwrap_or(Duration::MAX);
+        let open_end = (0..ops.len()).filter(|&i| required.has(i) && !placed.has(i)).map(|i| ops[i].end).min().unwrap_or(Duration::MAX);
         let mut verdict = Verdict::Unexplained;
         for (i, op) in ops.iter().enumerate() {
             if op.start > open_end {
@@ -758,11 +730,7 @@ mod tests {
     #[test]
     fn ghost_reserve_explains_not_found_delete() {
         // A reserve that got no answer may have taken the job, so a delete may find nothing; the ghost then lets it go.
-        let h = put_a()
-            .lost(2, 50, 60, reserve())
-            .call(1, 100, 110, Delete(1), NotFound)
-            .fin(1, FinalState::Ready, "a")
-            .done();
+        let h = put_a().lost(2, 50, 60, reserve()).call(1, 100, 110, Delete(1), NotFound).fin(1, FinalState::Ready, "a").done();
         passes(&h);
     }
 
@@ -816,11 +784,7 @@ mod tests {
     #[test]
     fn peek_during_put_passes() {
         // A peek that overlaps the put may already see the job.
-        let h = Hist::new()
-            .call(9, 0, 100, put("a", 1), Inserted(1))
-            .call(2, 50, 60, Peek(1), found(1, "a"))
-            .fin(1, FinalState::Ready, "a")
-            .done();
+        let h = Hist::new().call(9, 0, 100, put("a", 1), Inserted(1)).call(2, 50, 60, Peek(1), found(1, "a")).fin(1, FinalState::Ready, "a").done();
         passes(&h);
     }
 
@@ -911,10 +875,13 @@ mod tests {
         let mut h = Hist::new().call(9, 0, 10, put("a", 60), Inserted(1));
         for round in 0..50u64 {
             let at = 100 + round * 100;
-            h = h
-                .call(1, at, at + 10, reserve(), reserved(1, "a"))
-                .call(2, at + 5, at + 90, Peek(1), found(1, "a"))
-                .call(1, at + 20, at + 30, release(1, 0), Released);
+            h = h.call(1, at, at + 10, reserve(), reserved(1, "a")).call(2, at + 5, at + 90, Peek(1), found(1, "a")).call(
+                1,
+                at + 20,
+                at + 30,
+                release(1, 0),
+                Released,
+            );
         }
         let stats = check_with_stats(&h.fin(1, FinalState::Ready, "a").done()).unwrap();
         assert_eq!(stats.jobs_checked, 1);
@@ -927,13 +894,7 @@ mod tests {
         let mut h = Hist::new().call(9, 0, 10, put("a", 1), Inserted(1));
         for c in 0..16u32 {
             let at = 20 + u64::from(c) * 7;
-            h = h.lost(c, at, at + 5, ReserveJob(1)).lost(c, at + 3, at + 9, release(1, 1)).call(
-                100 + c,
-                at,
-                at + 50,
-                Peek(1),
-                found(1, "a"),
-            );
+            h = h.lost(c, at, at + 5, ReserveJob(1)).lost(c, at + 3, at + 9, release(1, 1)).call(100 + c, at, at + 50, Peek(1), found(1, "a"));
         }
         let h = h.fin(1, FinalState::Buried, "a").done();
         let index = Index::new(&h);
@@ -968,11 +929,7 @@ mod tests {
     #[test]
     fn released_job_ending_buried_fails() {
         // A released job cannot be buried at the end with no bury.
-        let h = put_a()
-            .call(1, 20, 30, reserve(), reserved(1, "a"))
-            .call(1, 40, 50, release(1, 0), Released)
-            .fin(1, FinalState::Buried, "a")
-            .done();
+        let h = put_a().call(1, 20, 30, reserve(), reserved(1, "a")).call(1, 40, 50, release(1, 0), Released).fin(1, FinalState::Buried, "a").done();
         let v = fails(&h);
         assert!(v.detail.contains("not with the final state"), "{v}");
     }
@@ -1052,13 +1009,7 @@ mod tests {
     #[test]
     fn never_put_job_may_be_an_unknown_put() {
         // The same delete is fine when a put without an answer may have made job 42.
-        let h = put_a().call(1, 20, 30, Delete(1), Deleted).lost(3, 0, 10, put("b", 1)).call(
-            1,
-            40,
-            50,
-            Delete(42),
-            Deleted,
-        );
+        let h = put_a().call(1, 20, 30, Delete(1), Deleted).lost(3, 0, 10, put("b", 1)).call(1, 40, 50, Delete(42), Deleted);
         let stats = check_with_stats(&h.done()).unwrap();
         assert_eq!(stats.jobs_skipped, 1);
     }
@@ -1066,11 +1017,7 @@ mod tests {
     #[test]
     fn ghost_after_the_delete_does_not_explain_it() {
         // A reserve without an answer that started after the NOT_FOUND delete ended cannot explain it.
-        let h = put_a()
-            .call(1, 100, 110, Delete(1), NotFound)
-            .lost(2, 200, 210, reserve())
-            .fin(1, FinalState::Ready, "a")
-            .done();
+        let h = put_a().call(1, 100, 110, Delete(1), NotFound).lost(2, 200, 210, reserve()).fin(1, FinalState::Ready, "a").done();
         fails(&h);
     }
 

@@ -64,11 +64,8 @@ fn check_sightings(h: &History, index: &Index) -> Result<(), Violation> {
                     Seen::Record(i) if i == put => String::new(),
                     _ => format!("{}; ", describe_records(h, &[put])),
                 };
-                let detail = format!(
-                    "one put's body shown under two ids (jobs {first_id} and {id}): {put_shown}{}, and {}",
-                    show(h, first),
-                    show(h, seen)
-                );
+                let detail =
+                    format!("one put's body shown under two ids (jobs {first_id} and {id}): {put_shown}{}, and {}", show(h, first), show(h, seen));
                 return Err(Violation { checker: NAME, job: Some(id), detail });
             }
         }
@@ -86,8 +83,7 @@ fn check_tube(h: &History, put: usize, id: JobId, seen: Seen) -> Result<(), Viol
     if h.final_jobs[&id].tube == *tube {
         return Ok(());
     }
-    let detail =
-        format!("the job ends in another tube than its put's: {}; {}", describe_records(h, &[put]), show(h, seen));
+    let detail = format!("the job ends in another tube than its put's: {}; {}", describe_records(h, &[put]), show(h, seen));
     Err(Violation { checker: NAME, job: Some(id), detail })
 }
 
@@ -105,9 +101,8 @@ fn check_acknowledged(h: &History) -> Result<(), Violation> {
             continue; // its body was compared with the put's by `check_sightings`
         }
         let calls = &about[id];
-        let may_be_deleted = calls.iter().map(|&j| &h.records[j]).any(|d| {
-            d.call == Call::Delete(*id) && (d.answer == Some(Answer::Deleted) || is_unknown(&d.answer))
-        });
+        let may_be_deleted =
+            calls.iter().map(|&j| &h.records[j]).any(|d| d.call == Call::Delete(*id) && (d.answer == Some(Answer::Deleted) || is_unknown(&d.answer)));
         if !may_be_deleted {
             let detail = format!(
                 "an acknowledged put's job is gone at the end, and no delete of it was acknowledged or \
@@ -162,21 +157,14 @@ mod tests {
         // A delete that got no answer, or an error line, may have removed an acknowledged job.
         let no_answer = Hist::new().call(1, 0, 10, put("a", 5), Inserted(1)).lost(1, 20, 30, Delete(1)).done();
         check(&no_answer).unwrap();
-        let error_line = Hist::new()
-            .call(1, 0, 10, put("a", 5), Inserted(1))
-            .call(1, 20, 30, Delete(1), Other("INTERNAL_ERROR".into()))
-            .done();
+        let error_line = Hist::new().call(1, 0, 10, put("a", 5), Inserted(1)).call(1, 20, 30, Delete(1), Other("INTERNAL_ERROR".into())).done();
         check(&error_line).unwrap();
     }
 
     #[test]
     fn unknown_put_whose_job_shows_up_passes() {
         // A put without an answer may have happened: its job may be reserved and stay at the end.
-        let h = Hist::new()
-            .lost(1, 0, 10, put("a", 5))
-            .call(2, 5, 30, reserve(), reserved(7, "a"))
-            .fin(7, FinalState::Reserved, "a")
-            .done();
+        let h = Hist::new().lost(1, 0, 10, put("a", 5)).call(2, 5, 30, reserve(), reserved(7, "a")).fin(7, FinalState::Reserved, "a").done();
         check(&h).unwrap();
     }
 
@@ -204,11 +192,7 @@ mod tests {
     #[test]
     fn phantom_final_job_fails() {
         // A job at the end whose body no put carried appeared from nowhere.
-        let h = Hist::new().call(1, 0, 10, put("a", 5), Inserted(1)).fin(1, FinalState::Ready, "a").fin(
-            2,
-            FinalState::Ready,
-            "zzz",
-        );
+        let h = Hist::new().call(1, 0, 10, put("a", 5), Inserted(1)).fin(1, FinalState::Ready, "a").fin(2, FinalState::Ready, "zzz");
         let v = fails(&h.done());
         assert_eq!(v.job, Some(2));
     }
@@ -223,22 +207,14 @@ mod tests {
     #[test]
     fn body_changed_at_the_end_fails() {
         // An acknowledged job whose final body is another put's body was corrupted.
-        let h = Hist::new()
-            .call(1, 0, 10, put("a", 5), Inserted(1))
-            .lost(1, 20, 30, put("b", 5))
-            .fin(1, FinalState::Ready, "b")
-            .done();
+        let h = Hist::new().call(1, 0, 10, put("a", 5), Inserted(1)).lost(1, 20, 30, put("b", 5)).fin(1, FinalState::Ready, "b").done();
         assert_eq!(fails(&h).job, Some(1));
     }
 
     #[test]
     fn job_under_another_id_fails() {
         // A put acknowledged as job 5 whose body later comes back as job 6 broke the id.
-        let h = Hist::new()
-            .call(1, 0, 10, put("a", 5), Inserted(5))
-            .call(2, 20, 30, Peek(6), found(6, "a"))
-            .fin(5, FinalState::Ready, "a")
-            .done();
+        let h = Hist::new().call(1, 0, 10, put("a", 5), Inserted(5)).call(2, 20, 30, Peek(6), found(6, "a")).fin(5, FinalState::Ready, "a").done();
         let v = fails(&h);
         assert!(v.detail.contains("two ids"), "{v}");
     }
@@ -246,11 +222,7 @@ mod tests {
     #[test]
     fn one_unknown_put_as_two_jobs_fails() {
         // A put without an answer that shows up under two ids was applied twice.
-        let h = Hist::new()
-            .lost(1, 0, 10, put("a", 5))
-            .fin(3, FinalState::Ready, "a")
-            .fin(4, FinalState::Ready, "a")
-            .done();
+        let h = Hist::new().lost(1, 0, 10, put("a", 5)).fin(3, FinalState::Ready, "a").fin(4, FinalState::Ready, "a").done();
         assert_eq!(fails(&h).job, Some(4));
     }
 

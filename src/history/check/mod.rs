@@ -51,10 +51,7 @@ pub fn check_all(h: &History) -> Result<(), Violation> {
     holders::check(h)?;
     let stats = linearizable::check_with_stats(h)?;
     if stats.jobs_inconclusive > 0 {
-        tracing::warn!(
-            jobs = stats.jobs_inconclusive,
-            "linearizability search gave up on some jobs (step bound reached); they count as passing"
-        );
+        tracing::warn!(jobs = stats.jobs_inconclusive, "linearizability search gave up on some jobs (step bound reached); they count as passing");
     }
     Ok(())
 }
@@ -65,13 +62,7 @@ pub fn describe(r: &Record) -> String {
         Some(a) => describe_answer(a),
         None => "no answer (outcome unknown)".to_string(),
     };
-    format!(
-        "client {}: {}, {:.3}s..{:.3}s -> {answer}",
-        r.client,
-        describe_call(&r.call),
-        r.start.as_secs_f64(),
-        r.end.as_secs_f64()
-    )
+    format!("client {}: {}, {:.3}s..{:.3}s -> {answer}", r.client, describe_call(&r.call), r.start.as_secs_f64(), r.end.as_secs_f64())
 }
 
 /// Several records of `h`, numbered by their place in the history, in one line.

@@ -242,8 +242,7 @@ impl SimState {
 
     fn crash(&mut self, tear: Option<u64>) {
         self.names = self.names_durable.clone();
-        let orphans: Vec<PathBuf> =
-            self.names.keys().filter(|name| name.ancestors().skip(1).any(|dir| !self.is_dir(dir))).cloned().collect();
+        let orphans: Vec<PathBuf> = self.names.keys().filter(|name| name.ancestors().skip(1).any(|dir| !self.is_dir(dir))).cloned().collect();
         for orphan in orphans {
             self.names.remove(&orphan);
         }
@@ -258,8 +257,7 @@ impl SimState {
         self.unsynced_writes.clear();
         self.calls_until_fault = None;
         self.syncs_fail = false;
-        let named: Vec<u64> =
-            self.names.values().filter_map(|node| if let Node::File(i) = node { Some(*i) } else { None }).collect();
+        let named: Vec<u64> = self.names.values().filter_map(|node| if let Node::File(i) = node { Some(*i) } else { None }).collect();
         self.inodes.retain(|inode, _| named.contains(inode));
     }
 
@@ -289,9 +287,7 @@ impl Disk for SimDisk {
                     state.names.insert(ancestor.to_path_buf(), Node::Dir);
                 }
                 Some(Node::Dir) => {}
-                Some(Node::File(_)) => {
-                    return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file is in the way"))
-                }
+                Some(Node::File(_)) => return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file is in the way")),
             }
         }
         Ok(())

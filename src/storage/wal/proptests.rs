@@ -64,10 +64,8 @@ fn plain_op() -> impl Strategy<Value = Op> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let failing = prop_oneof![
-        Just(Op::Sync),
-        (0..6u64, 0..3u64, any::<bool>()).prop_map(|(back, ahead, agree)| Op::SaveSnapshot { back, ahead, agree })
-    ];
+    let failing =
+        prop_oneof![Just(Op::Sync), (0..6u64, 0..3u64, any::<bool>()).prop_map(|(back, ahead, agree)| Op::SaveSnapshot { back, ahead, agree })];
     prop_oneof![
         8 => plain_op(),
         1 => (0..14u64, failing, proptest::option::of(any::<u64>()))
@@ -109,7 +107,11 @@ fn settled(hard_state: &HardState, state: &Recovered) -> HardState {
 /// The state after saving a snapshot at (`index`, `term`).
 fn with_snapshot(state: &Recovered, index: u64, term: u64) -> Recovered {
     let agrees = term_at(state, index) == Some(term);
-    let entries = if agrees { state.entries.iter().filter(|e| e.index > index).cloned().collect() } else { Vec::new() };
+    let entries = if agrees {
+        state.entries.iter().filter(|e| e.index > index).cloned().collect()
+    } else {
+        Vec::new()
+    };
     let mut snapshot = Snapshot { data: vec![term as u8; index as usize % 5].into(), ..Snapshot::default() };
     snapshot.mut_metadata().index = index;
     snapshot.mut_metadata().term = term;
@@ -130,8 +132,7 @@ struct Harness {
 impl Harness {
     fn new(preallocate_bytes: u64) -> Harness {
         let disk = SimDisk::new();
-        let mut harness =
-            Harness { disk, preallocate_bytes, wal: None, appended: Recovered::default(), synced: Recovered::default() };
+        let mut harness = Harness { disk, preallocate_bytes, wal: None, appended: Recovered::default(), synced: Recovered::default() };
         harness.reopen(&[]);
         harness
     }

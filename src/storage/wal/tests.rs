@@ -248,8 +248,7 @@ fn corruption_in_middle_of_segment_is_an_error() {
     let second_batch = (first_record_bytes + HEADER_BYTES) as u64;
     sim.corrupt(&path(&segment_name(1)), second_batch + HEADER_BYTES as u64 + 2).expect("corrupt");
     let message = open_error(&disk);
-    let expected =
-        format!("corrupt write-ahead log data/{} at byte {second_batch}: checksum mismatch", segment_name(1));
+    let expected = format!("corrupt write-ahead log data/{} at byte {second_batch}: checksum mismatch", segment_name(1));
     assert_eq!(message, expected);
 }
 
@@ -272,7 +271,11 @@ fn corruption_in_earlier_segment_is_an_error() {
         sim.corrupt(&first, len - 1).expect("corrupt");
         let message = open_error(&disk);
         let records_end = len - preallocate_bytes;
-        let bad_record = if preallocate_bytes == 0 { records_end - HEADER_BYTES as u64 } else { records_end };
+        let bad_record = if preallocate_bytes == 0 {
+            records_end - HEADER_BYTES as u64
+        } else {
+            records_end
+        };
         let expected = format!("corrupt write-ahead log data/{} at byte {bad_record}: checksum mismatch", segment_name(1));
         assert_eq!(message, expected);
     }
@@ -310,10 +313,7 @@ fn checksummed_nonsense_is_an_error() {
         record::encode_empty(RecordKind::BatchEnd, bytes).expect("encode");
     });
     let message = open_error(&disk);
-    assert!(
-        message.starts_with(&format!("corrupt write-ahead log data/{} at byte 0: undecodable entry", segment_name(1))),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("corrupt write-ahead log data/{} at byte 0: undecodable entry", segment_name(1))), "{message}");
 
     let disk: Arc<dyn Disk> = Arc::new(SimDisk::new());
     let mut third_at = 0;
@@ -325,10 +325,7 @@ fn checksummed_nonsense_is_an_error() {
         record::encode_empty(RecordKind::BatchEnd, bytes).expect("encode");
     });
     let message = open_error(&disk);
-    let expected = format!(
-        "corrupt write-ahead log data/{} at byte {third_at}: entry 5 where entry 3 was expected",
-        segment_name(1)
-    );
+    let expected = format!("corrupt write-ahead log data/{} at byte {third_at}: entry 5 where entry 3 was expected", segment_name(1));
     assert_eq!(message, expected);
 }
 
