@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use super::backend::{Reads, Refusal, Totals};
+use crate::api::browse::{counts_from_proto, jobs_from_proto, tube_from_proto};
 use crate::api::{BrowseJobsRequest, BrowseTubesRequest, BrowseTubesResponse};
 use crate::cli::status::{self, ClusterView};
 use crate::client::RemoteUpstream;
 use crate::client::UpstreamError;
 use crate::fsm::{BrowseCursor, BrowseState, FsmError, JobId, JobPage, JobView, TubePage, TubeSummary};
-use crate::rpc::browse::{counts_from_proto, jobs_from_proto, tube_from_proto};
 
 pub struct ClusterReads {
     remote: Arc<RemoteUpstream>,
