@@ -66,6 +66,10 @@ pub const FORWARD_FRAME_BYTES_SOFT_MAX: usize = 1024 * 1024;
 pub const ENTRY_OPS_BYTES_MAX: usize = 1024 * 1024;
 const _: () = assert!(ENTRY_OPS_BYTES_MAX <= RAFT_MESSAGE_BYTES_MAX);
 
+/// Writes proposed together in one entry at most: the entry is applied under one lock of the
+/// state, and a larger batch would keep readers waiting longer for little gain.
+pub const ENTRY_OPS_MAX: usize = 1024;
+
 /// A batch of raft messages on a peer's stream takes no more once it holds this many bytes:
 /// one more message may still go in (an append of up to about 1 MiB of entries, or a single
 /// larger entry, which holds at most one job body beyond 1 MiB of operations).
@@ -184,3 +188,22 @@ pub const FORWARD_FRAME_ANSWERS_MAX: usize = 1024;
 /// Reservation results buffered per stream before a slow front end starts losing them (it then
 /// sees the stream end and resubscribes, checking its clients' states).
 pub const RESERVATION_STREAM_BUFFERED_MAX: usize = 4096;
+
+/// Writes waiting for a `Forwarding` stream's task before their callers wait.
+pub const FORWARD_CALLS_QUEUED_MAX: usize = 16_384;
+
+/// Frames waiting to be sent on a `Forwarding` stream: past this, the stream counts as stalled.
+pub const FORWARD_FRAMES_QUEUED_MAX: usize = 64;
+
+/// Writes in one frame of a `Forwarding` stream at most (and bytes:
+/// [`FORWARD_FRAME_BYTES_SOFT_MAX`]).
+pub const FORWARD_FRAME_WRITES_MAX: usize = 1024;
+
+/// Acknowledgements waiting for a snapshot's sender: it has at most this many parts
+/// unacknowledged (the chunks in flight, the header and the end), so a sender that reads them
+/// never finds the queue full.
+pub const SNAPSHOT_ACKS_QUEUED_MAX: usize = SNAPSHOT_CHUNKS_IN_FLIGHT_MAX + 4;
+
+/// The longest page of the Browse calls: a console asks for a screenful, and a longer page
+/// would hold the state's lock for longer than a command takes.
+pub const BROWSE_PAGE_MAX: usize = 500;

@@ -16,17 +16,13 @@ use tonic::Status;
 use super::retry::{next_backoff, BACKOFF_MIN};
 use crate::api::metadata::{mark_state_machine, not_leader, NEEDS_VERSION_KEY};
 use crate::api::{self, ForwardRequest, ForwardedAnswer, ForwardedWrite};
-use crate::limits::{CLIENT_API_ANSWER_BYTES_MAX, FORWARD_FRAME_BYTES_SOFT_MAX};
+use crate::limits::{
+    CLIENT_API_ANSWER_BYTES_MAX, FORWARD_CALLS_QUEUED_MAX, FORWARD_FRAMES_QUEUED_MAX, FORWARD_FRAME_BYTES_SOFT_MAX, FORWARD_FRAME_WRITES_MAX,
+};
 use crate::metrics::Counter;
 use crate::node::NodeError;
 use crate::security::dial::ForwardingApi;
 
-/// Writes waiting for the stream task before callers wait.
-const CALLS_QUEUED_MAX: usize = 16_384;
-/// Frames waiting to be sent on the stream: past this, the stream counts as stalled.
-const FRAMES_QUEUED_MAX: usize = 64;
-/// Writes in one frame at most (and bytes: `FORWARD_FRAME_BYTES_SOFT_MAX`).
-const FRAME_WRITES_MAX: usize = 1024;
 /// How long a write waits for its answer before its caller tries elsewhere (as a unary call's
 /// own limit does).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,7 +48,7 @@ impl Forwarder {
     /// Forwards to the node `client` calls; its stream task lives as long as this.
     /// Each stream it opens is counted in `opened`, if given.
     pub fn new(client: ForwardingApi, opened: Option<Counter>) -> Forwarder {
-        let (calls, rx) = mpsc::channel(CALLS_QUEUED_MAX);
+        let (calls, rx) = mpsc::channel(FORWARD_CALLS_QUEUED_MAX);
         tokio::spawn(run(client, rx, opened));
         Forwarder { calls }
     }
@@ -110,7 +106,7 @@ async fn run(client: ForwardingApi, mut calls: mpsc::Receiver<Call>, opened: Opt
             let _ = first.reply.send(Err(Status::unavailable("the forward stream to this node is down; retrying soon")));
             continue;
         }
-        let (frames, frames_rx) = mpsc::channel(FRAMES_QUEUED_MAX);
+        let (frames, frames_rx) = mpsc::channel(FORWARD_FRAMES_QUEUED_MAX);
         let mut client = client.clone().max_decoding_message_size(CLIENT_API_ANSWER_BYTES_MAX).max_encoding_message_size(CLIENT_API_ANSWER_BYTES_MAX);
         let request = tokio_stream::wrappers::ReceiverStream::new(frames_rx);
         let answers = match tokio::time::timeout(OPEN_TIMEOUT, client.forward(request)).await {
@@ -189,7 +185,7 @@ impl Stream {
             bytes += call.op.encoded_len();
             writes.push(ForwardedWrite { id, op: Some(call.op) });
             self.out.insert(id, call.reply);
-            if writes.len() < FRAME_WRITES_MAX && bytes < FORWARD_FRAME_BYTES_SOFT_MAX {
+            if writes.len() < FORWARD_FRAME_WRITES_MAX && bytes < FORWARD_FRAME_BYTES_SOFT_MAX {
                 next = calls.try_recv().ok();
             }
         }

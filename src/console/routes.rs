@@ -21,7 +21,8 @@ use super::backend::{Backend, Refusal};
 use super::guard::{new_csrf_token, Guard, CSRF_COOKIE};
 use super::timeline::Timeline;
 use super::view;
-use crate::fsm::{BrowseCursor, BrowseState, JobId, BROWSE_PAGE_MAX};
+use crate::fsm::{BrowseCursor, BrowseState, JobId};
+use crate::limits::BROWSE_PAGE_MAX;
 
 /// The largest action body: a tube name and a number or two.
 const ACTION_BODY_BYTES_MAX: usize = 16 * 1024;

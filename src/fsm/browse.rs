@@ -13,10 +13,7 @@ use super::index::Tube;
 use super::machine::Fsm;
 use super::stats::{secs_until, JobCounts};
 use super::types::{JobId, JobView, Millis};
-
-/// The longest page: a console asks for a screenful, and a longer page would hold the
-/// state's lock for longer than a command takes.
-pub const BROWSE_PAGE_MAX: usize = 500;
+use crate::limits::BROWSE_PAGE_MAX;
 
 /// The jobs a page lists: those of one state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

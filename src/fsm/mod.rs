@@ -70,7 +70,7 @@ mod snapshot;
 mod stats;
 mod tube_name;
 
-pub use browse::{BrowseCursor, BrowseState, JobPage, TubePage, TubeSummary, BROWSE_PAGE_MAX};
+pub use browse::{BrowseCursor, BrowseState, JobPage, TubePage, TubeSummary};
 pub use encoded::{fields, Field};
 pub use index::Counters;
 pub use machine::{Fsm, DEFAULT_TUBE};

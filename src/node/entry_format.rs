@@ -12,11 +12,8 @@ use super::codec::{encode_entry, ENTRY_FORMAT_LOCAL};
 use super::replicated::{CallerSeq, LocalOp};
 use super::version::Versions;
 use crate::fsm::Op;
+use crate::limits::{ENTRY_OPS_BYTES_MAX, ENTRY_OPS_MAX};
 use crate::storage::format::{ApplyOpBatch, ApplyOpRequest};
-
-/// Writes proposed together in one entry at most: the entry is applied under one lock of the
-/// state, and a larger batch would keep readers waiting longer for little gain.
-pub(super) const ENTRY_OPS_MAX: usize = 1024;
 
 /// The operations of an entry kept in memory, with the time stamped on them.
 pub(super) struct LocalEntry {
@@ -51,7 +48,7 @@ impl Ops {
     pub fn fits(&self, write: &Prepared) -> bool {
         match (self, write) {
             (Ops::Encoded { ops, bytes }, Prepared::Encoded(_, more)) => {
-                ops.is_empty() || (ops.len() < ENTRY_OPS_MAX && bytes + more <= crate::limits::ENTRY_OPS_BYTES_MAX)
+                ops.is_empty() || (ops.len() < ENTRY_OPS_MAX && bytes + more <= ENTRY_OPS_BYTES_MAX)
             }
             (Ops::InMemory(ops), Prepared::InMemory(_)) => ops.len() < ENTRY_OPS_MAX,
             _ => unreachable!("a write prepared in another form than its batch"),

@@ -8,7 +8,8 @@ use super::status::{read_refused, status_of};
 use crate::api::browse::{counts_to_proto, jobs_to_proto, tube_to_proto};
 use crate::api::browse_server::Browse;
 use crate::api::{BrowseJobsRequest, BrowseJobsResponse, BrowseTubesRequest, BrowseTubesResponse};
-use crate::fsm::{BrowseCursor, BrowseState, FsmError, JobCounts, TubePage, BROWSE_PAGE_MAX};
+use crate::fsm::{BrowseCursor, BrowseState, FsmError, JobCounts, TubePage};
+use crate::limits::BROWSE_PAGE_MAX;
 use crate::node::replicated::Replicated;
 use crate::node::{NodeError, NodeHandle};
 

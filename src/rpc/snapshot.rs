@@ -17,20 +17,15 @@ use super::status::status_of;
 use crate::api::snapshot_part::Part;
 use crate::api::{SnapshotPart, SnapshotProgress};
 use crate::chaos::{buggify, observe};
-use crate::limits::{SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNKS_IN_FLIGHT_MAX, SNAPSHOT_CHUNK_TIMEOUT};
+use crate::limits::{SNAPSHOT_ACKS_QUEUED_MAX, SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_TIMEOUT};
 use crate::node::snapshot_chunks::{PartError, Receiving};
 use crate::node::NodeHandle;
-
-/// Acknowledgements waiting for the sender: it has at most this many parts unacknowledged
-/// (the chunks in flight, the header and the end), so a sender that reads them never finds
-/// the queue full.
-const ACKS_QUEUED_MAX: usize = SNAPSHOT_CHUNKS_IN_FLIGHT_MAX + 4;
 
 pub(super) type Progress = ReceiverStream<Result<SnapshotProgress, Status>>;
 
 /// Receives one call's parts in a task of its own; answers the stream of acknowledgements.
 pub(super) fn receive(node: NodeHandle, receiving: Arc<Mutex<Receiving>>, stopping: watch::Receiver<()>, parts: Streaming<SnapshotPart>) -> Progress {
-    let (acks, rx) = mpsc::channel(ACKS_QUEUED_MAX);
+    let (acks, rx) = mpsc::channel(SNAPSHOT_ACKS_QUEUED_MAX);
     tokio::spawn(async move {
         if let Err(status) = carry(&node, &receiving, stopping, parts, &acks).await {
             tracing::debug!(code = ?status.code(), why = status.message(), "snapshot call ended before delivery");
