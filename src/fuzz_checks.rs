@@ -14,9 +14,9 @@ use bytes::Bytes;
 use prost::Message as _;
 use raft::eraftpb::{Entry, EntryType, Snapshot};
 
+use crate::codec::log::{decode_op, decode_result, encode_op};
 use crate::fsm::Op;
-use crate::node::codec::log::{decode_op, decode_result, encode_op};
-use crate::node::codec::{decode_conf_change, decode_entry};
+use crate::node::entry::{decode_conf_change, decode_entry};
 use crate::node::replicated::{LocalOp, Replicated};
 use crate::node::version::STATE_MACHINE_VERSION;
 use crate::storage::format::{ApplyOpResponse, OpType};

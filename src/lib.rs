@@ -4,6 +4,8 @@ pub mod accept;
 pub mod api;
 pub mod chaos;
 pub mod client;
+pub mod clock;
+pub mod codec;
 pub mod fsm;
 /// The properties the fuzz targets check, for them and for the corpus replay in tests/.
 #[doc(hidden)]

@@ -8,11 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use coolbeans::codec::log::op_request;
 use coolbeans::fsm::{ClientKey, Op};
 use coolbeans::fuzz_checks::{self, within_allocation_bound, WatchingAllocator};
 use coolbeans::fuzz_checks::{FILE_SEPARATOR, SNAPSHOT_DATA, SNAPSHOT_FILE, SNAPSHOT_RECORD, WAL_FRAMED, WAL_SNAPSHOT_FIRST, WAL_UNSYNCED_BATCHES};
-use coolbeans::node::codec::encode_entry;
-use coolbeans::node::codec::log::op_request;
+use coolbeans::node::entry::encode_entry;
 use coolbeans::node::replicated::Replicated;
 use coolbeans::node::version::STATE_MACHINE_VERSION;
 use coolbeans::storage::format::{ApplyOpBatch, ApplyOpRequest};

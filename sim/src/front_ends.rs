@@ -154,7 +154,7 @@ fn spawn(index: u32, upstreams: Vec<String>, lease: Duration) -> SimFrontEnd {
 pub async fn serve_in_node(id: u64, node: NodeHandle, node_ids_max: u64, lease: Duration) {
     let mut upstreams = vec![node_addr(id).to_string()];
     upstreams.extend((1..=node_ids_max).filter(|n| *n != id).map(|n| node_addr(n).to_string()));
-    let proxy_id = format!("n{id}.{}", coolbeans::node::clock::now_ms());
+    let proxy_id = format!("n{id}.{}", coolbeans::clock::now_ms());
     let metrics = recorded_metrics();
     let remote = RemoteUpstream::with_metrics(upstreams, proxy_id.clone(), metrics.as_ref().map(|m| m.client())).expect("node addresses are valid");
     let upstream: std::sync::Arc<dyn Upstream> = CoLocatedUpstream::new(node, remote);

@@ -21,6 +21,23 @@ pub const NEEDS_VERSION_KEY: &str = "x-coolbeans-needs-version";
 /// message over its size limit with OutOfRange, the code of "last watched tube".
 pub const STATE_MACHINE_KEY: &str = "x-coolbeans-state-machine";
 
+/// "Not the leader" in words: the node's, which a client repeats when it rebuilds the refusal.
+pub fn not_leader_words(leader_id: Option<u64>, leader_addr: Option<&str>) -> String {
+    match leader_id {
+        Some(id) => format!("not the leader; the leader is node {id} at {}", leader_addr.unwrap_or("an unknown address")),
+        None => "not the leader, and no leader is known".to_string(),
+    }
+}
+
+/// Identifies a write for deduplication: who sent it and its sequence number, which travel
+/// in the caller keys. The replicated state keeps each caller's last answers by it; the node,
+/// its service and its clients carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallerSeq {
+    pub caller: String,
+    pub seq: u64,
+}
+
 /// "Not the leader", with the leader in the metadata where it is known: the node's refusal,
 /// and the client's reading of the same refusal sent back on a forwarding stream.
 pub fn not_leader(message: String, leader_id: Option<u64>, leader_addr: Option<String>) -> Status {

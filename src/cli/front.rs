@@ -115,7 +115,7 @@ pub fn identity() -> Identity {
     let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
     Identity {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        id: format!("{:016x}", u64::from(std::process::id()) ^ crate::node::clock::now_ms().rotate_left(20)),
+        id: format!("{:016x}", u64::from(std::process::id()) ^ crate::clock::now_ms().rotate_left(20)),
         hostname,
         binlog_max_size: 0,
     }
@@ -123,7 +123,7 @@ pub fn identity() -> Identity {
 
 /// A proxy id unique to this process: a restarted front end's clients are new clients.
 pub fn unique_proxy_id() -> String {
-    format!("{}-{}-{}", identity().hostname, std::process::id(), crate::node::clock::now_ms())
+    format!("{}-{}-{}", identity().hostname, std::process::id(), crate::clock::now_ms())
 }
 
 /// Binds the listener and serves clients through `upstream` until `stop` completes, then

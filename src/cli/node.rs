@@ -162,7 +162,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     if let Some(console) = console {
         // Its own upstream: the console's writes are not a front end's clients, and go to the
         // leader wherever it is.
-        let proxy_id = format!("console-{}-{}", args.node_id, crate::node::clock::now_ms());
+        let proxy_id = format!("console-{}-{}", args.node_id, crate::clock::now_ms());
         let remote = crate::client::RemoteUpstream::dialing(upstream_addrs(&args, &advertise), proxy_id, None, security.dialer.clone())?;
         let upstream = crate::proxy::CoLocatedUpstream::new(node.clone(), remote);
         console.start_node(node.clone(), upstream, Some((advertise.clone(), security.dialer.clone())), "cluster-node");
@@ -229,7 +229,7 @@ fn co_located_front_end(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> impl std::future::Future<Output = ()> {
     let upstreams = upstream_addrs(args, advertise);
-    let proxy_id = format!("node-{}-{}", args.node_id, crate::node::clock::now_ms());
+    let proxy_id = format!("node-{}-{}", args.node_id, crate::clock::now_ms());
     let lease = Duration::from_secs(args.lease_secs.max(1));
     let limits = crate::proxy::Limits { job_body_bytes_max: args.job_bytes_max, ..crate::proxy::Limits::default() };
     async move {

@@ -14,13 +14,12 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use super::retry::{next_backoff, BACKOFF_MIN};
-use crate::api::metadata::{mark_state_machine, not_leader, NEEDS_VERSION_KEY};
+use crate::api::metadata::{mark_state_machine, not_leader, not_leader_words, NEEDS_VERSION_KEY};
 use crate::api::{self, ForwardRequest, ForwardedAnswer, ForwardedWrite};
 use crate::limits::{
     CLIENT_API_ANSWER_BYTES_MAX, FORWARD_CALLS_QUEUED_MAX, FORWARD_FRAMES_QUEUED_MAX, FORWARD_FRAME_BYTES_SOFT_MAX, FORWARD_FRAME_WRITES_MAX,
 };
 use crate::metrics::Counter;
-use crate::node::NodeError;
 use crate::security::dial::ForwardingApi;
 
 /// How long a write waits for its answer before its caller tries elsewhere (as a unary call's
@@ -82,7 +81,7 @@ pub fn outcome(answer: ForwardedAnswer) -> Result<api::ApplyOpResponse, Status> 
         let leader_id = (answer.leader_id != 0).then_some(answer.leader_id);
         let leader_addr = (!answer.leader_addr.is_empty()).then_some(answer.leader_addr);
         // The node's own words for it, as its unary refusal has them.
-        let message = NodeError::NotLeader { leader_id, leader_addr: leader_addr.clone() }.to_string();
+        let message = not_leader_words(leader_id, leader_addr.as_deref());
         return Err(not_leader(message, leader_id, leader_addr));
     }
     let mut status = Status::new(code, answer.status_message);

@@ -3,8 +3,8 @@
 //! client over it. The front end (`proxy`), the command line and the simulator use it.
 //!
 //! Layers: it stands on `api` (the messages, the metadata keys and the typed stats, which the
-//! server shares), `fsm`'s types and the node's codec; it imports neither the server (`rpc`)
-//! nor the front end (`proxy`).
+//! server shares), `codec`, `fsm`'s types and `clock`; it imports neither the node, nor the
+//! server (`rpc`), nor the front end (`proxy`).
 
 pub(crate) mod forward;
 pub mod job_client;

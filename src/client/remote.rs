@@ -17,12 +17,12 @@ use super::retry::{next_backoff, BACKOFF_MIN, PATIENCE};
 use super::status::{fsm_error, set_caller};
 use super::UpstreamError;
 use crate::api;
+use crate::api::metadata::CallerSeq;
 use crate::api::metadata::{is_not_leader, leader_hint, needs_version};
 use crate::chaos::mutant;
+use crate::codec::wire::{decode_result, op_request};
 use crate::fsm::{FsmError, Op, Reply};
 use crate::limits::CLIENT_API_ANSWER_BYTES_MAX;
-use crate::node::codec::wire::{decode_result, op_request};
-use crate::node::CallerSeq;
 use crate::security::dial::JobsApi;
 use crate::security::Dialer;
 
@@ -91,7 +91,7 @@ impl RemoteUpstream {
             let endpoint = dialer.endpoint(addr)?.connect_timeout(CONNECT_TIMEOUT).timeout(CALL_TIMEOUT);
             channels.push(dialer.connect_lazy(&endpoint));
         }
-        let caller = format!("{proxy_id}@{}", crate::node::clock::now_ms());
+        let caller = format!("{proxy_id}@{}", crate::clock::now_ms());
         let opened = metrics.as_ref().map(|m| m.streams_opened());
         let forwarders = channels.iter().map(|channel| Forwarder::new(dialer.forwarding(channel.clone()), opened.clone())).collect();
         Ok(Arc::new(RemoteUpstream {

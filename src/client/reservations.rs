@@ -42,7 +42,7 @@ async fn stream_from(mut client: JobsApi, proxy_id: String, tx: mpsc::Sender<Res
                 let Some(r) = update.reservation else { continue };
                 // A reservation still waiting is no result, and one that does not decode (a
                 // negative job id) is dropped rather than read as another job.
-                let Ok(Some(outcome)) = crate::node::codec::wire::outcome_from(&r) else { continue };
+                let Ok(Some(outcome)) = crate::codec::wire::outcome_from(&r) else { continue };
                 let (client_id, request_id) = (r.client_id, r.request_id);
                 let event = ReservationEvent { client: ClientKey::new(&proxy_id, &client_id), request_id, outcome };
                 if tx.send(event).await.is_err() {

@@ -4,9 +4,9 @@
 use tonic::{Code, Status};
 
 use crate::api;
+use crate::api::metadata::CallerSeq;
 use crate::api::metadata::{is_not_leader, is_state_machine, CALLER_ID_KEY, CALLER_SEQ_KEY};
 use crate::fsm::FsmError;
-use crate::node::CallerSeq;
 
 /// The state machine's refusal a status carries, if it is one (the wire's result codes are
 /// gRPC's, number for number).
@@ -20,7 +20,7 @@ pub fn fsm_error(status: &Status) -> Option<FsmError> {
         _ => true,
     };
     let code = api::ResultCode::try_from(status.code() as i32).ok()?;
-    refusal.then(|| crate::node::codec::wire::fsm_error_of(code)).flatten()
+    refusal.then(|| crate::codec::wire::fsm_error_of(code)).flatten()
 }
 
 /// Puts a caller identity into a request's metadata.

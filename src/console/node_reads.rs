@@ -54,12 +54,12 @@ impl Reads for NodeReads {
     }
 
     async fn tubes(&self, after: Option<u64>, limit: usize) -> Result<TubePage, Refusal> {
-        let now = crate::node::clock::now_ms();
+        let now = crate::clock::now_ms();
         self.read(move |s| s.fsm.tube_page(after, limit, now)).await
     }
 
     async fn tube(&self, name: String) -> Result<TubeSummary, Refusal> {
-        let now = crate::node::clock::now_ms();
+        let now = crate::clock::now_ms();
         let found = self.read(move |s| s.fsm.tube_summary(&name, now)).await?;
         found.ok_or_else(|| Refusal::NotFound("no such tube".into()))
     }

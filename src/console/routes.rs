@@ -134,7 +134,7 @@ async fn overview(State(c): Shared) -> Answer {
         "jobs": jobs,
         "tubes": tubes,
         "read_error": totals.err().map(|e| format!("{e:?}")),
-        "now_ms": crate::node::clock::now_ms(),
+        "now_ms": crate::clock::now_ms(),
     })))
 }
 
@@ -185,7 +185,7 @@ async fn jobs(State(c): Shared, q: Result<Query<JobsQuery>, QueryRejection>) -> 
     let state = BrowseState::parse(&q.state).ok_or_else(|| bad(format!("state {} is not one of ready, delayed, reserved, buried", q.state)))?;
     let (after, limit) = (cursor(q.after.as_deref())?, page_limit(q.limit)?);
     let page = c.backend.reads.jobs(q.tube, state, after, limit).await.map_err(IntoResponse::into_response)?;
-    let now = crate::node::clock::now_ms();
+    let now = crate::clock::now_ms();
     Ok(Json(json!({
         "jobs": page.jobs.iter().map(|j| view::job_row(j, now)).collect::<Vec<_>>(),
         "next": page.next.map(|n| format!("{}.{}", n.key, n.id)),
@@ -200,7 +200,7 @@ struct JobQuery {
 async fn job(State(c): Shared, q: Result<Query<JobQuery>, QueryRejection>) -> Answer {
     let q = query(q)?;
     let job = c.backend.reads.job(q.id).await.map_err(IntoResponse::into_response)?;
-    Ok(Json(view::job_detail(&job, crate::node::clock::now_ms())))
+    Ok(Json(view::job_detail(&job, crate::clock::now_ms())))
 }
 
 /// An action's JSON body as `T`, once the guard lets it through.

@@ -38,7 +38,7 @@ impl Timeline {
                     tokio::time::sleep(SAMPLE_EVERY).await;
                     continue;
                 };
-                Timeline(changes).saw(crate::node::clock::now_ms(), leader_id, term);
+                Timeline(changes).saw(crate::clock::now_ms(), leader_id, term);
                 tokio::time::sleep(SAMPLE_EVERY).await;
             }
         });

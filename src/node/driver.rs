@@ -17,8 +17,7 @@ use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::clock;
-use super::codec::decode_conf_change;
+use super::entry::decode_conf_change;
 use super::entry_format::{EntryFormat, LocalEntry, Ops};
 use super::handle::{lock, AppliedEvents, Input, MemberChange, NodeError, NodeStop, Shared, Status};
 use super::inbound::{self, Refusals};
@@ -28,12 +27,14 @@ use super::owed::{Owed, Pending, WriteReply};
 use super::persist::{Durable, Persistence};
 use super::reads::Reads;
 use super::received_snapshot::{Install, Received};
-use super::replicated::{CallerSeq, EntryError, Replicated};
+use super::replicated::{EntryError, Replicated};
 use super::snapshots::{SnapshotReply, Snapshots};
 use super::transport::Transport;
 use super::version::Versions;
+use crate::api::metadata::CallerSeq;
 use crate::chaos::mutant::{self, Mutant};
 use crate::chaos::observe;
+use crate::clock;
 use crate::fsm::{FsmError, Op};
 use crate::storage::StagedSnapshot;
 

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use prost::Message as _;
 
-use super::codec::log::op_request;
-use super::codec::{encode_entry, ENTRY_FORMAT_LOCAL};
-use super::replicated::{CallerSeq, LocalOp};
+use super::entry::{encode_entry, ENTRY_FORMAT_LOCAL};
+use super::replicated::LocalOp;
 use super::version::Versions;
+use crate::api::metadata::CallerSeq;
+use crate::codec::log::op_request;
 use crate::fsm::Op;
 use crate::limits::{ENTRY_OPS_BYTES_MAX, ENTRY_OPS_MAX};
 use crate::storage::format::{ApplyOpBatch, ApplyOpRequest};
@@ -211,7 +212,7 @@ mod tests {
         let encoded = EntryFormat::new(false);
         let (data, local) = encoded.data(encoded.one_op(Op::Tick), 5_000, &Versions::default());
         assert!(local.is_none());
-        let batch = super::super::codec::decode_entry(&data.into()).expect("decodes");
+        let batch = crate::node::entry::decode_entry(&data.into()).expect("decodes");
         assert_eq!(batch.ops[0].now_ms, 5_000);
     }
 }

@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use prost::Message;
 
-use super::codec::log::{decode_op, op_request};
-use super::codec::{decode_entry, encode_entry};
+use super::entry::{decode_entry, encode_entry};
 use super::replicated::Replicated;
 use super::version::STATE_MACHINE_VERSION;
+use crate::codec::log::{decode_op, op_request};
 use crate::fsm::{ClientKey, Op};
 use crate::storage::format::{ApplyOpBatch, ApplyOpRequest, OpType, ReplicatedStateProto};
 

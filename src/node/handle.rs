@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use raft::eraftpb::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::codec::log::encode_op_type;
 use super::metrics::NodeMetrics;
 use super::received_snapshot::{self, Prepared};
-use super::replicated::{CallerSeq, EntryError, Replicated};
+use super::replicated::{EntryError, Replicated};
 use super::version::{self, Versions};
+use crate::api::metadata::{not_leader_words, CallerSeq};
 use crate::chaos::buggify;
+use crate::codec::log::encode_op_type;
 use crate::fsm::{FsmError, Op, Reply, ReservationEvent};
 use crate::storage::format::OpType;
 use crate::storage::SnapshotWriter;
@@ -46,10 +47,7 @@ pub enum NodeError {
 impl std::fmt::Display for NodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NodeError::NotLeader { leader_id: Some(id), leader_addr } => {
-                write!(f, "not the leader; the leader is node {id} at {}", leader_addr.as_deref().unwrap_or("an unknown address"))
-            }
-            NodeError::NotLeader { leader_id: None, .. } => f.write_str("not the leader, and no leader is known"),
+            NodeError::NotLeader { leader_id, leader_addr } => f.write_str(&not_leader_words(*leader_id, leader_addr.as_deref())),
             NodeError::Dropped(why) => write!(f, "write dropped before commit ({why}); retry"),
             NodeError::Fsm(e) => write!(f, "{e}"),
             NodeError::Entry(e) => write!(f, "{e}"),

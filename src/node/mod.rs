@@ -1,9 +1,8 @@
 //! The Raft node: one task owns the raft-rs `RawNode`, makes its log durable, applies committed
 //! entries to the replicated state, and talks to its peers.
 
-pub mod clock;
-pub mod codec;
 mod driver;
+pub mod entry;
 mod entry_format;
 #[cfg(test)]
 mod golden_format;
@@ -27,5 +26,4 @@ pub use driver::DriverConfig;
 pub(crate) use handle::lock;
 pub use handle::{AppliedEvents, MemberChange, NodeError, NodeHandle, NodeStop, ReadRefused, Status};
 pub use metrics::NodeMetrics;
-pub use replicated::CallerSeq;
 pub use start::{start_node, LogStorage, NodeOptions, StartError};

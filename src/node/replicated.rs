@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use prost::Message;
 
-use super::codec::log::{decode_op, decode_result, encode_op_type, encode_result};
-use super::codec::{decode_entry, DecodeError};
+use super::entry::decode_entry;
 use super::version::{self, STATE_MACHINE_VERSION};
+use crate::api::metadata::CallerSeq;
+use crate::codec::log::{decode_op, decode_result, encode_op_type, encode_result};
+use crate::codec::DecodeError;
 use crate::fsm::{fields, ClientKey, Fsm, FsmError, Op, Reply, ReservationEvent};
 use crate::limits::{CALLERS_MAX, CALLER_RESPONSES_MAX};
 use crate::storage::format::{self, ApplyOpRequest, ApplyOpResponse, OpType};
@@ -48,14 +50,6 @@ impl std::fmt::Display for EntryError {
             }
         }
     }
-}
-
-/// Identifies a write for deduplication: who sent it and its sequence number. The replicated
-/// state keeps each caller's last answers by it; the node, its server and its clients carry it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallerSeq {
-    pub caller: String,
-    pub seq: u64,
 }
 
 /// What applying one operation of an entry came to.
@@ -355,8 +349,8 @@ enum Cached {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::codec::log::op_request;
-    use crate::node::codec::{encode_entry, ENTRY_FORMAT_OP_BATCH};
+    use crate::codec::log::op_request;
+    use crate::node::entry::{encode_entry, ENTRY_FORMAT_OP_BATCH};
 
     fn request(op: &Op, caller: &str, seq: u64, now_ms: i64) -> ApplyOpRequest {
         ApplyOpRequest { now_ms, now_secs: now_ms / 1000, ..op_request(op, caller.into(), seq) }

@@ -334,7 +334,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("a runtime");
         runtime.block_on(async {
             let start_ms = 1_000_000;
-            let clock = super::super::clock::Clock::following_runtime(start_ms);
+            let clock = crate::clock::Clock::following_runtime(start_ms);
             let node = start_node(lone_node(DriverConfig { id: 1, clock, ..DriverConfig::default() }), LogStorage::Memory).expect("the node starts");
             let put = Op::Put { client: None, tube: "t".into(), pri: 0, delay_secs: 60, ttr_secs: 1, body: bytes::Bytes::from_static(b"x") };
             let Ok(Reply::Put { id }) = node.propose(put, None).await else { panic!("the put is applied") };

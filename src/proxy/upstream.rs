@@ -59,7 +59,7 @@ async fn read_local<R>(node: &NodeHandle, patience: Duration, f: impl FnOnce(&cr
 
 /// Answers a query from a node in this process, for the front end `proxy`.
 pub(crate) async fn query_local(node: &NodeHandle, proxy: &str, query: Query, patience: Duration) -> Result<Answer, UpstreamError> {
-    let now = crate::node::clock::now_ms();
+    let now = crate::clock::now_ms();
     let job = |v: Option<crate::fsm::JobView>| Answer::Job(v.map(|j| (j.id, j.body)));
     let mut answer = read_local(node, patience, move |s| match query {
         Query::Job(id) => job(s.fsm.job(id)),

@@ -43,7 +43,7 @@ impl Browse for BrowseService {
     async fn tubes(&self, request: Request<BrowseTubesRequest>) -> Result<Response<BrowseTubesResponse>, Status> {
         let r = request.into_inner();
         let limit = limit(r.limit)?;
-        let now = crate::node::clock::now_ms();
+        let now = crate::clock::now_ms();
         let answer = self
             .read(move |s| {
                 let page = match r.name.as_str() {

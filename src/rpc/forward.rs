@@ -13,12 +13,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::status::status_of;
 use crate::api::forwarding_server::Forwarding;
+use crate::api::metadata::CallerSeq;
 use crate::api::metadata::{leader_hint, needs_version};
 use crate::api::{self, ForwardedAnswer};
+use crate::codec::wire::{decode_op, encode_result};
 use crate::fsm::Op;
 use crate::limits::{FORWARD_FRAME_ANSWERS_MAX, FORWARD_FRAME_BYTES_SOFT_MAX};
-use crate::node::codec::wire::{decode_op, encode_result};
-use crate::node::{CallerSeq, NodeError, NodeHandle};
+use crate::node::{NodeError, NodeHandle};
 
 /// How long a write may wait for its entry to apply before its caller is told to retry (as on
 /// the unary calls).

@@ -13,10 +13,10 @@ use super::status::{caller_of, invalid, read_refused, status_of};
 use crate::api::job_state_machine_server::JobStateMachine;
 use crate::api::stats::{self, ClusterStats};
 use crate::api::{self, Empty};
+use crate::codec::wire::reservation;
+use crate::codec::{self, job_id};
 use crate::fsm::{job_to_proto, JobStats, JobView, Op, Reply, TubeStats};
 use crate::limits::RESERVATION_STREAM_BUFFERED_MAX;
-use crate::node::codec::wire::reservation;
-use crate::node::codec::{self, job_id};
 use crate::node::{NodeError, NodeHandle};
 use crate::protocol::{job_stats_yaml, stats_yaml, tube_stats_yaml, ServerStats, Stats};
 
@@ -66,13 +66,13 @@ impl JobService {
     /// `stats-job` at this node's time; NotFound if there is no such job.
     async fn job_stats(&self, wire_id: i64) -> Result<JobStats, Status> {
         let id = job_id(wire_id).map_err(invalid)?;
-        let now = crate::node::clock::now_ms();
+        let now = crate::clock::now_ms();
         self.read(|s| s.fsm.stats_job(id, now)).await?.ok_or_else(not_found)
     }
 
     /// `stats-tube` at this node's time; NotFound if there is no such tube.
     async fn tube_stats(&self, tube: &str) -> Result<TubeStats, Status> {
-        let now = crate::node::clock::now_ms();
+        let now = crate::clock::now_ms();
         self.read(|s| s.fsm.stats_tube(tube, now)).await?.ok_or_else(not_found)
     }
 }

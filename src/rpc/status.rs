@@ -4,11 +4,12 @@
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
+use crate::api::metadata::CallerSeq;
 use crate::api::metadata::{mark_state_machine, not_leader, CALLER_ID_KEY, CALLER_SEQ_KEY, NEEDS_VERSION_KEY};
-use crate::node::codec::wire::result_code;
-use crate::node::codec::DecodeError;
+use crate::codec::wire::result_code;
+use crate::codec::DecodeError;
 use crate::node::replicated::EntryError;
-use crate::node::{CallerSeq, NodeError, ReadRefused};
+use crate::node::{NodeError, ReadRefused};
 
 fn code_of(code: crate::api::ResultCode) -> Code {
     Code::from_i32(code as i32)

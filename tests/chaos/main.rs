@@ -64,7 +64,7 @@ fn env_number(name: &str) -> Option<u64> {
 #[test]
 fn chaos_on_real_processes() {
     let seconds = env_number("CHAOS_SECONDS").unwrap_or(20);
-    let seed = env_number("CHAOS_SEED").unwrap_or_else(|| u64::from(std::process::id()) ^ coolbeans::node::clock::now_ms());
+    let seed = env_number("CHAOS_SEED").unwrap_or_else(|| u64::from(std::process::id()) ^ coolbeans::clock::now_ms());
     say(&format!("seed {seed}, {seconds} s of faults, {CLIENTS} clients; again: CHAOS_SEED={seed} CHAOS_SECONDS={seconds}"));
     let dir = common::temp_dir("chaos");
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the helpers");
