@@ -101,7 +101,7 @@ bench-vs-beanstalkd: build
 	benches/vs-beanstalkd.sh $(ROUNDS) $(PIN)
 
 # The replicated path against beanstalkd -b, in alternating rounds: a 3-node cluster with its
-# front ends inside the nodes, and behind a separate front end; with the disk's fsync p50/p99.
+# proxies inside the nodes, and behind a separate proxy; with the disk's fsync p50/p99.
 bench-cluster: build
 	benches/cluster.sh $(ROUNDS)
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The replicated path side by side with beanstalkd: alternating rounds, on loopback, of
 #   - Debian's beanstalkd -b DIR (its default: fsync every 50 ms),
-#   - a 3-node cluster with a front end inside each node (--beanstalkd-listen), the bench on
+#   - a 3-node cluster with a proxy inside each node (--beanstalkd-listen), the bench on
 #     the leader's,
-#   - the same cluster behind a separate `coolbeans beanstalkd` front end,
+#   - the same cluster behind a separate `coolbeans beanstalkd` proxy,
 # each round on fresh ports and data dirs. Each prints put/s, reserve+delete pairs/s, put
 # latency, wake-up latency, and the CPU (utime+stime of every server process of the setting)
 # per command over the put and reserve-delete phases; then the disk's own fdatasync p50/p99,
@@ -70,7 +70,7 @@ start() {
         addr=127.0.0.1:$((base + 4 + leader))
       else
         addr=127.0.0.1:$((base + 8))
-        "$bin" beanstalkd --listen "$addr" --upstreams "${upstreams%,}" 2>"$dir/front.log" & pids+=($!)
+        "$bin" beanstalkd --listen "$addr" --upstreams "${upstreams%,}" 2>"$dir/proxy.log" & pids+=($!)
       fi
       sleep 0.5 ;;
   esac
@@ -118,7 +118,7 @@ awk '
     printf "\n| setting | put/s | pairs/s | put p50 / p99 ms | wake-up p50 / p99 ms | CPU µs per command | put ratio | pairs ratio |\n"
     printf "|---|---|---|---|---|---|---|---|\n"
     split("beanstalkd inside behind", order, " ")
-    names["beanstalkd"] = "beanstalkd -b DIR"; names["inside"] = "3 nodes, front ends inside"; names["behind"] = "3 nodes behind coolbeans beanstalkd"
+    names["beanstalkd"] = "beanstalkd -b DIR"; names["inside"] = "3 nodes, proxies inside"; names["behind"] = "3 nodes behind coolbeans beanstalkd"
     for (i = 1; i <= 3; i++) { s = order[i]
       printf "| %s | %s | %s | %s / %s | %s / %s | %s | %.2fx | %.2fx |\n", names[s], cell(s, "put/s"), cell(s, "pairs/s"),
         cell(s, "put-p50"), cell(s, "put-p99"), cell(s, "wakeup-p50"), cell(s, "wakeup-p99"), cell(s, "cpu-us-per-command"),

@@ -7,7 +7,7 @@
 
 use crate::fsm::ClientKey;
 
-/// Operations and results in the published API's messages: what clients and front ends send
+/// Operations and results in the published API's messages: what clients and proxies send
 /// and are answered.
 pub mod wire {
     use crate::api as pb;

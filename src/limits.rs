@@ -47,9 +47,9 @@ pub const MESSAGE_FIELDS_BYTES_MAX: usize = 64 * 1024;
 /// refused by the node, which names its limit.
 pub const CLIENT_API_REQUEST_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// The largest answer of the client API, as a node encodes it and a front end or client
+/// The largest answer of the client API, as a node encodes it and a proxy or client
 /// decodes it (tonic's default of 4 MiB stopped a long `list-tubes` short), and the largest
-/// frame on a front end's `Forwarding` stream, either way. Most answers are small or hold one
+/// frame on a proxy's `Forwarding` stream, either way. Most answers are small or hold one
 /// job body, and frames stop growing past [`FORWARD_FRAME_BYTES_SOFT_MAX`]; `list-tubes`
 /// grows with the tubes that exist, at most 203 bytes a tube (a 200-byte name and its
 /// framing), so it comes back for up to about 1.3 million tubes of the longest names. A
@@ -121,8 +121,8 @@ pub const CONNECTION_BUFFER_BYTES_KEPT_MAX: usize = 128 * 1024;
 const _: () = assert!(CONNECTION_OUTPUT_BYTES_MAX <= CONNECTION_BUFFER_BYTES_KEPT_MAX);
 const _: () = assert!(JOB_BODY_BYTES_MAX_DEFAULT < CONNECTION_BUFFER_BYTES_KEPT_MAX);
 
-/// File descriptors a process leaves for everything but the connections it accepts (a front
-/// end's clients, and gRPC callers: front ends, peers, clients): the write-ahead log's
+/// File descriptors a process leaves for everything but the connections it accepts (a proxy's
+/// clients, and gRPC callers: proxies, peers, clients): the write-ahead log's
 /// segments and snapshot files (a rotation or a compaction opens several at once), directory
 /// syncs, the listeners, the runtime's own, and connections to peers. Storage that runs out of
 /// descriptors stops the node; a listener that runs out only makes new callers wait. (A
@@ -181,11 +181,11 @@ pub const CALLER_RESPONSES_MAX: usize = 1024;
 /// same entry): changing either needs a new state machine version.
 pub const CALLERS_MAX: usize = 4096;
 
-/// Answers in one frame of a front end's `Forwarding` stream at most (and bytes:
+/// Answers in one frame of a proxy's `Forwarding` stream at most (and bytes:
 /// [`FORWARD_FRAME_BYTES_SOFT_MAX`]).
 pub const FORWARD_FRAME_ANSWERS_MAX: usize = 1024;
 
-/// Reservation results buffered per stream before a slow front end starts losing them (it then
+/// Reservation results buffered per stream before a slow proxy starts losing them (it then
 /// sees the stream end and resubscribes, checking its clients' states).
 pub const RESERVATION_STREAM_BUFFERED_MAX: usize = 4096;
 

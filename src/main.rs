@@ -16,7 +16,7 @@ struct Cli {
     command: Command,
     /// Threads of the async runtime: 0 for one per core. The servers default to 1: every
     /// command is a few small steps handed between tasks, and on a small machine waking
-    /// other threads for them costs more than the steps (3 nodes behind a front end on 2
+    /// other threads for them costs more than the steps (3 nodes behind a proxy on 2
     /// cores: 92 µs of CPU per command with one per core, 62 µs with 1). The bench defaults
     /// to one per core.
     #[arg(long, global = true)]
@@ -35,10 +35,10 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// One node and the beanstalkd front end in one process: a drop-in for beanstalkd.
+    /// One node and the beanstalkd proxy in one process: a drop-in for beanstalkd.
     Serve(cli::serve::ServeArgs),
-    /// The beanstalkd front end before a cluster.
-    Beanstalkd(cli::front::FrontArgs),
+    /// The beanstalkd proxy before a cluster.
+    Beanstalkd(cli::proxy::ProxyArgs),
     /// Run one Raft node serving the gRPC API.
     ClusterNode(cli::node::NodeArgs),
     /// Ask a node about the cluster, or change its membership.
@@ -108,7 +108,7 @@ fn disable_transparent_huge_pages() {
 
 /// The soft limit on open files raised to the hard one: each client connection takes a
 /// descriptor, and the usual soft limit of 1024 is far below what a server is allowed. A
-/// failure is not fatal: the front end keeps its connections within whatever limit holds.
+/// failure is not fatal: the proxy keeps its connections within whatever limit holds.
 fn raise_open_files_limit() {
     #[cfg(not(madsim))]
     if let Err(e) = coolbeans::accept::fds::raise_soft_limit() {
@@ -150,7 +150,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
     match cli.command {
         Command::Serve(args) => cli::serve::run(args).await,
-        Command::Beanstalkd(args) => cli::front::run(args).await,
+        Command::Beanstalkd(args) => cli::proxy::run(args).await,
         Command::ClusterNode(args) => cli::node::run(args).await,
         Command::ClusterClient { command, node_addr, dial } => {
             let security = dial.load(None)?;

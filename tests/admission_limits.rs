@@ -57,13 +57,13 @@ async fn serve_answers_out_of_memory_past_the_limit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The leader refuses, whichever way the put came: its own front end (in process), a
+/// The leader refuses, whichever way the put came: its own proxy (in process), a
 /// follower's (forwarded on its stream), or a separate `coolbeans beanstalkd`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_answers_out_of_memory_through_every_front_end() {
+async fn a_cluster_answers_out_of_memory_through_every_proxy() {
     let dir = temp_dir("jobs-bytes-cluster");
-    let fronts: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
-    let listen = fronts.clone();
+    let proxies: Vec<SocketAddr> = (0..3).map(|_| loopback(free_port())).collect();
+    let listen = proxies.clone();
     let mut nodes =
         cluster(&dir, move |id| vec!["--max-jobs-bytes".into(), LIMIT.into(), "--beanstalkd-listen".into(), listen[id as usize - 1].to_string()]);
     for node in &mut nodes {
@@ -72,12 +72,12 @@ async fn a_cluster_answers_out_of_memory_through_every_front_end() {
     let members: Vec<(u64, SocketAddr)> = nodes.iter().map(|n| (n.id, n.addr)).collect();
     let leader = await_leader(&members, Duration::from_secs(20), &dir).await;
     let follower = members.iter().map(|(id, _)| *id).find(|id| *id != leader).expect("a follower");
-    let (mut front, standalone) = common::start_front_end(&dir, &members).await;
+    let (mut proxy, standalone) = common::start_proxy(&dir, &members).await;
 
     // The jobs are deleted after each way, so each meets the limit afresh.
     let ways = [
-        (fronts[leader as usize - 1], "the leader's front end"),
-        (fronts[follower as usize - 1], "a follower's front end"),
+        (proxies[leader as usize - 1], "the leader's proxy"),
+        (proxies[follower as usize - 1], "a follower's proxy"),
         (standalone, "coolbeans beanstalkd"),
     ];
     for (addr, what) in ways {
@@ -88,7 +88,7 @@ async fn a_cluster_answers_out_of_memory_through_every_front_end() {
             assert_eq!(client.ask(&format!("delete {id}")), "DELETED", "{what}");
         }
     }
-    front.kill();
+    proxy.kill();
     for node in &mut nodes {
         node.proc.kill();
     }

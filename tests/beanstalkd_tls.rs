@@ -32,7 +32,7 @@ fn connector(cert: &rcgen::Certificate) -> TlsConnector {
 async fn put_and_take_over_tls(connector: &TlsConnector, addr: SocketAddr, body: &str) -> u64 {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::try_from("localhost").expect("server name");
-    let tls = connector.connect(name, tcp).await.expect("TLS handshake with the front end");
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake with the proxy");
     let mut tls = BufReader::new(tls);
     let mut line = String::new();
     tls.write_all(format!("put 0 0 60 {}\r\n{body}\r\n", body.len()).as_bytes()).await.expect("write");

@@ -5,7 +5,7 @@
 //!
 //! Targets, one test each:
 //! - the real `beanstalkd`, if it is on PATH: the oracle the conversations were written against;
-//! - `coolbeans serve -l 127.0.0.1 -p PORT`: one node with the beanstalkd front end;
+//! - `coolbeans serve -l 127.0.0.1 -p PORT`: one node with the beanstalkd proxy;
 //! - three `coolbeans cluster-node`s behind `coolbeans beanstalkd --listen ... --upstreams ...`.
 //!
 //! A coolbeans target whose subcommand does not exist yet is skipped, loudly. The format of
@@ -39,7 +39,7 @@ const PARALLEL_CLUSTERS_DEFAULT: usize = 4;
 /// How long a single server may take to accept its first connection.
 const SERVE_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A cluster elects a leader before the front end can answer.
+/// A cluster elects a leader before the proxy can answer.
 const CLUSTER_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Starts of a target on fresh ports before its failure counts.
@@ -95,7 +95,7 @@ fn coolbeans_serve() {
     });
 }
 
-/// The front end before a three-node cluster answers every conversation as beanstalkd 1.13 does.
+/// The proxy before a three-node cluster answers every conversation as beanstalkd 1.13 does.
 #[test]
 fn coolbeans_cluster() {
     run_target(&Target {
@@ -172,7 +172,7 @@ fn start_coolbeans_serve(logs: &Path, name: &str) -> Result<Server, StartError> 
 }
 
 /// CLUSTER TARGET: three `cluster-node`s (flags as in `tests/cluster_failover.rs`) and the
-/// beanstalkd front end before them. Signals go to the front end. Until the front end exists
+/// beanstalkd proxy before them. Signals go to the proxy. Until the proxy exists
 /// (`coolbeans beanstalkd` is rejected by clap) the target is skipped. Adjust the flags here if
 /// they change. The conversation starts once a node says it leads, so that an election does not
 /// count against the conversation's timers.
@@ -181,11 +181,11 @@ fn start_coolbeans_cluster(logs: &Path, name: &str) -> Result<Server, StartError
 }
 
 fn start_cluster_once(logs: &Path, name: &str) -> Result<Server, StartError> {
-    let front_port = server::free_port();
+    let proxy_port = server::free_port();
     let node_addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", server::free_port())).collect();
-    // Start the front end first: if the subcommand does not exist, no node is started at all.
-    let front_args = vec!["beanstalkd".into(), "--listen".into(), format!("127.0.0.1:{front_port}"), "--upstreams".into(), node_addrs.join(",")];
-    let mut processes = vec![server::spawn(coolbeans_binary(), &front_args, &logs.join(format!("{name}.front.log")))?];
+    // Start the proxy first: if the subcommand does not exist, no node is started at all.
+    let proxy_args = vec!["beanstalkd".into(), "--listen".into(), format!("127.0.0.1:{proxy_port}"), "--upstreams".into(), node_addrs.join(",")];
+    let mut processes = vec![server::spawn(coolbeans_binary(), &proxy_args, &logs.join(format!("{name}.proxy.log")))?];
     let peers: Vec<String> = node_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
     for (i, addr) in node_addrs.iter().enumerate() {
         let id = (i + 1).to_string();
@@ -213,7 +213,7 @@ fn start_cluster_once(logs: &Path, name: &str) -> Result<Server, StartError> {
         server::kill_all(&mut processes);
         return Err(e);
     }
-    server::wait_until_serving(([127, 0, 0, 1], front_port).into(), processes, 0, CLUSTER_STARTUP_TIMEOUT)
+    server::wait_until_serving(([127, 0, 0, 1], proxy_port).into(), processes, 0, CLUSTER_STARTUP_TIMEOUT)
 }
 
 /// Polls `coolbeans cluster-client is-leader` on every node until one answers `true`.

@@ -1,5 +1,5 @@
 //! A graceful stop on real processes: the leader of a 3-node cluster gets SIGTERM while
-//! clients put, reserve and delete through a `coolbeans beanstalkd` front end. A new leader
+//! clients put, reserve and delete through a `coolbeans beanstalkd` proxy. A new leader
 //! is in place before the old one exits, the old one exits 0 saying it stopped, it is still a
 //! member, and no client sees an error line.
 #![cfg(not(madsim))]
@@ -24,7 +24,7 @@ struct Seen {
 /// One client: put a job, reserve one, delete it, until told to stop; an answer other than
 /// the expected one is noted (and the client stops, its connection out of step).
 fn client(addr: SocketAddr, name: usize, stop: Arc<AtomicBool>, seen: Arc<Seen>) {
-    let stream = TcpStream::connect(addr).expect("connect to the front end");
+    let stream = TcpStream::connect(addr).expect("connect to the proxy");
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream;
@@ -92,14 +92,14 @@ async fn sigterm_hands_leadership_over_and_no_client_sees_an_error() {
     }
     let members: Vec<(u64, SocketAddr)> = nodes.iter().map(|n| (n.id, n.addr)).collect();
     let old = common::await_leader(&members, Duration::from_secs(15), &dir).await;
-    let (_front, front_addr) = common::start_front_end(&dir, &members).await;
+    let (_proxy, proxy_addr) = common::start_proxy(&dir, &members).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());
     let clients: Vec<_> = (0..4)
         .map(|name| {
             let (stop, seen) = (stop.clone(), seen.clone());
-            std::thread::spawn(move || client(front_addr, name, stop, seen))
+            std::thread::spawn(move || client(proxy_addr, name, stop, seen))
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;

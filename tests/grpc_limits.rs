@@ -1,7 +1,7 @@
 //! The gRPC API's message limits, on real processes: a put whose body is above
 //! the node's job size max (`-z`) is refused with an error naming the limit, however close to
 //! gRPC's own 4 MiB request limit it is; and a `list-tubes` answer above 4 MiB comes back
-//! through a front end before the cluster.
+//! through a proxy before the cluster.
 #![cfg(not(madsim))]
 
 mod common;
@@ -55,10 +55,10 @@ fn tube_name(i: usize) -> String {
     format!("{i:0>200}")
 }
 
-/// A cluster holding 22,000 tubes of 200-byte names answers `list-tubes` through a front end
+/// A cluster holding 22,000 tubes of 200-byte names answers `list-tubes` through a proxy
 /// before it: the gRPC answer is above tonic's default 4 MiB limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_list_tubes_answer_above_4_mib_comes_back_through_a_front_end() {
+async fn a_list_tubes_answer_above_4_mib_comes_back_through_a_proxy() {
     let dir = temp_dir("list-tubes-large");
     let (node, addr) = one_node(&dir, &[]).await;
     let putters: Vec<_> = (0..PUTTERS)
@@ -74,27 +74,27 @@ async fn a_list_tubes_answer_above_4_mib_comes_back_through_a_front_end() {
     for putter in putters {
         putter.await.expect("putter task");
     }
-    let front_port = free_port();
-    let front_args = ["beanstalkd", "--listen", &loopback(front_port).to_string(), "--upstreams", &addr.to_string()];
-    let mut front = Proc::new(front_args.map(String::from).to_vec(), dir.join("front.log"));
-    front.start();
-    let listing = tokio::task::spawn_blocking(move || list_tubes(loopback(front_port))).await.expect("list-tubes task");
+    let proxy_port = free_port();
+    let proxy_args = ["beanstalkd", "--listen", &loopback(proxy_port).to_string(), "--upstreams", &addr.to_string()];
+    let mut proxy = Proc::new(proxy_args.map(String::from).to_vec(), dir.join("proxy.log"));
+    proxy.start();
+    let listing = tokio::task::spawn_blocking(move || list_tubes(loopback(proxy_port))).await.expect("list-tubes task");
     assert!(listing.len() > 4 * 1024 * 1024, "the answer has {} bytes", listing.len());
     let names: Vec<&str> = listing.lines().skip(1).filter_map(|l| l.strip_prefix("- ")).collect();
     assert_eq!(names.len(), TUBES + 1, "every tube and default");
     assert!(names.contains(&tube_name(TUBES - 1).as_str()));
-    drop((front, node));
+    drop((proxy, node));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Connects to the front end at `addr` (retrying while it starts) and answers its `list-tubes`
+/// Connects to the proxy at `addr` (retrying while it starts) and answers its `list-tubes`
 /// YAML.
 fn list_tubes(addr: SocketAddr) -> String {
     let started = Instant::now();
     let stream = loop {
         match TcpStream::connect(addr) {
             Ok(s) => break s,
-            Err(e) => assert!(started.elapsed() < Duration::from_secs(10), "front end not serving: {e}"),
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(10), "proxy not serving: {e}"),
         }
         std::thread::sleep(Duration::from_millis(50));
     };

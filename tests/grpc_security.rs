@@ -1,7 +1,7 @@
 //! Security of the gRPC port, on real processes over loopback: with
 //! mTLS, a node or caller whose certificate the cluster's CA did not sign can neither join,
 //! send raft messages, call Leave nor put, and each refusal is logged with its address; a
-//! front end's certificate or token cannot call Leave and an admin's can; a plain-text client
+//! proxy's certificate or token cannot call Leave and an admin's can; a plain-text client
 //! on the TLS port gets an error naming TLS; certificates reload on SIGHUP.
 #![cfg(not(madsim))]
 
@@ -115,10 +115,10 @@ async fn await_log_line(dir: &Path, name: &str, words: &[&str]) -> String {
 
 /// Three nodes on mTLS. A stranger (a certificate another CA signed, though it trusts ours)
 /// cannot send raft messages, call Leave or put, and each refusal is logged with its address;
-/// a stranger node started with --join never becomes a member. Our front end's certificate
+/// a stranger node started with --join never becomes a member. Our proxy's certificate
 /// puts but cannot call Leave (PermissionDenied, logged); our admin's can. A plain-text
 /// cluster-client gets an error that names TLS. A node with a certificate that is no peer's
-/// does not start. Front ends, in a node of their own and apart,
+/// does not start. Proxies, in a node of their own and apart,
 /// forward puts over mTLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_role() {
@@ -136,12 +136,12 @@ async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_r
     let node_flags = tls_flags(&ours, "node", &ours);
     let co_located = loopback(free_port());
     let mut nodes = cluster(&dir, |id| {
-        let front = if id == 1 {
+        let proxy = if id == 1 {
             vec!["--beanstalkd-listen".into(), co_located.to_string()]
         } else {
             vec![]
         };
-        [node_flags.clone(), front].concat()
+        [node_flags.clone(), proxy].concat()
     });
     nodes.iter_mut().for_each(|n| n.proc.start());
     let admin = tls_dialer(&ours, "admin", &ours);
@@ -173,37 +173,37 @@ async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_r
     assert_eq!(status(&admin, leader).await.expect("status").members.len(), 3, "the stranger did not join");
     drop(stranger_node);
 
-    let front = tls_dialer(&ours, "frontend", &ours);
-    put(&front, leader).await.expect("a front end puts");
-    let denied = leave(&front, leader, follower).await.expect_err("a front end cannot call Leave");
+    let proxy = tls_dialer(&ours, "frontend", &ours);
+    put(&proxy, leader).await.expect("a proxy puts");
+    let denied = leave(&proxy, leader, follower).await.expect_err("a proxy cannot call Leave");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
     assert!(denied.message().contains("needs the role admin"), "{denied:?}");
     await_log_line(&dir, &leader_log, &["call refused", "Cluster/Leave", "frontend"]).await;
-    let denied = put(&admin, leader).await.expect_err("an admin is no front end");
+    let denied = put(&admin, leader).await.expect_err("an admin is no proxy");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
 
     let upstreams = nodes.iter().map(|n| n.addr.to_string()).collect::<Vec<_>>().join(",");
     let apart = loopback(free_port());
-    let front_args =
+    let proxy_args =
         [vec!["beanstalkd".into(), "--listen".into(), apart.to_string(), "--upstreams".into(), upstreams], tls_flags(&ours, "frontend", &ours)];
-    let mut front_end = Proc::new(front_args.concat(), dir.join("front.log"));
-    front_end.start();
+    let mut proxy = Proc::new(proxy_args.concat(), dir.join("proxy.log"));
+    proxy.start();
     for addr in [co_located, apart] {
         common::wait_for_port(addr, Duration::from_secs(20)).await;
         let id = common::beanstalk::Beanstalk::connect(addr).put("over mTLS");
-        assert!(id > 0, "a put through the front end at {addr}");
+        assert!(id > 0, "a put through the proxy at {addr}");
     }
-    drop(front_end);
+    drop(proxy);
     let wrong = loopback(free_port());
-    let admin_front =
+    let admin_proxy =
         [vec!["beanstalkd".into(), "--listen".into(), wrong.to_string(), "--upstreams".into(), leader.to_string()], tls_flags(&ours, "admin", &ours)];
-    let mut front_end = Proc::new(admin_front.concat(), dir.join("admin-front.log"));
-    front_end.start();
+    let mut proxy = Proc::new(admin_proxy.concat(), dir.join("admin-proxy.log"));
+    proxy.start();
     common::wait_for_port(wrong, Duration::from_secs(20)).await;
     let answer = common::beanstalk::Beanstalk::connect(wrong).ask("put 0 0 60 2\r\nhi");
-    assert_eq!(answer, "INTERNAL_ERROR", "a front end with an admin's certificate cannot put");
-    await_log_line(&dir, "admin-front", &["cluster unavailable", "needs the role frontend"]).await;
-    drop(front_end);
+    assert_eq!(answer, "INTERNAL_ERROR", "a proxy with an admin's certificate cannot put");
+    await_log_line(&dir, "admin-proxy", &["cluster unavailable", "needs the role frontend"]).await;
+    drop(proxy);
 
     leave(&admin, leader, follower).await.expect("an admin calls Leave");
     await_leader(&admin, &nodes, 2, &dir).await;
@@ -224,7 +224,7 @@ async fn with_mtls_only_the_cas_certificates_reach_the_cluster_and_each_in_its_r
 }
 
 /// Three nodes with tokens, no TLS: the nodes' own token (peer, frontend) carries raft; a
-/// front end's token puts but gets PermissionDenied on Leave; an admin's token calls Leave; a
+/// proxy's token puts but gets PermissionDenied on Leave; an admin's token calls Leave; a
 /// call without a token is refused; once a token is taken out of the file and the node is
 /// sent SIGHUP, it is refused too. A node whose own token is missing or no peer's does not
 /// start.
@@ -238,12 +238,12 @@ async fn tokens_give_their_roles_without_tls() {
     };
     let table = write("tokens", "# role token\npeer,frontend n0de-t0ken\nfrontend fr0nt-t0ken\nadmin 4dm1n-t0ken\n");
     let own = write("node.token", "n0de-t0ken\n");
-    let (front_file, admin_file) = (dir.join("front.token"), dir.join("admin.token"));
-    std::fs::write(&front_file, "fr0nt-t0ken").expect("write");
+    let (proxy_file, admin_file) = (dir.join("proxy.token"), dir.join("admin.token"));
+    std::fs::write(&proxy_file, "fr0nt-t0ken").expect("write");
     std::fs::write(&admin_file, "4dm1n-t0ken").expect("write");
-    let front_only = write("front-only.token", "fr0nt-t0ken");
+    let proxy_only = write("proxy-only.token", "fr0nt-t0ken");
     for (own_flags, why) in
-        [(vec![], "needs --auth-token-file"), (vec!["--auth-token-file".to_string(), front_only], "holds the roles frontend, not peer")]
+        [(vec![], "needs --auth-token-file"), (vec!["--auth-token-file".to_string(), proxy_only], "holds the roles frontend, not peer")]
     {
         let mut args: Vec<String> = vec!["cluster-node".into(), "--node-id".into(), "1".into(), "--listen".into(), loopback(free_port()).to_string()];
         args.extend(["--data-dir".into(), dir.join("lone").display().to_string(), "--peers".into(), "1=127.0.0.1:1".into()]);
@@ -260,9 +260,9 @@ async fn tokens_give_their_roles_without_tls() {
     let follower = nodes.iter().find(|n| n.addr != leader).expect("a follower").id;
     assert!(log_of(&dir, "node-1").contains("gRPC is plain text: tokens and jobs cross the network unencrypted"));
 
-    let front = token_dialer(&front_file);
-    put(&front, leader).await.expect("a front end's token puts");
-    let denied = leave(&front, leader, follower).await.expect_err("a front end's token cannot call Leave");
+    let proxy = token_dialer(&proxy_file);
+    put(&proxy, leader).await.expect("a proxy's token puts");
+    let denied = leave(&proxy, leader, follower).await.expect_err("a proxy's token cannot call Leave");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
     let nobody = status(&Dialer::default(), leader).await.expect_err("no token, no status");
     assert!(nobody.contains("PermissionDenied"), "{nobody}");

@@ -1,5 +1,5 @@
 //! `--metrics-listen` on real processes: `serve -b`, a 3-node cluster and a `coolbeans
-//! beanstalkd` front end each serve Prometheus text at /metrics that parses, with the key
+//! beanstalkd` proxy each serve Prometheus text at /metrics that parses, with the key
 //! series at sane values after a known load, and every series the shipped Grafana dashboard
 //! queries is in a real scrape.
 #![cfg(not(madsim))]
@@ -163,13 +163,13 @@ fn serve_reports_commands_jobs_raft_and_the_disk() {
         assert_eq!(client.ask(&format!("delete {id}")), "DELETED");
     }
     let after = scrape(metrics);
-    assert!(after.value("coolbeans_front_command_seconds_count", &[("command", "put")]) >= 20.0);
-    assert!(after.value("coolbeans_front_command_seconds_count", &[("command", "delete")]) >= 5.0);
+    assert!(after.value("coolbeans_proxy_command_seconds_count", &[("command", "put")]) >= 20.0);
+    assert!(after.value("coolbeans_proxy_command_seconds_count", &[("command", "delete")]) >= 5.0);
     assert!(after.value("coolbeans_node_proposals_total", &[("op", "put")]) >= 20.0);
     assert!(after.value("coolbeans_raft_entry_seconds_count", &[]) >= 20.0, "each put was an entry of its own");
     assert_eq!(after.value("coolbeans_tube_jobs", &[("tube", "metrics-test"), ("state", "ready")]), 15.0);
     assert_eq!(after.value("coolbeans_tube_jobs", &[("tube", "metrics-test"), ("state", "reserved")]), 0.0);
-    assert_eq!(after.value("coolbeans_front_connections", &[]), 1.0);
+    assert_eq!(after.value("coolbeans_proxy_connections", &[]), 1.0);
     assert!(after.value("coolbeans_wal_batches_total", &[]) > 0.0);
     let fsyncs = |s: &Scrape| s.value("coolbeans_fsync_seconds_count", &[]);
     assert!(fsyncs(&after) > fsyncs(&before), "fsyncs {} then {}", fsyncs(&before), fsyncs(&after));
@@ -181,7 +181,7 @@ fn serve_reports_commands_jobs_raft_and_the_disk() {
 }
 
 /// Every series a query of ops/grafana/coolbeans.json names is in a scrape of `serve -b`,
-/// which runs a node and a front end and so has every series.
+/// which runs a node and a proxy and so has every series.
 #[test]
 fn the_dashboard_reads_only_series_that_exist() {
     let dir = temp_dir("metrics-dashboard");
@@ -232,30 +232,30 @@ fn series_names(expr: &str) -> Vec<String> {
     names
 }
 
-/// A 3-node cluster, each node and a `coolbeans beanstalkd` front end with --metrics-listen:
-/// after 30 puts through the front end, it counts them and their forwarded writes, the leader
+/// A 3-node cluster, each node and a `coolbeans beanstalkd` proxy with --metrics-listen:
+/// after 30 puts through the proxy, it counts them and their forwarded writes, the leader
 /// reports itself leader with every member's match index and counts the puts it proposed,
 /// the followers report following it, and every node's fsyncs grew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_and_its_front_end_report_raft_and_forwarding() {
+async fn a_cluster_and_its_proxy_report_raft_and_forwarding() {
     let dir = temp_dir("metrics-cluster");
     let common::Led { nodes, members, leader, flagged: node_metrics } = common::start_cluster_with(&dir, "--metrics-listen").await;
-    let (front_port, front_metrics) = (loopback(free_port()), loopback(free_port()));
+    let (proxy_port, proxy_metrics) = (loopback(free_port()), loopback(free_port()));
     let upstreams = nodes.iter().map(|n| n.addr.to_string()).collect::<Vec<_>>().join(",");
-    let args = ["beanstalkd", "--listen", &front_port.to_string(), "--upstreams", &upstreams, "--metrics-listen", &front_metrics.to_string()];
-    let mut front = Proc::new(args.iter().map(|a| a.to_string()).collect(), dir.join("front.log"));
-    front.start();
+    let args = ["beanstalkd", "--listen", &proxy_port.to_string(), "--upstreams", &upstreams, "--metrics-listen", &proxy_metrics.to_string()];
+    let mut proxy = Proc::new(args.iter().map(|a| a.to_string()).collect(), dir.join("proxy.log"));
+    proxy.start();
     let before: Vec<Scrape> = node_metrics.iter().map(|addr| await_metrics(*addr, &dir)).collect();
-    let mut client = Beanstalk::connect(front_port);
+    let mut client = Beanstalk::connect(proxy_port);
     for i in 0..30 {
         client.put(&format!("job {i}"));
     }
-    let front_scrape = await_metrics(front_metrics, &dir);
-    assert!(front_scrape.value("coolbeans_front_command_seconds_count", &[("command", "put")]) >= 30.0);
-    assert!(front_scrape.value("coolbeans_front_forwarded_total", &[("call", "write")]) >= 30.0);
-    assert!(front_scrape.value("coolbeans_front_forward_streams_opened_total", &[]) >= 1.0);
-    assert_eq!(front_scrape.value("coolbeans_front_connections", &[]), 1.0);
-    assert!(!front_scrape.names().contains("coolbeans_raft_term"), "a front end runs no node");
+    let proxy_scrape = await_metrics(proxy_metrics, &dir);
+    assert!(proxy_scrape.value("coolbeans_proxy_command_seconds_count", &[("command", "put")]) >= 30.0);
+    assert!(proxy_scrape.value("coolbeans_proxy_forwarded_total", &[("call", "write")]) >= 30.0);
+    assert!(proxy_scrape.value("coolbeans_proxy_forward_streams_opened_total", &[]) >= 1.0);
+    assert_eq!(proxy_scrape.value("coolbeans_proxy_connections", &[]), 1.0);
+    assert!(!proxy_scrape.names().contains("coolbeans_raft_term"), "a proxy runs no node");
     for ((id, _), (addr, before)) in members.iter().zip(node_metrics.iter().zip(&before)) {
         let after = scrape(*addr);
         assert_eq!(after.value("coolbeans_raft_node_id", &[]), *id as f64);

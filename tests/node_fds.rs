@@ -1,5 +1,5 @@
 //! A cluster node under a low limit on open files: idle connections to its gRPC
-//! port draw on the same descriptor budget as its beanstalkd front end, so past the budget they
+//! port draw on the same descriptor budget as its beanstalkd proxy, so past the budget they
 //! wait in the listen backlog, and storage keeps the descriptors it needs: puts through
 //! compactions still succeed, and a waiting connection is served once others leave.
 #![cfg(not(madsim))]
@@ -36,7 +36,7 @@ fn answer_line(conn: &mut BufReader<TcpStream>) -> String {
     line.trim_end().to_string()
 }
 
-/// A beanstalkd connection to the node's front end once it takes puts.
+/// A beanstalkd connection to the node's proxy once it takes puts.
 fn putter(port: u16) -> BufReader<TcpStream> {
     let started = Instant::now();
     loop {

@@ -1,5 +1,5 @@
 //! A node that joins a real cluster holding 2,000,000 jobs gets them as a snapshot streamed
-//! in chunks: one node is loaded through its beanstalkd front end, compacts its
+//! in chunks: one node is loaded through its beanstalkd proxy, compacts its
 //! log, and a second node started with `--join` catches up and holds every job. On 2 shared
 //! cores the load takes about 27 s and the snapshot (70 MB, 67 chunks) under 3 s.
 #![cfg(not(madsim))]
@@ -32,12 +32,12 @@ async fn a_joining_node_gets_a_snapshot_of_2m_jobs() {
 /// until node 2 holds them all.
 async fn joins_with_jobs(jobs: usize, limit: Duration) {
     let dir = temp_dir(&format!("snapshot-join-{jobs}"));
-    let (addr_1, addr_2, front) = (loopback(free_port()), loopback(free_port()), loopback(free_port()));
-    let mut node_1 = node(&dir, 1, addr_1, &["--peers", &format!("1={addr_1}"), "--beanstalkd-listen", &front.to_string()]);
+    let (addr_1, addr_2, proxy) = (loopback(free_port()), loopback(free_port()), loopback(free_port()));
+    let mut node_1 = node(&dir, 1, addr_1, &["--peers", &format!("1={addr_1}"), "--beanstalkd-listen", &proxy.to_string()]);
     node_1.start();
     await_status(addr_1, limit, |s| s.leader_id == 1).await;
     let started = Instant::now();
-    let loaders: Vec<_> = (0..LOADERS).map(|i| tokio::spawn(load(front, jobs / LOADERS + usize::from(i < jobs % LOADERS)))).collect();
+    let loaders: Vec<_> = (0..LOADERS).map(|i| tokio::spawn(load(proxy, jobs / LOADERS + usize::from(i < jobs % LOADERS)))).collect();
     for loader in loaders {
         loader.await.expect("loader task");
     }
@@ -85,7 +85,7 @@ async fn await_status(addr: SocketAddr, limit: Duration, done: impl Fn(&coolbean
     }
 }
 
-/// Puts `count` small jobs on one connection to the front end at `addr`, written while their
+/// Puts `count` small jobs on one connection to the proxy at `addr`, written while their
 /// answers are read.
 async fn load(addr: SocketAddr, count: usize) {
     let stream = connect(addr).await;
@@ -113,7 +113,7 @@ async fn connect(addr: SocketAddr) -> TcpStream {
     loop {
         match TcpStream::connect(addr).await {
             Ok(s) => return s,
-            Err(e) => assert!(started.elapsed() < Duration::from_secs(10), "front end at {addr}: {e}"),
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(10), "proxy at {addr}: {e}"),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -1,4 +1,4 @@
-//! One seed's run: nodes, front ends and beanstalkd clients under the seed's fault mix (the
+//! One seed's run: nodes, proxies and beanstalkd clients under the seed's fault mix (the
 //! safety phase), then healing and a liveness phase, then every checker.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,9 +13,9 @@ use tokio::sync::watch;
 use crate::client::Connection;
 use crate::cluster::{Cluster, NodeSetup};
 use crate::config::SeedConfig;
-use crate::front_ends::FrontEnds;
 use crate::history::{Answer, Call, ClientId, FinalJob, FinalState, History, HoldRisk, JobId, Record};
 use crate::nemesis::Nemesis;
+use crate::proxies::Proxies;
 use crate::raft_watch::{one_leader_per_term, snapshot_restores, RaftWatch};
 use crate::trace::Trace;
 use crate::workload::{body_of, now, run_client, ClientSetup, Shared};
@@ -56,19 +56,19 @@ pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
     let node_ids_max = config.nodes + SPARE_NODES;
     let setup = NodeSetup {
         snapshot_entries: config.snapshot_entries,
-        front_end_nodes: if config.front_ends_in_nodes { u64::from(config.front_ends) } else { 0 },
-        front_end_lease: config.lease,
+        proxy_nodes: if config.proxies_in_nodes { u64::from(config.proxies) } else { 0 },
+        proxy_lease: config.lease,
         node_ids_max,
         snapshot_chunk_bytes: config.snapshot_chunk_bytes,
         ..NodeSetup::default()
     };
     let cluster = Cluster::start(config.nodes, setup, trace.clone());
     cluster.await_leader(Duration::from_secs(20), None).await.ok_or("no leader elected in 20 s")?;
-    let front_ends = if config.front_ends_in_nodes {
+    let proxies = if config.proxies_in_nodes {
         let hosts: Vec<_> = cluster.nodes.values().map(|n| n.host).collect();
-        FrontEnds::in_nodes(config.front_ends, &hosts, trace.clone())
+        Proxies::in_nodes(config.proxies, &hosts, trace.clone())
     } else {
-        FrontEnds::start(config.front_ends, node_ids_max, config.lease, trace.clone())
+        Proxies::start(config.proxies, node_ids_max, config.lease, trace.clone())
     };
 
     let (stop_tx, stop) = watch::channel(false);
@@ -78,15 +78,15 @@ pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
         known: Arc::default(),
         blocked: Arc::default(),
         stop,
-        generations: (0..config.front_ends).map(|i| front_ends.generation(i)).collect(),
-        addrs: (0..config.front_ends).map(|i| front_ends.addr(i)).collect(),
+        generations: (0..config.proxies).map(|i| proxies.generation(i)).collect(),
+        addrs: (0..config.proxies).map(|i| proxies.addr(i)).collect(),
         attachments: Arc::default(),
     };
     let running: Arc<Mutex<BTreeSet<ClientId>>> = Arc::new(Mutex::new((0..config.clients).collect()));
     for id in 0..config.clients {
         let host = Handle::current().create_node().name(format!("client-{id}")).ip(host_ip(3, id)).build();
         let tube = format!("tube{}", id % config.tubes);
-        let setup = ClientSetup { id, tube, front_ends: config.front_ends, think_time_mean: config.think_time_mean };
+        let setup = ClientSetup { id, tube, proxies: config.proxies, think_time_mean: config.think_time_mean };
         let (shared, running) = (shared.clone(), running.clone());
         host.spawn(async move {
             run_client(setup, shared).await;
@@ -97,11 +97,11 @@ pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
     let mut world = World {
         config: config.clone(),
         cluster,
-        front_ends,
+        proxies,
         left: Vec::new(),
         spares: (config.nodes + 1..=node_ids_max).collect(),
         paused: Vec::new(),
-        front_end_risks: Vec::new(),
+        proxy_risks: Vec::new(),
         leaders_by_term: BTreeMap::new(),
     };
     let mut nemesis = Nemesis::new();
@@ -124,7 +124,7 @@ pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
     let final_jobs = final_jobs(&world.cluster, leader);
     let mut history = history.lock().expect("history lock").clone();
     history.final_jobs = final_jobs;
-    history.risks.extend(front_end_risks(&world, &shared));
+    history.risks.extend(proxy_risks(&world, &shared));
     record_trace(&trace, &history);
 
     crate::check::check_all(&history).map_err(|v| v.to_string())?;
@@ -266,12 +266,12 @@ fn final_jobs(cluster: &Cluster, leader: u64) -> BTreeMap<JobId, FinalJob> {
         .collect()
 }
 
-/// Turns each front end's lease-risk window into risks for the clients attached to it then.
-fn front_end_risks(world: &World, shared: &Shared) -> Vec<HoldRisk> {
+/// Turns each proxy's lease-risk window into risks for the clients attached to it then.
+fn proxy_risks(world: &World, shared: &Shared) -> Vec<HoldRisk> {
     let attachments = shared.attachments.lock().expect("attachments lock");
     let mut out = Vec::new();
-    for risk in &world.front_end_risks {
-        for a in attachments.iter().filter(|a| a.front_end == risk.front_end) {
+    for risk in &world.proxy_risks {
+        for a in attachments.iter().filter(|a| a.proxy == risk.proxy) {
             let until = a.until.unwrap_or(Duration::MAX).min(risk.until);
             if a.from < until {
                 out.push(HoldRisk { client: a.client, from: risk.from.max(a.from), until: Some(until) });

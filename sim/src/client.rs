@@ -1,4 +1,4 @@
-//! A beanstalkd client for the simulator: one TCP connection to a front end, one command at a
+//! A beanstalkd client for the simulator: one TCP connection to a proxy, one command at a
 //! time, its answer parsed into the history's `Answer`.
 
 use std::net::SocketAddr;

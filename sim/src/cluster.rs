@@ -25,12 +25,12 @@ pub const NODE_PORT: u16 = 7000;
 pub struct NodeSetup {
     pub tick: Duration,
     pub snapshot_entries: u64,
-    /// Nodes 1 to this many run a front end of their own, as `cluster-node
+    /// Nodes 1 to this many run a proxy of their own, as `cluster-node
     /// --beanstalkd-listen` does.
-    pub front_end_nodes: u64,
-    /// Those front ends' lease, and the node ids they know of (the spares that may join
+    pub proxy_nodes: u64,
+    /// Those proxies' lease, and the node ids they know of (the spares that may join
     /// included).
-    pub front_end_lease: Duration,
+    pub proxy_lease: Duration,
     pub node_ids_max: u64,
     /// The size snapshots are cut into on their way to a follower.
     pub snapshot_chunk_bytes: usize,
@@ -70,8 +70,8 @@ impl Default for NodeSetup {
         NodeSetup {
             tick: Duration::from_millis(100),
             snapshot_entries: 10_000,
-            front_end_nodes: 0,
-            front_end_lease: Duration::from_secs(30),
+            proxy_nodes: 0,
+            proxy_lease: Duration::from_secs(30),
             node_ids_max: 0,
             snapshot_chunk_bytes: coolbeans::limits::SNAPSHOT_CHUNK_BYTES_MAX,
             sync_policy: SyncPolicy::Always,
@@ -244,8 +244,8 @@ fn spawn_node(id: u64, peers: BTreeMap<u64, String>, setup: NodeSetup) -> SimNod
                     Err(e) => panic!("node {id} failed to start: {e}"),
                 };
                 *slot.lock().expect("handle lock") = Some(node.clone());
-                if id <= setup.front_end_nodes {
-                    tokio::spawn(crate::front_ends::serve_in_node(id, node.clone(), setup.node_ids_max, setup.front_end_lease));
+                if id <= setup.proxy_nodes {
+                    tokio::spawn(crate::proxies::serve_in_node(id, node.clone(), setup.node_ids_max, setup.proxy_lease));
                 }
                 if let Err(e) = coolbeans::rpc::serve(addr, node, Default::default(), std::future::pending()).await {
                     panic!("node {id} gRPC server failed: {e}");

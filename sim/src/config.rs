@@ -30,10 +30,10 @@ pub enum Fault {
     TransferLeader,
     /// Join a new node, or have a member leave.
     Membership,
-    /// Kill a front end and start a new one in its place.
-    FrontEndCrash,
-    /// Cut a front end off from the cluster.
-    FrontEndPartition,
+    /// Kill a proxy and start a new one in its place.
+    ProxyCrash,
+    /// Cut a proxy off from the cluster.
+    ProxyPartition,
 }
 
 impl Fault {
@@ -48,8 +48,8 @@ impl Fault {
         Fault::Pause,
         Fault::TransferLeader,
         Fault::Membership,
-        Fault::FrontEndCrash,
-        Fault::FrontEndPartition,
+        Fault::ProxyCrash,
+        Fault::ProxyPartition,
     ];
 }
 
@@ -58,13 +58,13 @@ impl Fault {
 pub struct SeedConfig {
     pub seed: u64,
     pub nodes: u64,
-    pub front_ends: u32,
+    pub proxies: u32,
     pub clients: u32,
     /// Tubes the clients spread over (each client uses and watches one).
     pub tubes: u32,
     /// Raft snapshot threshold, in entries: low, so compaction and snapshot install happen.
     pub snapshot_entries: u64,
-    /// The front ends' lease on their clients' sessions.
+    /// The proxies' lease on their clients' sessions.
     pub lease: Duration,
     /// How long faults are injected.
     pub fault_phase: Duration,
@@ -78,9 +78,9 @@ pub struct SeedConfig {
     pub buggify: bool,
     /// Mean pause between a client's calls.
     pub think_time_mean: Duration,
-    /// Whether the front ends run inside nodes (front end i in node i + 1, as
+    /// Whether the proxies run inside nodes (proxy i in node i + 1, as
     /// `cluster-node --beanstalkd-listen` runs them) rather than on hosts of their own.
-    pub front_ends_in_nodes: bool,
+    pub proxies_in_nodes: bool,
     /// The size snapshots are cut into on their way to a follower: small, so that a seed's
     /// snapshots (tens of KiB) take from a few chunks to hundreds, and calls cut off midway
     /// resume.
@@ -105,7 +105,7 @@ impl SeedConfig {
         SeedConfig {
             seed,
             nodes,
-            front_ends: rng.gen_range(1..=3),
+            proxies: rng.gen_range(1..=3),
             clients: rng.gen_range(6..=20),
             tubes: rng.gen_range(1..=3),
             snapshot_entries: rng.gen_range(100..600),
@@ -116,7 +116,7 @@ impl SeedConfig {
             faults,
             buggify: rng.gen_bool(0.5),
             think_time_mean: Duration::from_millis(rng.gen_range(100..400)),
-            front_ends_in_nodes: rng.gen_bool(0.4),
+            proxies_in_nodes: rng.gen_bool(0.4),
             // Drawn last: the fields before it keep the values earlier versions drew.
             snapshot_chunk_bytes: [256, 4096, 65_536][rng.gen_range(0..3)],
         }
@@ -133,11 +133,11 @@ impl fmt::Display for SeedConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "seed={} nodes={} front_ends={}{} clients={} tubes={} snapshot_entries={} chunk_bytes={} lease={:?} buggify={}",
+            "seed={} nodes={} proxies={}{} clients={} tubes={} snapshot_entries={} chunk_bytes={} lease={:?} buggify={}",
             self.seed,
             self.nodes,
-            self.front_ends,
-            if self.front_ends_in_nodes { " (in nodes)" } else { "" },
+            self.proxies,
+            if self.proxies_in_nodes { " (in nodes)" } else { "" },
             self.clients,
             self.tubes,
             self.snapshot_entries,
@@ -169,18 +169,18 @@ mod tests {
         assert_eq!(shapes.len(), 50);
     }
 
-    // Over many seeds every shape the issue names shows up: 3 and 5 nodes, 1 to 3 front ends.
+    // Over many seeds every shape the issue names shows up: 3 and 5 nodes, 1 to 3 proxies.
     #[test]
     fn seeds_cover_every_shape() {
         let configs: Vec<SeedConfig> = (0..200).map(SeedConfig::derive).collect();
         for nodes in [3, 5] {
             assert!(configs.iter().any(|c| c.nodes == nodes), "no seed with {nodes} nodes");
         }
-        for front_ends in 1..=3 {
-            assert!(configs.iter().any(|c| c.front_ends == front_ends), "no seed with {front_ends} front ends");
+        for proxies in 1..=3 {
+            assert!(configs.iter().any(|c| c.proxies == proxies), "no seed with {proxies} proxies");
         }
         for in_nodes in [false, true] {
-            assert!(configs.iter().filter(|c| c.front_ends_in_nodes == in_nodes).count() > 50, "front ends in nodes: {in_nodes} is rare");
+            assert!(configs.iter().filter(|c| c.proxies_in_nodes == in_nodes).count() > 50, "proxies in nodes: {in_nodes} is rare");
         }
         for fault in Fault::ALL {
             assert!(configs.iter().filter(|c| c.faults.iter().any(|(f, _)| *f == fault)).count() > 100, "{fault:?} is rare");

@@ -16,8 +16,6 @@ pub mod cluster;
 #[cfg(madsim)]
 pub mod failover;
 #[cfg(madsim)]
-pub mod front_ends;
-#[cfg(madsim)]
 pub mod lone_node;
 #[cfg(madsim)]
 pub mod membership;
@@ -25,6 +23,8 @@ pub mod membership;
 pub mod nemesis;
 #[cfg(madsim)]
 pub mod partition;
+#[cfg(madsim)]
+pub mod proxies;
 #[cfg(madsim)]
 pub mod raft_watch;
 #[cfg(madsim)]
@@ -81,8 +81,8 @@ pub fn run_config(config: config::SeedConfig) -> SeedResult {
 #[cfg(madsim)]
 type Scenario = fn(trace::Trace) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>;
 
-/// The focused scenarios of the gRPC API (the chaos run reaches the cluster through front
-/// ends): failover, membership, and a partitioned leader.
+/// The focused scenarios of the gRPC API (the chaos run reaches the cluster through proxies):
+/// failover, membership, and a partitioned leader.
 #[cfg(madsim)]
 pub const SCENARIOS: [(&str, Scenario); 3] =
     [("failover", |t| Box::pin(failover::run(t))), ("membership", |t| Box::pin(membership::run(t))), ("partition", |t| Box::pin(partition::run(t)))];

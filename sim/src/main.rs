@@ -7,7 +7,7 @@
 //!   regression list.
 //! - `--repeat K`: also runs the first K seeds a second time and fails if a trace differs.
 //! - `--jobs J`: seeds run at once (default: the machine's cores).
-//! - `--shape NODES,FRONT_ENDS,CLIENTS`: overrides the seeds' shape (for speed figures).
+//! - `--shape NODES,PROXIES,CLIENTS`: overrides the seeds' shape (for speed figures).
 //! - `--expect-failure`: for planted bugs: stops at the first failing seed and exits 0 only
 //!   if some seed failed.
 //!
@@ -67,8 +67,8 @@ fn run_here(seed: u64, shape: Option<&str>) -> i32 {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let mut config = coolbeans_sim::config::SeedConfig::derive(seed);
     let shape: Vec<u64> = shape.map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect()).unwrap_or_default();
-    if let [nodes, front_ends, clients] = shape[..] {
-        (config.nodes, config.front_ends, config.clients) = (nodes, front_ends as u32, clients as u32);
+    if let [nodes, proxies, clients] = shape[..] {
+        (config.nodes, config.proxies, config.clients) = (nodes, proxies as u32, clients as u32);
     }
     println!("{config}");
     match coolbeans_sim::run_config(config) {

@@ -12,7 +12,7 @@ use madsim::runtime::Handle;
 use crate::cluster::{node_addr, NodeSetup};
 use crate::config::{Fault, SeedConfig};
 use crate::workload::now;
-use crate::world::{FrontEndRisk, World};
+use crate::world::{ProxyRisk, World};
 
 /// Something the nemesis does at a set time: most undo an earlier fault.
 #[derive(Clone, Debug)]
@@ -23,8 +23,8 @@ enum Action {
     UnclogLink(u64, u64),
     ResumeNode(u64),
     ResetLatency,
-    RestartFrontEnd(u32),
-    UnclogFrontEnd(u32),
+    RestartProxy(u32),
+    UnclogProxy(u32),
 }
 
 #[derive(Default)]
@@ -87,7 +87,7 @@ impl Nemesis {
             }
         }
         let net = NetSim::current();
-        let hosts: Vec<_> = world.cluster.nodes.values().map(|n| n.host).chain(world.front_ends.list.iter().map(|f| f.host)).collect();
+        let hosts: Vec<_> = world.cluster.nodes.values().map(|n| n.host).chain(world.proxies.list.iter().map(|f| f.host)).collect();
         for &a in &hosts {
             net.unclog_node(a);
             for &b in &hosts {
@@ -116,12 +116,12 @@ impl Nemesis {
                 }
             }
             Action::ResetLatency => net.update_config(|c| c.send_latency = Duration::from_millis(1)..Duration::from_millis(10)),
-            Action::RestartFrontEnd(i) => {
-                if !world.front_ends.list[i as usize].alive {
-                    world.front_ends.restart(i);
+            Action::RestartProxy(i) => {
+                if !world.proxies.list[i as usize].alive {
+                    world.proxies.restart(i);
                 }
             }
-            Action::UnclogFrontEnd(i) => net.unclog_node(world.front_ends.list[i as usize].host),
+            Action::UnclogProxy(i) => net.unclog_node(world.proxies.list[i as usize].host),
         }
     }
 
@@ -173,30 +173,30 @@ impl Nemesis {
             }
             Fault::TransferLeader => transfer_leader(world).await,
             Fault::Membership => change_membership(world).await,
-            Fault::FrontEndCrash => {
-                let i = thread_rng().gen_range(0..world.config.front_ends);
-                // A front end inside a node is that node's process: it crashes with it.
-                if let Some(id) = world.front_ends.list[i as usize].node {
+            Fault::ProxyCrash => {
+                let i = thread_rng().gen_range(0..world.config.proxies);
+                // A proxy inside a node is that node's process: it crashes with it.
+                if let Some(id) = world.proxies.list[i as usize].node {
                     if world.cluster.nodes[&id].alive && !world.left.contains(&id) {
-                        trace.event(format!("front end {i} crashes with node {id}"));
+                        trace.event(format!("proxy {i} crashes with node {id}"));
                         world.kill_node(id);
                         self.schedule(d, Action::RestartNode(id));
                     }
-                } else if world.front_ends.list[i as usize].alive {
-                    world.front_ends.crash(i);
-                    self.schedule(d, Action::RestartFrontEnd(i));
+                } else if world.proxies.list[i as usize].alive {
+                    world.proxies.crash(i);
+                    self.schedule(d, Action::RestartProxy(i));
                 }
             }
-            Fault::FrontEndPartition => {
-                let i = thread_rng().gen_range(0..world.config.front_ends);
-                NetSim::current().clog_node(world.front_ends.list[i as usize].host);
-                trace.event(format!("partition front end {i} for {d:?}"));
+            Fault::ProxyPartition => {
+                let i = thread_rng().gen_range(0..world.config.proxies);
+                NetSim::current().clog_node(world.proxies.list[i as usize].host);
+                trace.event(format!("partition proxy {i} for {d:?}"));
                 // Its sessions may lose their lease from now until a renewal after healing.
                 let until = now() + d + world.config.lease + Duration::from_secs(20);
-                world.front_end_risks.push(FrontEndRisk { front_end: i, from: now(), until });
-                match world.front_ends.list[i as usize].node {
+                world.proxy_risks.push(ProxyRisk { proxy: i, from: now(), until });
+                match world.proxies.list[i as usize].node {
                     Some(id) => self.schedule(d, Action::UnclogNode(id)),
-                    None => self.schedule(d, Action::UnclogFrontEnd(i)),
+                    None => self.schedule(d, Action::UnclogProxy(i)),
                 }
             }
         }
@@ -299,8 +299,8 @@ async fn change_membership(world: &mut World) {
         let outcome = tokio::time::timeout(Duration::from_secs(5), h.change_member(change)).await;
         world.cluster.trace.event(format!("join node {id}: {:?}", outcome.map(|r| r.is_ok())));
     } else if members.len() > 3 {
-        // A node with a front end inside stays: its clients would have nowhere to go back to.
-        let leaving: Vec<u64> = members.into_iter().filter(|id| *id != leader && world.front_ends.in_node(*id).is_none()).collect();
+        // A node with a proxy inside stays: its clients would have nowhere to go back to.
+        let leaving: Vec<u64> = members.into_iter().filter(|id| *id != leader && world.proxies.in_node(*id).is_none()).collect();
         if leaving.is_empty() {
             return;
         }

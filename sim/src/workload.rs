@@ -1,6 +1,6 @@
-//! The clients' workload: each client connects to a front end, uses and watches one tube, and
+//! The clients' workload: each client connects to a proxy, uses and watches one tube, and
 //! makes random calls of every kind, recording each with its start, end and answer. A broken
-//! connection is an unknown outcome, then a reconnect (perhaps to another front end).
+//! connection is an unknown outcome, then a reconnect (perhaps to another proxy).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use crate::client::{CallError, Connection};
 use crate::history::{Answer, Call, ClientId, History, HoldRisk, JobId, Record};
 
-/// How long a client waits for an answer beyond what the call itself may wait (the front
-/// end's patience is 15 s).
+/// How long a client waits for an answer beyond what the call itself may wait (the proxy's
+/// patience is 15 s).
 const PATIENCE: Duration = Duration::from_secs(30);
 /// A blocking `reserve` may wait for as long as it takes; liveness bounds it after healing.
 const RESERVE_FOREVER: Duration = Duration::from_secs(24 * 3600);
@@ -33,19 +33,19 @@ pub struct Shared {
     pub blocked: Arc<Mutex<BTreeMap<ClientId, String>>>,
     /// Set when clients must finish their current call and quit.
     pub stop: watch::Receiver<bool>,
-    /// Each front end's crash counter.
+    /// Each proxy's crash counter.
     pub generations: Vec<watch::Receiver<u64>>,
-    /// Where each front end listens.
+    /// Where each proxy listens.
     pub addrs: Vec<std::net::SocketAddr>,
-    /// Which client was connected to which front end, when.
+    /// Which client was connected to which proxy, when.
     pub attachments: Arc<Mutex<Vec<Attachment>>>,
 }
 
-/// A client's connection to a front end, from its start to its end (`None`: still open).
+/// A client's connection to a proxy, from its start to its end (`None`: still open).
 #[derive(Clone, Debug)]
 pub struct Attachment {
     pub client: ClientId,
-    pub front_end: u32,
+    pub proxy: u32,
     pub from: Duration,
     pub until: Option<Duration>,
 }
@@ -62,9 +62,9 @@ impl Shared {
         self.history.lock().expect("history lock").risks.push(risk);
     }
 
-    fn attach(&self, client: ClientId, front_end: u32) -> usize {
+    fn attach(&self, client: ClientId, proxy: u32) -> usize {
         let mut all = self.attachments.lock().expect("attachments lock");
-        all.push(Attachment { client, front_end, from: now(), until: None });
+        all.push(Attachment { client, proxy, from: now(), until: None });
         all.len() - 1
     }
 
@@ -82,7 +82,7 @@ impl Shared {
 pub struct ClientSetup {
     pub id: ClientId,
     pub tube: String,
-    pub front_ends: u32,
+    pub proxies: u32,
     pub think_time_mean: Duration,
 }
 
@@ -102,7 +102,7 @@ pub async fn run_client(setup: ClientSetup, shared: Shared) {
     let mut client = Client { setup, shared, holds: BTreeMap::new(), puts: 0, alive_at: now() };
     let mut attempt = 0u32;
     while !*client.shared.stop.borrow() {
-        let index = (client.setup.id + attempt) % client.setup.front_ends;
+        let index = (client.setup.id + attempt) % client.setup.proxies;
         attempt += 1;
         let Ok(mut conn) = Connection::open(client.shared.addrs[index as usize]).await else {
             madsim::time::sleep(Duration::from_millis(200)).await;
@@ -156,13 +156,13 @@ impl Client {
                 // a simulated run depend on how many ran before it in the same process.
                 biased;
                 r = conn.call(&call, patience) => r,
-                _ = generation.changed() => Err(CallError::Broken("front end crashed".into())),
+                _ = generation.changed() => Err(CallError::Broken("proxy crashed".into())),
             };
             if blocking {
                 self.shared.blocked.lock().expect("blocked lock").remove(&self.setup.id);
             }
             let answer = outcome.ok();
-            // An error line (the front end could not reach the cluster in time) may mean its
+            // An error line (the proxy could not reach the cluster in time) may mean its
             // sessions are in trouble too: start afresh, as a careful client would.
             let broken = matches!(answer, None | Some(Answer::Other(_)));
             self.note(&call, answer.as_ref());

@@ -1,5 +1,5 @@
-//! The world the simulator runs and its nemesis acts on: the cluster, the front ends, and
-//! what the run has done to them so far (who left, who is paused, when front ends were at
+//! The world the simulator runs and its nemesis acts on: the cluster, the proxies, and
+//! what the run has done to them so far (who left, who is paused, when proxies were at
 //! risk, which node claimed each term).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,12 +9,12 @@ use madsim::rand::{thread_rng, Rng};
 
 use crate::cluster::Cluster;
 use crate::config::SeedConfig;
-use crate::front_ends::FrontEnds;
+use crate::proxies::Proxies;
 
-/// A time window during which a front end's sessions may have lost their lease.
+/// A time window during which a proxy's sessions may have lost their lease.
 #[derive(Clone, Debug)]
-pub struct FrontEndRisk {
-    pub front_end: u32,
+pub struct ProxyRisk {
+    pub proxy: u32,
     pub from: Duration,
     pub until: Duration,
 }
@@ -23,22 +23,22 @@ pub struct FrontEndRisk {
 pub struct World {
     pub config: SeedConfig,
     pub cluster: Cluster,
-    pub front_ends: FrontEnds,
+    pub proxies: Proxies,
     /// Node ids that left the cluster (their hosts are stopped for good).
     pub left: Vec<u64>,
     /// Spare node ids not started yet.
     pub spares: Vec<u64>,
     pub paused: Vec<u64>,
-    pub front_end_risks: Vec<FrontEndRisk>,
+    pub proxy_risks: Vec<ProxyRisk>,
     /// Which node believed it led each term.
     pub leaders_by_term: BTreeMap<u64, BTreeSet<u64>>,
 }
 
 impl World {
-    /// Kills node `id`, and the front end inside it if one runs there.
+    /// Kills node `id`, and the proxy inside it if one runs there.
     pub fn kill_node(&mut self, id: u64) {
         self.cluster.kill(id);
-        self.front_ends.node_killed(id);
+        self.proxies.node_killed(id);
     }
 }
 

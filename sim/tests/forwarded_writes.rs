@@ -1,4 +1,4 @@
-//! Writes forwarded on a front end's long-lived stream: many at once share the stream, each is
+//! Writes forwarded on a proxy's long-lived stream: many at once share the stream, each is
 //! answered once, and killing the leader while they are out loses none and applies none
 //! twice (a retry carries the same sequence number). A malformed write is refused at the
 //! node's edge and never reaches the log.
@@ -26,7 +26,7 @@ fn forwarded_writes_survive_a_leader_kill_and_apply_once() {
     runtime.block_on(async move {
         let mut cluster = Cluster::start(3, NodeSetup::default(), Trace::new());
         let (leader, _) = cluster.await_leader(Duration::from_secs(20), None).await.expect("a leader");
-        let host = Handle::current().create_node().name("front-end").ip("10.0.2.1".parse().unwrap()).build();
+        let host = Handle::current().create_node().name("proxy").ip("10.0.2.1".parse().unwrap()).build();
         let writes = host.spawn(async move {
             let upstream = RemoteUpstream::new((1..=3).map(|id| node_addr(id).to_string()).collect(), "fe".into()).expect("addresses");
             let tasks: Vec<_> = (0..300)
@@ -60,7 +60,7 @@ fn forwarded_writes_survive_a_leader_kill_and_apply_once() {
         });
         madsim::time::sleep(Duration::from_millis(1500)).await;
         cluster.kill(leader);
-        let (ids, bodies, stats) = writes.await.expect("front end runs");
+        let (ids, bodies, stats) = writes.await.expect("proxy runs");
         assert_eq!(stats.jobs.ready, 300, "a retried put applied twice: {stats:?}");
         assert_eq!(ids.len(), 300);
         assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 300, "every put got its own job: none applied twice");

@@ -1,7 +1,7 @@
 //! A waiting reserve whose answer is lost on its way is still answered, with that job, soon
-//! after: the front end finds the lost answer and asks for it again. The answer is lost for
-//! sure here: every node restarts (breaking the front end's reservation feeds) while the
-//! front end is cut off, and the put that serves the wait lands before the feeds reconnect.
+//! after: the proxy finds the lost answer and asks for it again. The answer is lost for
+//! sure here: every node restarts (breaking the proxy's reservation feeds) while the
+//! proxy is cut off, and the put that serves the wait lands before the feeds reconnect.
 #![cfg(madsim)]
 
 use std::time::Duration;
@@ -9,20 +9,20 @@ use std::time::Duration;
 use coolbeans::client::JobClient;
 use coolbeans_sim::client::Connection;
 use coolbeans_sim::cluster::{node_addr, Cluster, NodeSetup};
-use coolbeans_sim::front_ends::{front_end_addr, FrontEnds};
 use coolbeans_sim::history::{Answer, Call};
+use coolbeans_sim::proxies::{proxy_addr, Proxies};
 use coolbeans_sim::trace::Trace;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 
-/// A job to put while the waiter's front end is cut off: its priority, TTR and body.
+/// A job to put while the waiter's proxy is cut off: its priority, TTR and body.
 struct Put {
     pri: u32,
     ttr_secs: u32,
     body: &'static [u8],
 }
 
-/// Cuts the front end off while a client waits in `reserve`, restarts every node, puts
+/// Cuts the proxy off while a client waits in `reserve`, restarts every node, puts
 /// `puts` in order (each after `gap`) and heals; answers the waiter's answer and the ids put.
 fn lose_the_answer(puts: Vec<Put>, gap: Duration) -> (Answer, Vec<u64>) {
     let runtime = Runtime::with_seed_and_config(7, madsim::Config::default());
@@ -30,21 +30,21 @@ fn lose_the_answer(puts: Vec<Put>, gap: Duration) -> (Answer, Vec<u64>) {
         let trace = Trace::new();
         let mut cluster = Cluster::start(3, NodeSetup::default(), trace.clone());
         cluster.await_leader(Duration::from_secs(20), None).await.expect("a leader");
-        let front_ends = FrontEnds::start(1, 3, Duration::from_secs(60), trace);
+        let proxies = Proxies::start(1, 3, Duration::from_secs(60), trace);
         let waiter_host = Handle::current().create_node().name("waiter").ip("10.0.3.1".parse().unwrap()).build();
         let waiter = waiter_host.spawn(async {
-            let mut conn = Connection::open(front_end_addr(0)).await.expect("connects");
+            let mut conn = Connection::open(proxy_addr(0)).await.expect("connects");
             let reserve = Call::Reserve { tube: "default".into(), timeout_secs: None };
             conn.call(&reserve, Duration::from_secs(60)).await.expect("answered")
         });
         madsim::time::sleep(Duration::from_secs(2)).await;
 
         let net = NetSim::current();
-        let front_end = front_ends.list[0].host;
+        let proxy = proxies.list[0].host;
         let nodes: Vec<_> = cluster.nodes.values().map(|n| n.host).collect();
         for &node in &nodes {
-            net.clog_link(node, front_end);
-            net.clog_link(front_end, node);
+            net.clog_link(node, proxy);
+            net.clog_link(proxy, node);
         }
         for id in 1..=3 {
             cluster.kill(id);
@@ -66,8 +66,8 @@ fn lose_the_answer(puts: Vec<Put>, gap: Duration) -> (Answer, Vec<u64>) {
             madsim::time::sleep(gap).await;
         }
         for &node in &nodes {
-            net.unclog_link(node, front_end);
-            net.unclog_link(front_end, node);
+            net.unclog_link(node, proxy);
+            net.unclog_link(proxy, node);
         }
         let answer = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("answered within 10 s of healing");
         (answer.expect("waiter runs"), ids)

@@ -1,5 +1,5 @@
 //! Accepting connections without taking the descriptors storage needs: every listener of the
-//! process (the beanstalkd front end, the gRPC server) draws on one budget of descriptors
+//! process (the beanstalkd proxy, the gRPC server) draws on one budget of descriptors
 //! (`fds`), so together they leave storage its reserve. A listener takes a permit before it
 //! accepts, so past its limit or the budget new connections wait in the kernel's backlog.
 
@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The permits a listener draws from: its own limit, if any, and the process's budget.
 pub struct Permits {
-    /// The listener's own limit (a front end's `-c`).
+    /// The listener's own limit (a proxy's `-c`).
     own: Option<Arc<Semaphore>>,
     /// The process's descriptor budget, shared by every listener; none in the simulator.
     budget: Option<Arc<Semaphore>>,

@@ -1,5 +1,5 @@
 //! The Browse service's pages (the web console's tubes and jobs) as wire messages and back:
-//! the node's service (`rpc::browse`) writes them and a front end's console reads them, so
+//! the node's service (`rpc::browse`) writes them and a proxy's console reads them, so
 //! the conversion sits below both.
 
 use super::{BrowseJobsResponse, TubeSummaryProto};

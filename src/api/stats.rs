@@ -1,5 +1,5 @@
 //! The typed stats on the wire (`GetStatsJob`, `GetStatsTube`, `GetStats`), both ways: a node
-//! answers with the state machine's numbers, a front end before the cluster reads them back
+//! answers with the state machine's numbers, a proxy before the cluster reads them back
 //! and writes the YAML with its own facts in it.
 
 use crate::api::{GetStatsResponse, JobCountsProto, JobStateProto, JobStatsProto, MachineStatsProto, TubeStatsProto};

@@ -15,7 +15,7 @@ pub enum Mutant {
     ApplyUncommitted,
     /// A snapshot does not carry the clients waiting in reserve.
     SnapshotForgetsWaiters,
-    /// The front end drops the first reservation result after a leader change.
+    /// The proxy drops the first reservation result after a leader change.
     DropReservationAfterLeaderChange,
 }
 
@@ -69,10 +69,10 @@ pub fn planted(m: Mutant) -> bool {
     }
 }
 
-/// For `DropReservationAfterLeaderChange`: a front end saw the leader move.
+/// For `DropReservationAfterLeaderChange`: a proxy saw the leader move.
 static LEADER_MOVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Notes that a front end followed the leader to another node.
+/// Notes that a proxy followed the leader to another node.
 pub fn note_leader_change() {
     if planted(Mutant::DropReservationAfterLeaderChange) {
         LEADER_MOVED.store(true, std::sync::atomic::Ordering::Relaxed);

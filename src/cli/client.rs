@@ -46,7 +46,7 @@ pub enum ClientCommand {
     /// Take a snapshot on the node and compact its log.
     Snapshot,
     /// Benchmark: concurrent writers put jobs for a while; prints writes/s and commit latency
-    /// (on a cluster that checks roles, with a front end's certificate or token).
+    /// (on a cluster that checks roles, with a proxy's certificate or token).
     PutBench {
         /// Every node of the cluster (the writers find the leader); default: --node-addr.
         #[arg(long, value_delimiter = ',')]

@@ -57,10 +57,10 @@ impl Bound {
         }
     }
 
-    /// Serves the console of the cluster behind a front end.
-    pub fn start_front_end(self, remote: std::sync::Arc<crate::client::RemoteUpstream>) {
+    /// Serves the console of the cluster behind a proxy.
+    pub fn start_proxy(self, remote: std::sync::Arc<crate::client::RemoteUpstream>) {
         #[cfg(not(madsim))]
-        self.serve_front_end(remote);
+        self.serve_proxy(remote);
         #[cfg(madsim)]
         {
             let _ = remote;

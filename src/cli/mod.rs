@@ -3,10 +3,10 @@
 pub mod bench;
 pub mod client;
 pub mod console;
-pub mod front;
 pub mod metrics;
 pub mod node;
 pub mod peers;
+pub mod proxy;
 pub mod put_bench;
 mod rejoin;
 pub mod security;

@@ -41,7 +41,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = DriverConfig::default().snapshot_log_bytes)]
     pub snapshot_log_bytes: u64,
     /// Largest job body in bytes: a put with a larger one is refused, whichever way it comes
-    /// (a front end before the cluster takes its own `-z`; give both the same).
+    /// (a proxy before the cluster takes its own `-z`; give both the same).
     #[arg(short = 'z', long, default_value_t = crate::limits::JOB_BODY_BYTES_MAX_DEFAULT)]
     pub job_bytes_max: usize,
     /// What the jobs held may take, in bytes: each job counts its body, its tube's name and
@@ -66,12 +66,12 @@ pub struct NodeArgs {
     /// wait for one to end.
     #[arg(long, value_name = "N", default_value_t = crate::rpc::GrpcLimits::default().streams_per_connection)]
     pub max_grpc_streams: u32,
-    /// Writes a front end may have forwarded and not yet taken the answers of; past it, its
+    /// Writes a proxy may have forwarded and not yet taken the answers of; past it, its
     /// stream is read no further until it reads.
     #[arg(long, value_name = "N", default_value_t = crate::rpc::GrpcLimits::default().forwarded_writes)]
     pub max_forwarded_writes: usize,
     #[command(flatten)]
-    pub tls: super::front::TlsArgs,
+    pub tls: super::proxy::TlsArgs,
     #[command(flatten)]
     pub dial: super::security::DialArgs,
     /// Without mTLS: the tokens callers may present, one `ROLE[,ROLE...] TOKEN` a line (roles:
@@ -112,7 +112,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     }
     check_jobs_bytes_max(args.max_jobs_bytes)?;
     let _lock = DirLock::acquire(&args.data_dir)?;
-    // The front end's TLS files are read before anything starts: a bad one stops the start.
+    // The proxy's TLS files are read before anything starts: a bad one stops the start.
     let listen = args.beanstalkd_listen.as_deref().map(|addr| args.tls.listen(crate::proxy::ListenAddr::parse(addr))).transpose()?;
     if args.peers.is_none() && args.join.is_none() && !args.data_dir.join("node-id").exists() {
         return Err("a new node needs --peers (to form a cluster) or --join (to join one)".into());
@@ -160,7 +160,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     }
     tracing::info!(node = args.node_id, listen = %args.listen, "node started");
     if let Some(console) = console {
-        // Its own upstream: the console's writes are not a front end's clients, and go to the
+        // Its own upstream: the console's writes are not a proxy's clients, and go to the
         // leader wherever it is.
         let proxy_id = format!("console-{}-{}", args.node_id, crate::clock::now_ms());
         let remote = crate::client::RemoteUpstream::dialing(upstream_addrs(&args, &advertise), proxy_id, None, security.dialer.clone())?;
@@ -177,15 +177,15 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         });
     }
     // A graceful stop: leadership handed over first (the gRPC server still carries raft
-    // traffic meanwhile), then the front end inside finishes its connections (forwarding to
+    // traffic meanwhile), then the proxy inside finishes its connections (forwarding to
     // the new leader), then the server and last the node stop.
-    let (stop_front, front_stopping) = tokio::sync::watch::channel(false);
-    let front = listen.map(|listen| {
+    let (stop_proxy, proxy_stopping) = tokio::sync::watch::channel(false);
+    let proxy = listen.map(|listen| {
         let stop = async move {
-            let mut stopping = front_stopping;
+            let mut stopping = proxy_stopping;
             let _ = stopping.wait_for(|stop| *stop).await;
         };
-        tokio::spawn(co_located_front_end(listen, &args, (&advertise, security.dialer.clone()), node.clone(), proxy_metrics, stop))
+        tokio::spawn(co_located_proxy(listen, &args, (&advertise, security.dialer.clone()), node.clone(), proxy_metrics, stop))
     });
     let stepping = node.clone();
     let id = args.node_id;
@@ -193,9 +193,9 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
         let signal = super::stop::signalled().await;
         tracing::info!(node = id, signal, "stopping");
         super::stop::step_down(&stepping, super::stop::STEP_DOWN_LIMIT).await;
-        let _ = stop_front.send(true);
-        if let Some(front) = front {
-            let _ = front.await;
+        let _ = stop_proxy.send(true);
+        if let Some(proxy) = proxy {
+            let _ = proxy.await;
         }
     };
     let stopped = node.clone();
@@ -208,7 +208,7 @@ pub async fn run(args: NodeArgs) -> Result<(), String> {
     super::exit_for(&stopped, stopped.stop().await)
 }
 
-/// Where a front end or console beside this node finds the cluster: this node's address
+/// Where a proxy or console beside this node finds the cluster: this node's address
 /// first, as `CoLocatedUpstream` expects, then its peers and the node it joined through.
 fn upstream_addrs(args: &NodeArgs, advertise: &str) -> Vec<String> {
     let mut upstreams = vec![advertise.to_string()];
@@ -218,9 +218,9 @@ fn upstream_addrs(args: &NodeArgs, advertise: &str) -> Vec<String> {
     upstreams
 }
 
-/// The front end that runs beside a node: in-process while this node leads, over gRPC to the
+/// The proxy that runs beside a node: in-process while this node leads, over gRPC to the
 /// leader otherwise (this node's address first, as `CoLocatedUpstream` expects).
-fn co_located_front_end(
+fn co_located_proxy(
     listen: crate::proxy::server::Listen,
     args: &NodeArgs,
     (advertise, dialer): (&str, crate::security::Dialer),
@@ -236,12 +236,12 @@ fn co_located_front_end(
         let result = match crate::client::RemoteUpstream::dialing(upstreams, proxy_id, metrics.as_ref().map(|m| m.client()), dialer) {
             Ok(remote) => {
                 let upstream = crate::proxy::CoLocatedUpstream::new(node, remote);
-                super::front::run_front_end(listen, upstream, limits, super::front::identity(), Some(lease), metrics, stop).await
+                super::proxy::run_proxy(listen, upstream, limits, super::proxy::identity(), Some(lease), metrics, stop).await
             }
             Err(e) => Err(e),
         };
         if let Err(e) = result {
-            tracing::error!(error = %e, "beanstalkd front end stopped");
+            tracing::error!(error = %e, "beanstalkd proxy stopped");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `coolbeans serve`: one node and the beanstalkd front end in one process, a drop-in for
+//! `coolbeans serve`: one node and the beanstalkd proxy in one process, a drop-in for
 //! `beanstalkd`. It takes beanstalkd's own flags. Without `-b` it keeps everything in memory
 //! and writes nothing to disk, as beanstalkd does.
 
@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::front::{identity, run_front_end};
 use super::metrics::Metrics;
+use super::proxy::{identity, run_proxy};
 use crate::limits::MEMORY_LOG_BYTES_MAX;
 use crate::node::{start_node, DriverConfig, LogStorage, NodeMetrics, NodeOptions};
 use crate::proxy::{ListenAddr, LocalUpstream};
 use crate::storage::{spawn_overdue_timer, DirLock, PolicyDisk, RealDisk, SyncPolicy, WalOptions};
 
-/// The front end's proxy id in `serve`: fixed, so a restart can end the sessions of the run
+/// The proxy id of `serve`'s proxy: fixed, so a restart can end the sessions of the run
 /// before it at once.
 const SERVE_PROXY_ID: &str = "serve";
 
@@ -59,9 +59,9 @@ pub struct ServeArgs {
     #[arg(short = 'v')]
     pub version: bool,
     #[command(flatten)]
-    pub limits: super::front::LimitArgs,
+    pub limits: super::proxy::LimitArgs,
     #[command(flatten)]
-    pub tls: super::front::TlsArgs,
+    pub tls: super::proxy::TlsArgs,
     #[command(flatten)]
     pub metrics: super::metrics::MetricsArgs,
     #[command(flatten)]
@@ -153,7 +153,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         tracing::info!(signal, "stopping");
     };
     tokio::select! {
-        served = run_front_end(listen, upstream, limits, identity(), None, proxy_metrics, stop) => served?,
+        served = run_proxy(listen, upstream, limits, identity(), None, proxy_metrics, stop) => served?,
         stop = stopped.stopped() => return super::exit_for(&stopped, stop),
     }
     super::exit_for(&stopped, stopped.stop().await)

@@ -1,4 +1,4 @@
-//! A graceful stop, on SIGTERM or SIGINT: a front end stops accepting and gives its clients a
+//! A graceful stop, on SIGTERM or SIGINT: a proxy stops accepting and gives its clients a
 //! bounded time to finish; a leader hands leadership to its most caught-up peer and waits,
 //! bounded, until another leads; then the node makes its writes durable and the process ends
 //! with 0. The node stays a member: only Leave removes it.
@@ -13,7 +13,7 @@ use crate::node::{NodeHandle, Status};
 /// transfer after an election timeout; a second try goes to the next best peer).
 pub const STEP_DOWN_LIMIT: Duration = Duration::from_secs(5);
 
-/// How long a stopping front end waits for its clients to finish and hang up.
+/// How long a stopping proxy waits for its clients to finish and hang up.
 pub const CONNECTIONS_LIMIT: Duration = Duration::from_secs(5);
 
 /// How often a transfer is asked again while the node still leads.

@@ -1,4 +1,4 @@
-//! A front end's writes to one node on one long-lived `Forwarding` stream: the writes queued
+//! A proxy's writes to one node on one long-lived `Forwarding` stream: the writes queued
 //! while a frame is sent go together in the next, so many clients share each frame and no
 //! write pays for a call of its own. A stream that breaks, or stops answering, fails the
 //! writes it carried (their callers retry with the same sequence number, which applies

@@ -1,5 +1,5 @@
 //! A small job client over the gRPC API, for the simulator's clients, the loopback tests and
-//! put-bench: the cluster over gRPC as a front end reaches it (leader-following, retries that apply once)
+//! put-bench: the cluster over gRPC as a proxy reaches it (leader-following, retries that apply once)
 //! with the few calls they need.
 
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! The counts of a caller's calls to the cluster over gRPC: calls by kind, their retries, and
-//! the write streams it opened. A front end registers them among its own metrics
+//! the write streams it opened. A proxy registers them among its own metrics
 //! (`proxy::ProxyMetrics`); a job client keeps none.
 
 use crate::metrics::Counter;

@@ -1,10 +1,10 @@
 //! The client side of the gRPC API: the cluster reached over gRPC (`RemoteUpstream`: writes
 //! to the leader that apply once, linearizable reads, reservation results), and a small job
-//! client over it. The front end (`proxy`), the command line and the simulator use it.
+//! client over it. The proxy, the command line and the simulator use it.
 //!
 //! Layers: it stands on `api` (the messages, the metadata keys and the typed stats, which the
 //! server shares), `codec`, `fsm`'s types and `clock`; it imports neither the node, nor the
-//! server (`rpc`), nor the front end (`proxy`).
+//! server (`rpc`), nor the proxy.
 
 pub(crate) mod forward;
 pub mod job_client;

@@ -16,10 +16,10 @@ pub enum Query {
     PeekBuried(String),
     StatsJob(JobId),
     StatsTube(String),
-    /// The cluster's part of `stats` (the front end adds its own).
+    /// The cluster's part of `stats` (the proxy adds its own).
     Stats,
     ListTubes,
-    /// Which of these clients of this front end do not wait for a reservation (or have no
+    /// Which of these clients of this proxy do not wait for a reservation (or have no
     /// session at all).
     NotWaiting(Vec<String>),
 }

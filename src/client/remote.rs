@@ -1,4 +1,4 @@
-//! The cluster over gRPC, reached at a list of node addresses: what a front end before it
+//! The cluster over gRPC, reached at a list of node addresses: what a proxy before it
 //! and a job client call. Writes go to the leader (found from NotLeader hints, else by trying
 //! each node), carry this caller's id and a sequence number so a retry applies once, and are
 //! retried through leader changes for up to the patience. Reads are in `query`, reservation
@@ -38,7 +38,7 @@ pub struct RemoteUpstream {
     addrs: Vec<String>,
     /// One lazily connected channel per node (tonic multiplexes calls on it).
     channels: Vec<Channel>,
-    /// This caller's certificate or token (a front end's, with its front-end role).
+    /// This caller's certificate or token (a proxy's, with its `frontend` role).
     dialer: Dialer,
     /// Writes go to each node on one stream of its own, over its channel.
     forwarders: Vec<Forwarder>,
@@ -252,14 +252,14 @@ impl RemoteUpstream {
             if needs_version(&status).is_some() {
                 return Err(UpstreamError::NotUpgraded(status.message().to_string()));
             }
-            // A node older than this front end, without the call (the typed stats, say).
+            // A node older than this proxy, without the call (the typed stats, say).
             if status.code() == Code::Unimplemented {
                 return Err(UpstreamError::NotUpgraded(format!("{}: {}", self.addrs[index], status.message())));
             }
             if let Some(e) = fsm_error(&status) {
                 return Err(UpstreamError::Fsm(e));
             }
-            // A front end outside its role stays so whichever node it asks.
+            // A proxy outside its role stays so whichever node it asks.
             if matches!(status.code(), Code::Aborted | Code::Internal | Code::PermissionDenied) {
                 return Err(UpstreamError::Unavailable(status.message().to_string()));
             }

@@ -19,7 +19,7 @@ impl RemoteUpstream {
         rx
     }
 
-    /// Streams this front end's reservation results from every node but `skip` into `tx`.
+    /// Streams this proxy's reservation results from every node but `skip` into `tx`.
     pub(crate) fn stream_reservations(&self, skip: Option<usize>, tx: &mpsc::Sender<ReservationEvent>) {
         for index in (0..self.addrs().len()).filter(|i| Some(*i) != skip) {
             let client = self.client(index);
@@ -29,7 +29,7 @@ impl RemoteUpstream {
     }
 }
 
-/// Forwards one node's stream of this front end's reservation results, reconnecting with
+/// Forwards one node's stream of this proxy's reservation results, reconnecting with
 /// backoff whenever it breaks, until the receiver is gone.
 async fn stream_from(mut client: JobsApi, proxy_id: String, tx: mpsc::Sender<ReservationEvent>) {
     let mut backoff = BACKOFF_MIN;

@@ -1,5 +1,5 @@
 //! How long a call to the cluster is retried through leader changes, and how far apart: the
-//! same for a front end's node in its own process as for the cluster over gRPC.
+//! same for a proxy's node in its own process as for the cluster over gRPC.
 
 use std::time::Duration;
 

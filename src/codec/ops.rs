@@ -142,7 +142,7 @@ pub fn encode_op(op: &Op) -> (OpType, Vec<u8>) {
     }
 }
 
-/// An operation as the log records it (or a front end forwards it), from `caller` (empty: no
+/// An operation as the log records it (or a proxy forwards it), from `caller` (empty: no
 /// deduplication) with its sequence number; the leader stamps its time when it proposes it.
 pub fn op_request(op: &Op, caller_id: String, caller_seq: u64) -> pb::ApplyOpRequest {
     let (kind, body) = encode_op(op);

@@ -1,7 +1,7 @@
 //! What the console reads and changes. Reads come from a `Reads`: a node in this process, or
-//! the cluster behind a front end; either way they pass a node's ReadIndex barrier, so a page
-//! never shows a state older than a write already acknowledged. Writes go through the front
-//! end's upstream, so they reach the leader wherever it is and are replicated like any
+//! the cluster behind a proxy; either way they pass a node's ReadIndex barrier, so a page
+//! never shows a state older than a write already acknowledged. Writes go through the proxy's
+//! upstream, so they reach the leader wherever it is and are replicated like any
 //! client's.
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
-//! The console's reads of the cluster behind a front end (`coolbeans beanstalkd`): over gRPC,
+//! The console's reads of the cluster behind a proxy (`coolbeans beanstalkd`): over gRPC,
 //! the Browse service for pages and GetJob for a job, on the node believed to lead, retried
-//! through leader changes as the front end's own reads are.
+//! through leader changes as the proxy's own reads are.
 
 use std::sync::Arc;
 

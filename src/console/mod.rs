@@ -50,8 +50,8 @@ impl BoundConsole {
         self.serve(Arc::new(node_reads::NodeReads::new(node, grpc)), upstream, mode);
     }
 
-    /// Serves the console of the cluster behind a front end, read and written through `remote`.
-    pub fn serve_front_end(self, remote: Arc<RemoteUpstream>) {
+    /// Serves the console of the cluster behind a proxy, read and written through `remote`.
+    pub fn serve_proxy(self, remote: Arc<RemoteUpstream>) {
         self.serve(Arc::new(cluster_reads::ClusterReads::new(remote.clone())), remote, "beanstalkd");
     }
 

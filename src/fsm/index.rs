@@ -202,7 +202,7 @@ pub(crate) struct Session {
     pub wait: Option<Wait>,
     pub producer: bool,
     pub worker: bool,
-    /// The last reservation answered, kept so a front end that lost the answer on its way
+    /// The last reservation answered, kept so a proxy that lost the answer on its way
     /// can ask again with the same request id and get it once more.
     pub answered: Option<Answered>,
 }

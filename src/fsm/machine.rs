@@ -688,7 +688,7 @@ impl Fsm {
     }
 
     /// A reserve asked again with the request id of the client's wait or of its last answer
-    /// (its front end lost the answer): it keeps waiting, or gets the same answer once more,
+    /// (its proxy lost the answer): it keeps waiting, or gets the same answer once more,
     /// even if the job has since left the client (its TTR ran out while the answer was lost):
     /// the reservation took place when first answered. `None` when it is a new request, or
     /// when the job it was given is gone (then it is served afresh).

@@ -21,7 +21,7 @@
 //! leader proposes `Tick` then, and only then.
 //!
 //! # Leases
-//! A proxy (front end) renews its lease with `ProxyLease`; when the lease ends, the proxy
+//! A proxy renews its lease with `ProxyLease`; when the lease ends, the proxy
 //! counts as gone (`ProxyGone`). Lease ends are measured in leader time, which runs on while
 //! a cluster has no leader, so a new leader's first write is `NewLeader`: before anything
 //! else of that apply, every lease runs at least its own length from then.

@@ -165,7 +165,7 @@ fn job_body_is_its_own_copy() {
 }
 
 /// A new leader renews every lease for its own length before anything due fires, so a
-/// cluster that went without a leader for longer than a lease keeps its front ends' sessions;
+/// cluster that went without a leader for longer than a lease keeps its proxies' sessions;
 /// without one, the first time stamp past the lease ends them.
 #[test]
 fn new_leader_renews_leases() {
@@ -1282,7 +1282,7 @@ fn asking_again_while_waiting_keeps_the_wait() {
     assert_eq!(f.waiting_request(&c), Some("r1"));
 }
 
-/// A front end that lost an answer asks again with the same request id and gets the same
+/// A proxy that lost an answer asks again with the same request id and gets the same
 /// job once more, without a second job leaving the queue.
 #[test]
 fn asking_again_after_the_answer_gives_the_same_job() {

@@ -11,7 +11,7 @@ pub type JobId = u64;
 /// Milliseconds on the state machine's clock (leader-stamped, since the Unix epoch).
 pub type Millis = u64;
 
-/// Who a reservation belongs to: a client connection behind a proxy (front end). Ordered, so
+/// Who a reservation belongs to: a client connection behind a proxy. Ordered, so
 /// that "every client of a proxy" is one range of the session map.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientKey {
@@ -86,7 +86,7 @@ pub enum Op {
     /// A newly elected leader's first write: every proxy lease counts as renewed now for its
     /// own length (a lease ending later keeps its end), before any timer due by now fires.
     /// A cluster that went without a leader for longer than a lease then does not end every
-    /// front end's sessions the moment a leader returns: they get a whole lease to renew.
+    /// proxy's sessions the moment a leader returns: they get a whole lease to renew.
     NewLeader,
     /// Only time passes: fires every deadline due by now.
     Tick,
@@ -128,7 +128,7 @@ pub enum Reply {
     Lease { was_live: bool },
 }
 
-/// Why an operation did nothing. Each maps to its own wire code; the beanstalkd front end
+/// Why an operation did nothing. Each maps to its own wire code; the beanstalkd proxy
 /// answers NOT_FOUND for the first three, as beanstalkd does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FsmError {

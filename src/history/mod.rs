@@ -105,7 +105,7 @@ pub struct Record {
 }
 
 /// From `from` on, the jobs `client` holds may be released without it asking: its connection
-/// closed, or its front end crashed or was cut off from the cluster long enough to lose its
+/// closed, or its proxy crashed or was cut off from the cluster long enough to lose its
 /// lease. `until` bounds which holds are at risk: only those whose reserve started before it
 /// (a hold taken later, on a fresh connection or session, is safe again). `None`: for ever.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -401,7 +401,7 @@ impl Driver {
 
     /// Appends one entry of `ops` to the leader's log, all stamped with the leader's time now;
     /// answers its index. A leader's first proposal of its term goes after an entry of its
-    /// own: `Op::NewLeader`, which renews the front ends' leases before any operation of this
+    /// own: `Op::NewLeader`, which renews the proxies' leases before any operation of this
     /// leader's time can end them.
     fn propose_ops(&mut self, ops: Ops) -> Result<u64, NodeError> {
         assert!(!ops.is_empty(), "an entry of operations holds at least one");

@@ -195,8 +195,8 @@ impl std::fmt::Display for NodeStop {
 pub(crate) struct Shared {
     pub state: Mutex<Replicated>,
     pub status: Mutex<Status>,
-    /// Whether the node leads, as of its driver's last turn: read on every write by a front
-    /// end in the same process, so kept apart from `status` (whose copy costs more).
+    /// Whether the node leads, as of its driver's last turn: read on every write by a proxy
+    /// in the same process, so kept apart from `status` (whose copy costs more).
     pub leading: AtomicBool,
     pub events: broadcast::Sender<Arc<AppliedEvents>>,
     /// Set once, when the driver stops.

@@ -182,7 +182,7 @@ impl Replicated {
                 let asked = asked_reservation(&op);
                 let mut applied = self.fsm.apply(op, now_ms);
                 if let (Some(asked), Ok(Reply::Reserve(Some(_)))) = (asked, &applied.reply) {
-                    // Answered in its own reply: the event would only reach its front end
+                    // Answered in its own reply: the event would only reach its proxy
                     // again, from every node, to be ignored.
                     applied.events.retain(|e| e.client != asked.0 || e.request_id != asked.1);
                 }
@@ -390,7 +390,7 @@ mod tests {
         assert_eq!(other.result, Ok(Ok(Reply::Put { id: 2 })));
     }
 
-    /// A reserve answered in its own reply raises no event (its front end has the answer); one
+    /// A reserve answered in its own reply raises no event (its proxy has the answer); one
     /// that waits is answered by an event of the write that hands it a job.
     #[test]
     fn only_waiting_reserves_raise_events() {

@@ -71,7 +71,7 @@ pub enum Command {
 }
 
 /// Each command but `quit` (which ends the connection and is neither counted nor timed), in
-/// the order of `CommandKind::NAMES`: what the front end counts commands and times them by.
+/// the order of `CommandKind::NAMES`: what the proxy counts commands and times them by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandKind {
     Put,

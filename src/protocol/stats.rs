@@ -1,6 +1,6 @@
 //! The YAML bodies of `stats-job`, `stats-tube` and `stats`, as beanstalkd 1.13 writes them:
 //! "---\n" and one "key: value\n" a line, in beanstalkd's order, string values quoted. The
-//! one writer of them: the front end's answers and the gRPC API's Yaml calls both use it.
+//! one writer of them: the proxy's answers and the gRPC API's Yaml calls both use it.
 
 use std::fmt::{Display, Write};
 
@@ -12,10 +12,10 @@ use super::command::CommandKind;
 /// log, and facts about the serving process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServerStats {
-    /// Commands the serving front end answered, by `CommandKind::index`. `stats` shows those
+    /// Commands the serving proxy answered, by `CommandKind::index`. `stats` shows those
     /// that never reach the log (peeks, stats, lists); the state machine counts the others.
     pub commands: [u64; CommandKind::COUNT],
-    /// Puts answered by the front end without reaching the log (JOB_TOO_BIG, bytes after the
+    /// Puts answered by the proxy without reaching the log (JOB_TOO_BIG, bytes after the
     /// numbers, a body cut short by the client leaving): beanstalkd counts them in `cmd-put`.
     pub cmd_put_unlogged: u64,
     /// Pause-tubes refused for a bad name after the delay read: beanstalkd counts those too.

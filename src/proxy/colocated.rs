@@ -1,4 +1,4 @@
-//! The upstream of a front end in the same process as a member of a larger cluster
+//! The upstream of a proxy in the same process as a member of a larger cluster
 //! (`cluster-node --beanstalkd-listen`): while that node leads, writes go to it in-process,
 //! with no gRPC and no encoding; otherwise, or when it stops leading under a write, they are
 //! forwarded to the leader as `coolbeans beanstalkd` forwards them. Either way a write keeps
@@ -27,7 +27,7 @@ pub struct CoLocatedUpstream {
 }
 
 impl CoLocatedUpstream {
-    /// A front end beside `node`, whose cluster `remote` reaches with this node's own
+    /// A proxy beside `node`, whose cluster `remote` reaches with this node's own
     /// address first.
     pub fn new(node: NodeHandle, remote: Arc<RemoteUpstream>) -> Arc<Self> {
         Arc::new(CoLocatedUpstream { node, remote })

@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::front_end::FrontEnd;
+use super::shared::Proxy;
 use crate::client::{Answer, Query, UpstreamError};
 use crate::fsm::{ClientKey, FsmError, Op, Reply, ReserveOutcome, DEFAULT_TUBE};
 use crate::limits::{CONNECTION_BUFFER_BYTES_KEPT_MAX, CONNECTION_OUTPUT_BYTES_MAX};
@@ -31,7 +31,7 @@ const _: () = assert!(READ_CHUNK_BYTES <= CONNECTION_BUFFER_BYTES_KEPT_MAX);
 struct Closed;
 
 pub struct Conn<S> {
-    front: Arc<FrontEnd>,
+    proxy: Arc<Proxy>,
     client: ClientKey,
     /// The client's socket: one owner reads and writes it, so it needs no split (whose
     /// lock costs on every read and write).
@@ -44,7 +44,7 @@ pub struct Conn<S> {
     /// The session upstream has been started (on the first command).
     said_hello: bool,
     next_request: u64,
-    /// Ready once the cluster ended this front end's sessions: the connection then closes.
+    /// Ready once the cluster ended this proxy's sessions: the connection then closes.
     /// One future for the connection's life, polled beside every read, rather than a new
     /// `changed()` future per read; the connection ends when it is ready, never polling it
     /// again.
@@ -54,15 +54,15 @@ pub struct Conn<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    pub fn new(front: Arc<FrontEnd>, stream: S) -> Self {
-        let client = ClientKey::new(front.upstream.proxy_id(), &front.next_client_id());
-        let mut lost = front.sessions_lost.subscribe();
+    pub fn new(proxy: Arc<Proxy>, stream: S) -> Self {
+        let client = ClientKey::new(proxy.upstream.proxy_id(), &proxy.next_client_id());
+        let mut lost = proxy.sessions_lost.subscribe();
         let sessions_lost = Box::pin(async move {
             let _ = lost.changed().await;
         });
-        let decoder = Decoder::new(front.limits.job_body_bytes_max).with_line_bytes_max(front.limits.line_bytes_max);
+        let decoder = Decoder::new(proxy.limits.job_body_bytes_max).with_line_bytes_max(proxy.limits.line_bytes_max);
         Conn {
-            front,
+            proxy,
             client,
             stream,
             input: BytesMut::with_capacity(READ_CHUNK_BYTES),
@@ -82,10 +82,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let _ = self.serve().await;
         // beanstalkd counts a put at its line: one whose body never came counts too.
         if self.decoder.mid_put() {
-            self.front.count_unlogged(Counted::Put);
+            self.proxy.count_unlogged(Counted::Put);
         }
         if self.said_hello {
-            if let Err(e) = self.front.upstream.write(Op::ClientGone { client: self.client.clone() }).await {
+            if let Err(e) = self.proxy.upstream.write(Op::ClientGone { client: self.client.clone() }).await {
                 tracing::warn!(client = %self.client, error = ?e, "could not end the session; the lease will");
             }
         }
@@ -96,14 +96,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             while let Some(decoded) = self.decoder.decode(&mut self.input) {
                 // What is buffered now is a new command, whose clock starts at the next read.
                 self.partial_since = None;
-                if let (Decoded::Error(_), Some(metrics)) = (&decoded, &self.front.metrics) {
+                if let (Decoded::Error(_), Some(metrics)) = (&decoded, &self.proxy.metrics) {
                     metrics.bad_command();
                 }
                 let response = match decoded {
                     Decoded::Error(ProtocolError::ExpectedCrlf) => Some(self.discard_put(Response::ExpectedCrlf).await),
                     Decoded::Error(e) => {
                         if let Some(command) = e.counted() {
-                            self.front.count_unlogged(command);
+                            self.proxy.count_unlogged(command);
                         }
                         Some(e.response())
                     }
@@ -114,10 +114,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                             return Err(Closed);
                         };
                         // Counted before it runs: a `stats` includes itself.
-                        self.front.count(kind);
-                        let timing = self.front.metrics.as_ref().map(|m| m.time(kind));
+                        self.proxy.count(kind);
+                        let timing = self.proxy.metrics.as_ref().map(|m| m.time(kind));
                         let response = self.execute(command).await?;
-                        if let (Some(metrics), Some(timing)) = (&self.front.metrics, timing) {
+                        if let (Some(metrics), Some(timing)) = (&self.proxy.metrics, timing) {
                             metrics.answered(timing, &response);
                         }
                         Some(response)
@@ -137,7 +137,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Writes every encoded answer. It waits as long as the client does not read (that is the
-    /// backpressure), but not past the end of the front end's sessions.
+    /// backpressure), but not past the end of the proxy's sessions.
     async fn flush(&mut self) -> Result<(), Closed> {
         if self.output.is_empty() {
             return Ok(());
@@ -197,7 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn read_deadline(&mut self) -> Option<(Instant, &'static str)> {
         let partial = !self.input.is_empty() || self.decoder.mid_put();
         self.partial_since = partial.then(|| self.partial_since.unwrap_or_else(Instant::now));
-        let limits = &self.front.limits;
+        let limits = &self.proxy.limits;
         match self.partial_since {
             Some(since) => limits.command_timeout.map(|t| (since + t, "a command did not arrive whole within --command-timeout")),
             None => limits.idle_timeout.map(|t| (Instant::now() + t, "idle for --idle-timeout")),
@@ -209,7 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// if the cluster could not be told: the id is all that would differ.
     async fn discard_put(&mut self, answer: Response) -> Response {
         let discarded = match self.hello().await {
-            Ok(()) => self.front.upstream.write(Op::DiscardPut { client: self.client.clone() }).await.map(|_| ()),
+            Ok(()) => self.proxy.upstream.write(Op::DiscardPut { client: self.client.clone() }).await.map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = discarded {
@@ -220,7 +220,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     async fn hello(&mut self) -> Result<(), UpstreamError> {
         if !self.said_hello {
-            self.front.upstream.write(Op::ClientHello { client: self.client.clone() }).await?;
+            self.proxy.upstream.write(Op::ClientHello { client: self.client.clone() }).await?;
             self.said_hello = true;
         }
         Ok(())
@@ -279,7 +279,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     async fn put(&mut self, pri: u32, delay_secs: u32, ttr_secs: u32, body: bytes::Bytes) -> Response {
-        if self.front.draining.load(Ordering::Relaxed) {
+        if self.proxy.draining.load(Ordering::Relaxed) {
             return self.discard_put(Response::Draining).await;
         }
         let op = Op::Put { client: Some(self.client.clone()), tube: self.used.clone(), pri, delay_secs, ttr_secs, body };
@@ -316,7 +316,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     async fn list_tubes(&mut self) -> Response {
-        match self.front.upstream.query(Query::ListTubes).await {
+        match self.proxy.upstream.query(Query::ListTubes).await {
             Ok(Answer::Tubes(tubes)) => Response::Ok { yaml: yaml_list(tubes.iter().map(String::as_str)) },
             Ok(_) => Response::InternalError,
             Err(e) => error_response(e),
@@ -324,7 +324,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     async fn write(&mut self, op: Op, answer: impl FnOnce(Reply) -> Response) -> Response {
-        match self.front.upstream.write(op).await {
+        match self.proxy.upstream.write(op).await {
             Ok(reply) => answer(reply),
             Err(e) => error_response(e),
         }
@@ -332,7 +332,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// A peek: answered FOUND or NOT_FOUND.
     async fn found(&mut self, query: Query) -> Response {
-        match self.front.upstream.query(query).await {
+        match self.proxy.upstream.query(query).await {
             Ok(Answer::Job(Some((id, body)))) => Response::Found { id, body },
             Ok(Answer::Job(None)) => Response::NotFound,
             Ok(_) => Response::InternalError,
@@ -340,13 +340,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// A stats command: the cluster's stats (with this front end's own, for `stats`) written
+    /// A stats command: the cluster's stats (with this proxy's own, for `stats`) written
     /// as YAML, or NOT_FOUND.
     async fn stats(&mut self, query: Query) -> Response {
-        let yaml = match self.front.upstream.query(query).await {
+        let yaml = match self.proxy.upstream.query(query).await {
             Ok(Answer::JobStats(job)) => job.map(|job| job_stats_yaml(&job)),
             Ok(Answer::TubeStats(tube)) => tube.map(|tube| tube_stats_yaml(&tube)),
-            Ok(Answer::Stats(cluster)) => Some(stats_yaml(&self.front.stats(*cluster))),
+            Ok(Answer::Stats(cluster)) => Some(stats_yaml(&self.proxy.stats(*cluster))),
             Ok(_) => return Response::InternalError,
             Err(e) => return error_response(e),
         };
@@ -359,29 +359,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn reserve(&mut self, timeout_secs: Option<u32>) -> Result<Response, Closed> {
         let request_id = self.next_request.to_string();
         self.next_request += 1;
-        let answer = self.front.waiters.register(&self.client.client, &request_id, timeout_secs);
+        let answer = self.proxy.waiters.register(&self.client.client, &request_id, timeout_secs);
         let op = Op::Reserve { client: self.client.clone(), request_id: request_id.clone(), timeout_secs, tubes: Vec::new() };
-        let outcome = match self.front.upstream.write(op).await {
+        let outcome = match self.proxy.upstream.write(op).await {
             Ok(Reply::Reserve(Some(outcome))) => Some(outcome),
             Ok(Reply::Reserve(None)) => None,
             Ok(other) => {
-                self.front.waiters.forget(&self.client.client, &request_id);
+                self.proxy.waiters.forget(&self.client.client, &request_id);
                 return Ok(unexpected(other));
             }
             Err(e) => {
-                self.front.waiters.forget(&self.client.client, &request_id);
+                self.proxy.waiters.forget(&self.client.client, &request_id);
                 return Ok(error_response(e));
             }
         };
         let outcome = match outcome {
             Some(outcome) => {
-                self.front.waiters.forget(&self.client.client, &request_id);
+                self.proxy.waiters.forget(&self.client.client, &request_id);
                 outcome
             }
             None => match self.wait_for(&request_id, answer).await {
                 Ok(outcome) => outcome,
                 Err(end) => {
-                    self.front.waiters.forget(&self.client.client, &request_id);
+                    self.proxy.waiters.forget(&self.client.client, &request_id);
                     return Err(end);
                 }
             },
@@ -395,10 +395,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Waits for a reservation's answer while reading ahead (bounded), so a hang-up is seen.
     async fn wait_for(&mut self, request_id: &str, mut answer: tokio::sync::oneshot::Receiver<ReserveOutcome>) -> Result<ReserveOutcome, Closed> {
-        self.front.waiters.mark_waiting(&self.client.client, request_id);
+        self.proxy.waiters.mark_waiting(&self.client.client, request_id);
         self.flush().await?;
         loop {
-            let room = self.input.len() < self.front.limits.connection_buffer_bytes_max;
+            let room = self.input.len() < self.proxy.limits.connection_buffer_bytes_max;
             tokio::select! {
                 // In order: tokio picks branches at random from a process-wide seed, which would make
                 // a simulated run depend on how many ran before it in the same process.

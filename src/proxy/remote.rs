@@ -1,4 +1,4 @@
-//! The cluster over gRPC (`client::RemoteUpstream`) as a front end's `Upstream`.
+//! The cluster over gRPC (`client::RemoteUpstream`) as a proxy's `Upstream`.
 
 use tokio::sync::mpsc;
 

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::conn::Conn;
-use super::front_end::FrontEnd;
+use super::shared::Proxy;
 use super::tls::Acceptor;
 use crate::accept::{accept_loop, Permit, Permits};
 
-/// Where a front end listens.
+/// Where a proxy listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListenAddr {
     Tcp(String),
@@ -41,7 +41,7 @@ impl std::fmt::Display for ListenAddr {
     }
 }
 
-/// Where a front end listens, and the TLS it speaks there if any.
+/// Where a proxy listens, and the TLS it speaks there if any.
 pub struct Listen {
     pub addr: ListenAddr,
     pub tls: Option<Acceptor>,
@@ -86,8 +86,8 @@ impl Listener {
 }
 
 /// Serves connections for ever (until the task is dropped).
-pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
-    let connections_max = front.limits.connections_max;
+pub async fn serve(listener: Listener, proxy: Arc<Proxy>) {
+    let connections_max = proxy.limits.connections_max;
     let budget = crate::accept::fds::connections_max();
     if budget < connections_max {
         tracing::info!(connections_max = budget, "fewer connections than asked: the limit on open files leaves the rest for storage");
@@ -97,7 +97,7 @@ pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
         Listener::Tcp(l) => {
             let hand_on = |(stream, _): (tokio::net::TcpStream, _), permit| {
                 client_socket(&stream);
-                spawn_conn(front.clone(), stream, permit);
+                spawn_conn(proxy.clone(), stream, permit);
                 ControlFlow::Continue(())
             };
             accept_loop("beanstalkd", &permits, || l.accept(), hand_on).await;
@@ -106,10 +106,10 @@ pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
         Listener::Tls(l, acceptor) => {
             let hand_on = |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr), permit| {
                 client_socket(&stream);
-                let (front, acceptor) = (front.clone(), acceptor.clone());
+                let (proxy, acceptor) = (proxy.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => spawn_conn(front, tls, permit),
+                        Ok(Ok(tls)) => spawn_conn(proxy, tls, permit),
                         Ok(Err(e)) => {
                             tracing::info!(%peer, error = %e, "closing a connection: its TLS handshake failed (a plain-text client on the TLS port?)")
                         }
@@ -125,7 +125,7 @@ pub async fn serve(listener: Listener, front: Arc<FrontEnd>) {
         #[cfg(not(madsim))]
         Listener::Unix(l) => {
             let hand_on = |(stream, _), permit| {
-                spawn_conn(front.clone(), stream, permit);
+                spawn_conn(proxy.clone(), stream, permit);
                 ControlFlow::Continue(())
             };
             accept_loop("beanstalkd", &permits, || l.accept(), hand_on).await;
@@ -143,28 +143,28 @@ fn client_socket(stream: &tokio::net::TcpStream) {
     }
 }
 
-fn spawn_conn<S>(front: Arc<FrontEnd>, stream: S, permit: Permit)
+fn spawn_conn<S>(proxy: Arc<Proxy>, stream: S, permit: Permit)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    front.counters.current_connections.fetch_add(1, Ordering::Relaxed);
-    front.counters.total_connections.fetch_add(1, Ordering::Relaxed);
+    proxy.counters.current_connections.fetch_add(1, Ordering::Relaxed);
+    proxy.counters.total_connections.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        Conn::new(front.clone(), stream).run().await;
-        front.counters.current_connections.fetch_sub(1, Ordering::Relaxed);
+        Conn::new(proxy.clone(), stream).run().await;
+        proxy.counters.current_connections.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
     });
 }
 
 /// Turns drain mode on at each SIGUSR1: puts then answer DRAINING.
 #[cfg(not(madsim))]
-pub fn drain_on_sigusr1(front: Arc<FrontEnd>) -> std::io::Result<()> {
+pub fn drain_on_sigusr1(proxy: Arc<Proxy>) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut usr1 = signal(SignalKind::user_defined1())?;
     tokio::spawn(async move {
         while usr1.recv().await.is_some() {
             tracing::info!("SIGUSR1: drain mode on; puts answer DRAINING");
-            front.draining.store(true, Ordering::Relaxed);
+            proxy.draining.store(true, Ordering::Relaxed);
         }
     });
     Ok(())

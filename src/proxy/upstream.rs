@@ -1,4 +1,4 @@
-//! What the front end talks to: the replicated state machine, either through a node in the
+//! What the proxy talks to: the replicated state machine, either through a node in the
 //! same process (`serve`, `cluster-node --beanstalkd-listen`) or over gRPC to a cluster
 //! (`coolbeans beanstalkd --upstreams`). Both retry through leader changes within a patience.
 
@@ -13,22 +13,22 @@ use crate::client::{Answer, Query, UpstreamError};
 use crate::fsm::{Op, Reply, ReservationEvent};
 use crate::node::{NodeError, NodeHandle};
 
-/// The state machine as the front end sees it.
+/// The state machine as the proxy sees it.
 #[tonic::async_trait]
 pub trait Upstream: Send + Sync + 'static {
     /// Applies a write once, retrying through leader changes.
     async fn write(&self, op: Op) -> Result<Reply, UpstreamError>;
     /// A linearizable read.
     async fn query(&self, query: Query) -> Result<Answer, UpstreamError>;
-    /// Reservation results for this front end's clients, as they are applied. Each call
+    /// Reservation results for this proxy's clients, as they are applied. Each call
     /// starts a new feed; a result may arrive more than once (drop repeats by request id).
     fn reservations(&self) -> mpsc::Receiver<ReservationEvent>;
-    /// The front end's own id: its clients are (proxy id, client id).
+    /// The proxy's own id: its clients are (proxy id, client id).
     fn proxy_id(&self) -> &str;
 }
 
 /// The state machine of a node in this process that is the cluster's only voter (`serve`).
-/// A front end beside a member of a larger cluster goes through `CoLocatedUpstream`, whose
+/// A proxy beside a member of a larger cluster goes through `CoLocatedUpstream`, whose
 /// writes carry caller sequence numbers so that retries across leader changes apply once.
 pub struct LocalUpstream {
     node: NodeHandle,
@@ -57,7 +57,7 @@ async fn read_local<R>(node: &NodeHandle, patience: Duration, f: impl FnOnce(&cr
     }
 }
 
-/// Answers a query from a node in this process, for the front end `proxy`.
+/// Answers a query from a node in this process, for the proxy `proxy`.
 pub(crate) async fn query_local(node: &NodeHandle, proxy: &str, query: Query, patience: Duration) -> Result<Answer, UpstreamError> {
     let now = crate::clock::now_ms();
     let job = |v: Option<crate::fsm::JobView>| Answer::Job(v.map(|j| (j.id, j.body)));
@@ -84,7 +84,7 @@ pub(crate) async fn query_local(node: &NodeHandle, proxy: &str, query: Query, pa
     Ok(answer)
 }
 
-/// Feeds the reservation results of front end `proxy` that a node in this process applies
+/// Feeds the reservation results of proxy `proxy` that a node in this process applies
 /// into `tx`, until `tx` closes or the node stops.
 pub(crate) fn feed_local_reservations(node: &NodeHandle, proxy: String, tx: mpsc::Sender<ReservationEvent>) {
     let mut applied = node.subscribe();

@@ -1,4 +1,4 @@
-//! The `Forwarding` service: front ends' writes on one long-lived stream each. Every write of a
+//! The `Forwarding` service: proxies' writes on one long-lived stream each. Every write of a
 //! frame is proposed as its own call to the node (the driver batches them into entries), and
 //! answers go back as they apply, as many to a frame as are ready.
 
@@ -47,7 +47,7 @@ impl Forwarding for ForwardService {
     async fn forward(&self, request: Request<Streaming<api::ForwardRequest>>) -> Result<Response<Answers>, Status> {
         let mut incoming = request.into_inner();
         // A write holds a permit from when it is read until its answer goes into a frame: past
-        // the bound the stream is read no further, and h2's flow control stops the front end,
+        // the bound the stream is read no further, and h2's flow control stops the proxy,
         // however many writes it sends without reading its answers.
         let permits = Arc::new(Semaphore::new(self.writes_max));
         let (tx, rx) = mpsc::channel(self.writes_max);
@@ -150,7 +150,7 @@ impl tokio_stream::Stream for Answers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    // The round trip of a refusal: the node's side here, the front end's in `client`.
+    // The round trip of a refusal: the node's side here, the proxy's in `client`.
     use crate::api::metadata::{is_not_leader, is_state_machine};
     use crate::client::forward::outcome;
 
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(outcome(answer).expect("answered").error_code, 0);
     }
 
-    /// A write's permit comes back only once its answer is taken into a frame, so a front end
+    /// A write's permit comes back only once its answer is taken into a frame, so a proxy
     /// that reads no answers holds the stream's bound and no more.
     #[test]
     fn permits_come_back_as_answers_are_framed() {

@@ -27,7 +27,7 @@ use crate::node::NodeHandle;
 pub struct GrpcLimits {
     /// Concurrent calls (HTTP/2 streams) on one connection; more wait at the caller.
     pub streams_per_connection: u32,
-    /// Writes of one front end's forwarding stream read and not yet answered back.
+    /// Writes of one proxy's forwarding stream read and not yet answered back.
     pub forwarded_writes: usize,
 }
 
@@ -45,7 +45,7 @@ pub async fn serve(
     (limits, callers): (GrpcLimits, crate::security::Callers),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    // Streams from peers and front ends never end by themselves, and a graceful shutdown waits
+    // Streams from peers and proxies never end by themselves, and a graceful shutdown waits
     // for every call to finish: they are ended when it begins.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(());
     let shutdown = async move {

@@ -9,7 +9,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use super::roles::{Role, ROLE_URI_PREFIX};
 
 /// The certificates made, by file stem, with the roles each names.
-pub const MADE: [(&str, &[Role]); 3] = [("node", &[Role::Peer, Role::FrontEnd]), ("frontend", &[Role::FrontEnd]), ("admin", &[Role::Admin])];
+pub const MADE: [(&str, &[Role]); 3] = [("node", &[Role::Peer, Role::Proxy]), ("frontend", &[Role::Proxy]), ("admin", &[Role::Admin])];
 
 /// Writes `ca.pem` and, for each of `MADE`, `NAME.pem` and `NAME-key.pem` into `dir`; every
 /// certificate names `hosts` (how nodes are dialed: a node's must name its own).

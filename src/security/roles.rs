@@ -9,20 +9,21 @@ pub enum Role {
     /// Another node: raft traffic, and asking to join (a node started with --join asks for
     /// itself).
     Peer,
-    /// A front end: the job RPCs.
-    FrontEnd,
+    /// A proxy: the job RPCs. Named `frontend` in token files and certificates, which keep
+    /// that name.
+    Proxy,
     /// An operator: Join, Leave and Snapshot.
     Admin,
 }
 
 impl Role {
-    const ALL: [Role; 3] = [Role::Peer, Role::FrontEnd, Role::Admin];
+    const ALL: [Role; 3] = [Role::Peer, Role::Proxy, Role::Admin];
 
     /// The name in token files and certificates (`coolbeans:role:NAME`).
     pub fn name(self) -> &'static str {
         match self {
             Role::Peer => "peer",
-            Role::FrontEnd => "frontend",
+            Role::Proxy => "frontend",
             Role::Admin => "admin",
         }
     }
@@ -94,7 +95,7 @@ pub fn allowed(path: &str) -> Roles {
     match (service, method) {
         ("coolbeans.api.v1.RaftTransport", _) => Roles::of(&[Role::Peer]),
         // Jobs, and the web console's reads of them (Browse).
-        ("coolbeans.api.v1.JobStateMachine" | "coolbeans.api.v1.Forwarding" | "coolbeans.api.v1.Browse", _) => Roles::of(&[Role::FrontEnd]),
+        ("coolbeans.api.v1.JobStateMachine" | "coolbeans.api.v1.Forwarding" | "coolbeans.api.v1.Browse", _) => Roles::of(&[Role::Proxy]),
         ("coolbeans.api.v1.Cluster", "Join") => Roles::of(&[Role::Admin, Role::Peer]),
         ("coolbeans.api.v1.Cluster", "Leave" | "Snapshot") => Roles::of(&[Role::Admin]),
         // Who leads and how far each member is: what every caller needs to find its way.
@@ -120,18 +121,18 @@ mod tests {
     /// Each role reaches its own methods and no other's.
     #[test]
     fn each_role_calls_its_own_methods_only() {
-        let [peer, front, admin] = [Role::Peer, Role::FrontEnd, Role::Admin].map(|r| Roles::of(&[r]));
+        let [peer, proxy, admin] = [Role::Peer, Role::Proxy, Role::Admin].map(|r| Roles::of(&[r]));
         assert!(refusal("/coolbeans.api.v1.RaftTransport/Stream", peer).is_none());
         assert!(refusal("/coolbeans.api.v1.RaftTransport/Stream", admin).is_some());
-        assert!(refusal("/coolbeans.api.v1.JobStateMachine/Put", front).is_none());
+        assert!(refusal("/coolbeans.api.v1.JobStateMachine/Put", proxy).is_none());
         assert!(refusal("/coolbeans.api.v1.Forwarding/Forward", peer).is_some());
-        assert!(refusal("/coolbeans.api.v1.Browse/Jobs", front).is_none());
+        assert!(refusal("/coolbeans.api.v1.Browse/Jobs", proxy).is_none());
         assert!(refusal("/coolbeans.api.v1.Browse/Tubes", peer).is_some());
-        let leave = refusal("/coolbeans.api.v1.Cluster/Leave", front).expect("a front end may not Leave");
+        let leave = refusal("/coolbeans.api.v1.Cluster/Leave", proxy).expect("a proxy may not Leave");
         assert_eq!(leave, "/coolbeans.api.v1.Cluster/Leave needs the role admin; the caller holds frontend");
         assert!(refusal("/coolbeans.api.v1.Cluster/Leave", admin).is_none());
         assert!(refusal("/coolbeans.api.v1.Cluster/Join", peer).is_none());
-        assert!(refusal("/coolbeans.api.v1.Cluster/Status", front).is_none());
+        assert!(refusal("/coolbeans.api.v1.Cluster/Status", proxy).is_none());
         assert!(refusal("/coolbeans.api.v1.Cluster/Status", Roles::NONE).is_some());
         assert!(refusal("/grpc.health.v1.Health/Check", Roles::ALL).is_some());
     }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use coolbeans::history::wire::{self, Parsed};
 use coolbeans::history::{Answer, Call};
 
-/// How long a connect may take: a live front end on loopback answers at once, a dead one
+/// How long a connect may take: a live proxy on loopback answers at once, a dead one
 /// refuses at once.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a write may block: commands are small, so only a stalled front end makes it wait.
+/// How long a write may block: commands are small, so only a stalled proxy makes it wait.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Conn {

@@ -1,6 +1,6 @@
-//! The drain, once the faults are over and the clients gone: through a front end, each tube's
+//! The drain, once the faults are over and the clients gone: through a proxy, each tube's
 //! buried and delayed jobs are kicked and every ready job is reserved and deleted, round after
-//! round, until the cluster's `stats` counts no job (a job held by a session whose front end
+//! round, until the cluster's `stats` counts no job (a job held by a session whose proxy
 //! died comes back when its lease runs out). Every kick, reserve and delete is recorded like a
 //! client's call, so the checkers see where each job went, and the run ends with no job left.
 

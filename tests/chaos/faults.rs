@@ -1,8 +1,8 @@
 //! The faults: a bounded loop that, at random moments, SIGKILLs or SIGTERMs a random process
-//! (a node with its front end inside, or the standalone front end) and starts it again a
+//! (a node with its proxy inside, or the standalone proxy) and starts it again a
 //! little later on the same ports and data dir. One node at most is down at a time, but now
 //! and then a second goes too, and the cluster has no majority until one is back. A SIGTERM
-//! goes only to a process whose front end has served a while (earlier, its handler may not be
+//! goes only to a process whose proxy has served a while (earlier, its handler may not be
 //! installed yet) and must end in exit 0 within a bound.
 
 use std::net::{SocketAddr, TcpStream};
@@ -27,22 +27,22 @@ const DOWNTIME_MS: std::ops::Range<u64> = 200..3_000;
 const TERM_CHANCE: f64 = 0.3;
 /// The chance that a fault may take a second node down.
 const SECOND_NODE_CHANCE: f64 = 0.2;
-/// How long after a start a process whose front end accepts counts as ready for a SIGTERM.
+/// How long after a start a process whose proxy accepts counts as ready for a SIGTERM.
 const READY_AFTER: Duration = Duration::from_secs(1);
-/// How long a SIGTERMed process may take to exit: the front end gives its clients 5 s, a
+/// How long a SIGTERMed process may take to exit: the proxy gives its clients 5 s, a
 /// leader waits up to 5 s for a successor, and the machine is loaded.
 const STOP_LIMIT: Duration = Duration::from_secs(40);
 
 /// A process the faults hit.
 pub struct Target {
-    /// How the report names it: `node 2`, `front end`.
+    /// How the report names it: `node 2`, `proxy`.
     pub name: String,
     pub proc: Proc,
-    /// Whether it is a cluster node (else the standalone front end).
+    /// Whether it is a cluster node (else the standalone proxy).
     pub is_node: bool,
-    /// Its front end's place in the clients' list of addresses.
-    pub front_end: usize,
-    /// Where its front end listens.
+    /// Its proxy's place in the clients' list of addresses.
+    pub proxy: usize,
+    /// Where its proxy listens.
     pub beanstalkd: SocketAddr,
     state: State,
 }
@@ -50,7 +50,7 @@ pub struct Target {
 /// Where a process is in its life.
 #[derive(Clone, Copy, Debug)]
 enum State {
-    /// Running since `since`; `ready` once its front end accepted a connection, `READY_AFTER`
+    /// Running since `since`; `ready` once its proxy accepted a connection, `READY_AFTER`
     /// or more after the start.
     Up { since: Instant, ready: bool },
     /// Sent SIGTERM at `since`, not exited yet.
@@ -61,8 +61,8 @@ enum State {
 
 impl Target {
     /// A process already started (and serving) as a target.
-    pub fn running(name: String, proc: Proc, is_node: bool, front_end: usize, beanstalkd: SocketAddr) -> Target {
-        Target { name, proc, is_node, front_end, beanstalkd, state: State::Up { since: Instant::now(), ready: true } }
+    pub fn running(name: String, proc: Proc, is_node: bool, proxy: usize, beanstalkd: SocketAddr) -> Target {
+        Target { name, proc, is_node, proxy, beanstalkd, state: State::Up { since: Instant::now(), ready: true } }
     }
 
     fn is_up(&self) -> bool {
@@ -83,8 +83,8 @@ pub struct Tally {
     pub kills: u32,
     pub stops: u32,
     pub restarts: u32,
-    /// Each SIGTERM's front end and time, for the hold risks it makes.
-    pub stopped_front_ends: Vec<(usize, Duration)>,
+    /// Each SIGTERM's proxy and time, for the hold risks it makes.
+    pub stopped_proxies: Vec<(usize, Duration)>,
     /// How each process did not end as it should: a SIGTERM not followed by exit 0 in time,
     /// or an end no fault caused.
     pub misbehaved: Vec<String>,
@@ -164,7 +164,7 @@ impl Chaos {
     }
 
     /// A process running since `since`: an end no fault caused is noted (and it is started
-    /// again later); one not yet ready becomes so once its front end accepts.
+    /// again later); one not yet ready becomes so once its proxy accepts.
     fn running(&mut self, i: usize, since: Instant, ready: bool) {
         let at = self.record.now().as_secs_f64();
         if let Some(status) = self.targets[i].exited() {
@@ -228,7 +228,7 @@ impl Chaos {
             assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0, "SIGTERM {}", target.name);
             target.state = State::Stopping { since: now };
             self.tally.stops += 1;
-            self.tally.stopped_front_ends.push((target.front_end, at));
+            self.tally.stopped_proxies.push((target.proxy, at));
             say(&format!("{:7.2}s SIGTERM {}", at.as_secs_f64(), target.name));
         } else {
             target.proc.kill();

@@ -1,5 +1,5 @@
-//! Chaos on real processes: three `cluster-node`s with front ends inside them and a `coolbeans
-//! beanstalkd` front end serve clients that put, reserve, delete, release, bury, touch and
+//! Chaos on real processes: three `cluster-node`s with proxies inside them and a `coolbeans
+//! beanstalkd` proxy serve clients that put, reserve, delete, release, bury, touch and
 //! kick, while a bounded loop SIGKILLs, SIGTERMs and restarts random processes; then every
 //! process is brought back, every job is drained, and the simulator's own checkers judge what
 //! the clients saw: no acknowledged put lost, no job that was never put, no job held by two
@@ -43,10 +43,10 @@ const CALM: Duration = Duration::from_secs(3);
 /// Bounds on the phases after the faults, generous for a loaded 2-core machine.
 const HEAL_LIMIT: Duration = Duration::from_secs(90);
 const CLIENTS_DONE_LIMIT: Duration = Duration::from_secs(90);
-/// How long the drain may go without deleting a job: jobs held by sessions of a killed front
-/// end come back only when its 10 s lease runs out.
+/// How long the drain may go without deleting a job: jobs held by sessions of a killed proxy
+/// come back only when its 10 s lease runs out.
 const DRAIN_STALL: Duration = Duration::from_secs(60);
-/// The string a front end logs when its lease ran out while it lived.
+/// The string a proxy logs when its lease ran out while it lived.
 const LEASE_LOST: &str = "the lease ran out before it was renewed";
 
 /// One line of the run's report on stderr, past the test harness's capture, so CI shows it.
@@ -94,8 +94,8 @@ fn chaos_on_real_processes() {
     drainer.drain(DRAIN_STALL).unwrap_or_else(|why| panic!("{why}; logs in {}", dir.display()));
     say(&format!("drained {} jobs in {:.1}s; the cluster holds none", drainer.deleted, drained_at.elapsed().as_secs_f64()));
 
-    for &(front_end, at) in &chaos.tally.stopped_front_ends {
-        record.front_end_stopped(front_end, at);
+    for &(proxy, at) in &chaos.tally.stopped_proxies {
+        record.proxy_stopped(proxy, at);
     }
     lost_leases(&chaos, &record, &dir);
     let history = record.history();
@@ -112,15 +112,15 @@ fn chaos_on_real_processes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts the cluster (front ends inside its nodes) and the standalone front end; answers the
-/// fault loop over them, the front ends' addresses (the nodes' first) and the members.
+/// Starts the cluster (proxies inside its nodes) and the standalone proxy; answers the
+/// fault loop over them, the proxies' addresses (the nodes' first) and the members.
 fn start(dir: &Path, seed: u64, runtime: &tokio::runtime::Runtime, record: Arc<Recorder>) -> (Chaos, Vec<SocketAddr>, Vec<(u64, SocketAddr)>) {
     let led = runtime.block_on(common::start_cluster_with(dir, "--beanstalkd-listen"));
     let upstreams = led.members.iter().map(|(_, a)| a.to_string()).collect::<Vec<_>>().join(",");
     let standalone = loopback(free_port());
     let args = vec!["beanstalkd".into(), "--listen".into(), standalone.to_string(), "--upstreams".into(), upstreams];
-    let mut front = Proc::new(args, dir.join("front.log"));
-    front.start();
+    let mut proxy = Proc::new(args, dir.join("proxy.log"));
+    proxy.start();
     let mut addrs = led.flagged.clone();
     addrs.push(standalone);
     for addr in &addrs {
@@ -128,7 +128,7 @@ fn start(dir: &Path, seed: u64, runtime: &tokio::runtime::Runtime, record: Arc<R
     }
     let mut targets: Vec<Target> =
         led.nodes.into_iter().enumerate().map(|(i, node)| Target::running(format!("node {}", node.id), node.proc, true, i, addrs[i])).collect();
-    targets.push(Target::running("front end".into(), front, false, addrs.len() - 1, standalone));
+    targets.push(Target::running("proxy".into(), proxy, false, addrs.len() - 1, standalone));
     (Chaos::new(targets, seed, record), addrs, led.members)
 }
 
@@ -145,7 +145,7 @@ fn await_clients(clients: Vec<JoinHandle<()>>, dir: &Path) {
     }
 }
 
-/// A front end whose lease ran out while it lived had its clients' sessions ended at a time
+/// A proxy whose lease ran out while it lived had its clients' sessions ended at a time
 /// the test does not know: every hold taken through it counts as at risk.
 fn lost_leases(chaos: &Chaos, record: &Recorder, dir: &Path) {
     for target in &chaos.targets {
@@ -153,7 +153,7 @@ fn lost_leases(chaos: &Chaos, record: &Recorder, dir: &Path) {
         let times = log.matches(LEASE_LOST).count();
         if times > 0 {
             say(&format!("{}'s lease ran out {times} times (see {}): its clients' holds count as at risk", target.name, dir.display()));
-            record.front_end_lost_lease(target.front_end);
+            record.proxy_lost_lease(target.proxy);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! What the clients write into while they run: the history the checkers judge, which client
-//! was connected to which front end when, and the job ids seen (for calls on other clients'
+//! was connected to which proxy when, and the job ids seen (for calls on other clients'
 //! jobs). Times are real time since the run started.
 
 use std::sync::Mutex;
@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use coolbeans::history::{Answer, ClientId, History, HoldRisk, JobId, Record};
 use rand::Rng;
 
-/// A client's connection to a front end, from when it was set up to when it ended (`None`:
+/// A client's connection to a proxy, from when it was set up to when it ended (`None`:
 /// still open).
 #[derive(Clone, Copy, Debug)]
 pub struct Attachment {
     pub client: ClientId,
-    pub front_end: usize,
+    pub proxy: usize,
     pub from: Duration,
     pub until: Option<Duration>,
 }
@@ -61,12 +61,12 @@ impl Recorder {
         self.lock().history.risks.push(risk);
     }
 
-    /// Notes that `client` is connected to `front_end` from now on; answers the attachment's
+    /// Notes that `client` is connected to `proxy` from now on; answers the attachment's
     /// number for `detach`.
-    pub fn attach(&self, client: ClientId, front_end: usize) -> usize {
+    pub fn attach(&self, client: ClientId, proxy: usize) -> usize {
         let from = self.now();
         let mut recorded = self.lock();
-        recorded.attachments.push(Attachment { client, front_end, from, until: None });
+        recorded.attachments.push(Attachment { client, proxy, from, until: None });
         recorded.attachments.len() - 1
     }
 
@@ -81,23 +81,23 @@ impl Recorder {
         (!recorded.known.is_empty()).then(|| recorded.known[rng.gen_range(0..recorded.known.len())])
     }
 
-    /// Puts at risk, from `from` on, every hold of the clients connected to `front_end` at
-    /// `from` or later: a front end that stops gracefully ends its clients' sessions after
+    /// Puts at risk, from `from` on, every hold of the clients connected to `proxy` at
+    /// `from` or later: a proxy that stops gracefully ends its clients' sessions after
     /// draining, possibly before they hang up and see it. Called once every client is done,
     /// when each attachment's end is known.
-    pub fn front_end_stopped(&self, front_end: usize, from: Duration) {
+    pub fn proxy_stopped(&self, proxy: usize, from: Duration) {
         let attached = self.lock().attachments.clone();
-        for a in attached.iter().filter(|a| a.front_end == front_end && a.until.is_none_or(|until| until >= from)) {
+        for a in attached.iter().filter(|a| a.proxy == proxy && a.until.is_none_or(|until| until >= from)) {
             self.risk(HoldRisk { client: a.client, from: from.max(a.from), until: a.until });
         }
     }
 
-    /// Puts at risk every hold ever taken through `front_end`, from the moment its connection
-    /// was set up: the front end's lease ran out at a time the test does not know. Called once
+    /// Puts at risk every hold ever taken through `proxy`, from the moment its connection
+    /// was set up: the proxy's lease ran out at a time the test does not know. Called once
     /// every client is done.
-    pub fn front_end_lost_lease(&self, front_end: usize) {
+    pub fn proxy_lost_lease(&self, proxy: usize) {
         let attached = self.lock().attachments.clone();
-        for a in attached.iter().filter(|a| a.front_end == front_end) {
+        for a in attached.iter().filter(|a| a.proxy == proxy) {
             self.risk(HoldRisk { client: a.client, from: a.from, until: a.until });
         }
     }

@@ -1,4 +1,4 @@
-//! A client of the load: it connects to a front end (the next one after each failure), uses
+//! A client of the load: it connects to a proxy (the next one after each failure), uses
 //! and watches a tube of its own, and makes random calls. Mostly puts and reserves; on the
 //! jobs it holds, deletes, releases, burys and touches, now and then only after the job's TTR
 //! ran out; sometimes a kick of its tube, or a peek, delete or touch of a job some client saw.
@@ -19,12 +19,12 @@ use rand::{Rng, SeedableRng};
 use crate::conn::Conn;
 use crate::record::Recorder;
 
-/// How long a client waits for an answer beyond what the call itself may wait: the front
-/// end gives up on the cluster after 15 s, and a loaded machine adds to that.
+/// How long a client waits for an answer beyond what the call itself may wait: the proxy
+/// gives up on the cluster after 15 s, and a loaded machine adds to that.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 /// How long setting up a connection may take (`use` and `watch` reach the cluster).
 const SETTLE_PATIENCE: Duration = Duration::from_secs(10);
-/// Pause before trying the next front end.
+/// Pause before trying the next proxy.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// A client thinks up to this long between calls.
 const THINK_MAX: Duration = Duration::from_millis(40);
@@ -35,7 +35,7 @@ const HANG_UP_CHANCE: f64 = 0.005;
 pub struct Worker {
     id: ClientId,
     tube: String,
-    /// Every front end's beanstalkd address.
+    /// Every proxy's beanstalkd address.
     addrs: Vec<SocketAddr>,
     rng: StdRng,
     record: Arc<Recorder>,
@@ -58,9 +58,9 @@ impl Worker {
     pub fn run(mut self) {
         let mut attempt = 0;
         while !self.stop.load(Ordering::Relaxed) {
-            let front_end = (self.id as usize + attempt) % self.addrs.len();
+            let proxy = (self.id as usize + attempt) % self.addrs.len();
             attempt += 1;
-            let Ok(mut conn) = Conn::open(self.addrs[front_end]) else {
+            let Ok(mut conn) = Conn::open(self.addrs[proxy]) else {
                 std::thread::sleep(RETRY_PAUSE);
                 continue;
             };
@@ -69,7 +69,7 @@ impl Worker {
                 continue;
             }
             self.alive_at = self.record.now();
-            let attachment = self.record.attach(self.id, front_end);
+            let attachment = self.record.attach(self.id, proxy);
             let polite = self.session(&mut conn);
             self.record.detach(attachment);
             if polite {

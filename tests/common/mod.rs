@@ -186,16 +186,16 @@ pub async fn await_leader(nodes: &[(u64, SocketAddr)], limit: Duration, dir: &Pa
     }
 }
 
-/// Starts a `coolbeans beanstalkd` front end before `members` (logging to `dir/front.log`)
+/// Starts a `coolbeans beanstalkd` proxy before `members` (logging to `dir/proxy.log`)
 /// and waits until it listens; answers it and its address.
-pub async fn start_front_end(dir: &Path, members: &[(u64, SocketAddr)]) -> (Proc, SocketAddr) {
+pub async fn start_proxy(dir: &Path, members: &[(u64, SocketAddr)]) -> (Proc, SocketAddr) {
     let addr = loopback(free_port());
     let upstreams = members.iter().map(|(_, a)| a.to_string()).collect::<Vec<_>>().join(",");
     let args = vec!["beanstalkd".into(), "--listen".into(), addr.to_string(), "--upstreams".into(), upstreams];
-    let mut front = Proc::new(args, dir.join("front.log"));
-    front.start();
+    let mut proxy = Proc::new(args, dir.join("proxy.log"));
+    proxy.start();
     wait_for_port(addr, Duration::from_secs(20)).await;
-    (front, addr)
+    (proxy, addr)
 }
 
 /// Waits until something accepts connections at `addr`, failing the test after `limit`.

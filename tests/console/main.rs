@@ -295,12 +295,12 @@ fn browser_follows_a_leader_change() {
     browser.screenshot("cluster-after");
 }
 
-/// A `coolbeans beanstalkd` front end serves the console of the cluster behind it: the
+/// A `coolbeans beanstalkd` proxy serves the console of the cluster behind it: the
 /// cluster's members and leader, pages of jobs read over gRPC, a job's stats, and actions
 /// forwarded to the leader (a move, deleting every buried job).
 #[test]
-fn front_end_console() {
-    let dir = temp_dir("console-front-end");
+fn proxy_console() {
+    let dir = temp_dir("console-proxy");
     let mut nodes = common::cluster(&dir, |_| Vec::new());
     for node in &mut nodes {
         node.proc.start();
@@ -312,12 +312,12 @@ fn front_end_console() {
     let args = ["beanstalkd", "--listen", &beanstalkd.to_string(), "--upstreams", &upstreams, "--http-listen", &console.to_string()];
     let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     args.extend(["--http-admin-token-file".into(), token.display().to_string()]);
-    let mut front = Proc::new(args, dir.join("front.log"));
-    front.start();
+    let mut proxy = Proc::new(args, dir.join("proxy.log"));
+    proxy.start();
     wait_until(
         Duration::from_secs(20),
         || TcpStream::connect(console).is_ok() && get(console, "/api/overview").1["cluster"]["leader_id"].as_u64().is_some_and(|l| l != 0),
-        "leader seen through the front end's console",
+        "leader seen through the proxy's console",
     );
     let (_, overview) = get(console, "/api/overview");
     assert_eq!((overview["mode"].as_str(), overview["node_id"].is_null()), (Some("beanstalkd"), true), "{overview}");

@@ -1,4 +1,4 @@
-//! Server processes under test: free ports, spawning with logs, waiting until the front end
+//! Server processes under test: free ports, spawning with logs, waiting until the proxy
 //! accepts connections, signals, and killing everything on drop.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,12 +16,12 @@ pub enum StartError {
     Failed(String),
 }
 
-/// A running target: its processes, the front end's address, and the connection that proved
+/// A running target: its processes, the proxy's address, and the connection that proved
 /// it was up (handed to the conversation as its first connection, so that connection counts
 /// in `stats` are exactly the conversation's).
 pub struct Server {
     pub addr: SocketAddr,
-    /// The process that receives `signal` directives (the beanstalkd-protocol front end).
+    /// The process that receives `signal` directives (the beanstalkd-protocol proxy).
     pub signal_pid: u32,
     /// Where the processes' stdout and stderr go.
     pub logs: Vec<PathBuf>,
@@ -34,7 +34,7 @@ impl Server {
         self.first_connection.take()
     }
 
-    /// Sends `SIGNAME` to the front end with kill(1).
+    /// Sends `SIGNAME` to the proxy with kill(1).
     pub fn signal(&self, name: &str) -> Result<(), String> {
         let status =
             Command::new("kill").arg(format!("-{name}")).arg(self.signal_pid.to_string()).status().map_err(|e| format!("kill -{name}: {e}"))?;

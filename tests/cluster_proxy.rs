@@ -1,7 +1,7 @@
-//! A 3-node loopback cluster, one node with a co-located beanstalkd front end, plus a
-//! standalone `coolbeans beanstalkd` front end: the cluster-client subcommands answer as
-//! documented, and beanstalkd conversations work through both front ends, including a
-//! waiting reserve on one front end woken by a put through the other.
+//! A 3-node loopback cluster, one node with a co-located beanstalkd proxy, plus a
+//! standalone `coolbeans beanstalkd` proxy: the cluster-client subcommands answer as
+//! documented, and beanstalkd conversations work through both proxies, including a
+//! waiting reserve on one proxy woken by a put through the other.
 #![cfg(not(madsim))]
 
 mod common;
@@ -13,8 +13,8 @@ use common::beanstalk::Beanstalk;
 use common::{client_cli, cluster, free_port, loopback, temp_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_cli_and_front_ends() {
-    let dir = temp_dir("front-end");
+async fn cluster_cli_and_proxies() {
+    let dir = temp_dir("proxy");
     let co_located = loopback(free_port());
     let mut nodes = cluster(&dir, |id| {
         if id == 1 {
@@ -52,8 +52,8 @@ async fn cluster_cli_and_front_ends() {
     assert!(out.is_empty());
     assert_eq!(err.trim_end().lines().count(), 1, "one line of error: {err:?}");
 
-    // A standalone front end before the cluster.
-    let (front, standalone) = common::start_front_end(&dir, &members).await;
+    // A standalone proxy before the cluster.
+    let (proxy, standalone) = common::start_proxy(&dir, &members).await;
 
     let mut producer = Beanstalk::connect(standalone);
     let mut worker = Beanstalk::connect(co_located);
@@ -64,7 +64,7 @@ async fn cluster_cli_and_front_ends() {
     assert_eq!(worker.body(5), b"hello");
     assert_eq!(worker.ask(&format!("delete {first}")), "DELETED");
 
-    // A reserve waiting on one front end is woken by a put through the other.
+    // A reserve waiting on one proxy is woken by a put through the other.
     worker.send(b"reserve\r\n");
     std::thread::sleep(Duration::from_millis(300));
     let second = producer.put("wake up");
@@ -85,37 +85,37 @@ async fn cluster_cli_and_front_ends() {
         assert!(started.elapsed() < Duration::from_secs(10), "job {second} not released after its holder left: {yaml}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    drop(front);
+    drop(proxy);
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A front end in every node: on the leader its writes go in-process, on a follower they are
+/// A proxy in every node: on the leader its writes go in-process, on a follower they are
 /// forwarded; a job put through one is reserved through another, and once the leader is
-/// killed, the front ends left go on against the new one.
+/// killed, the proxies left go on against the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn co_located_front_ends_follow_the_leader() {
+async fn co_located_proxies_follow_the_leader() {
     let dir = temp_dir("co-located");
-    let common::Led { mut nodes, members, leader, flagged: fronts } = common::start_cluster_with(&dir, "--beanstalkd-listen").await;
+    let common::Led { mut nodes, members, leader, flagged: proxies } = common::start_cluster_with(&dir, "--beanstalkd-listen").await;
     let follower = members.iter().map(|(id, _)| *id).find(|id| *id != leader).expect("a follower");
-    let front = |id: u64| fronts[id as usize - 1];
+    let proxy = |id: u64| proxies[id as usize - 1];
 
-    let mut on_leader = Beanstalk::connect(front(leader));
-    let mut on_follower = Beanstalk::connect(front(follower));
-    let first = on_leader.put("from the leader's front end");
-    let second = on_follower.put("from a follower's front end");
+    let mut on_leader = Beanstalk::connect(proxy(leader));
+    let mut on_follower = Beanstalk::connect(proxy(follower));
+    let first = on_leader.put("from the leader's proxy");
+    let second = on_follower.put("from a follower's proxy");
     assert!(second > first, "ids grow: {first} then {second}");
-    assert_eq!(on_follower.ask("reserve-with-timeout 5"), format!("RESERVED {first} 27"));
-    assert_eq!(on_follower.body(27), b"from the leader's front end");
-    assert_eq!(on_leader.ask("reserve-with-timeout 5"), format!("RESERVED {second} 27"));
-    assert_eq!(on_leader.body(27), b"from a follower's front end");
+    assert_eq!(on_follower.ask("reserve-with-timeout 5"), format!("RESERVED {first} 23"));
+    assert_eq!(on_follower.body(23), b"from the leader's proxy");
+    assert_eq!(on_leader.ask("reserve-with-timeout 5"), format!("RESERVED {second} 23"));
+    assert_eq!(on_leader.body(23), b"from a follower's proxy");
     assert_eq!(on_follower.ask(&format!("delete {first}")), "DELETED");
     assert_eq!(on_leader.ask(&format!("delete {second}")), "DELETED");
 
-    // The leader dies with its front end; the others go on once a new leader is elected.
+    // The leader dies with its proxy; the others go on once a new leader is elected.
     drop(on_leader);
     nodes.iter_mut().find(|n| n.id == leader).expect("the leader").proc.kill();
-    let mut survivor = Beanstalk::connect(front(follower));
+    let mut survivor = Beanstalk::connect(proxy(follower));
     let started = Instant::now();
     let third = loop {
         let answer = survivor.ask("put 10 0 60 5\r\nafter");

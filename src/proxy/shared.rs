@@ -1,4 +1,4 @@
-//! What all connections of one front end share: the upstream, the waiting reserves, the
+//! What all connections of one proxy share: the upstream, the waiting reserves, the
 //! counters `stats` reports, the drain flag, and the limits.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use crate::client::{Answer, Query};
 use crate::fsm::{ClientKey, Op, Reply, ReserveOutcome};
 use crate::protocol::{CommandKind, Counted, ServerStats, Stats};
 
-/// The front end's limits, each one a flag.
+/// The proxy's limits, each one a flag.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Connections served at once; more wait in the listen backlog. The accept loop serves
@@ -75,7 +75,7 @@ fn bump(counter: &AtomicU64) {
 }
 
 /// How often waits are checked for answers lost on their way (a reservation feed that broke,
-/// a front end cut off when its client was served), and how old a wait must be to be checked.
+/// a proxy cut off when its client was served), and how old a wait must be to be checked.
 const LOST_ANSWER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A reserve waiting for its answer.
@@ -146,8 +146,8 @@ impl Waiters {
     }
 }
 
-/// One front end: shared by all its connections.
-pub struct FrontEnd {
+/// One proxy: shared by all its connections.
+pub struct Proxy {
     pub upstream: Arc<dyn Upstream>,
     pub waiters: Waiters,
     pub counters: Counters,
@@ -158,7 +158,7 @@ pub struct FrontEnd {
     started: tokio::time::Instant,
     /// What `stats` says of the process: version, host and the like.
     pub identity: Identity,
-    /// Bumped when the cluster ended this front end's sessions (its lease ran out): every
+    /// Bumped when the cluster ended this proxy's sessions (its lease ran out): every
     /// connection then closes, since its state upstream is gone.
     pub sessions_lost: tokio::sync::watch::Sender<u64>,
     /// Where commands are timed, when metrics are on.
@@ -174,11 +174,11 @@ pub struct Identity {
     pub binlog_max_size: u64,
 }
 
-impl FrontEnd {
-    /// A front end over `upstream`, with its reservation feed running, recording into
+impl Proxy {
+    /// A proxy over `upstream`, with its reservation feed running, recording into
     /// `metrics` if given.
     pub fn start(upstream: Arc<dyn Upstream>, limits: Limits, identity: Identity, metrics: Option<Arc<ProxyMetrics>>) -> Arc<Self> {
-        let front = Arc::new(FrontEnd {
+        let proxy = Arc::new(Proxy {
             upstream,
             waiters: Waiters::default(),
             counters: Counters::default(),
@@ -190,46 +190,46 @@ impl FrontEnd {
             sessions_lost: tokio::sync::watch::Sender::new(0),
             metrics,
         });
-        if let Some(metrics) = &front.metrics {
-            metrics.watch(&front);
+        if let Some(metrics) = &proxy.metrics {
+            metrics.watch(&proxy);
         }
-        let mut feed = front.upstream.reservations();
-        let weak = Arc::downgrade(&front);
+        let mut feed = proxy.upstream.reservations();
+        let weak = Arc::downgrade(&proxy);
         tokio::spawn(async move {
             while let Some(event) = feed.recv().await {
-                let Some(front) = weak.upgrade() else { return };
+                let Some(proxy) = weak.upgrade() else { return };
                 let reserved = matches!(event.outcome, ReserveOutcome::Reserved { .. });
                 if reserved && mutant::planted(Mutant::DropReservationAfterLeaderChange) && mutant::take_leader_change() {
                     // Kept but never answered: the client waits for ever.
-                    std::mem::forget(front.waiters.take_waiter(&event.client.client, &event.request_id));
+                    std::mem::forget(proxy.waiters.take_waiter(&event.client.client, &event.request_id));
                     continue;
                 }
-                front.waiters.answer(&event.client.client, &event.request_id, event.outcome);
+                proxy.waiters.answer(&event.client.client, &event.request_id, event.outcome);
             }
         });
-        tokio::spawn(find_lost_answers(Arc::downgrade(&front)));
-        front
+        tokio::spawn(find_lost_answers(Arc::downgrade(&proxy)));
+        proxy
     }
 
-    /// Keeps this front end's lease on its clients' sessions alive: renewed every third of
-    /// `lease`, so the cluster releases them within `lease` of the front end dying.
+    /// Keeps this proxy's lease on its clients' sessions alive: renewed every third of
+    /// `lease`, so the cluster releases them within `lease` of the proxy dying.
     pub fn keep_lease(self: &Arc<Self>, lease: Duration) {
         let weak = Arc::downgrade(self);
         let lease_secs = lease.as_secs().max(1) as u32;
         tokio::spawn(async move {
             let mut renewed_before = false;
             loop {
-                let Some(front) = weak.upgrade() else { return };
-                let proxy = front.upstream.proxy_id().to_string();
-                match front.upstream.write(crate::fsm::Op::ProxyLease { proxy, lease_secs }).await {
+                let Some(proxy) = weak.upgrade() else { return };
+                let proxy_id = proxy.upstream.proxy_id().to_string();
+                match proxy.upstream.write(crate::fsm::Op::ProxyLease { proxy: proxy_id, lease_secs }).await {
                     Ok(Reply::Lease { was_live: false }) if renewed_before => {
                         tracing::warn!("the lease ran out before it was renewed: the cluster ended every session; closing all connections");
-                        front.sessions_lost.send_modify(|n| *n += 1);
+                        proxy.sessions_lost.send_modify(|n| *n += 1);
                     }
                     Ok(_) => renewed_before = true,
                     Err(e) => tracing::warn!(error = ?e, "lease renewal failed; retrying"),
                 }
-                drop(front);
+                drop(proxy);
                 tokio::time::sleep(lease / 3).await;
             }
         });
@@ -290,28 +290,28 @@ impl FrontEnd {
 /// Now and then asks the cluster which of the clients waiting here for a while no longer wait
 /// there: their answer was lost on its way (the reservation feed is best effort). Each of those
 /// asks again with the same request id, which the state machine answers as before.
-async fn find_lost_answers(front: std::sync::Weak<FrontEnd>) {
+async fn find_lost_answers(proxy: std::sync::Weak<Proxy>) {
     loop {
         tokio::time::sleep(LOST_ANSWER_CHECK_INTERVAL).await;
-        let Some(front) = front.upgrade() else { return };
-        let old = front.waiters.waiting_longer_than(LOST_ANSWER_CHECK_INTERVAL);
+        let Some(proxy) = proxy.upgrade() else { return };
+        let old = proxy.waiters.waiting_longer_than(LOST_ANSWER_CHECK_INTERVAL);
         if old.is_empty() {
             continue;
         }
         let clients = old.iter().map(|(client, _)| client.clone()).collect();
-        let Ok(Answer::Clients(not_waiting)) = front.upstream.query(Query::NotWaiting(clients)).await else { continue };
+        let Ok(Answer::Clients(not_waiting)) = proxy.upstream.query(Query::NotWaiting(clients)).await else { continue };
         let not_waiting: std::collections::BTreeSet<String> = not_waiting.into_iter().collect();
         for (client, request) in old.into_iter().filter(|(c, _)| not_waiting.contains(c)) {
             // Answered by the feed since the query: nothing was lost.
-            let Some(waiter) = front.waiters.take_waiter(&client, &request) else { continue };
-            let key = ClientKey::new(front.upstream.proxy_id(), &client);
+            let Some(waiter) = proxy.waiters.take_waiter(&client, &request) else { continue };
+            let key = ClientKey::new(proxy.upstream.proxy_id(), &client);
             let op = Op::Reserve { client: key, request_id: request.clone(), timeout_secs: waiter.timeout_secs, tubes: Vec::new() };
-            match front.upstream.write(op).await {
+            match proxy.upstream.write(op).await {
                 Ok(Reply::Reserve(Some(outcome))) => {
                     tracing::info!(%client, %request, "a reservation answer was lost on its way; asked again");
                     let _ = waiter.answer.send(outcome);
                 }
-                _ => front.waiters.put_back(client, request, waiter),
+                _ => proxy.waiters.put_back(client, request, waiter),
             }
         }
     }

@@ -1,5 +1,5 @@
-//! `coolbeans beanstalkd`: the front end before a cluster; and what every way of running a
-//! front end shares.
+//! `coolbeans beanstalkd`: the proxy before a cluster; and what every way of running a
+//! proxy shares.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,17 +9,17 @@ use clap::Args;
 
 use crate::client::RemoteUpstream;
 use crate::proxy::server::Listen;
-use crate::proxy::{serve, FrontEnd, Identity, Limits, ListenAddr, Listener, ProxyMetrics, Upstream};
+use crate::proxy::{serve, Identity, Limits, ListenAddr, Listener, Proxy, ProxyMetrics, Upstream};
 
 #[derive(Args, Debug, Clone)]
-pub struct FrontArgs {
+pub struct ProxyArgs {
     /// Where clients connect: HOST:PORT, or unix:PATH.
     #[arg(long, default_value = "127.0.0.1:11300")]
     pub listen: String,
     /// The cluster's nodes (their gRPC HOST:PORT), comma separated.
     #[arg(long, value_delimiter = ',', required = true)]
     pub upstreams: Vec<String>,
-    /// If this front end dies, its clients' jobs and waits are released this long after.
+    /// If this proxy dies, its clients' jobs and waits are released this long after.
     #[arg(long, default_value_t = 10)]
     pub lease_secs: u64,
     /// Largest job body in bytes.
@@ -37,7 +37,7 @@ pub struct FrontArgs {
     pub console: super::console::ConsoleArgs,
 }
 
-/// TLS on the beanstalkd port (`serve`, `beanstalkd` and a node's front end share them).
+/// TLS on the beanstalkd port (`serve`, `beanstalkd` and a node's proxy share them).
 #[derive(Args, Debug, Clone)]
 pub struct TlsArgs {
     /// Speak TLS on the beanstalkd port with this PEM certificate chain (and
@@ -61,7 +61,7 @@ impl TlsArgs {
     }
 }
 
-/// The front end's limits as flags (`serve` and `beanstalkd` share them).
+/// The proxy's limits as flags (`serve` and `beanstalkd` share them).
 #[derive(Args, Debug, Clone)]
 pub struct LimitArgs {
     /// Connections served at once; more wait in the listen backlog. Fewer if the limit on open
@@ -121,7 +121,7 @@ pub fn identity() -> Identity {
     }
 }
 
-/// A proxy id unique to this process: a restarted front end's clients are new clients.
+/// A proxy id unique to this process: a restarted proxy's clients are new clients.
 pub fn unique_proxy_id() -> String {
     format!("{}-{}-{}", identity().hostname, std::process::id(), crate::clock::now_ms())
 }
@@ -130,7 +130,7 @@ pub fn unique_proxy_id() -> String {
 /// stops gracefully: no new connections, puts answer DRAINING, and the clients connected get
 /// `stop::CONNECTIONS_LIMIT` to finish and hang up before their sessions end. Commands are
 /// timed into `metrics` if given.
-pub async fn run_front_end(
+pub async fn run_proxy(
     listen: Listen,
     upstream: Arc<dyn Upstream>,
     limits: Limits,
@@ -141,30 +141,30 @@ pub async fn run_front_end(
 ) -> Result<(), String> {
     let (addr, tls) = (listen.addr.clone(), listen.tls.is_some());
     let listener = Listener::bind(listen).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let front = FrontEnd::start(upstream.clone(), limits, identity, metrics);
+    let proxy = Proxy::start(upstream.clone(), limits, identity, metrics);
     if let Some(lease) = lease {
-        front.keep_lease(lease);
+        proxy.keep_lease(lease);
     }
     #[cfg(not(madsim))]
-    crate::proxy::server::drain_on_sigusr1(front.clone()).map_err(|e| format!("SIGUSR1 handler: {e}"))?;
+    crate::proxy::server::drain_on_sigusr1(proxy.clone()).map_err(|e| format!("SIGUSR1 handler: {e}"))?;
     tracing::info!(listen = %addr, tls, "serving the beanstalkd protocol");
     tokio::select! {
         // In order: tokio picks branches at random from a process-wide seed, which would make
         // a simulated run depend on how many ran before it in the same process.
         biased;
-        _ = serve(listener, front.clone()) => return Ok(()),
+        _ = serve(listener, proxy.clone()) => return Ok(()),
         _ = stop => {}
     }
-    finish_connections(&front, super::stop::CONNECTIONS_LIMIT).await;
-    let proxy = upstream.proxy_id().to_string();
-    let _ = tokio::time::timeout(Duration::from_secs(2), upstream.write(crate::fsm::Op::ProxyGone { proxy })).await;
+    finish_connections(&proxy, super::stop::CONNECTIONS_LIMIT).await;
+    let proxy_id = upstream.proxy_id().to_string();
+    let _ = tokio::time::timeout(Duration::from_secs(2), upstream.write(crate::fsm::Op::ProxyGone { proxy: proxy_id })).await;
     Ok(())
 }
 
-/// Puts the front end in drain mode and waits until its clients hang up, at most `limit`.
-async fn finish_connections(front: &FrontEnd, limit: Duration) {
-    front.draining.store(true, Ordering::Relaxed);
-    let connected = || front.counters.current_connections.load(Ordering::Relaxed);
+/// Puts the proxy in drain mode and waits until its clients hang up, at most `limit`.
+async fn finish_connections(proxy: &Proxy, limit: Duration) {
+    proxy.draining.store(true, Ordering::Relaxed);
+    let connected = || proxy.counters.current_connections.load(Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + limit;
     if connected() > 0 {
         tracing::info!(connections = connected(), "stopping: no new connections, puts answer DRAINING; waiting for clients to finish");
@@ -177,7 +177,7 @@ async fn finish_connections(front: &FrontEnd, limit: Duration) {
     }
 }
 
-pub async fn run(args: FrontArgs) -> Result<(), String> {
+pub async fn run(args: ProxyArgs) -> Result<(), String> {
     let mut metrics = args.metrics.bind().await?;
     let console = args.console.bind().await?;
     let proxy_metrics = metrics.as_mut().map(super::metrics::Metrics::proxy);
@@ -189,9 +189,9 @@ pub async fn run(args: FrontArgs) -> Result<(), String> {
         metrics.serve();
     }
     if let Some(console) = console {
-        // Its own upstream and caller id: the console's writes are not the front end's clients'.
+        // Its own upstream and caller id: the console's writes are not the proxy's clients'.
         let proxy_id = format!("console-{}", unique_proxy_id());
-        console.start_front_end(RemoteUpstream::dialing(args.upstreams.clone(), proxy_id, None, security.dialer.clone())?);
+        console.start_proxy(RemoteUpstream::dialing(args.upstreams.clone(), proxy_id, None, security.dialer.clone())?);
     }
     let limits = args.limits.limits(args.job_bytes_max)?;
     let listen = args.tls.listen(ListenAddr::parse(&args.listen))?;
@@ -200,7 +200,7 @@ pub async fn run(args: FrontArgs) -> Result<(), String> {
         let signal = super::stop::signalled().await;
         tracing::info!(signal, "stopping");
     };
-    run_front_end(listen, upstream, limits, identity(), Some(lease), proxy_metrics, stop).await?;
+    run_proxy(listen, upstream, limits, identity(), Some(lease), proxy_metrics, stop).await?;
     tracing::info!("stopped");
     Ok(())
 }
