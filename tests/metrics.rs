@@ -163,13 +163,13 @@ fn serve_reports_commands_jobs_raft_and_the_disk() {
         assert_eq!(client.ask(&format!("delete {id}")), "DELETED");
     }
     let after = scrape(metrics);
-    assert!(after.value("coolbeans_proxy_command_seconds_count", &[("command", "put")]) >= 20.0);
-    assert!(after.value("coolbeans_proxy_command_seconds_count", &[("command", "delete")]) >= 5.0);
+    assert!(after.value("coolbeans_front_command_seconds_count", &[("command", "put")]) >= 20.0);
+    assert!(after.value("coolbeans_front_command_seconds_count", &[("command", "delete")]) >= 5.0);
     assert!(after.value("coolbeans_node_proposals_total", &[("op", "put")]) >= 20.0);
     assert!(after.value("coolbeans_raft_entry_seconds_count", &[]) >= 20.0, "each put was an entry of its own");
     assert_eq!(after.value("coolbeans_tube_jobs", &[("tube", "metrics-test"), ("state", "ready")]), 15.0);
     assert_eq!(after.value("coolbeans_tube_jobs", &[("tube", "metrics-test"), ("state", "reserved")]), 0.0);
-    assert_eq!(after.value("coolbeans_proxy_connections", &[]), 1.0);
+    assert_eq!(after.value("coolbeans_front_connections", &[]), 1.0);
     assert!(after.value("coolbeans_wal_batches_total", &[]) > 0.0);
     let fsyncs = |s: &Scrape| s.value("coolbeans_fsync_seconds_count", &[]);
     assert!(fsyncs(&after) > fsyncs(&before), "fsyncs {} then {}", fsyncs(&before), fsyncs(&after));
@@ -251,10 +251,10 @@ async fn a_cluster_and_its_proxy_report_raft_and_forwarding() {
         client.put(&format!("job {i}"));
     }
     let proxy_scrape = await_metrics(proxy_metrics, &dir);
-    assert!(proxy_scrape.value("coolbeans_proxy_command_seconds_count", &[("command", "put")]) >= 30.0);
-    assert!(proxy_scrape.value("coolbeans_proxy_forwarded_total", &[("call", "write")]) >= 30.0);
-    assert!(proxy_scrape.value("coolbeans_proxy_forward_streams_opened_total", &[]) >= 1.0);
-    assert_eq!(proxy_scrape.value("coolbeans_proxy_connections", &[]), 1.0);
+    assert!(proxy_scrape.value("coolbeans_front_command_seconds_count", &[("command", "put")]) >= 30.0);
+    assert!(proxy_scrape.value("coolbeans_front_forwarded_total", &[("call", "write")]) >= 30.0);
+    assert!(proxy_scrape.value("coolbeans_front_forward_streams_opened_total", &[]) >= 1.0);
+    assert_eq!(proxy_scrape.value("coolbeans_front_connections", &[]), 1.0);
     assert!(!proxy_scrape.names().contains("coolbeans_raft_term"), "a proxy runs no node");
     for ((id, _), (addr, before)) in members.iter().zip(node_metrics.iter().zip(&before)) {
         let after = scrape(*addr);

@@ -12,7 +12,7 @@ use crate::proxy::ProxyMetrics;
 pub struct MetricsArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off unless given).
     ///
-    /// Proxies: coolbeans_proxy_command_seconds{command}, _connections, _waiting_reserves,
+    /// Proxies: coolbeans_front_command_seconds{command}, _connections, _waiting_reserves,
     /// _forwarded_total{call}, _forward_retries_total, _internal_errors_total. Nodes:
     /// coolbeans_raft_{role,term,leader_id,commit_index,applied_index,match_index},
     /// coolbeans_node_proposals_total{op}, coolbeans_raft_entry_seconds, coolbeans_wal_batches_total,

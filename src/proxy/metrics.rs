@@ -1,6 +1,7 @@
 //! The proxy's metrics: each command's latency by name, and the calls it forwards to the
 //! cluster with their retries, recorded as they happen; its connections and waiting reserves,
-//! read when scraped.
+//! read when scraped. The series keep the prefix they were published with, `coolbeans_front_`:
+//! dashboards and alerts name them.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,14 +33,14 @@ impl ProxyMetrics {
     pub fn register(registry: &mut Registry) -> Arc<ProxyMetrics> {
         let commands = Latencies::register(
             registry,
-            "coolbeans_proxy_command_seconds",
+            "coolbeans_front_command_seconds",
             "Time from a beanstalkd command decoded to its answer (a reserve's wait included), by command",
             "command",
             CommandKind::NAMES,
         );
         let [write, read] = family(
             registry,
-            "coolbeans_proxy_forwarded",
+            "coolbeans_front_forwarded",
             "Calls forwarded to the cluster over gRPC, by kind (each once, however often retried)",
             "call",
             ["write", "read"],
@@ -52,10 +53,10 @@ impl ProxyMetrics {
             proxy: Watched::default(),
         });
         let counters = [
-            ("coolbeans_proxy_bad_commands", "Command lines refused as malformed, unknown or too large", &metrics.bad_commands),
-            ("coolbeans_proxy_internal_errors", "Commands answered INTERNAL_ERROR (the cluster was unavailable)", &metrics.internal_errors),
-            ("coolbeans_proxy_forward_retries", "Forwarded calls tried again (another node, or after a leader change)", &metrics.client.retries),
-            ("coolbeans_proxy_forward_streams_opened", "Write streams opened to nodes (again after each break)", &metrics.client.streams_opened),
+            ("coolbeans_front_bad_commands", "Command lines refused as malformed, unknown or too large", &metrics.bad_commands),
+            ("coolbeans_front_internal_errors", "Commands answered INTERNAL_ERROR (the cluster was unavailable)", &metrics.internal_errors),
+            ("coolbeans_front_forward_retries", "Forwarded calls tried again (another node, or after a leader change)", &metrics.client.retries),
+            ("coolbeans_front_forward_streams_opened", "Write streams opened to nodes (again after each break)", &metrics.client.streams_opened),
         ];
         for (name, help, metric) in counters {
             registry.register(name, help, metric.clone());
@@ -96,12 +97,12 @@ impl Collector for ProxyMetrics {
         let Some(proxy) = self.proxy.get() else { return Ok(()) };
         let c = &proxy.counters;
         let current = c.current_connections.load(Ordering::Relaxed);
-        gauge(&mut encoder, "coolbeans_proxy_connections", "Client connections open", as_gauge(current))?;
+        gauge(&mut encoder, "coolbeans_front_connections", "Client connections open", as_gauge(current))?;
         let total = c.total_connections.load(Ordering::Relaxed);
-        counter(&mut encoder, "coolbeans_proxy_connections_accepted", "Client connections accepted", total)?;
+        counter(&mut encoder, "coolbeans_front_connections_accepted", "Client connections accepted", total)?;
         let waiting = as_gauge(proxy.waiters.waiting_count());
-        gauge(&mut encoder, "coolbeans_proxy_waiting_reserves", "Reserves waiting for a job", waiting)?;
+        gauge(&mut encoder, "coolbeans_front_waiting_reserves", "Reserves waiting for a job", waiting)?;
         let draining = i64::from(proxy.draining.load(Ordering::Relaxed));
-        gauge(&mut encoder, "coolbeans_proxy_draining", "1 while puts are refused with DRAINING", draining)
+        gauge(&mut encoder, "coolbeans_front_draining", "1 while puts are refused with DRAINING", draining)
     }
 }
