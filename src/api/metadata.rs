@@ -38,10 +38,11 @@ pub struct CallerSeq {
     pub seq: u64,
 }
 
-/// "Not the leader", with the leader in the metadata where it is known: the node's refusal,
-/// and the client's reading of the same refusal sent back on a forwarding stream.
-pub fn not_leader(message: String, leader_id: Option<u64>, leader_addr: Option<String>) -> Status {
-    let mut status = Status::failed_precondition(message);
+/// "Not the leader", in the node's words and with the leader in the metadata where it is
+/// known: the node's refusal, and the client's reading of the same refusal sent back on a
+/// forwarding stream.
+pub fn not_leader(leader_id: Option<u64>, leader_addr: Option<String>) -> Status {
+    let mut status = Status::failed_precondition(not_leader_words(leader_id, leader_addr.as_deref()));
     let md = status.metadata_mut();
     md.insert(NOT_LEADER_KEY, MetadataValue::from_static("1"));
     if let Some(id) = leader_id.and_then(|id| id.to_string().parse().ok()) {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use super::retry::{next_backoff, BACKOFF_MIN};
-use crate::api::metadata::{mark_state_machine, not_leader, not_leader_words, NEEDS_VERSION_KEY};
+use crate::api::metadata::{mark_state_machine, not_leader, NEEDS_VERSION_KEY};
 use crate::api::{self, ForwardRequest, ForwardedAnswer, ForwardedWrite};
 use crate::limits::{
     CLIENT_API_ANSWER_BYTES_MAX, FORWARD_CALLS_QUEUED_MAX, FORWARD_FRAMES_QUEUED_MAX, FORWARD_FRAME_BYTES_SOFT_MAX, FORWARD_FRAME_WRITES_MAX,
@@ -24,7 +24,7 @@ use crate::security::dial::ForwardingApi;
 
 /// How long a write waits for its answer before its caller tries elsewhere (as a unary call's
 /// own limit does).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a stream with writes out may go without answering any before it is dropped: the
 /// node is paused or cut off, though its connection looks open.
 const STREAM_SILENCE_MAX: Duration = Duration::from_secs(6);
@@ -80,9 +80,7 @@ pub fn outcome(answer: ForwardedAnswer) -> Result<api::ApplyOpResponse, Status> 
     if code == tonic::Code::FailedPrecondition {
         let leader_id = (answer.leader_id != 0).then_some(answer.leader_id);
         let leader_addr = (!answer.leader_addr.is_empty()).then_some(answer.leader_addr);
-        // The node's own words for it, as its unary refusal has them.
-        let message = not_leader_words(leader_id, leader_addr.as_deref());
-        return Err(not_leader(message, leader_id, leader_addr));
+        return Err(not_leader(leader_id, leader_addr));
     }
     let mut status = Status::new(code, answer.status_message);
     // One answer's OutOfRange is the state machine's ("last watched tube"): tonic's own, for a

@@ -159,8 +159,11 @@ mod tests {
     #[test]
     fn refusals_come_back_as_the_unary_status() {
         let hint = status_of(NodeError::NotLeader { leader_id: Some(3), leader_addr: Some("h:3".into()) });
+        let words = hint.message().to_string();
         let back = outcome(refused(7, hint)).expect_err("refused");
         assert!(is_not_leader(&back));
+        assert_eq!(back.message(), words, "the node's own words");
+        assert_eq!(words, "not the leader; the leader is node 3 at h:3");
         assert_eq!(leader_hint(&back), (Some(3), Some("h:3".into())));
         let unknown = outcome(refused(8, status_of(NodeError::NotLeader { leader_id: None, leader_addr: None }))).expect_err("refused");
         assert!(is_not_leader(&unknown));

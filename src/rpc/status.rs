@@ -19,7 +19,7 @@ fn code_of(code: crate::api::ResultCode) -> Code {
 pub fn status_of(e: NodeError) -> Status {
     let message = e.to_string();
     match e {
-        NodeError::NotLeader { leader_id, leader_addr } => not_leader(message, leader_id, leader_addr),
+        NodeError::NotLeader { leader_id, leader_addr } => not_leader(leader_id, leader_addr),
         NodeError::Dropped(_) | NodeError::Stopped => Status::unavailable(message),
         NodeError::Fsm(e) => {
             let mut status = Status::new(code_of(result_code(&e)), message);
