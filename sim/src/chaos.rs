@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use coolbeans::client::retry::WRITE_IN_FLIGHT_MAX;
 use coolbeans::storage::format::JobStateProto;
 use madsim::runtime::Handle;
 use tokio::sync::watch;
@@ -32,6 +33,8 @@ const CLIENTS_DONE_LIMIT: Duration = Duration::from_secs(40);
 const CONVERGE_LIMIT: Duration = Duration::from_secs(30);
 /// Liveness: every job left can be drained within this.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// Beyond a forwarded write's longest flight, before the final state is read.
+const WRITE_SETTLE_MARGIN: Duration = Duration::from_secs(5);
 
 /// What a passing run reports.
 #[derive(Debug, Default)]
@@ -118,6 +121,10 @@ pub async fn run(config: SeedConfig, trace: Trace) -> Result<RunStats, String> {
         return Err(format!("{why}; the leader's waiting sessions: {}", waiting_sessions(&world.cluster)));
     }
     trace.event("every client answered and quit");
+    // A proxy may still be retrying a write whose client stopped waiting for it (its
+    // connection broke): the final state is read once none can land. The margin covers a
+    // co-located proxy's first attempt on its own node, which ends with that node's leadership.
+    madsim::time::sleep(WRITE_IN_FLIGHT_MAX + WRITE_SETTLE_MARGIN).await;
 
     let members = converge(&world).await?;
     let leader = world.cluster.leader().ok_or("no leader after healing")?;

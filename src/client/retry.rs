@@ -5,6 +5,10 @@ use std::time::Duration;
 
 /// How long a command may wait out a leader change before its client sees an error.
 pub const PATIENCE: Duration = Duration::from_secs(15);
+/// How long after a forwarded write began it may still reach a node: its retries go on for
+/// the patience, and the last attempt waits for its answer up to the forward timeout. A write
+/// whose caller stopped waiting (its client went away) may still apply until then.
+pub const WRITE_IN_FLIGHT_MAX: Duration = Duration::from_secs(PATIENCE.as_secs() + super::forward::ANSWER_TIMEOUT.as_secs());
 /// Backoff between attempts while the cluster has no leader.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
