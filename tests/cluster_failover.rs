@@ -52,7 +52,11 @@ async fn leader_sigkill_loses_nothing() {
     };
     let failover = killed_at.elapsed();
     eprintln!("leader {first} killed; node {second} led after {failover:?}");
-    assert!(failover < Duration::from_secs(3), "new leader took {failover:?}");
+    // An election round ends 10 to 20 ticks of 100 ms after the last word from the leader (the
+    // nodes' defaults); a round that splits the vote (both survivors stand at once) costs
+    // another. Usually one round (1.0-1.7 s here); the bound allows two failed rounds, since
+    // one failed round took 3.2 s in a CI run.
+    assert!(failover < Duration::from_secs(6), "new leader took {failover:?}");
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
