@@ -6,8 +6,10 @@
 #   - the same cluster behind a separate `coolbeans beanstalkd` proxy,
 # each round on fresh ports and data dirs. Each prints put/s, reserve+delete pairs/s, put
 # latency, wake-up latency, and the CPU (utime+stime of every server process of the setting)
-# per command over the put and reserve-delete phases; then the disk's own fdatasync p50/p99,
-# and at the end a table of ranges and ratios to beanstalkd.
+# per command over the put and reserve-delete phases, and the whole machine's (every process,
+# the bench's and the kernel's threads included: user, and system with interrupts) per command
+# with its idle share, which tells a CPU-bound run from a latency-bound one; then the disk's own
+# fdatasync p50/p99, and at the end a table of ranges and ratios to beanstalkd.
 #
 #   benches/cluster.sh [ROUNDS]
 #
@@ -28,6 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# The whole machine's "<user> <system+irq+softirq> <idle+iowait>" in clock ticks (all CPUs).
+machine() { awk '/^cpu /{ print $2 + $3, $4 + $7 + $8, $5 + $6 }' /proc/stat; }
 # "<utime+stime in clock ticks>" summed over processes.
 ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 # The value of field $2 (e.g. rate, p50) in the bench line that starts with $1.
@@ -84,9 +88,9 @@ for round in $(seq 1 "$rounds"); do
     dir="$work/$round-$setting"
     mkdir -p "$dir"
     start $setting
-    before=$(ticks "${pids[@]}")
+    before=$(ticks "${pids[@]}") machine_before=$(machine)
     out=$("$bench" bench --addr "$addr" --connections 50 --seconds $seconds --phases put,reserve-delete) || fail "bench failed against $setting: $out"
-    after=$(ticks "${pids[@]}")
+    after=$(ticks "${pids[@]}") machine_after=$(machine)
     wake=$("$bench" bench --addr "$addr" --phases wakeup --wakeup-samples 300) || fail "wakeup bench failed against $setting: $wake"
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -96,6 +100,10 @@ for round in $(seq 1 "$rounds"); do
     cpu_us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v c=$commands 'BEGIN { printf "%.1f", t / hz * 1e6 / c }')
     line="round=$round setting=$setting put/s=$put pairs/s=$pairs put-p50=$(echo "$out" | field put p50)ms put-p99=$(echo "$out" | field put p99)ms"
     line+=" wakeup-p50=$(echo "$wake" | field wakeup p50)ms wakeup-p99=$(echo "$wake" | field wakeup p99)ms cpu-us-per-command=$cpu_us"
+    line+=$(awk -v a="$machine_before" -v b="$machine_after" -v hz="$(getconf CLK_TCK)" -v c=$commands 'BEGIN {
+      split(a, x, " "); split(b, y, " "); us = 1e6 / hz / c
+      printf " machine-user-us=%.1f machine-kernel-us=%.1f machine-idle-pct=%.0f", (y[1] - x[1]) * us, (y[2] - x[2]) * us,
+        100 * (y[3] - x[3]) / (y[1] - x[1] + y[2] - x[2] + y[3] - x[3]) }')
     echo "$line" | tee -a "$results"
     rm -rf "$dir"
   done
@@ -123,5 +131,9 @@ awk '
       printf "| %s | %s | %s | %s / %s | %s / %s | %s | %.2fx | %.2fx |\n", names[s], cell(s, "put/s"), cell(s, "pairs/s"),
         cell(s, "put-p50"), cell(s, "put-p99"), cell(s, "wakeup-p50"), cell(s, "wakeup-p99"), cell(s, "cpu-us-per-command"),
         mean(s, "put/s") / mean("beanstalkd", "put/s"), mean(s, "pairs/s") / mean("beanstalkd", "pairs/s") }
+    printf "\nthe whole machine per command (the bench and the kernel included; min-max (mean) over rounds):\n\n"
+    printf "| setting | user µs | kernel µs (system, interrupts) | idle %% |\n|---|---|---|---|\n"
+    for (i = 1; i <= 3; i++) { s = order[i]
+      printf "| %s | %s | %s | %s |\n", names[s], cell(s, "machine-user-us"), cell(s, "machine-kernel-us"), cell(s, "machine-idle-pct") }
     printf "\nthe disk: fdatasync p50 %s ms, p99 %s ms (min-max (mean) over rounds)\n", cell("disk", "fsync-p50"), cell("disk", "fsync-p99")
   }' "$results"
