@@ -57,9 +57,20 @@ impl Proc {
     }
 }
 
+/// Lines of a process's log a failed test prints.
+const LOG_TAIL_LINES: usize = 60;
+
 impl Drop for Proc {
+    /// Kills the process; when the test failed, prints the end of its log, so that a failure
+    /// on a CI machine (whose files are gone afterwards) can be read rather than guessed at.
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(unreadable: {e})\n"));
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!("==== the last {} lines of {} ====\n{}", tail.len(), self.log.display(), tail.join("\n"));
+        }
     }
 }
 
