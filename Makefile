@@ -97,13 +97,15 @@ bench-fsm:
 # the server and the bench on cores of their own.
 ROUNDS ?= 6
 PIN ?=
+# The bench's connections, unpipelined (both benchmarks).
+CONNECTIONS ?= 50
 bench-vs-beanstalkd: build
-	benches/vs-beanstalkd.sh $(ROUNDS) $(PIN)
+	CONNECTIONS=$(CONNECTIONS) benches/vs-beanstalkd.sh $(ROUNDS) $(PIN)
 
 # The replicated path against beanstalkd -b, in alternating rounds: a 3-node cluster with its
 # proxies inside the nodes, and behind a separate proxy; with the disk's fsync p50/p99.
 bench-cluster: build
-	benches/cluster.sh $(ROUNDS)
+	CONNECTIONS=$(CONNECTIONS) benches/cluster.sh $(ROUNDS)
 
 clean:
 	$(CARGO) clean

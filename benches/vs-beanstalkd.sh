@@ -6,7 +6,7 @@
 # commit), each on a fresh data dir, with the disk's own fdatasync p50/p99 measured after each
 # durable round. A summary of means and ratios ends it.
 #
-#   benches/vs-beanstalkd.sh [ROUNDS] [pin]
+#   [CONNECTIONS=50] benches/vs-beanstalkd.sh [ROUNDS] [pin]
 #
 # With `pin`, the server runs on core 0 and the bench on core 1 (taskset), so neither takes
 # CPU from the other. SERVE_ARGS adds flags to every `serve` (e.g. "--metrics-listen
@@ -48,7 +48,7 @@ for durability in memory durable; do
       pid=$!
       sleep 0.3
       before=$(ticks $pid)
-      out=$("${bench_cpu[@]}" "$bin" bench --addr 127.0.0.1:$port --connections 50 --seconds $seconds --phases put,reserve-delete)
+      out=$("${bench_cpu[@]}" "$bin" bench --addr 127.0.0.1:$port --connections "${CONNECTIONS:-50}" --seconds $seconds --phases put,reserve-delete)
       after=$(ticks $pid)
       kill $pid; wait $pid 2>/dev/null || true
       rm -rf "$dir"
@@ -72,6 +72,7 @@ awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
        if (v["durability"] == "disk") { f++; p50 += v["fsync-p50"]; p99 += v["fsync-p99"]; next }
        k = v["durability"] SUBSEP v["server"]; n[k]++; put[k] += v["put/s"]; pairs[k] += v["pairs/s"]; ns[k] += v["server-ns-per-command"] }
      END {
+       printf "\n%s connections, unpipelined:\n", connections
        printf "\n| durability | beanstalkd put/s | serve put/s | ratio | beanstalkd pairs/s | serve pairs/s | ratio | CPU ns per command (beanstalkd / serve) |\n|---|---|---|---|---|---|---|---|\n"
        split("memory durable", order, " ")
        for (i = 1; i <= 2; i++) { d = order[i]; b = d SUBSEP "beanstalkd"; c = d SUBSEP "coolbeans"
@@ -79,4 +80,4 @@ awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
          label = d == "memory" ? "in memory" : "fsync every write (-b -f0 / -b)"
          printf "| %s | %.0f | %.0f | %.2fx | %.0f | %.0f | %.2fx | %.0f / %.0f |\n", label, put[b] / n[b], put[c] / n[c], put[c] / put[b],
            pairs[b] / n[b], pairs[c] / n[c], pairs[c] / pairs[b], ns[b] / n[b], ns[c] / n[c] }
-       if (f) printf "\nthe disk: fdatasync p50 %.3f ms, p99 %.3f ms (means over %d rounds)\n", p50 / f, p99 / f, f }' "$results"
+       if (f) printf "\nthe disk: fdatasync p50 %.3f ms, p99 %.3f ms (means over %d rounds)\n", p50 / f, p99 / f, f }' connections="${CONNECTIONS:-50}" "$results"
