@@ -23,6 +23,7 @@ seconds=3
 # The bench's connections (unpipelined): at 50 a replicated write's round trip bounds the
 # rate as much as the CPU does; more show what the machine can carry.
 connections=${CONNECTIONS:-50}
+hz=$(getconf CLK_TCK)
 command -v beanstalkd >/dev/null || { echo "beanstalkd is not installed" >&2; exit 1; }
 work=$(mktemp -d -p "${TMPDIR:-target}" bench-cluster.XXXXXX)
 pids=()
@@ -100,10 +101,10 @@ for round in $(seq 1 "$rounds"); do
     pids=()
     put=$(echo "$out" | field put rate) pairs=$(echo "$out" | field reserve-delete rate)
     commands=$(( (put + 2 * pairs) * seconds ))
-    cpu_us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v c=$commands 'BEGIN { printf "%.1f", t / hz * 1e6 / c }')
+    cpu_us=$(awk -v t=$((after - before)) -v hz="$hz" -v c=$commands 'BEGIN { printf "%.1f", t / hz * 1e6 / c }')
     line="round=$round setting=$setting put/s=$put pairs/s=$pairs put-p50=$(echo "$out" | field put p50)ms put-p99=$(echo "$out" | field put p99)ms"
     line+=" wakeup-p50=$(echo "$wake" | field wakeup p50)ms wakeup-p99=$(echo "$wake" | field wakeup p99)ms cpu-us-per-command=$cpu_us"
-    line+=$(awk -v a="$machine_before" -v b="$machine_after" -v hz="$(getconf CLK_TCK)" -v c=$commands 'BEGIN {
+    line+=$(awk -v a="$machine_before" -v b="$machine_after" -v hz="$hz" -v c=$commands 'BEGIN {
       split(a, x, " "); split(b, y, " "); us = 1e6 / hz / c
       printf " machine-user-us=%.1f machine-kernel-us=%.1f machine-idle-pct=%.0f", (y[1] - x[1]) * us, (y[2] - x[2]) * us,
         100 * (y[3] - x[3]) / (y[1] - x[1] + y[2] - x[2] + y[3] - x[3]) }')

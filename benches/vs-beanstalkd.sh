@@ -14,6 +14,8 @@
 # about 15% here.
 set -euo pipefail
 rounds=${1:-6}
+# The bench's connections, unpipelined.
+connections=${CONNECTIONS:-50}
 pin=${2:-}
 bin=${COOLBEANS:-target/release/coolbeans}
 read -r -a serve_args <<< "${SERVE_ARGS:-}"
@@ -48,7 +50,7 @@ for durability in memory durable; do
       pid=$!
       sleep 0.3
       before=$(ticks $pid)
-      out=$("${bench_cpu[@]}" "$bin" bench --addr 127.0.0.1:$port --connections "${CONNECTIONS:-50}" --seconds $seconds --phases put,reserve-delete)
+      out=$("${bench_cpu[@]}" "$bin" bench --addr 127.0.0.1:$port --connections "$connections" --seconds $seconds --phases put,reserve-delete)
       after=$(ticks $pid)
       kill $pid; wait $pid 2>/dev/null || true
       rm -rf "$dir"
@@ -80,4 +82,4 @@ awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
          label = d == "memory" ? "in memory" : "fsync every write (-b -f0 / -b)"
          printf "| %s | %.0f | %.0f | %.2fx | %.0f | %.0f | %.2fx | %.0f / %.0f |\n", label, put[b] / n[b], put[c] / n[c], put[c] / put[b],
            pairs[b] / n[b], pairs[c] / n[c], pairs[c] / pairs[b], ns[b] / n[b], ns[c] / n[c] }
-       if (f) printf "\nthe disk: fdatasync p50 %.3f ms, p99 %.3f ms (means over %d rounds)\n", p50 / f, p99 / f, f }' connections="${CONNECTIONS:-50}" "$results"
+       if (f) printf "\nthe disk: fdatasync p50 %.3f ms, p99 %.3f ms (means over %d rounds)\n", p50 / f, p99 / f, f }' connections="$connections" "$results"
